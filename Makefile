@@ -1,0 +1,53 @@
+# camstream: `make demo` runs the whole local stack, `make test` runs every check.
+# Both set up what they need first (once; later runs work offline).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CAMSTREAM := $(VENV)/bin/camstream
+STAMP := $(VENV)/.installed
+# Broker data, logs and Spark checkpoints of the demo stay inside this checkout.
+export CAMSTREAM_HOME ?= $(CURDIR)/.camstream
+
+.PHONY: setup demo test lint format broker-start broker-stop arch clean
+
+$(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("camstream needs Python 3.10+" if sys.version_info < (3, 10) else 0)'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --progress-bar on -r requirements.txt
+	$(PY) -m pip install --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+# Python packages, then the Kafka broker and Spark Kafka connector jars (Maven Central).
+setup: $(STAMP)
+	$(CAMSTREAM) setup
+
+demo: setup
+	$(CAMSTREAM) demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/ruff format --check src tests scripts
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix src tests scripts
+	$(VENV)/bin/ruff format src tests scripts
+
+# pytest exits 5 when it collects no test: say so and fail, never pass silently.
+test: setup lint
+	@$(PY) -m pytest; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
+	exit $$status
+
+broker-start: setup
+	$(CAMSTREAM) broker start
+
+broker-stop: $(STAMP)
+	$(CAMSTREAM) broker stop
+
+arch: docs/arch.dot
+	dot -Tpng -Gdpi=110 docs/arch.dot -o arch.png
+
+clean:
+	-$(CAMSTREAM) broker stop
+	rm -rf .camstream test-artifacts .pytest_cache .ruff_cache

@@ -1,0 +1,5 @@
+import sys
+
+from camstream.cli import main
+
+sys.exit(main())

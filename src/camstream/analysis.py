@@ -1,0 +1,159 @@
+"""The per-frame function: JPEG bytes in, annotated JPEG bytes and face boxes out.
+
+Plain Python over bytes and numpy; it knows nothing of Kafka or Spark, which only wrap it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from camstream.annotation import annotate
+from camstream.config import DetectionSettings
+from camstream.detection import detect_faces
+from camstream.frames import (
+    MAX_FRAME_PIXELS,
+    FrameError,
+    FrameMeta,
+    Headers,
+    analytics_headers,
+    dead_letter_headers,
+)
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+@dataclass(frozen=True)
+class FrameAnalysis:
+    annotated_jpeg: bytes
+    boxes_xyxy: np.ndarray  # (N, 4) int32, full-frame pixels
+    width: int
+    height: int
+
+
+# Start-of-frame markers carry the image size; C4, C8 and CC are other segments.
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def jpeg_size(jpeg: bytes) -> tuple[int, int]:
+    """(width, height) from the JPEG's start-of-frame segment, without decoding pixels."""
+    if not jpeg:
+        raise FrameError("empty frame value")
+    if not jpeg.startswith(JPEG_MAGIC):
+        raise FrameError("value is not a JPEG (missing FF D8 FF start marker)")
+    pos = 2
+    while pos + 4 <= len(jpeg):
+        if jpeg[pos] != 0xFF:
+            raise FrameError(f"JPEG is corrupt: expected a marker at byte {pos}")
+        marker = jpeg[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        length = int.from_bytes(jpeg[pos + 2 : pos + 4], "big")
+        if marker in _SOF_MARKERS:
+            if pos + 9 > len(jpeg):
+                break
+            height = int.from_bytes(jpeg[pos + 5 : pos + 7], "big")
+            width = int.from_bytes(jpeg[pos + 7 : pos + 9], "big")
+            if width == 0 or height == 0:
+                raise FrameError(f"JPEG declares a zero-size image ({width}x{height})")
+            return width, height
+        if length < 2:
+            raise FrameError(f"JPEG is corrupt: bad segment length at byte {pos}")
+        pos += 2 + length
+    raise FrameError("JPEG is truncated or corrupt: no start-of-frame segment")
+
+
+def decode_jpeg(jpeg: bytes) -> np.ndarray:
+    """Decode a JPEG to a BGR image; raises FrameError with the reason on bad input."""
+    width, height = jpeg_size(jpeg)
+    # Checked before decoding so that a forged header cannot make the decoder allocate gigabytes.
+    if width * height > MAX_FRAME_PIXELS:
+        raise FrameError(f"JPEG of {width}x{height} exceeds the {MAX_FRAME_PIXELS}-pixel limit")
+    # libjpeg "decodes" a truncated file by padding it with grey, so check the end marker.
+    if not jpeg.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        raise FrameError("JPEG is truncated (no end-of-image marker)")
+    image = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None or image.size == 0:
+        raise FrameError("JPEG could not be decoded (corrupt or truncated)")
+    return image
+
+
+def encode_jpeg(image_bgr: np.ndarray, quality: int) -> bytes:
+    ok, buffer = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise FrameError("JPEG encoding failed")
+    return buffer.tobytes()
+
+
+def analyze_jpeg(jpeg: bytes, settings: DetectionSettings, jpeg_quality: int = 80) -> FrameAnalysis:
+    """Decode, detect faces, draw the boxes, re-encode."""
+    image = decode_jpeg(jpeg)
+    boxes = detect_faces(image, settings)
+    annotated = annotate(image, boxes)
+    height, width = image.shape[:2]
+    return FrameAnalysis(encode_jpeg(annotated, jpeg_quality), boxes, width, height)
+
+
+@dataclass(frozen=True)
+class ProcessedRecord:
+    """What the job writes for one input record: to the output or to the dead-letter topic."""
+
+    ok: bool
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    error: str | None = None
+    faces: int = 0
+
+
+def process_record(
+    key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes | None]] | None,
+    settings: DetectionSettings,
+    jpeg_quality: int = 80,
+) -> ProcessedRecord:
+    """Apply the contract and the per-frame function to one Kafka record.
+
+    Never raises for bad input: a record that cannot be processed comes back with
+    ok=False, its original key, value and headers, and the reason, so that the caller can
+    dead-letter it and go on with the frames around it.
+    """
+    headers = [(name, raw) for name, raw in headers or ()]
+    try:
+        meta = FrameMeta.from_headers(headers)
+        if key is not None and key.decode("utf-8", "replace") != meta.camera_id:
+            raise FrameError(f"record key {key[:40]!r} differs from camera_id {meta.camera_id!r}")
+        result = analyze_jpeg(value or b"", settings, jpeg_quality)
+        if (result.width, result.height) != (meta.width, meta.height):
+            raise FrameError(
+                f"width/height headers say {meta.width}x{meta.height}"
+                f" but the JPEG is {result.width}x{result.height}"
+            )
+    except FrameError as exc:
+        return _dead_letter(key, value, headers, str(exc))
+    except cv2.error as exc:
+        return _dead_letter(key, value, headers, f"OpenCV error: {exc.msg or exc}")
+    out_headers = analytics_headers(
+        [(n, v) for n, v in headers if v is not None], result.boxes_xyxy.tolist(), time.time_ns()
+    )
+    return ProcessedRecord(
+        True,
+        meta.camera_id.encode(),
+        result.annotated_jpeg,
+        out_headers,
+        faces=len(result.boxes_xyxy),
+    )
+
+
+def _dead_letter(
+    key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]], error: str
+) -> ProcessedRecord:
+    return ProcessedRecord(
+        False, key, value, dead_letter_headers(headers, error, time.time_ns()), error=error
+    )

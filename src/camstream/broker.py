@@ -1,0 +1,279 @@
+"""A real Apache Kafka broker (KRaft mode, single node) run from the official jars.
+
+Everything the broker writes (configuration, data, logs, pid file) lives under one folder,
+`<CAMSTREAM_HOME>/kafka` by default. Listeners bind to 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from camstream import deps
+
+MAIN_CLASS = "kafka.Kafka"
+STORAGE_TOOL = "kafka.tools.StorageTool"
+
+LOG4J2_PROPERTIES = """\
+# Broker logs go to files under the broker folder, not to the terminal.
+status = warn
+appender.file.type = RollingFile
+appender.file.name = FILE
+appender.file.fileName = ${sys:kafka.logs.dir}/server.log
+appender.file.filePattern = ${sys:kafka.logs.dir}/server.log.%i
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+appender.file.policies.type = Policies
+appender.file.policies.size.type = SizeBasedTriggeringPolicy
+appender.file.policies.size.size = 20MB
+appender.file.strategy.type = DefaultRolloverStrategy
+appender.file.strategy.max = 3
+rootLogger.level = info
+rootLogger.appenderRef.file.ref = FILE
+logger.kafka.name = kafka
+logger.kafka.level = info
+logger.apache.name = org.apache.kafka
+logger.apache.level = info
+"""
+
+
+class BrokerError(RuntimeError):
+    """The broker could not be started or stopped; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class LocalBroker:
+    """One KRaft node acting as broker and controller."""
+
+    directory: Path
+    host: str = "127.0.0.1"
+    port: int = 9092
+    controller_port: int = 9093
+    node_id: int = 1
+    heap: str = "1g"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.directory / "broker.pid"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.directory / "logs"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.directory / "data"
+
+    @property
+    def properties_file(self) -> Path:
+        return self.directory / "server.properties"
+
+    # ---- state ----------------------------------------------------------------------------
+    def pid(self) -> int | None:
+        """The broker's pid if our pid file names a live Kafka process."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        return pid if MAIN_CLASS.encode() in cmdline else None
+
+    def is_running(self) -> bool:
+        return self.pid() is not None
+
+    def status(self) -> str:
+        pid = self.pid()
+        if pid is None:
+            return f"stopped (folder {self.directory})"
+        return f"running: pid {pid}, bootstrap {self.bootstrap}, folder {self.directory}"
+
+    # ---- start / stop ---------------------------------------------------------------------
+    def write_config(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.logs_dir.mkdir(exist_ok=True)
+        properties = {
+            "process.roles": "broker,controller",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": f"{self.node_id}@{self.host}:{self.controller_port}",
+            "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.data_dir),
+            # Topics are created explicitly, with the partitions the cameras need.
+            "auto.create.topics.enable": "false",
+            "num.partitions": "4",
+            "offsets.topic.replication.factor": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            # Room for large frames; topics set their own limit below this.
+            "message.max.bytes": str(8 * 1024 * 1024),
+            "replica.fetch.max.bytes": str(8 * 1024 * 1024),
+            # A local broker serves consumers at once instead of waiting for more members.
+            "group.initial.rebalance.delay.ms": "0",
+            "log.retention.hours": "1",
+            "log.segment.bytes": str(256 * 1024 * 1024),
+        }
+        self.properties_file.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
+        (self.directory / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
+
+    def _java_command(self, java: str, jars: Path, main: str, *args: str) -> list[str]:
+        return [
+            java,
+            "-Xms256m",
+            f"-Xmx{self.heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dkafka.logs.dir={self.logs_dir}",
+            f"-Dlog4j2.configurationFile={self.directory / 'log4j2.properties'}",
+            "-cp",
+            f"{jars}/*",
+            main,
+            *args,
+        ]
+
+    def format_storage(self, java: str, jars: Path) -> None:
+        """Format the KRaft metadata folder once; later starts reuse the data."""
+        if (self.data_dir / "meta.properties").exists():
+            return
+        cluster_id = _kafka_uuid()
+        cmd = self._java_command(
+            java, jars, STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(self.properties_file)
+        )
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise BrokerError(f"formatting Kafka storage failed:\n{out.stdout}{out.stderr}")
+
+    def start(self, timeout_s: float = 90.0) -> str:
+        """Start in the background and wait until it serves requests; returns the bootstrap."""
+        if self.is_running():
+            self._wait_ready(timeout_s)
+            return self.bootstrap
+        for port in (self.port, self.controller_port):
+            if not port_is_free(self.host, port):
+                raise BrokerError(
+                    f"port {self.host}:{port} is already taken by another process: stop it, or"
+                    " choose other ports with --port / --controller-port"
+                )
+        java = deps.java_executable()
+        jars = deps.kafka_jars_dir()
+        self.write_config()
+        self.format_storage(java, jars)
+        cmd = self._java_command(java, jars, MAIN_CLASS, str(self.properties_file))
+        with open(self.logs_dir / "stdout.log", "ab") as console:
+            # A new session: the broker outlives this command and ignores the terminal's Ctrl-C.
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=self.directory,
+            )
+        self.pid_file.write_text(f"{proc.pid}\n")
+        try:
+            self._wait_ready(timeout_s, proc)
+        except BrokerError:
+            self.stop()
+            raise
+        return self.bootstrap
+
+    def _wait_ready(self, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+        from camstream.config import Config
+        from camstream.kafka_io import BrokerUnavailableError, wait_for_broker
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise BrokerError(
+                    f"Kafka exited with code {proc.returncode} while starting."
+                    f" Last log lines:\n{self.log_tail()}"
+                )
+            if not port_is_free(self.host, self.port):
+                break
+            time.sleep(0.2)
+        remaining = max(1.0, deadline - time.monotonic())
+        try:
+            wait_for_broker(Config(bootstrap_servers=self.bootstrap), timeout_s=remaining)
+        except BrokerUnavailableError as exc:
+            raise BrokerError(f"{exc}\nLast log lines:\n{self.log_tail()}") from None
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """SIGTERM, then SIGKILL after the timeout; False if the broker was not running."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.2)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(0.1)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def log_tail(self, lines: int = 25) -> str:
+        chunks = []
+        for name in ("stdout.log", "server.log"):
+            path = self.logs_dir / name
+            if path.exists():
+                chunks.extend(path.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(chunks[-lines:])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie child of ours counts as gone once reaped.
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return Path(f"/proc/{pid}").exists() and "Z" not in _proc_state(pid)
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) != 0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _kafka_uuid() -> str:
+    """A cluster id in Kafka's format: a random UUID as unpadded URL-safe base64."""
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

@@ -1,0 +1,375 @@
+"""The `camstream` command line: one console script, one subcommand per component."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from camstream.config import DETECTION_PRESETS, ENV_VARS, Config, ConfigError
+
+EXIT_USAGE = 2
+
+
+def _env_help(setting: str, text: str) -> str:
+    """Help text that shows the environment variable and the value now in effect."""
+    var = ENV_VARS[setting]
+    try:
+        current = getattr(Config.from_env(), setting)
+    except ConfigError:
+        current = f"invalid ${var}"
+    return f"{text} (env {var}; now: {current})"
+
+
+def _kafka_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bootstrap-servers",
+        metavar="HOST:PORT[,...]",
+        help=_env_help("bootstrap_servers", "Kafka bootstrap servers"),
+    )
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        help=_env_help("partitions", "partitions for topics this command creates"),
+    )
+
+
+def _camera_options(parser: argparse.ArgumentParser, fps: float) -> None:
+    parser.add_argument(
+        "--cameras", type=int, default=3, help="simulated cameras (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--fps", type=float, default=fps, help="frames/s per camera (default: %(default)s)"
+    )
+
+
+def _stop_event() -> threading.Event:
+    """An event set by Ctrl-C or SIGTERM, so that loops end cleanly and flush."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set():  # a second Ctrl-C: give up waiting
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def _config(args: argparse.Namespace, **extra: Any) -> Config:
+    overrides = {
+        "bootstrap_servers": getattr(args, "bootstrap_servers", None),
+        "partitions": getattr(args, "partitions", None),
+        **extra,
+    }
+    return Config.from_env(**overrides)
+
+
+def _broker(args: argparse.Namespace) -> Any:
+    from camstream.broker import LocalBroker
+
+    cfg = Config.from_env()
+    directory = Path(args.dir) if args.dir else cfg.home_path / "kafka"
+    return LocalBroker(
+        directory, host=args.host, port=args.port, controller_port=args.controller_port
+    )
+
+
+# ---- subcommands ----------------------------------------------------------------------------
+def cmd_setup(args: argparse.Namespace) -> int:
+    from camstream import deps
+
+    deps.ensure_all()
+    print("camstream: setup complete")
+    return 0
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    broker = _broker(args)
+    if args.action == "start":
+        bootstrap = broker.start()
+        print(f"Kafka is running; bootstrap servers: {bootstrap}")
+        print(f"logs and data: {broker.directory}")
+    elif args.action == "stop":
+        print("Kafka stopped" if broker.stop() else "Kafka was not running")
+    else:
+        print(broker.status())
+        return 0 if broker.is_running() else 3
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from camstream.kafka_io import ensure_topics, make_admin
+
+    cfg = _config(args)
+    if args.action == "create":
+        topics = [cfg.input_topic, cfg.output_topic, cfg.dead_letter_topic]
+        created = ensure_topics(cfg, topics)
+        for topic in topics:
+            print(f"{topic}: {'created' if topic in created else 'exists'}")
+    else:
+        admin = make_admin(cfg)
+        try:
+            for topic in sorted(admin.list_topics()):
+                print(topic)
+        finally:
+            admin.close()
+    return 0
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    from camstream.producer import produce
+
+    cfg = _config(args, jpeg_quality=args.jpeg_quality, max_frame_bytes=args.max_frame_bytes)
+    stats = produce(
+        cfg,
+        args.source,
+        args.camera_id,
+        topic=args.topic,
+        fps=args.fps,
+        resize_width=args.resize_width,
+        loop=args.loop,
+        max_frames=args.max_frames,
+        stop=_stop_event(),
+    )
+    print(f"sent {stats.sent} frames, {stats.acked} acknowledged")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from camstream.simulate import CameraSimulator
+
+    cfg = _config(args, jpeg_quality=args.jpeg_quality)
+    simulator = CameraSimulator(
+        cfg, args.cameras, fps=args.fps, topic=args.topic, resize_width=args.resize_width
+    )
+    stats = simulator.run(max_frames=args.max_frames, duration_s=args.duration, stop=_stop_event())
+    print(
+        f"simulated {args.cameras} cameras: sent {stats.sent} frames, {stats.acked} acknowledged,"
+        f" worst schedule lag {simulator.max_lag_s * 1000:.0f} ms"
+    )
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from camstream.spark_job import (
+        build_query,
+        describe_progress,
+        spark_session,
+        stop_gracefully,
+    )
+
+    cfg = _config(
+        args,
+        input_topic=args.input_topic,
+        output_topic=args.output_topic,
+        dead_letter_topic=args.dlq_topic,
+        checkpoint_location=args.checkpoint_location,
+        starting_offsets=args.starting_offsets,
+        master=args.master,
+        detection_preset=args.preset,
+        trigger_interval=args.trigger,
+        max_offsets_per_trigger=args.max_offsets_per_trigger,
+    )
+    stop = _stop_event()
+    spark = spark_session(cfg)
+    try:
+        query = build_query(spark, cfg)
+        print(
+            f"analyze: {cfg.input_topic} -> {cfg.output_topic} (dead letters:"
+            f" {cfg.dead_letter_topic}) on {cfg.master}, preset {cfg.detection_preset},"
+            f" checkpoint {cfg.checkpoint_path}",
+            flush=True,
+        )
+        last_batch = -1
+        while query.isActive and not stop.is_set():
+            stop.wait(2.0)
+            for progress in query.recentProgress:
+                if progress["batchId"] > last_batch and progress.get("numInputRows"):
+                    print(describe_progress(progress), flush=True)
+                last_batch = max(last_batch, progress["batchId"])
+        error = query.exception()
+        if query.isActive:
+            stop_gracefully(spark, query)
+        if error is not None:
+            print(f"analyze: the query failed: {error}", file=sys.stderr)
+            return 1
+        print("analyze: stopped", flush=True)
+        return 0
+    finally:
+        try:
+            spark.stop()
+        except Exception as exc:  # the JVM may already be gone (killed with its group)
+            print(f"analyze: Spark was already down: {type(exc).__name__}", file=sys.stderr)
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from camstream.monitor import run_console_monitor
+
+    cfg = _config(args)
+    run_console_monitor(
+        cfg,
+        topic=args.topic,
+        camera_id=args.camera_id,
+        max_frames=args.max_frames,
+        from_beginning=args.from_beginning,
+        idle_timeout_s=args.idle_timeout,
+        stop=_stop_event(),
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from camstream.stack import run_demo
+
+    cfg = _config(args, detection_preset=args.preset)
+    return run_demo(cfg, cameras=args.cameras, fps=args.fps, duration_s=args.duration)
+
+
+# ---- parser ---------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="camstream",
+        description="Real-time video analytics on Apache Kafka and Spark Structured Streaming.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], text: str) -> Any:
+        p = sub.add_parser(name, help=text, description=text)
+        p.set_defaults(func=func)
+        return p
+
+    add("setup", cmd_setup, "download the Kafka broker and Spark connector jars (once)")
+
+    p = add("broker", cmd_broker, "start, stop or inspect the local Kafka broker (KRaft)")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--dir", help="broker folder (default: $CAMSTREAM_HOME/kafka)")
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s)")
+    p.add_argument("--port", type=int, default=9092, help="client port (default: %(default)s)")
+    p.add_argument(
+        "--controller-port",
+        type=int,
+        default=9093,
+        help="KRaft controller port (default: %(default)s)",
+    )
+
+    p = add("topics", cmd_topics, "create the input, output and dead-letter topics, or list topics")
+    p.add_argument("action", choices=["create", "list"])
+    _kafka_options(p)
+
+    p = add("produce", cmd_produce, "publish a camera, video file or RTSP/HTTP stream")
+    p.add_argument("--source", required=True, help="webcam index (0), video file, or URL")
+    p.add_argument("--camera-id", required=True, help="camera id: the Kafka key")
+    p.add_argument("--topic", help=_env_help("input_topic", "topic to publish to"))
+    p.add_argument("--fps", type=float, help="frame rate cap (default: a file's own rate)")
+    p.add_argument("--resize-width", type=int, help="downscale frames wider than this")
+    p.add_argument("--jpeg-quality", type=int, help=_env_help("jpeg_quality", "JPEG quality"))
+    p.add_argument(
+        "--max-frame-bytes", type=int, help=_env_help("max_frame_bytes", "size limit per frame")
+    )
+    p.add_argument("--loop", action="store_true", help="restart a video file at its end")
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    _kafka_options(p)
+
+    p = add("simulate", cmd_simulate, "simulate N cameras playing the bundled sample video")
+    _camera_options(p, fps=5.0)
+    p.add_argument("--topic", help=_env_help("input_topic", "topic to publish to"))
+    p.add_argument("--resize-width", type=int, help="downscale the 640x480 sample")
+    p.add_argument("--jpeg-quality", type=int, help=_env_help("jpeg_quality", "JPEG quality"))
+    p.add_argument("--max-frames", type=int, help="frames per camera, then stop")
+    p.add_argument("--duration", type=float, help="seconds, then stop")
+    _kafka_options(p)
+
+    p = add("analyze", cmd_analyze, "run the Spark Structured Streaming face-detection job")
+    p.add_argument("--input-topic", help=_env_help("input_topic", "topic to read frames from"))
+    p.add_argument("--output-topic", help=_env_help("output_topic", "topic for annotated frames"))
+    p.add_argument("--dlq-topic", help=_env_help("dead_letter_topic", "topic for bad records"))
+    p.add_argument(
+        "--checkpoint-location",
+        help=_env_help(
+            "checkpoint_location", "Spark checkpoint folder (empty: under CAMSTREAM_HOME)"
+        ),
+    )
+    p.add_argument(
+        "--starting-offsets",
+        help=_env_help("starting_offsets", "where a new query starts: latest, earliest or JSON"),
+    )
+    p.add_argument("--master", help=_env_help("master", "Spark master URL"))
+    p.add_argument(
+        "--preset",
+        choices=sorted(DETECTION_PRESETS),
+        help=_env_help("detection_preset", "detection settings"),
+    )
+    p.add_argument("--trigger", help=_env_help("trigger_interval", "micro-batch trigger interval"))
+    p.add_argument(
+        "--max-offsets-per-trigger",
+        type=int,
+        help=_env_help("max_offsets_per_trigger", "frames per micro-batch at most"),
+    )
+    _kafka_options(p)
+
+    p = add("monitor", cmd_monitor, "print annotated frames: camera, seq, delay, faces")
+    p.add_argument("--topic", help=_env_help("output_topic", "topic to read annotated frames from"))
+    p.add_argument("--camera-id", help="only this camera (default: all)")
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--from-beginning", action="store_true", help="replay the topic from its start")
+    p.add_argument("--idle-timeout", type=float, help="stop after this many seconds without frames")
+    _kafka_options(p)
+
+    p = add("demo", cmd_demo, "run the whole local stack: broker, Spark job, cameras, monitor")
+    _camera_options(p, fps=4.0)
+    p.add_argument(
+        "--preset",
+        choices=sorted(DETECTION_PRESETS),
+        help=_env_help("detection_preset", "detection settings"),
+    )
+    p.add_argument("--duration", type=float, help="stop after this many seconds (default: Ctrl-C)")
+    _kafka_options(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:
+        # kafka-python logs every refused connection; camstream reports a down broker itself.
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    from camstream.broker import BrokerError
+    from camstream.deps import DependencyError
+    from camstream.kafka_io import BrokerUnavailableError
+    from camstream.producer import CaptureError, DeliveryError, FrameTooLargeError
+
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"camstream: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (
+        BrokerError,
+        BrokerUnavailableError,
+        CaptureError,
+        DeliveryError,
+        DependencyError,
+        FrameTooLargeError,
+    ) as exc:
+        print(f"camstream: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

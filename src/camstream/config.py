@@ -1,0 +1,233 @@
+"""One frozen configuration object for every component.
+
+Values come from (lowest to highest precedence) the defaults below, environment
+variables (`Config.from_env()`), and explicit overrides such as CLI options
+(`cfg.replace(...)`). Every value is validated once, here, so a wrong setting
+fails fast with a message that names the setting and says what to fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or invalid; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class DetectionSettings:
+    """How faces are detected. `detect_width` downsizes the grey frame before detection."""
+
+    cascade: str = "haarcascade_frontalface_alt.xml"
+    scale_factor: float = 1.1
+    min_neighbors: int = 5
+    min_size: int = 30
+    # None = detect at full resolution; boxes are always reported in full-frame pixels.
+    detect_width: int | None = None
+    equalize_histogram: bool = True
+
+    def validate(self) -> DetectionSettings:
+        if self.scale_factor <= 1.0:
+            raise ConfigError(f"scale_factor must be > 1.0 (got {self.scale_factor})")
+        if self.min_neighbors < 0:
+            raise ConfigError(f"min_neighbors must be >= 0 (got {self.min_neighbors})")
+        if self.min_size < 1:
+            raise ConfigError(f"min_size must be >= 1 pixel (got {self.min_size})")
+        if self.detect_width is not None and self.detect_width < 32:
+            raise ConfigError(
+                f"detect_width must be >= 32 pixels or unset (got {self.detect_width})"
+            )
+        return self
+
+
+# `faithful` keeps the reference demo's settings; `fast` trades a little recall for speed.
+DETECTION_PRESETS: dict[str, DetectionSettings] = {
+    "faithful": DetectionSettings(),
+    "fast": DetectionSettings(
+        cascade="haarcascade_frontalface_default.xml",
+        scale_factor=1.2,
+        min_neighbors=5,
+        min_size=24,
+        detect_width=320,
+    ),
+}
+
+STARTING_OFFSETS = ("latest", "earliest")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings shared by the producer, the Spark job, the monitor and the broker tools."""
+
+    bootstrap_servers: str = "localhost:9092"
+    input_topic: str = "camera-stream"
+    output_topic: str = "camera-analytics-stream"
+    dead_letter_topic: str = "camera-stream-dlq"
+    partitions: int = 4
+    replication_factor: int = 1
+    # Below the broker's default message.max.bytes (1 MiB) with room for headers.
+    max_frame_bytes: int = 1_000_000
+    jpeg_quality: int = 80
+    # The producer lowers quality down to this before it gives up on an oversized frame.
+    min_jpeg_quality: int = 40
+    # Spark job
+    master: str = "local[*]"
+    checkpoint_location: str = ""
+    starting_offsets: str = "latest"
+    trigger_interval: str = "0 seconds"
+    max_offsets_per_trigger: int | None = 200
+    detection_preset: str = "faithful"
+    detection: DetectionSettings = field(default_factory=DetectionSettings)
+    # Local state: broker data and logs, default checkpoints.
+    home: str = field(default_factory=lambda: str(Path("~/.camstream").expanduser()))
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+        """Build from environment variables (see `ENV_VARS`), then apply `overrides`."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name, var in ENV_VARS.items():
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            values[name] = _parse(name, var, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls._build(values)
+
+    def replace(self, **overrides: Any) -> Config:
+        """A copy with the non-None overrides applied and validated."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values.pop("detection")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return self._build(values)
+
+    @classmethod
+    def _build(cls, values: dict[str, Any]) -> Config:
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        preset = values.get("detection_preset", cls.detection_preset)
+        if preset not in DETECTION_PRESETS:
+            raise ConfigError(
+                f"unknown detection preset {preset!r}: choose one of {', '.join(DETECTION_PRESETS)}"
+                " (CAMSTREAM_DETECTION_PRESET / --preset)"
+            )
+        values.setdefault("detection", DETECTION_PRESETS[preset])
+        cfg = cls(**values)
+        return cfg.validate()
+
+    # ---- validation ---------------------------------------------------------------------
+    def validate(self) -> Config:
+        if not self.bootstrap_servers.strip():
+            raise ConfigError(
+                "bootstrap_servers is empty: set KAFKA_BOOTSTRAP or --bootstrap-servers"
+            )
+        for server in self.bootstrap_servers.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError(
+                    f"bad bootstrap server {server!r}: expected HOST:PORT[,HOST:PORT...]"
+                    " (KAFKA_BOOTSTRAP / --bootstrap-servers)"
+                )
+        topics = {
+            "input_topic": self.input_topic,
+            "output_topic": self.output_topic,
+            "dead_letter_topic": self.dead_letter_topic,
+        }
+        for name, topic in topics.items():
+            _check_topic(name, topic)
+        if len(set(topics.values())) != len(topics):
+            raise ConfigError(f"input, output and dead-letter topics must differ: {topics}")
+        if self.partitions < 1:
+            raise ConfigError(f"partitions must be >= 1 (got {self.partitions})")
+        if self.replication_factor < 1:
+            raise ConfigError(f"replication_factor must be >= 1 (got {self.replication_factor})")
+        if not 1024 <= self.max_frame_bytes <= 100_000_000:
+            raise ConfigError(
+                f"max_frame_bytes must be between 1024 and 100000000 (got {self.max_frame_bytes})"
+            )
+        for name in ("jpeg_quality", "min_jpeg_quality"):
+            value = getattr(self, name)
+            if not 1 <= value <= 100:
+                raise ConfigError(f"{name} must be between 1 and 100 (got {value})")
+        if self.min_jpeg_quality > self.jpeg_quality:
+            raise ConfigError(
+                f"min_jpeg_quality ({self.min_jpeg_quality}) must not exceed"
+                f" jpeg_quality ({self.jpeg_quality})"
+            )
+        if self.starting_offsets not in STARTING_OFFSETS and not self.starting_offsets.startswith(
+            "{"
+        ):
+            raise ConfigError(
+                f"starting_offsets must be 'latest', 'earliest' or a JSON offsets object"
+                f" (got {self.starting_offsets!r})"
+            )
+        if self.max_offsets_per_trigger is not None and self.max_offsets_per_trigger < 1:
+            raise ConfigError(
+                "max_offsets_per_trigger must be >= 1 or unset"
+                f" (got {self.max_offsets_per_trigger})"
+            )
+        self.detection.validate()
+        return self
+
+    # ---- derived values -----------------------------------------------------------------
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home).expanduser()
+
+    @property
+    def checkpoint_path(self) -> str:
+        """Where the Spark job keeps its offsets; one folder per input/output pair."""
+        if self.checkpoint_location:
+            return self.checkpoint_location
+        return str(self.home_path / "checkpoints" / f"{self.input_topic}--{self.output_topic}")
+
+
+def _check_topic(name: str, topic: str) -> None:
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+    if not topic or len(topic) > 249 or not set(topic) <= allowed or topic in (".", ".."):
+        raise ConfigError(
+            f"{name} {topic!r} is not a valid Kafka topic name"
+            " (1-249 characters of letters, digits, '.', '_' and '-')"
+        )
+
+
+# Setting name -> environment variable.
+ENV_VARS: dict[str, str] = {
+    "bootstrap_servers": "KAFKA_BOOTSTRAP",
+    "input_topic": "CAMSTREAM_INPUT_TOPIC",
+    "output_topic": "CAMSTREAM_OUTPUT_TOPIC",
+    "dead_letter_topic": "CAMSTREAM_DLQ_TOPIC",
+    "partitions": "CAMSTREAM_PARTITIONS",
+    "replication_factor": "CAMSTREAM_REPLICATION_FACTOR",
+    "max_frame_bytes": "CAMSTREAM_MAX_FRAME_BYTES",
+    "jpeg_quality": "CAMSTREAM_JPEG_QUALITY",
+    "min_jpeg_quality": "CAMSTREAM_MIN_JPEG_QUALITY",
+    "master": "CAMSTREAM_SPARK_MASTER",
+    "checkpoint_location": "CAMSTREAM_CHECKPOINT_LOCATION",
+    "starting_offsets": "CAMSTREAM_STARTING_OFFSETS",
+    "trigger_interval": "CAMSTREAM_TRIGGER_INTERVAL",
+    "max_offsets_per_trigger": "CAMSTREAM_MAX_OFFSETS_PER_TRIGGER",
+    "detection_preset": "CAMSTREAM_DETECTION_PRESET",
+    "home": "CAMSTREAM_HOME",
+}
+
+
+def _parse(name: str, var: str, raw: str) -> Any:
+    """Convert an environment string to the field's type, naming the variable on failure."""
+    field_type = {f.name: f.type for f in dataclasses.fields(Config)}[name]
+    if field_type in ("int", "int | None"):
+        if field_type == "int | None" and raw.strip().lower() in ("none", "unlimited"):
+            return None
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{var}={raw!r} is not a whole number") from None
+    return raw

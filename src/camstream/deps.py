@@ -1,0 +1,157 @@
+"""Java-side dependencies: the Kafka broker and Spark's Kafka connector, from Maven Central.
+
+Jars are resolved with Maven into a cache outside the repository (`CAMSTREAM_CACHE`,
+default ~/.cache/camstream) once; later runs find them there and work offline.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+COMPLETE_MARKER = ".complete"
+
+
+class DependencyError(RuntimeError):
+    """A required tool (Java, Maven) is missing or a download failed; says what to do."""
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("CAMSTREAM_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "camstream"
+    )
+    return Path(base)
+
+
+def _pom(name: str) -> Path:
+    return Path(str(resources.files("camstream").joinpath("maven", name)))
+
+
+def pom_property(name: str, prop: str) -> str:
+    match = re.search(rf"<{re.escape(prop)}>([^<]+)</{re.escape(prop)}>", _pom(name).read_text())
+    if not match:
+        raise DependencyError(f"{name} has no <{prop}>")
+    return match.group(1).strip()
+
+
+def kafka_version() -> str:
+    return pom_property("kafka-broker.pom.xml", "kafka.version")
+
+
+def spark_version() -> str:
+    return pom_property("spark-kafka.pom.xml", "spark.version")
+
+
+def java_executable() -> str:
+    """The `java` to run the broker with: $JAVA_HOME/bin/java, else `java` on PATH; 17+."""
+    java_home = os.environ.get("JAVA_HOME")
+    candidate = os.path.join(java_home, "bin", "java") if java_home else shutil.which("java")
+    if not candidate or not os.access(candidate, os.X_OK):
+        raise DependencyError(
+            "Java 17 or newer is required but was not found: install a JDK (e.g. `apt-get install"
+            " openjdk-17-jre-headless`) or set JAVA_HOME"
+        )
+    major = java_major_version(candidate)
+    if major < 17:
+        raise DependencyError(
+            f"{candidate} is Java {major}; Kafka 4 and Spark 4 need Java 17 or newer"
+            " (set JAVA_HOME)"
+        )
+    return candidate
+
+
+def java_major_version(java: str) -> int:
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not match:
+        raise DependencyError(f"cannot tell the version of {java}: {out.stderr.strip()[:200]}")
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
+def _resolve(pom_name: str, target: Path, label: str) -> Path:
+    """Copy the POM's runtime dependencies into `target` with Maven, once."""
+    if (target / COMPLETE_MARKER).exists():
+        return target
+    mvn = shutil.which("mvn")
+    if not mvn:
+        raise DependencyError(
+            f"Maven (`mvn`) is needed once to download {label} from Maven Central:"
+            " install it (e.g. `apt-get install maven`)"
+        )
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    print(f"camstream: resolving {label} from Maven Central into {target}", file=sys.stderr)
+    cmd = [
+        mvn,
+        "-B",  # batch mode still prints one 'Downloading/Downloaded' line per file: our progress
+        "-f",
+        str(_pom(pom_name)),
+        f"{MAVEN_DEPENDENCY_PLUGIN}:copy-dependencies",
+        "-DincludeScope=runtime",
+        f"-DoutputDirectory={partial}",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    tail: list[str] = []
+    for line in proc.stdout:
+        tail = [*tail[-29:], line.rstrip()]
+        if "Downloaded from" in line or "ERROR" in line:
+            print("  " + line.strip().replace("[INFO] ", ""), file=sys.stderr, flush=True)
+    if proc.wait() != 0:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise DependencyError(
+            f"Maven could not resolve {label} (exit {proc.returncode}):\n" + "\n".join(tail)
+        )
+    (partial / COMPLETE_MARKER).write_text(" ".join(cmd) + "\n")
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    jars = sorted(target.glob("*.jar"))
+    print(f"camstream: {label}: {len(jars)} jars ready", file=sys.stderr)
+    return target
+
+
+def kafka_jars_dir() -> Path:
+    """The official Apache Kafka broker jars (kafka_2.13 and its runtime dependencies)."""
+    version = kafka_version()
+    return _resolve("kafka-broker.pom.xml", cache_dir() / f"kafka-{version}", f"Kafka {version}")
+
+
+def spark_kafka_jars() -> list[str]:
+    """Spark's Kafka connector jars that pyspark does not already ship, as local paths."""
+    import pyspark
+
+    version = spark_version()
+    if pyspark.__version__ != version:
+        raise DependencyError(
+            f"pyspark is {pyspark.__version__} but the Kafka connector is pinned to {version}:"
+            " they must match (reinstall with `pip install -r requirements.txt`)"
+        )
+    folder = _resolve(
+        "spark-kafka.pom.xml",
+        cache_dir() / f"spark-sql-kafka-{version}",
+        f"Spark Kafka connector {version}",
+    )
+    bundled = {_artifact(p.name) for p in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
+    # Jars pyspark already ships (Scala, Hadoop client, compression) would clash on the classpath.
+    return [str(p) for p in sorted(folder.glob("*.jar")) if _artifact(p.name) not in bundled]
+
+
+def _artifact(jar_name: str) -> str:
+    """'kafka-clients-3.9.2.jar' -> 'kafka-clients'."""
+    return re.sub(r"-\d[\w.\-]*\.jar$", "", jar_name)
+
+
+def ensure_all() -> None:
+    """Everything the local stack needs, for `camstream setup`."""
+    java_executable()
+    kafka_jars_dir()
+    jars = spark_kafka_jars()
+    print(f"camstream: Spark Kafka connector jars: {len(jars)}", file=sys.stderr)

@@ -1,0 +1,77 @@
+"""Face detection with OpenCV's Haar cascades: pure functions over numpy images."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import cv2
+import numpy as np
+
+from camstream.config import DetectionSettings
+
+
+class DetectorUnavailableError(RuntimeError):
+    """The Haar cascade file is missing or cannot be loaded."""
+
+
+def cascade_path(name: str) -> str:
+    """Resolve a cascade name against OpenCV's bundled cascades; paths are used as given."""
+    if os.sep in name or os.path.exists(name):
+        return name
+    return os.path.join(cv2.data.haarcascades, name)
+
+
+@functools.lru_cache(maxsize=8)
+def load_cascade(name: str) -> cv2.CascadeClassifier:
+    """Load a cascade once per process: Spark reuses Python workers, so this runs once each."""
+    if not hasattr(cv2, "CascadeClassifier"):
+        raise DetectorUnavailableError(
+            f"OpenCV {cv2.__version__} has no CascadeClassifier: install opencv-python-headless 4.x"
+        )
+    path = cascade_path(name)
+    classifier = cv2.CascadeClassifier(path)
+    if classifier.empty():
+        raise DetectorUnavailableError(f"cannot load Haar cascade {path!r}")
+    return classifier
+
+
+def to_grey(image_bgr: np.ndarray) -> np.ndarray:
+    if image_bgr.ndim == 2:
+        return image_bgr
+    return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
+
+
+def detect_faces(image_bgr: np.ndarray, settings: DetectionSettings) -> np.ndarray:
+    """Faces as an int32 array of shape (N, 4) with rows [x1, y1, x2, y2] in the image's pixels.
+
+    With `settings.detect_width` set, detection runs on a downscaled grey copy and the boxes
+    are mapped back to full size.
+    """
+    grey = to_grey(image_bgr)
+    height, width = grey.shape[:2]
+    scale = 1.0
+    if settings.detect_width is not None and width > settings.detect_width:
+        scale = width / settings.detect_width
+        small_size = (settings.detect_width, max(1, round(height / scale)))
+        grey = cv2.resize(grey, small_size, interpolation=cv2.INTER_AREA)
+    if settings.equalize_histogram:
+        grey = cv2.equalizeHist(grey)
+    min_side = max(1, round(settings.min_size / scale))
+    found = load_cascade(settings.cascade).detectMultiScale(
+        grey,
+        scaleFactor=settings.scale_factor,
+        minNeighbors=settings.min_neighbors,
+        minSize=(min_side, min_side),
+    )
+    if len(found) == 0:
+        return np.zeros((0, 4), dtype=np.int32)
+    xywh = np.asarray(found, dtype=np.float64) * scale
+    boxes = np.empty_like(xywh)
+    boxes[:, 0:2] = xywh[:, 0:2]
+    boxes[:, 2:4] = xywh[:, 0:2] + xywh[:, 2:4]
+    boxes = np.rint(boxes).astype(np.int32)
+    # Clip so that boxes never leave the frame after rounding.
+    np.clip(boxes[:, 0::2], 0, width, out=boxes[:, 0::2])
+    np.clip(boxes[:, 1::2], 0, height, out=boxes[:, 1::2])
+    return boxes

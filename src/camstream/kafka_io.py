@@ -1,0 +1,159 @@
+"""Kafka clients (kafka-python) configured for image payloads, and topic management."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+
+import kafka.errors as kafka_errors
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
+from camstream.config import Config
+
+log = logging.getLogger(__name__)
+
+# Bytes of headers and record overhead that a frame's request needs beyond its JPEG.
+REQUEST_HEADROOM_BYTES = 16 * 1024
+
+
+class BrokerUnavailableError(ConnectionError):
+    """No Kafka broker answered at the configured bootstrap address."""
+
+    def __init__(self, bootstrap_servers: str, cause: BaseException | None = None) -> None:
+        detail = f" ({type(cause).__name__}: {cause})" if cause else ""
+        super().__init__(
+            f"cannot reach Kafka at {bootstrap_servers}{detail}. Start the local broker with"
+            " `camstream broker start`, or point KAFKA_BOOTSTRAP / --bootstrap-servers at a"
+            " running one."
+        )
+
+
+# How long a client waits for the first metadata answer before saying the broker is down.
+BOOTSTRAP_TIMEOUT_MS = 10_000
+
+
+def _common(cfg: Config) -> dict[str, object]:
+    return {
+        "bootstrap_servers": cfg.bootstrap_servers.split(","),
+        "client_id": "camstream",
+        "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
+    }
+
+
+def make_producer(cfg: Config, **overrides: object) -> KafkaProducer:
+    """A producer for JPEG frames: idempotent, acks=all, batched, never flushed per frame."""
+    settings: dict[str, object] = {
+        **_common(cfg),
+        "acks": "all",
+        "enable_idempotence": True,
+        # A few ms of lingering lets frames of many cameras share a request.
+        "linger_ms": 5,
+        "batch_size": 512 * 1024,
+        "max_request_size": cfg.max_frame_bytes + REQUEST_HEADROOM_BYTES,
+        # JPEG does not compress further; compression would only cost CPU.
+        "compression_type": None,
+        "max_block_ms": 10_000,
+        "request_timeout_ms": 15_000,
+        "delivery_timeout_ms": 60_000,
+    }
+    settings.update(overrides)
+    try:
+        return KafkaProducer(**settings)
+    except kafka_errors.KafkaTimeoutError as exc:
+        raise BrokerUnavailableError(cfg.bootstrap_servers, exc) from None
+
+
+def make_consumer(
+    cfg: Config,
+    *topics: str,
+    group_id: str | None = None,
+    from_beginning: bool = False,
+    **overrides: object,
+) -> KafkaConsumer:
+    """A consumer sized for frames; group-less by default (a monitor reads, it does not commit)."""
+    settings: dict[str, object] = {
+        **_common(cfg),
+        "group_id": group_id,
+        "auto_offset_reset": "earliest" if from_beginning else "latest",
+        "enable_auto_commit": group_id is not None,
+        "max_partition_fetch_bytes": max(1024 * 1024, cfg.max_frame_bytes + REQUEST_HEADROOM_BYTES),
+        "fetch_max_wait_ms": 50,
+    }
+    settings.update(overrides)
+    try:
+        return KafkaConsumer(*topics, **settings)
+    except kafka_errors.KafkaTimeoutError as exc:
+        raise BrokerUnavailableError(cfg.bootstrap_servers, exc) from None
+
+
+def make_admin(cfg: Config, bootstrap_timeout_ms: int = BOOTSTRAP_TIMEOUT_MS) -> KafkaAdminClient:
+    settings = {**_common(cfg), "bootstrap_timeout_ms": bootstrap_timeout_ms}
+    try:
+        return KafkaAdminClient(**settings, request_timeout_ms=15_000)
+    except kafka_errors.KafkaTimeoutError as exc:
+        raise BrokerUnavailableError(cfg.bootstrap_servers, exc) from None
+
+
+def topic_configs(cfg: Config) -> dict[str, str]:
+    """Per-topic settings: large enough messages for frames, bounded retention for video."""
+    configs = {
+        "max.message.bytes": str(cfg.max_frame_bytes + REQUEST_HEADROOM_BYTES),
+        # Video is only useful live; keep an hour or 1 GiB per partition, whichever is less.
+        "retention.ms": str(60 * 60 * 1000),
+        "retention.bytes": str(1024**3),
+    }
+    if cfg.replication_factor > 1:
+        configs["min.insync.replicas"] = str(min(2, cfg.replication_factor))
+    return configs
+
+
+def ensure_topics(cfg: Config, topics: Iterable[str], partitions: int | None = None) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created.
+
+    Broker-side auto-creation stays off, so every command that needs a topic calls this.
+    """
+    wanted = list(dict.fromkeys(topics))
+    admin = make_admin(cfg)
+    try:
+        existing = set(admin.list_topics())
+        missing = [t for t in wanted if t not in existing]
+        if not missing:
+            return []
+        request = {
+            topic: {
+                "num_partitions": partitions or cfg.partitions,
+                "replication_factor": cfg.replication_factor,
+                "configs": topic_configs(cfg),
+            }
+            for topic in missing
+        }
+        # Another command may create a topic between our check and our request.
+        with contextlib.suppress(kafka_errors.TopicAlreadyExistsError):
+            admin.create_topics(request, timeout_ms=30_000, wait_for_metadata=True)
+        log.info("created topics %s", ", ".join(missing))
+        return missing
+    finally:
+        admin.close()
+
+
+def wait_for_broker(cfg: Config, timeout_s: float = 30.0) -> None:
+    """Block until the cluster answers a metadata request, or raise BrokerUnavailableError."""
+    deadline = time.monotonic() + timeout_s
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            admin = make_admin(cfg, bootstrap_timeout_ms=2_000)
+        except BrokerUnavailableError as exc:
+            last_error = exc
+            continue
+        try:
+            admin.list_topics()
+            return
+        except kafka_errors.KafkaError as exc:
+            last_error = exc
+            time.sleep(0.5)
+        finally:
+            admin.close()
+    raise BrokerUnavailableError(cfg.bootstrap_servers, last_error)

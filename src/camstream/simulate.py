@@ -1,0 +1,154 @@
+"""Simulated cameras: many cameras from one process, each playing the bundled sample video.
+
+The sample frames are decoded and JPEG-encoded once and shared by every camera, so a
+camera costs only a Kafka send per frame; each camera starts at its own phase in the
+video and keeps its own `seq`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from camstream.config import Config
+from camstream.frames import FrameMeta
+from camstream.kafka_io import ensure_topics
+from camstream.producer import (
+    DeliveryStats,
+    FramePublisher,
+    ProgressPrinter,
+    fit_jpeg,
+    resize_to_width,
+)
+
+
+def sample_video_path() -> Path:
+    return Path(str(resources.files("camstream").joinpath("data", "sample.avi")))
+
+
+def sample_labels() -> dict:
+    """Ground truth of the sample video: per frame index, the true face boxes (xyxy)."""
+    path = resources.files("camstream").joinpath("data", "sample_labels.json")
+    return json.loads(path.read_text())
+
+
+@lru_cache(maxsize=4)
+def load_sample_frames(path: str | None = None) -> tuple[np.ndarray, ...]:
+    """All frames of the sample video (BGR), read once per process."""
+    video = path or str(sample_video_path())
+    capture = cv2.VideoCapture(video)
+    if not capture.isOpened():
+        raise FileNotFoundError(f"cannot open sample video {video}")
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok or frame is None:
+            break
+        frames.append(frame)
+    capture.release()
+    if not frames:
+        raise ValueError(f"sample video {video} has no frames")
+    return tuple(frames)
+
+
+def camera_ids(count: int, prefix: str = "cam") -> list[str]:
+    digits = max(2, len(str(count)))
+    return [f"{prefix}-{i:0{digits}d}" for i in range(1, count + 1)]
+
+
+@dataclass(frozen=True)
+class SimulatedCamera:
+    camera_id: str
+    phase: int  # index of the sample frame this camera starts on
+
+    def frame_index(self, seq: int, frame_count: int) -> int:
+        return (self.phase + seq) % frame_count
+
+
+class CameraSimulator:
+    """Publishes `cameras` cameras at `fps` each, on one schedule, from one producer."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        cameras: int,
+        fps: float = 5.0,
+        topic: str | None = None,
+        resize_width: int | None = None,
+        prefix: str = "cam",
+        phases: list[int] | None = None,
+    ) -> None:
+        if cameras < 1:
+            raise ValueError("cameras must be >= 1")
+        if fps <= 0:
+            raise ValueError("fps must be > 0")
+        self.cfg = cfg
+        self.fps = fps
+        self.topic = topic or cfg.input_topic
+        frames = [resize_to_width(f, resize_width) for f in load_sample_frames()]
+        # Encoded once, shared by all cameras: the expensive part of a camera is done once.
+        self.jpegs = [fit_jpeg(frame, cfg)[0] for frame in frames]
+        self.height, self.width = frames[0].shape[:2]
+        count = len(self.jpegs)
+        ids = camera_ids(cameras, prefix)
+        if phases is None:
+            phases = [(i * count) // cameras for i in range(cameras)]
+        self.cameras = [SimulatedCamera(cid, p % count) for cid, p in zip(ids, phases, strict=True)]
+        # How far behind its schedule the simulator fell at worst: >> 1/fps means overloaded.
+        self.max_lag_s = 0.0
+
+    @property
+    def frame_count(self) -> int:
+        return len(self.jpegs)
+
+    def run(
+        self,
+        max_frames: int | None = None,
+        duration_s: float | None = None,
+        stop: threading.Event | None = None,
+        progress: Callable[[DeliveryStats, bool], None] | None = None,
+    ) -> DeliveryStats:
+        """Publish until every camera sent `max_frames`, `duration_s` passed, or `stop` is set."""
+        stop = stop or threading.Event()
+        ensure_topics(self.cfg, [self.topic])
+        publisher = FramePublisher(self.cfg, self.topic)
+        progress = progress or ProgressPrinter(f"simulate {len(self.cameras)} cameras")
+        period = 1.0 / self.fps
+        start = time.monotonic()
+        end = start + duration_s if duration_s else None
+        # Cameras are spread over one period so that sends are even, not in bursts.
+        schedule = [
+            (start + period * i / len(self.cameras), i, 0) for i in range(len(self.cameras))
+        ]
+        heapq.heapify(schedule)
+        try:
+            while schedule and not stop.is_set():
+                due, index, seq = heapq.heappop(schedule)
+                if end is not None and due >= end:
+                    break
+                delay = due - time.monotonic()
+                if delay > 0 and stop.wait(delay):
+                    break
+                self.max_lag_s = max(self.max_lag_s, -delay)
+                camera = self.cameras[index]
+                jpeg = self.jpegs[camera.frame_index(seq, self.frame_count)]
+                meta = FrameMeta(camera.camera_id, seq, time.time_ns(), self.width, self.height)
+                publisher.publish(meta, jpeg)
+                progress(publisher.stats, False)
+                if max_frames is None or seq + 1 < max_frames:
+                    heapq.heappush(schedule, (due + period, index, seq + 1))
+        finally:
+            stats = publisher.close()
+            progress(stats, True)
+        publisher.check_delivered()
+        return stats

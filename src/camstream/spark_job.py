@@ -1,0 +1,213 @@
+"""The Spark Structured Streaming job: `camera-stream` -> faces -> `camera-analytics-stream`.
+
+The job only wraps the per-frame function (`camstream.analysis.process_record`) in
+`mapInArrow`, so each Python worker receives Arrow batches of frames and keeps its Haar
+classifier loaded between batches. Records that cannot be processed are routed, in the
+same query, to the dead-letter topic through the Kafka sink's per-row `topic` column.
+Per-camera order holds because a camera's frames share one Kafka partition, one Spark
+task processes a partition in order, and the sink writes them in that order, keyed by
+camera id.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from camstream.config import Config, DetectionSettings
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.streaming import StreamingQuery
+
+OBSERVATION_NAME = "camstream"
+
+OUTPUT_SCHEMA = (
+    "key binary, value binary, headers array<struct<key: string, value: binary>>,"
+    " topic string, ok boolean, faces int, error string"
+)
+
+
+def spark_session(
+    cfg: Config, app_name: str = "camstream-analyze", extra_conf: dict[str, str] | None = None
+) -> SparkSession:
+    """A SparkSession for `cfg.master` with Spark's Kafka connector on the classpath."""
+    from pyspark.sql import SparkSession
+
+    from camstream.deps import spark_kafka_jars
+
+    # PySpark picks the workers' interpreter from this variable when the context starts;
+    # by default they run this same interpreter (and so the same camstream and OpenCV).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = (
+        SparkSession.builder.master(cfg.master)
+        .appName(app_name)
+        .config("spark.jars", ",".join(spark_kafka_jars()))
+        .config("spark.python.worker.reuse", "true")
+        .config("spark.sql.shuffle.partitions", str(max(2, cfg.partitions)))
+        # The web UI listens on every interface; keep it off unless asked for.
+        .config("spark.ui.enabled", os.environ.get("CAMSTREAM_SPARK_UI", "false"))
+        .config("spark.ui.showConsoleProgress", "false")
+    )
+    if cfg.master.startswith("local"):
+        # Local mode binds to loopback, not to whatever address the hostname resolves to.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        builder = builder.config("spark.driver.host", "127.0.0.1").config(
+            "spark.driver.bindAddress", "127.0.0.1"
+        )
+    for key, value in (extra_conf or {}).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(os.environ.get("CAMSTREAM_SPARK_LOG_LEVEL", "WARN"))
+    return spark
+
+
+def kafka_source_options(cfg: Config) -> dict[str, str]:
+    options = {
+        "kafka.bootstrap.servers": cfg.bootstrap_servers,
+        "subscribe": cfg.input_topic,
+        "startingOffsets": cfg.starting_offsets,
+        "includeHeaders": "true",
+        # A live video job must not refuse to start because old frames aged out of retention.
+        "failOnDataLoss": "false",
+        "kafka.max.partition.fetch.bytes": str(max(1 << 20, 2 * cfg.max_frame_bytes)),
+    }
+    if cfg.max_offsets_per_trigger is not None:
+        options["maxOffsetsPerTrigger"] = str(cfg.max_offsets_per_trigger)
+    return options
+
+
+def kafka_sink_options(cfg: Config) -> dict[str, str]:
+    return {
+        "kafka.bootstrap.servers": cfg.bootstrap_servers,
+        "checkpointLocation": cfg.checkpoint_path,
+        "kafka.acks": "all",
+        "kafka.enable.idempotence": "true",
+        "kafka.max.request.size": str(2 * cfg.max_frame_bytes),
+        "kafka.linger.ms": "0",
+    }
+
+
+def make_batch_processor(
+    settings: DetectionSettings, jpeg_quality: int, output_topic: str, dead_letter_topic: str
+) -> Any:
+    """The function that Spark runs in each Python worker over Arrow record batches."""
+
+    def process_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import pyarrow as pa
+
+        from camstream.analysis import process_record
+
+        out_schema = pa.schema(
+            [
+                ("key", pa.binary()),
+                ("value", pa.binary()),
+                (
+                    "headers",
+                    pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())])),
+                ),
+                ("topic", pa.string()),
+                ("ok", pa.bool_()),
+                ("faces", pa.int32()),
+                ("error", pa.string()),
+            ]
+        )
+        for batch in batches:
+            keys = batch.column("key").to_pylist()
+            values = batch.column("value").to_pylist()
+            header_lists = batch.column("headers").to_pylist()
+            rows: dict[str, list[Any]] = {name: [] for name in out_schema.names}
+            for key, value, headers in zip(keys, values, header_lists, strict=True):
+                pairs = [(h["key"], h["value"]) for h in headers or ()]
+                result = process_record(key, value, pairs, settings, jpeg_quality)
+                rows["key"].append(result.key)
+                rows["value"].append(result.value)
+                rows["headers"].append([{"key": k, "value": v} for k, v in result.headers])
+                rows["topic"].append(output_topic if result.ok else dead_letter_topic)
+                rows["ok"].append(result.ok)
+                rows["faces"].append(result.faces)
+                rows["error"].append(result.error)
+            yield pa.RecordBatch.from_pydict(rows, schema=out_schema)
+
+    return process_batches
+
+
+def analytics_dataframe(spark: SparkSession, cfg: Config) -> DataFrame:
+    """The streaming DataFrame of processed frames (with `topic`, `ok`, `faces`, `error`)."""
+    from pyspark.sql import functions as F
+
+    source = spark.readStream.format("kafka").options(**kafka_source_options(cfg)).load()
+    processor = make_batch_processor(
+        cfg.detection, cfg.jpeg_quality, cfg.output_topic, cfg.dead_letter_topic
+    )
+    processed = source.select("key", "value", "headers").mapInArrow(processor, OUTPUT_SCHEMA)
+    # Counted in every batch's progress (observedMetrics): nothing is dropped silently.
+    return processed.observe(
+        OBSERVATION_NAME,
+        F.count(F.lit(1)).alias("frames_in"),
+        F.sum(F.col("ok").cast("long")).alias("frames_ok"),
+        F.sum((~F.col("ok")).cast("long")).alias("frames_dead_lettered"),
+        F.sum("faces").alias("faces"),
+    )
+
+
+def build_query(spark: SparkSession, cfg: Config, query_name: str | None = None) -> StreamingQuery:
+    """Start the analytics query on `spark`; the caller owns the session and the query."""
+    from camstream.kafka_io import ensure_topics
+
+    ensure_topics(cfg, [cfg.input_topic, cfg.output_topic, cfg.dead_letter_topic])
+    writer = (
+        analytics_dataframe(spark, cfg)
+        .select("key", "value", "headers", "topic")
+        .writeStream.format("kafka")
+        .options(**kafka_sink_options(cfg))
+        .queryName(query_name or f"camstream-{cfg.input_topic}-to-{cfg.output_topic}")
+        .trigger(processingTime=cfg.trigger_interval)
+    )
+    return writer.start()
+
+
+def stop_gracefully(spark: SparkSession, query: StreamingQuery, timeout_s: float = 15.0) -> None:
+    """Let the running micro-batch finish (bounded), then stop the query.
+
+    Stopping in the middle of a batch works (the checkpoint makes the next run redo it),
+    but Spark logs the cancelled tasks as errors; waiting for a gap avoids both.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    # Tasks cancelled by the stop are expected now; keep them out of the terminal.
+    spark.sparkContext.setLogLevel("FATAL")
+    query.stop()
+
+
+def observed_totals(query: StreamingQuery) -> dict[str, int]:
+    """Sum of the observed metrics over the query's recent progress reports."""
+    totals: dict[str, int] = {}
+    for progress in query.recentProgress:
+        for name, value in progress_metrics(progress).items():
+            totals[name] = totals.get(name, 0) + int(value or 0)
+    return totals
+
+
+def progress_metrics(progress: Any) -> dict[str, Any]:
+    """The job's observed metrics from one progress report (a dict or a progress object)."""
+    report = progress if isinstance(progress, dict) else progress.jsonValue()
+    metrics = (report.get("observedMetrics") or {}).get(OBSERVATION_NAME) or {}
+    return metrics.asDict() if hasattr(metrics, "asDict") else dict(metrics)
+
+
+def describe_progress(progress: dict[str, Any]) -> str:
+    metrics = progress_metrics(progress)
+    duration = (progress.get("durationMs") or {}).get("triggerExecution", 0)
+    return (
+        f"batch {progress.get('batchId')}: {progress.get('numInputRows', 0)} frames in"
+        f" {duration} ms ({progress.get('processedRowsPerSecond', 0) or 0:.1f} frames/s),"
+        f" ok {metrics.get('frames_ok') or 0}, dead-lettered"
+        f" {metrics.get('frames_dead_lettered') or 0}, faces {metrics.get('faces') or 0}"
+    )

@@ -1,0 +1,110 @@
+"""Shared fixtures: a real Kafka broker for the session, unique topics per test, bounded waits.
+
+Set KAFKA_BOOTSTRAP to run the suite against any broker (e.g. the apache/kafka image);
+otherwise the session starts camstream's own local broker on free ports and stops it after.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import cv2
+import numpy as np
+import pytest
+
+from camstream.broker import LocalBroker, free_port
+from camstream.config import Config
+from camstream.kafka_io import ensure_topics, make_consumer
+
+T = TypeVar("T")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    external = os.environ.get("KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    directory = tmp_path_factory.mktemp("kafka")
+    broker = LocalBroker(directory, port=free_port(), controller_port=free_port())
+    broker.start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def cfg(kafka_bootstrap: str, tmp_path: Path) -> Config:
+    """A config whose topics are unique to this test (and created), state under tmp_path."""
+    suffix = uuid.uuid4().hex[:10]
+    config = Config(
+        bootstrap_servers=kafka_bootstrap,
+        input_topic=f"camera-stream-{suffix}",
+        output_topic=f"camera-analytics-stream-{suffix}",
+        dead_letter_topic=f"camera-stream-dlq-{suffix}",
+        partitions=2,
+        starting_offsets="earliest",
+        home=str(tmp_path / "home"),
+    )
+    ensure_topics(config, [config.input_topic, config.output_topic, config.dead_letter_topic])
+    return config
+
+
+def wait_until(
+    check: Callable[[], T], timeout_s: float, interval_s: float = 0.2, what: str = "condition"
+) -> T:
+    """Poll `check` until it returns a truthy value; fail the test after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def consume(config: Config, topic: str, count: int, timeout_s: float = 60.0) -> list[Any]:
+    """Read `count` records of `topic` from its beginning, within a bounded time."""
+    consumer = make_consumer(config, topic, from_beginning=True)
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(records) < count:
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"timed out after {timeout_s:.0f}s:"
+                    f" {len(records)} of {count} records on {topic}"
+                )
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        # Anything beyond `count` that is already there would be a duplicate: collect it too.
+        for batch in consumer.poll(timeout_ms=1000).values():
+            records.extend(batch)
+    finally:
+        consumer.close()
+    return records
+
+
+def astronaut_bgr() -> np.ndarray:
+    """The public-domain NASA astronaut portrait shipped with scikit-image."""
+    from skimage import data
+
+    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+
+
+def iou(a: list[int] | np.ndarray, b: list[int] | np.ndarray) -> float:
+    ax1, ay1, ax2, ay2 = (float(v) for v in a)
+    bx1, by1, bx2, by2 = (float(v) for v in b)
+    ix = max(0.0, min(ax2, bx2) - max(ax1, bx1))
+    iy = max(0.0, min(ay2, by2) - max(ay1, by1))
+    inter = ix * iy
+    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
+    return inter / union if union > 0 else 0.0

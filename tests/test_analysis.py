@@ -1,0 +1,68 @@
+"""The per-record function: valid frames are annotated, bad ones come back with a reason."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from camstream.analysis import encode_jpeg, jpeg_size, process_record
+from camstream.config import DETECTION_PRESETS
+from camstream.frames import OUTPUT_HEADERS, FrameMeta, headers_to_dict
+from conftest import astronaut_bgr
+
+SETTINGS = DETECTION_PRESETS["faithful"]
+
+
+def good_record() -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    jpeg = encode_jpeg(astronaut_bgr(), 85)
+    headers = FrameMeta("cam-07", 3, 1_000, 512, 512).to_headers()
+    return b"cam-07", jpeg, headers
+
+
+def test_valid_frame_is_annotated_with_contract_headers() -> None:
+    key, value, headers = good_record()
+    result = process_record(key, value, headers, SETTINGS)
+    assert result.ok and result.error is None
+    assert result.key == b"cam-07"
+    assert [name for name, _ in result.headers] == list(OUTPUT_HEADERS)
+    values = headers_to_dict(result.headers)
+    assert values["seq"] == "3" and values["faces"] == "1"
+    assert len(json.loads(values["boxes_xyxy"])) == 1
+    assert int(values["analyzed_ts_ns"]) > 0
+    assert jpeg_size(result.value) == (512, 512)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda k, v, h: (k, b"", h), "empty frame value"),
+        (lambda k, v, h: (k, b"not a jpeg at all", h), "not a JPEG"),
+        (lambda k, v, h: (k, v[: len(v) // 2], h), "truncated"),
+        (lambda k, v, h: (k, v[:200], h), "truncated"),
+        (lambda k, v, h: (k, v, h[:-1]), "missing header"),
+        (lambda k, v, h: (k, v, [*h, ("width", b"640")]), "JPEG is 512x512"),
+        (lambda k, v, h: (b"cam-99", v, h), "differs from camera_id"),
+        (lambda k, v, h: (k, v, []), "missing header"),
+        (lambda k, v, h: (k, None, h), "empty frame value"),
+    ],
+)
+def test_bad_records_are_dead_lettered_with_a_reason(mutate, reason: str) -> None:
+    key, value, headers = mutate(*good_record())
+    result = process_record(key, value, headers, SETTINGS)
+    assert not result.ok
+    assert reason in (result.error or "")
+    # The original key, value and headers are kept, plus the reason and time.
+    assert result.key == key and result.value == value
+    names = [name for name, _ in result.headers]
+    assert names[-2:] == ["error", "failed_ts_ns"]
+    assert headers_to_dict(result.headers)["error"] == result.error
+
+
+def test_forged_huge_dimensions_are_refused_before_decoding() -> None:
+    key, value, headers = good_record()
+    # Rewrite the SOF segment to claim 60000x60000 pixels.
+    sof = value.index(b"\xff\xc0")
+    forged = value[: sof + 5] + (60000).to_bytes(2, "big") * 2 + value[sof + 9 :]
+    result = process_record(key, forged, headers, SETTINGS)
+    assert not result.ok and "exceeds" in (result.error or "")

@@ -1,0 +1,136 @@
+"""The `camstream` command line: help, configuration errors, the monitor, the whole demo."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from camstream.broker import free_port
+from camstream.config import Config
+from camstream.simulate import CameraSimulator
+from conftest import wait_until
+
+
+def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60):
+    return subprocess.run(
+        [sys.executable, "-m", "camstream", *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_help_lists_subcommands_and_env_defaults() -> None:
+    out = run("--help")
+    assert out.returncode == 0
+    for command in ("broker", "topics", "produce", "simulate", "analyze", "monitor", "demo"):
+        assert command in out.stdout
+    analyze = run("analyze", "--help", env={"KAFKA_BOOTSTRAP": "kafka-1:9999"})
+    assert "env KAFKA_BOOTSTRAP; now: kafka-1:9999" in " ".join(analyze.stdout.split())
+    for option in (
+        "--input-topic",
+        "--output-topic",
+        "--checkpoint-location",
+        "--starting-offsets",
+    ):
+        assert option in analyze.stdout
+
+
+def test_bad_configuration_fails_fast() -> None:
+    out = run("topics", "create", env={"CAMSTREAM_PARTITIONS": "many"})
+    assert out.returncode == 2
+    assert "CAMSTREAM_PARTITIONS='many' is not a whole number" in out.stderr
+    out = run("monitor", "--bootstrap-servers", "no-port-here")
+    assert out.returncode == 2 and "expected HOST:PORT" in out.stderr
+    out = run("analyze", "--preset", "turbo")
+    assert out.returncode == 2 and "invalid choice: 'turbo'" in out.stderr
+
+
+def test_broker_down_is_reported_not_a_traceback() -> None:
+    out = run("monitor", "--bootstrap-servers", f"127.0.0.1:{free_port()}")
+    assert out.returncode == 1
+    assert "cannot reach Kafka" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_topics_create_and_list(cfg: Config) -> None:
+    env = {
+        "KAFKA_BOOTSTRAP": cfg.bootstrap_servers,
+        "CAMSTREAM_INPUT_TOPIC": cfg.input_topic + "-cli",
+        "CAMSTREAM_OUTPUT_TOPIC": cfg.output_topic + "-cli",
+        "CAMSTREAM_DLQ_TOPIC": cfg.dead_letter_topic + "-cli",
+    }
+    out = run("topics", "create", env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("created") == 3
+    assert run("topics", "create", env=env).stdout.count("exists") == 3
+    listed = run("topics", "list", env=env).stdout.split()
+    assert cfg.input_topic + "-cli" in listed
+
+
+@pytest.mark.spark
+def test_demo_runs_the_stack_and_ctrl_c_leaves_nothing_behind(cfg: Config, tmp_path: Path) -> None:
+    home = tmp_path / "demo-home"
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP": cfg.bootstrap_servers,
+        "CAMSTREAM_HOME": str(home),
+        "CAMSTREAM_INPUT_TOPIC": cfg.input_topic,
+        "CAMSTREAM_OUTPUT_TOPIC": cfg.output_topic,
+        "CAMSTREAM_DLQ_TOPIC": cfg.dead_letter_topic,
+        "CAMSTREAM_SPARK_MASTER": "local[2]",
+        "PYTHONUNBUFFERED": "1",
+    }
+    log_path = tmp_path / "demo.log"
+    with open(log_path, "w") as log:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "camstream", "demo", "--cameras", "2", "--fps", "3"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        frame_line = re.compile(r"cam-0[12]\s+seq\s+\d+\s+delay\s+[\d.]+ ms\s+faces \d")
+
+        def cameras_shown() -> set[str]:
+            return {line.split()[0] for line in frame_line.findall(log_path.read_text())}
+
+        try:
+            wait_until(
+                lambda: cameras_shown() == {"cam-01", "cam-02"},
+                timeout_s=180,
+                what="the demo monitor to print annotated frames",
+            )
+        finally:
+            demo.send_signal(signal.SIGINT)  # what Ctrl-C does
+            demo.wait(timeout=120)
+    text = log_path.read_text()
+    assert demo.returncode == 0, text
+    assert "demo: stopped; no process left running" in text
+    lines = frame_line.findall(text)
+    cameras = {line.split()[0] for line in lines}
+    assert cameras == {"cam-01", "cam-02"}, text
+    # Face counts follow the sample video: cam-01 starts on a face frame.
+    simulator = CameraSimulator(cfg, cameras=2)
+    assert simulator.cameras[0].phase == 0
+
+    # No process of the demo is left: nothing runs with its CAMSTREAM_HOME in its environment.
+    def leftovers() -> list[int]:
+        found = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            try:
+                if f"CAMSTREAM_HOME={home}".encode() in (proc / "environ").read_bytes():
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+        return found
+
+    wait_until(lambda: not leftovers(), timeout_s=30, what="demo processes to exit")

@@ -1,0 +1,116 @@
+"""End to end through the real commands: `camstream simulate` -> `camstream analyze` -> topic."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from camstream.config import Config
+from camstream.frames import OUTPUT_HEADERS, AnnotatedFrame
+from camstream.simulate import CameraSimulator, sample_labels
+from conftest import consume, wait_until
+
+pytestmark = pytest.mark.spark
+
+CAMERAS = 2
+FRAMES_PER_CAMERA = 30
+
+
+def camstream(*args: str, env: dict[str, str], **kwargs) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "camstream", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        **kwargs,
+    )
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_simulated_cameras_through_the_spark_job(cfg: Config, tmp_path: Path) -> None:
+    env = {**os.environ, "KAFKA_BOOTSTRAP": cfg.bootstrap_servers, "CAMSTREAM_HOME": cfg.home}
+    topics = ["--bootstrap-servers", cfg.bootstrap_servers]
+    analyze = camstream(
+        "analyze",
+        "--input-topic", cfg.input_topic,
+        "--output-topic", cfg.output_topic,
+        "--dlq-topic", cfg.dead_letter_topic,
+        "--checkpoint-location", str(tmp_path / "checkpoint"),
+        "--starting-offsets", "earliest",
+        "--master", "local[2]",
+        *topics,
+        env=env,
+    )  # fmt: skip
+    try:
+        simulate = subprocess.run(
+            [sys.executable, "-m", "camstream", "simulate", "--cameras", str(CAMERAS),
+             "--fps", "10", "--max-frames", str(FRAMES_PER_CAMERA), "--topic", cfg.input_topic,
+             *topics],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert simulate.returncode == 0, simulate.stdout + simulate.stderr
+        assert f"sent {CAMERAS * FRAMES_PER_CAMERA} frames" in simulate.stdout
+
+        total = CAMERAS * FRAMES_PER_CAMERA
+        records = consume(cfg, cfg.output_topic, total, timeout_s=240)
+        assert analyze.poll() is None, "the Spark job exited early"
+    finally:
+        analyze.send_signal(signal.SIGTERM)
+        output, _ = analyze.communicate(timeout=90)
+    assert analyze.returncode == 0, output
+    assert "analyze: stopped" in output
+    wait_until(lambda: not group_alive(analyze.pid), 30, what="the job's JVM to exit")
+
+    # Every input frame exactly once, with the contract's headers.
+    frames = [AnnotatedFrame.from_record(r.value, r.headers) for r in records]
+    assert all([name for name, _ in r.headers] == list(OUTPUT_HEADERS) for r in records)
+    seen = [(f.camera_id, f.seq) for f in frames]
+    assert len(seen) == len(set(seen)) == total
+    assert all(r.key == f.camera_id.encode() for r, f in zip(records, frames, strict=True))
+
+    # Per-camera order is kept: seq strictly increasing in output order.
+    by_camera: dict[str, list[AnnotatedFrame]] = {}
+    for frame in frames:
+        by_camera.setdefault(frame.camera_id, []).append(frame)
+    assert sorted(by_camera) == ["cam-01", "cam-02"]
+    for camera_frames in by_camera.values():
+        seqs = [f.seq for f in camera_frames]
+        assert seqs == list(range(FRAMES_PER_CAMERA))
+
+    # Faces where the sample video has a face, none where it has none; boxes in the frame.
+    simulator = CameraSimulator(cfg, cameras=CAMERAS)
+    labels = sample_labels()["frames"]
+    face_frames = empty_frames = 0
+    for camera in simulator.cameras:
+        for frame in by_camera[camera.camera_id]:
+            label = labels[camera.frame_index(frame.seq, simulator.frame_count)]
+            if label["faces"]:
+                face_frames += 1
+                assert frame.faces > 0, (frame.camera_id, frame.seq)
+            else:
+                empty_frames += 1
+                assert frame.faces == 0, (frame.camera_id, frame.seq)
+            assert frame.faces == len(frame.boxes_xyxy)
+            for x1, y1, x2, y2 in frame.boxes_xyxy:
+                assert 0 <= x1 < x2 <= frame.width and 0 <= y1 < y2 <= frame.height
+            assert frame.analyzed_ts_ns >= frame.capture_ts_ns
+            assert frame.jpeg[:3] == b"\xff\xd8\xff"
+    assert face_frames > 0 and empty_frames > 0
+    (tmp_path / "e2e-summary.json").write_text(
+        json.dumps({"frames": total, "face_frames": face_frames, "empty_frames": empty_frames})
+    )

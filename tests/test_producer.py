@@ -1,0 +1,55 @@
+"""The camera producer over a real broker, from a real video file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from camstream.analysis import jpeg_size
+from camstream.config import Config
+from camstream.frames import INPUT_HEADERS, FrameMeta
+from camstream.producer import CaptureError, FrameTooLargeError, fit_jpeg, produce
+from camstream.simulate import CameraSimulator, sample_video_path
+from conftest import consume
+
+
+def test_produce_from_a_video_file(cfg: Config) -> None:
+    stats = produce(cfg, str(sample_video_path()), "door-1", fps=50, resize_width=320, max_frames=6)
+    assert (stats.sent, stats.acked, stats.failed) == (6, 6, 0)
+    records = consume(cfg, cfg.input_topic, 6)
+    assert len(records) == 6
+    for seq, record in enumerate(records):
+        assert record.key == b"door-1"
+        assert [name for name, _ in record.headers] == list(INPUT_HEADERS)
+        meta = FrameMeta.from_headers(record.headers)
+        assert (meta.camera_id, meta.seq, meta.width, meta.height) == ("door-1", seq, 320, 240)
+        assert jpeg_size(record.value) == (320, 240)
+
+
+def test_missing_source_is_a_clear_error(cfg: Config) -> None:
+    with pytest.raises(CaptureError, match="does not exist"):
+        produce(cfg, "/no/such/video.mp4", "cam-x", max_frames=1)
+
+
+def test_oversized_frame_lowers_quality_then_fails_loudly() -> None:
+    noise = np.random.default_rng(1).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    cfg = Config(max_frame_bytes=200_000, jpeg_quality=95, min_jpeg_quality=10)
+    jpeg, quality = fit_jpeg(noise, cfg)
+    assert len(jpeg) <= 200_000 and quality < 95
+    strict = Config(max_frame_bytes=20_000, jpeg_quality=80, min_jpeg_quality=60)
+    with pytest.raises(FrameTooLargeError, match=r"over the 20000-byte limit.*--resize-width"):
+        fit_jpeg(noise, strict)
+
+
+def test_simulated_cameras_have_their_own_ids_phases_and_seq(cfg: Config) -> None:
+    simulator = CameraSimulator(cfg, cameras=3, fps=20)
+    stats = simulator.run(max_frames=4)
+    assert (stats.sent, stats.failed) == (12, 0)
+    records = consume(cfg, cfg.input_topic, 12)
+    by_camera: dict[str, list[int]] = {}
+    for record in records:
+        meta = FrameMeta.from_headers(record.headers)
+        assert record.key == meta.camera_id.encode()
+        by_camera.setdefault(meta.camera_id, []).append(meta.seq)
+    assert by_camera == {"cam-01": [0, 1, 2, 3], "cam-02": [0, 1, 2, 3], "cam-03": [0, 1, 2, 3]}
+    assert len({camera.phase for camera in simulator.cameras}) == 3

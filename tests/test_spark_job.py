@@ -1,0 +1,73 @@
+"""The Spark job in a real local Spark session, reading and writing a real broker."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from camstream.analysis import encode_jpeg
+from camstream.config import Config
+from camstream.frames import FrameMeta, headers_to_dict
+from camstream.kafka_io import make_producer
+from camstream.spark_job import build_query, observed_totals, spark_session
+from conftest import astronaut_bgr, consume, wait_until
+
+pytestmark = pytest.mark.spark
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[object]:
+    session = spark_session(Config(master="local[2]"), app_name="camstream-tests")
+    yield session
+    session.stop()
+
+
+def test_bad_input_is_counted_and_dead_lettered_without_stopping_the_job(
+    spark, cfg: Config
+) -> None:
+    jpeg = encode_jpeg(astronaut_bgr(), 80)
+    producer = make_producer(cfg)
+    garbage = b"\x00garbage\x01" * 10
+    plan = ["ok", "garbage", "ok", "empty", "ok", "ok"]
+    for seq, kind in enumerate(plan):
+        value = {"ok": jpeg, "garbage": garbage, "empty": b""}[kind]
+        meta = FrameMeta("cam-a", seq, time.time_ns(), 512, 512)
+        producer.send(cfg.input_topic, key=b"cam-a", value=value, headers=meta.to_headers())
+    producer.flush()
+
+    query = build_query(spark, cfg)
+    try:
+        out = consume(cfg, cfg.output_topic, 4, timeout_s=120)
+        dead = consume(cfg, cfg.dead_letter_topic, 2, timeout_s=30)
+        assert [headers_to_dict(r.headers)["seq"] for r in out] == ["0", "2", "4", "5"]
+        assert all(headers_to_dict(r.headers)["faces"] == "1" for r in out)
+        reasons = {
+            headers_to_dict(r.headers)["seq"]: headers_to_dict(r.headers)["error"] for r in dead
+        }
+        assert reasons == {
+            "1": "value is not a JPEG (missing FF D8 FF start marker)",
+            "3": "empty frame value",
+        }
+        # Dead letters keep the original key and value.
+        assert {r.key for r in dead} == {b"cam-a"}
+        assert sorted(len(r.value or b"") for r in dead) == [0, len(garbage)]
+        totals = wait_until(
+            lambda: (t := observed_totals(query)).get("frames_in", 0) >= 6 and t,
+            timeout_s=30,
+            what="observed metrics",
+        )
+        assert totals["frames_ok"] == 4 and totals["frames_dead_lettered"] == 2
+        assert totals["faces"] == 4
+
+        # The job is still running and processes the frames that come after.
+        assert query.isActive and query.exception() is None
+        meta = FrameMeta("cam-a", len(plan), time.time_ns(), 512, 512)
+        producer.send(cfg.input_topic, key=b"cam-a", value=jpeg, headers=meta.to_headers())
+        producer.flush()
+        later = consume(cfg, cfg.output_topic, 5, timeout_s=60)
+        assert headers_to_dict(later[-1].headers)["seq"] == str(len(plan))
+    finally:
+        producer.close()
+        query.stop()
