@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # Broker data, logs and Spark checkpoints of the demo stay inside this checkout.
 export CAMSTREAM_HOME ?= $(CURDIR)/.camstream
 
-.PHONY: setup demo test lint format broker-start broker-stop arch clean
+.PHONY: setup demo test lint format broker-start broker-stop arch notebooks-clean clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("camstream needs Python 3.10+" if sys.version_info < (3, 10) else 0)'
@@ -26,12 +26,12 @@ demo: setup
 	$(CAMSTREAM) demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests scripts
-	$(VENV)/bin/ruff format --check src tests scripts
+	$(VENV)/bin/ruff check src tests scripts databricks
+	$(VENV)/bin/ruff format --check src tests scripts databricks
 
 format: $(STAMP)
-	$(VENV)/bin/ruff check --fix src tests scripts
-	$(VENV)/bin/ruff format src tests scripts
+	$(VENV)/bin/ruff check --fix src tests scripts databricks
+	$(VENV)/bin/ruff format src tests scripts databricks
 
 # pytest exits 5 when it collects no test: say so and fail, never pass silently.
 test: setup lint
@@ -44,6 +44,9 @@ broker-start: setup
 
 broker-stop: $(STAMP)
 	$(CAMSTREAM) broker stop
+
+notebooks-clean: $(STAMP)
+	$(VENV)/bin/jupyter nbconvert --clear-output --inplace jupyter/*.ipynb
 
 arch: docs/arch.dot
 	dot -Tpng -Gdpi=110 docs/arch.dot -o arch.png

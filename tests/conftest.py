@@ -40,6 +40,16 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         broker.stop()
 
 
+@pytest.fixture(scope="session")
+def spark(kafka_bootstrap: str) -> Iterator[Any]:
+    """One local Spark session (with the Kafka connector) for the tests that need it."""
+    from camstream.spark_job import spark_session
+
+    session = spark_session(Config(master="local[2]"), app_name="camstream-tests")
+    yield session
+    session.stop()
+
+
 @pytest.fixture
 def cfg(kafka_bootstrap: str, tmp_path: Path) -> Config:
     """A config whose topics are unique to this test (and created), state under tmp_path."""

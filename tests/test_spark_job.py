@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -11,17 +10,10 @@ from camstream.analysis import encode_jpeg
 from camstream.config import Config
 from camstream.frames import FrameMeta, headers_to_dict
 from camstream.kafka_io import make_producer
-from camstream.spark_job import build_query, observed_totals, spark_session
+from camstream.spark_job import build_query, observed_totals
 from conftest import astronaut_bgr, consume, wait_until
 
 pytestmark = pytest.mark.spark
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[object]:
-    session = spark_session(Config(master="local[2]"), app_name="camstream-tests")
-    yield session
-    session.stop()
 
 
 def test_bad_input_is_counted_and_dead_lettered_without_stopping_the_job(

@@ -161,7 +161,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from camstream.spark_job import (
         build_query,
-        describe_progress,
+        follow_progress,
         spark_session,
         stop_gracefully,
     )
@@ -188,13 +188,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             f" checkpoint {cfg.checkpoint_path}",
             flush=True,
         )
-        last_batch = -1
-        while query.isActive and not stop.is_set():
-            stop.wait(2.0)
-            for progress in query.recentProgress:
-                if progress["batchId"] > last_batch and progress.get("numInputRows"):
-                    print(describe_progress(progress), flush=True)
-                last_batch = max(last_batch, progress["batchId"])
+        follow_progress(query, lambda line: print(line, flush=True), stop=stop)
         error = query.exception()
         if query.isActive:
             stop_gracefully(spark, query)

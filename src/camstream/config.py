@@ -84,6 +84,9 @@ class Config:
     max_offsets_per_trigger: int | None = 200
     detection_preset: str = "faithful"
     detection: DetectionSettings = field(default_factory=DetectionSettings)
+    # Extra Kafka client properties (e.g. security.protocol, sasl.mechanism,
+    # sasl.jaas.config) for the Spark source and sink; kept out of repr: may hold secrets.
+    kafka_properties: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     # Local state: broker data and logs, default checkpoints.
     home: str = field(default_factory=lambda: str(Path("~/.camstream").expanduser()))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Iterable
 
@@ -39,7 +40,29 @@ def _common(cfg: Config) -> dict[str, object]:
         "bootstrap_servers": cfg.bootstrap_servers.split(","),
         "client_id": "camstream",
         "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
+        **security_settings(cfg.kafka_properties),
     }
+
+
+_JAAS_VALUE = re.compile(r'(username|password)\s*=\s*"((?:[^"\\]|\\.)*)"')
+
+
+def security_settings(properties: tuple[tuple[str, str], ...]) -> dict[str, object]:
+    """Map the Java client's security properties (as Spark takes them) to kafka-python's."""
+    props = {name.removeprefix("kafka."): value for name, value in properties}
+    settings: dict[str, object] = {}
+    if "security.protocol" in props:
+        settings["security_protocol"] = props["security.protocol"]
+    if "sasl.mechanism" in props:
+        settings["sasl_mechanism"] = props["sasl.mechanism"]
+    if "sasl.jaas.config" in props:
+        found = dict(_JAAS_VALUE.findall(props["sasl.jaas.config"]))
+        if "username" in found:
+            settings["sasl_plain_username"] = found["username"]
+            settings["sasl_plain_password"] = found.get("password", "")
+    if "ssl.ca.location" in props:
+        settings["ssl_cafile"] = props["ssl.ca.location"]
+    return settings
 
 
 def make_producer(cfg: Config, **overrides: object) -> KafkaProducer:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from camstream.config import Config, DetectionSettings
@@ -77,7 +79,12 @@ def kafka_source_options(cfg: Config) -> dict[str, str]:
     }
     if cfg.max_offsets_per_trigger is not None:
         options["maxOffsetsPerTrigger"] = str(cfg.max_offsets_per_trigger)
-    return options
+    return {**options, **_kafka_properties(cfg)}
+
+
+def _kafka_properties(cfg: Config) -> dict[str, str]:
+    """Extra client properties (security settings) as Spark's `kafka.`-prefixed options."""
+    return {f"kafka.{name.removeprefix('kafka.')}": value for name, value in cfg.kafka_properties}
 
 
 def kafka_sink_options(cfg: Config) -> dict[str, str]:
@@ -88,6 +95,7 @@ def kafka_sink_options(cfg: Config) -> dict[str, str]:
         "kafka.enable.idempotence": "true",
         "kafka.max.request.size": str(2 * cfg.max_frame_bytes),
         "kafka.linger.ms": "0",
+        **_kafka_properties(cfg),
     }
 
 
@@ -154,11 +162,21 @@ def analytics_dataframe(spark: SparkSession, cfg: Config) -> DataFrame:
     )
 
 
-def build_query(spark: SparkSession, cfg: Config, query_name: str | None = None) -> StreamingQuery:
-    """Start the analytics query on `spark`; the caller owns the session and the query."""
-    from camstream.kafka_io import ensure_topics
+def build_query(
+    spark: SparkSession,
+    cfg: Config,
+    query_name: str | None = None,
+    create_topics: bool = True,
+) -> StreamingQuery:
+    """Start the analytics query on `spark`; the caller owns the session and the query.
 
-    ensure_topics(cfg, [cfg.input_topic, cfg.output_topic, cfg.dead_letter_topic])
+    `create_topics=False` skips topic creation, for managed Kafka services where the
+    job's credentials may not create topics.
+    """
+    if create_topics:
+        from camstream.kafka_io import ensure_topics
+
+        ensure_topics(cfg, [cfg.input_topic, cfg.output_topic, cfg.dead_letter_topic])
     writer = (
         analytics_dataframe(spark, cfg)
         .select("key", "value", "headers", "topic")
@@ -176,14 +194,34 @@ def stop_gracefully(spark: SparkSession, query: StreamingQuery, timeout_s: float
     Stopping in the middle of a batch works (the checkpoint makes the next run redo it),
     but Spark logs the cancelled tasks as errors; waiting for a gap avoids both.
     """
-    import time
-
     deadline = time.monotonic() + timeout_s
     while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
         time.sleep(0.02)
     # Tasks cancelled by the stop are expected now; keep them out of the terminal.
     spark.sparkContext.setLogLevel("FATAL")
     query.stop()
+
+
+def follow_progress(
+    query: StreamingQuery,
+    show: Callable[[str], Any] = print,
+    seconds: float = 0,
+    stop: threading.Event | None = None,
+) -> None:
+    """Report each new batch until the query ends, `stop` is set, or `seconds` (> 0) pass."""
+    deadline = time.monotonic() + seconds if seconds > 0 else None
+    last_batch = -1
+    while query.isActive and not (stop is not None and stop.is_set()):
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+        if stop is not None:
+            stop.wait(2.0)
+        else:
+            query.awaitTermination(2)
+        for progress in query.recentProgress:
+            if progress["batchId"] > last_batch and progress.get("numInputRows"):
+                show(describe_progress(progress))
+            last_batch = max(last_batch, progress["batchId"])
 
 
 def observed_totals(query: StreamingQuery) -> dict[str, int]:
