@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # Broker data, logs and Spark checkpoints of the demo stay inside this checkout.
 export CAMSTREAM_HOME ?= $(CURDIR)/.camstream
 
-.PHONY: setup demo test lint format broker-start broker-stop arch notebooks-clean clean
+.PHONY: setup browser demo test lint format broker-start broker-stop arch notebooks-clean clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("camstream needs Python 3.10+" if sys.version_info < (3, 10) else 0)'
@@ -33,8 +33,12 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix src tests scripts databricks
 	$(VENV)/bin/ruff format src tests scripts databricks
 
+# Chromium for the browser test of the station (Debian packages; skipped once installed).
+browser:
+	@scripts/install-browser.sh
+
 # pytest exits 5 when it collects no test: say so and fail, never pass silently.
-test: setup lint
+test: setup browser lint
 	@$(PY) -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
 	exit $$status

@@ -9,11 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from camstream.broker import free_port
 from camstream.config import Config
-from camstream.simulate import CameraSimulator
 from conftest import wait_until
 
 
@@ -30,7 +30,8 @@ def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60):
 def test_help_lists_subcommands_and_env_defaults() -> None:
     out = run("--help")
     assert out.returncode == 0
-    for command in ("broker", "topics", "produce", "simulate", "analyze", "monitor", "demo"):
+    commands = ("broker", "topics", "produce", "simulate", "analyze", "monitor", "station", "demo")
+    for command in commands:
         assert command in out.stdout
     analyze = run("analyze", "--help", env={"KAFKA_BOOTSTRAP": "kafka-1:9999"})
     assert "env KAFKA_BOOTSTRAP; now: kafka-1:9999" in " ".join(analyze.stdout.split())
@@ -75,8 +76,12 @@ def test_topics_create_and_list(cfg: Config) -> None:
 
 
 @pytest.mark.spark
-def test_demo_runs_the_stack_and_ctrl_c_leaves_nothing_behind(cfg: Config, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["station", "console"])
+def test_demo_runs_the_stack_and_ctrl_c_leaves_nothing_behind(
+    mode: str, cfg: Config, tmp_path: Path
+) -> None:
     home = tmp_path / "demo-home"
+    station_port = free_port()
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP": cfg.bootstrap_servers,
@@ -85,27 +90,35 @@ def test_demo_runs_the_stack_and_ctrl_c_leaves_nothing_behind(cfg: Config, tmp_p
         "CAMSTREAM_OUTPUT_TOPIC": cfg.output_topic,
         "CAMSTREAM_DLQ_TOPIC": cfg.dead_letter_topic,
         "CAMSTREAM_SPARK_MASTER": "local[2]",
+        "CAMSTREAM_STATION_PORT": str(station_port),
         "PYTHONUNBUFFERED": "1",
     }
     log_path = tmp_path / "demo.log"
+    args = ["demo", "--cameras", "2", "--fps", "3"] + (["--console"] if mode == "console" else [])
+    frame_line = re.compile(r"cam-0[12]\s+seq\s+\d+\s+delay\s+[\d.]+ ms\s+faces \d")
+
+    def cameras_shown() -> set[str]:
+        if mode == "console":
+            return {line.split()[0] for line in frame_line.findall(log_path.read_text())}
+        try:
+            stats = httpx.get(f"http://127.0.0.1:{station_port}/api/stats", timeout=5).json()
+        except httpx.HTTPError:
+            return set()
+        return {c["camera_id"] for c in stats["cameras"] if c["frames"] > 0}
+
     with open(log_path, "w") as log:
         demo = subprocess.Popen(
-            [sys.executable, "-m", "camstream", "demo", "--cameras", "2", "--fps", "3"],
+            [sys.executable, "-m", "camstream", *args],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        frame_line = re.compile(r"cam-0[12]\s+seq\s+\d+\s+delay\s+[\d.]+ ms\s+faces \d")
-
-        def cameras_shown() -> set[str]:
-            return {line.split()[0] for line in frame_line.findall(log_path.read_text())}
-
         try:
             wait_until(
                 lambda: cameras_shown() == {"cam-01", "cam-02"},
                 timeout_s=180,
-                what="the demo monitor to print annotated frames",
+                what=f"the demo's {mode} to show annotated frames of both cameras",
             )
         finally:
             demo.send_signal(signal.SIGINT)  # what Ctrl-C does
@@ -113,12 +126,8 @@ def test_demo_runs_the_stack_and_ctrl_c_leaves_nothing_behind(cfg: Config, tmp_p
     text = log_path.read_text()
     assert demo.returncode == 0, text
     assert "demo: stopped; no process left running" in text
-    lines = frame_line.findall(text)
-    cameras = {line.split()[0] for line in lines}
-    assert cameras == {"cam-01", "cam-02"}, text
-    # Face counts follow the sample video: cam-01 starts on a face frame.
-    simulator = CameraSimulator(cfg, cameras=2)
-    assert simulator.cameras[0].phase == 0
+    if mode == "station":
+        assert f"http://127.0.0.1:{station_port}/" in text
 
     # No process of the demo is left: nothing runs with its CAMSTREAM_HOME in its environment.
     def leftovers() -> list[int]:

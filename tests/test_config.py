@@ -46,6 +46,8 @@ def test_environment_and_overrides() -> None:
         ({"CAMSTREAM_JPEG_QUALITY": "150"}, "jpeg_quality must be between 1 and 100"),
         ({"CAMSTREAM_STARTING_OFFSETS": "yesterday"}, "starting_offsets must be"),
         ({"CAMSTREAM_OUTPUT_TOPIC": "camera-stream"}, "must differ"),
+        ({"CAMSTREAM_STATION_STALE_S": "soon"}, "CAMSTREAM_STATION_STALE_S='soon' is not a number"),
+        ({"CAMSTREAM_STATION_PORT": "0"}, "station_port must be 1-65535"),
     ],
 )
 def test_bad_values_fail_fast_with_a_clear_message(env: dict[str, str], message: str) -> None:

@@ -220,11 +220,26 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_station(args: argparse.Namespace) -> int:
+    from camstream.station import run_station
+
+    cfg = _config(
+        args,
+        station_host=args.host,
+        station_port=args.port,
+        station_stale_s=args.stale_after,
+    )
+    run_station(cfg, topic=args.topic)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from camstream.stack import run_demo
 
     cfg = _config(args, detection_preset=args.preset)
-    return run_demo(cfg, cameras=args.cameras, fps=args.fps, duration_s=args.duration)
+    return run_demo(
+        cfg, cameras=args.cameras, fps=args.fps, duration_s=args.duration, console=args.console
+    )
 
 
 # ---- parser ---------------------------------------------------------------------------------
@@ -318,6 +333,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idle-timeout", type=float, help="stop after this many seconds without frames")
     _kafka_options(p)
 
+    p = add("station", cmd_station, "serve the browser wall of all cameras (live, with alerts)")
+    p.add_argument("--host", help=_env_help("station_host", "listen address"))
+    p.add_argument("--port", type=int, help=_env_help("station_port", "listen port"))
+    p.add_argument(
+        "--stale-after",
+        type=float,
+        help=_env_help("station_stale_s", "seconds without frames before a camera is stale"),
+    )
+    p.add_argument("--topic", help=_env_help("output_topic", "topic to read annotated frames from"))
+    _kafka_options(p)
+
     p = add("demo", cmd_demo, "run the whole local stack: broker, Spark job, cameras, monitor")
     _camera_options(p, fps=4.0)
     p.add_argument(
@@ -326,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=_env_help("detection_preset", "detection settings"),
     )
     p.add_argument("--duration", type=float, help="stop after this many seconds (default: Ctrl-C)")
+    p.add_argument(
+        "--console", action="store_true", help="print frames in the terminal instead of the station"
+    )
     _kafka_options(p)
     return parser
 

@@ -84,6 +84,11 @@ class Config:
     max_offsets_per_trigger: int | None = 200
     detection_preset: str = "faithful"
     detection: DetectionSettings = field(default_factory=DetectionSettings)
+    # Browser station: loopback unless told otherwise; the token guards it when exposed.
+    station_host: str = "127.0.0.1"
+    station_port: int = 8080
+    station_token: str = field(default="", repr=False)
+    station_stale_s: float = 5.0
     # Extra Kafka client properties (e.g. security.protocol, sasl.mechanism,
     # sasl.jaas.config) for the Spark source and sink; kept out of repr: may hold secrets.
     kafka_properties: tuple[tuple[str, str], ...] = field(default=(), repr=False)
@@ -177,6 +182,10 @@ class Config:
                 "max_offsets_per_trigger must be >= 1 or unset"
                 f" (got {self.max_offsets_per_trigger})"
             )
+        if not 0 < self.station_port < 65536:
+            raise ConfigError(f"station_port must be 1-65535 (got {self.station_port})")
+        if self.station_stale_s <= 0:
+            raise ConfigError(f"station_stale_s must be > 0 (got {self.station_stale_s})")
         self.detection.validate()
         return self
 
@@ -220,6 +229,10 @@ ENV_VARS: dict[str, str] = {
     "max_offsets_per_trigger": "CAMSTREAM_MAX_OFFSETS_PER_TRIGGER",
     "detection_preset": "CAMSTREAM_DETECTION_PRESET",
     "home": "CAMSTREAM_HOME",
+    "station_host": "CAMSTREAM_STATION_HOST",
+    "station_port": "CAMSTREAM_STATION_PORT",
+    "station_token": "CAMSTREAM_STATION_TOKEN",
+    "station_stale_s": "CAMSTREAM_STATION_STALE_S",
 }
 
 
@@ -233,4 +246,9 @@ def _parse(name: str, var: str, raw: str) -> Any:
             return int(raw)
         except ValueError:
             raise ConfigError(f"{var}={raw!r} is not a whole number") from None
+    if field_type == "float":
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{var}={raw!r} is not a number") from None
     return raw

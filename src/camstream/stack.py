@@ -20,6 +20,7 @@ from camstream.broker import LocalBroker
 from camstream.config import Config
 from camstream.kafka_io import BrokerUnavailableError, ensure_topics, wait_for_broker
 from camstream.monitor import run_console_monitor
+from camstream.station import run_station
 
 
 def say(message: str) -> None:
@@ -91,9 +92,24 @@ def _start_broker_if_needed(cfg: Config) -> LocalBroker | None:
     return broker
 
 
+def _open_browser_later(cfg: Config) -> None:
+    """Open the wall in a browser where there is a desktop; elsewhere the URL is printed."""
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return
+    import webbrowser
+
+    url = f"http://{cfg.station_host}:{cfg.station_port}/"
+    threading.Timer(2.0, webbrowser.open, args=(url,)).start()
+
+
 def run_demo(
-    cfg: Config, cameras: int = 3, fps: float = 4.0, duration_s: float | None = None
+    cfg: Config,
+    cameras: int = 3,
+    fps: float = 4.0,
+    duration_s: float | None = None,
+    console: bool = False,
 ) -> int:
+    """Broker (if none answers), Spark job, simulated cameras, and the station or console."""
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: object) -> None:
@@ -147,8 +163,12 @@ def run_demo(
                 stop.wait(0.5)
 
         threading.Thread(target=watchdog, daemon=True).start()
-        with contextlib.suppress(BrokenPipeError):
-            run_console_monitor(cfg, stop=stop)
+        if console:
+            with contextlib.suppress(BrokenPipeError):
+                run_console_monitor(cfg, stop=stop)
+        else:
+            _open_browser_later(cfg)
+            run_station(cfg, stop=stop)
         return 1 if failed else 0
     finally:
         say("demo: stopping ...")

@@ -1,0 +1,459 @@
+"""The monitoring station in the browser: a live wall of every camera, with alerts.
+
+One Kafka consumer thread keeps only the latest annotated frame per camera (memory is
+bounded by the number of cameras, not by the frame rate) plus bounded statistics. Browsers
+connect over one WebSocket each; every client gets the newest frame of each camera it
+shows, and a slow client simply skips frames: nothing queues, and the consumer never waits
+for a browser. A WebSocket rather than MJPEG because a browser opens at most about six
+HTTP/1.1 connections per host, so one MJPEG stream per tile cannot show hundreds of
+cameras; one WebSocket multiplexes them all, and the page subscribes only to the tiles it
+shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import dataclasses
+import hmac
+import json
+import logging
+import statistics
+import struct
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import cv2
+import numpy as np
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from camstream.config import Config
+from camstream.frames import AnnotatedFrame
+
+log = logging.getLogger(__name__)
+
+TOKEN_COOKIE = "camstream_token"
+DELAY_WINDOW = 256  # delays kept per camera for p50/p95
+FPS_WINDOW_S = 5.0
+EVENT_HISTORY = 50
+EVENT_REPEAT_S = 3.0  # a camera that keeps seeing faces raises an event at most this often
+THUMBNAIL_WIDTH = 160
+SEND_INTERVAL_S = 0.05  # how often a client's sender looks for newer frames
+STATUS_INTERVAL_S = 1.0
+
+
+@dataclass
+class CameraState:
+    camera_id: str
+    frame: AnnotatedFrame
+    version: int = 0
+    frames: int = 0
+    last_seen: float = 0.0  # wall-clock seconds
+    arrivals: deque[float] = field(default_factory=lambda: deque(maxlen=256))
+    delays_ms: deque[float] = field(default_factory=lambda: deque(maxlen=DELAY_WINDOW))
+    last_event_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Event:
+    event_id: int
+    ts: float
+    camera_id: str
+    seq: int
+    faces: int
+    thumbnail_jpeg: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.event_id,
+            "time": time.strftime("%H:%M:%S", time.localtime(self.ts)),
+            "ts": self.ts,
+            "camera_id": self.camera_id,
+            "seq": self.seq,
+            "faces": self.faces,
+            "thumbnail": "data:image/jpeg;base64," + base64.b64encode(self.thumbnail_jpeg).decode(),
+        }
+
+
+class FrameStore:
+    """Latest frame and bounded statistics per camera; safe to use from several threads."""
+
+    def __init__(self, stale_after_s: float = 5.0) -> None:
+        self.stale_after_s = stale_after_s
+        self._cameras: dict[str, CameraState] = {}
+        self._events: deque[Event] = deque(maxlen=EVENT_HISTORY)
+        self._next_event_id = 1
+        self._lock = threading.Lock()
+        self.frames_total = 0
+
+    def update(self, frame: AnnotatedFrame, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        delay_ms = (now * 1e9 - frame.capture_ts_ns) / 1e6
+        with self._lock:
+            state = self._cameras.get(frame.camera_id)
+            if state is None:
+                state = self._cameras[frame.camera_id] = CameraState(frame.camera_id, frame)
+            state.frame = frame  # the previous frame is dropped here: only the latest is kept
+            state.version += 1
+            state.frames += 1
+            state.last_seen = now
+            state.arrivals.append(now)
+            state.delays_ms.append(delay_ms)
+            self.frames_total += 1
+            raise_event = frame.faces > 0 and now - state.last_event_at >= EVENT_REPEAT_S
+            if raise_event:
+                state.last_event_at = now
+        if raise_event:
+            event = Event(0, now, frame.camera_id, frame.seq, frame.faces, _thumbnail(frame.jpeg))
+            with self._lock:
+                self._events.append(dataclasses.replace(event, event_id=self._next_event_id))
+                self._next_event_id += 1
+
+    def versions(self) -> dict[str, int]:
+        with self._lock:
+            return {cid: state.version for cid, state in self._cameras.items()}
+
+    def latest(self, camera_id: str) -> tuple[int, AnnotatedFrame] | None:
+        with self._lock:
+            state = self._cameras.get(camera_id)
+            return None if state is None else (state.version, state.frame)
+
+    def events(self, after_id: int = 0) -> list[Event]:
+        with self._lock:
+            return [e for e in self._events if e.event_id > after_id]
+
+    def camera_stats(self, now: float | None = None) -> list[dict[str, Any]]:
+        now = time.time() if now is None else now
+        with self._lock:
+            states = [
+                (s.camera_id, s.frame, s.frames, s.last_seen, list(s.arrivals), list(s.delays_ms))
+                for s in self._cameras.values()
+            ]
+        stats = []
+        for camera_id, frame, frames, last_seen, arrivals, delays in sorted(states):
+            recent = [t for t in arrivals if now - t <= FPS_WINDOW_S]
+            fps = 0.0
+            if len(recent) >= 2 and recent[-1] > recent[0]:
+                fps = (len(recent) - 1) / (recent[-1] - recent[0])
+            stats.append(
+                {
+                    "camera_id": camera_id,
+                    "frames": frames,
+                    "seq": frame.seq,
+                    "faces": frame.faces,
+                    "fps": round(fps, 2),
+                    "delay_ms_last": round(delays[-1], 1),
+                    "delay_ms_p50": round(statistics.median(delays), 1),
+                    "delay_ms_p95": round(_percentile(delays, 95), 1),
+                    "last_seen_s_ago": round(now - last_seen, 2),
+                    "stale": now - last_seen > self.stale_after_s,
+                }
+            )
+        return stats
+
+    def memory_bytes(self) -> int:
+        """Bytes of frame data held: the latest JPEG per camera and the event thumbnails."""
+        with self._lock:
+            frames = sum(len(s.frame.jpeg) for s in self._cameras.values())
+            return frames + sum(len(e.thumbnail_jpeg) for e in self._events)
+
+    def camera_count(self) -> int:
+        with self._lock:
+            return len(self._cameras)
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _thumbnail(jpeg: bytes) -> bytes:
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        return b""
+    height = max(1, round(image.shape[0] * THUMBNAIL_WIDTH / image.shape[1]))
+    small = cv2.resize(image, (THUMBNAIL_WIDTH, height), interpolation=cv2.INTER_AREA)
+    ok, buffer = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 70])
+    return buffer.tobytes() if ok else b""
+
+
+def pack_frame(frame: AnnotatedFrame, now: float | None = None) -> bytes:
+    """A WebSocket binary message: 4-byte length, JSON metadata, then the JPEG."""
+    now = time.time() if now is None else now
+    meta = json.dumps(
+        {
+            "camera_id": frame.camera_id,
+            "seq": frame.seq,
+            "faces": frame.faces,
+            "boxes_xyxy": frame.boxes_xyxy,
+            "width": frame.width,
+            "height": frame.height,
+            "delay_ms": round((now * 1e9 - frame.capture_ts_ns) / 1e6, 1),
+        },
+        separators=(",", ":"),
+    ).encode()
+    return struct.pack(">I", len(meta)) + meta + frame.jpeg
+
+
+def unpack_frame(message: bytes) -> tuple[dict[str, Any], bytes]:
+    (length,) = struct.unpack(">I", message[:4])
+    return json.loads(message[4 : 4 + length]), message[4 + length :]
+
+
+class StationConsumer(threading.Thread):
+    """Feeds the store from the output topic; reconnects when the broker goes away."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        store: FrameStore,
+        topic: str | None = None,
+        from_beginning: bool = False,
+    ) -> None:
+        super().__init__(name="station-consumer", daemon=True)
+        self.from_beginning = from_beginning
+        self.cfg = cfg
+        self.store = store
+        self.topic = topic or cfg.output_topic
+        self.stop_event = threading.Event()
+        self.connected = False
+        self.last_error: str | None = None
+
+    def run(self) -> None:
+        from camstream.monitor import iter_annotated_frames
+
+        while not self.stop_event.is_set():
+            try:
+                self.connected = True
+                for frame in iter_annotated_frames(
+                    self.cfg, self.topic, from_beginning=self.from_beginning, stop=self.stop_event
+                ):
+                    self.store.update(frame)
+            except Exception as exc:  # keep serving the page; report in /healthz and retry
+                self.connected = False
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("station consumer: %s; retrying", self.last_error)
+                self.stop_event.wait(2.0)
+        self.connected = False
+
+
+# ---- web app -----------------------------------------------------------------------------
+def _asset(name: str) -> str:
+    return resources.files("camstream").joinpath("station_web", name).read_text()
+
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' blob: data:; connect-src 'self';"
+        " style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none';"
+        " frame-ancestors 'none'"
+    ),
+    "Cache-Control": "no-store",
+}
+
+
+class SecurityHeaders(BaseHTTPMiddleware):
+    async def dispatch(self, request: Request, call_next: Any) -> Response:
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+
+def _presented_token(headers: Any, query: Any, cookies: Any) -> str:
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return query.get("token") or cookies.get(TOKEN_COOKIE) or ""
+
+
+def create_app(
+    store: FrameStore, token: str = "", consumer: StationConsumer | None = None
+) -> Starlette:
+    """The station's ASGI app; `token` (if set) guards every route but /healthz."""
+    assets = {"app.js": _asset("app.js"), "style.css": _asset("style.css")}
+    index_html = _asset("index.html")
+
+    def authorized(conn: Request | WebSocket) -> bool:
+        if not token:
+            return True
+        presented = _presented_token(conn.headers, conn.query_params, conn.cookies)
+        return hmac.compare_digest(presented.encode(), token.encode())
+
+    def denied() -> Response:
+        return PlainTextResponse("unauthorized: pass the station token", status_code=401)
+
+    async def index(request: Request) -> Response:
+        if not authorized(request):
+            return denied()
+        response = HTMLResponse(index_html)
+        if token and request.query_params.get("token"):
+            # Later requests (assets, API, WebSocket) carry the token as a cookie.
+            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+        return response
+
+    async def asset(request: Request) -> Response:
+        if not authorized(request):
+            return denied()
+        name = request.url.path.rsplit("/", 1)[-1]
+        media = "text/javascript" if name.endswith(".js") else "text/css"
+        return Response(assets[name], media_type=media)
+
+    async def stats(request: Request) -> Response:
+        if not authorized(request):
+            return denied()
+        cameras = store.camera_stats()
+        return JSONResponse(
+            {
+                "cameras": cameras,
+                "camera_count": len(cameras),
+                "frames_total": store.frames_total,
+                "stale_after_s": store.stale_after_s,
+            }
+        )
+
+    async def events(request: Request) -> Response:
+        if not authorized(request):
+            return denied()
+        return JSONResponse({"events": [e.to_json() for e in store.events()]})
+
+    async def latest_frame(request: Request) -> Response:
+        if not authorized(request):
+            return denied()
+        found = store.latest(request.path_params["camera_id"])  # a dict lookup, not a file
+        if found is None:
+            return PlainTextResponse("unknown camera", status_code=404)
+        return Response(found[1].jpeg, media_type="image/jpeg")
+
+    async def health(request: Request) -> Response:
+        healthy = consumer is None or (consumer.is_alive() and consumer.connected)
+        body = {
+            "status": "ok" if healthy else "degraded",
+            "kafka_connected": None if consumer is None else consumer.connected,
+            "cameras": store.camera_count(),
+        }
+        return JSONResponse(body, status_code=200 if healthy else 503)
+
+    async def stream(websocket: WebSocket) -> None:
+        if not authorized(websocket):
+            await websocket.close(code=4401)
+            return
+        await websocket.accept()
+        await _serve_client(websocket, store)
+
+    routes = [
+        Route("/", index),
+        Route("/static/app.js", asset),
+        Route("/static/style.css", asset),
+        Route("/api/stats", stats),
+        Route("/api/events", events),
+        Route("/api/frame/{camera_id}", latest_frame),
+        Route("/healthz", health),
+        WebSocketRoute("/ws", stream),
+    ]
+    return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
+
+
+async def _serve_client(websocket: WebSocket, store: FrameStore) -> None:
+    """Send each subscribed camera's newest frame, and a status message every second."""
+    subscribed: set[str] | None = None  # None: every camera
+    sent_versions: dict[str, int] = {}
+    last_event_id = 0
+    last_status = 0.0
+
+    async def receive() -> None:
+        nonlocal subscribed
+        while True:
+            message = await websocket.receive_text()
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                wanted = json.loads(message).get("subscribe")
+                if wanted == "*":
+                    subscribed = None
+                elif isinstance(wanted, list):
+                    subscribed = {str(c) for c in wanted[:1000]}
+
+    receiver = asyncio.create_task(receive())
+    try:
+        while not receiver.done():
+            for camera_id, version in store.versions().items():
+                if subscribed is not None and camera_id not in subscribed:
+                    continue
+                if sent_versions.get(camera_id) == version:
+                    continue
+                found = store.latest(camera_id)
+                if found is None:
+                    continue
+                sent_versions[camera_id] = found[0]
+                # Awaiting the send is this client's back-pressure; the store moves on.
+                await websocket.send_bytes(pack_frame(found[1]))
+            now = time.monotonic()
+            if now - last_status >= STATUS_INTERVAL_S:
+                last_status = now
+                new_events = store.events(last_event_id)
+                if new_events:
+                    last_event_id = new_events[-1].event_id
+                await websocket.send_text(
+                    json.dumps(
+                        {
+                            "type": "status",
+                            "cameras": store.camera_stats(),
+                            "events": [e.to_json() for e in new_events],
+                        }
+                    )
+                )
+            await asyncio.sleep(SEND_INTERVAL_S)
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        receiver.cancel()
+
+
+def run_station(cfg: Config, topic: str | None = None, stop: threading.Event | None = None) -> None:
+    """Serve the station on cfg.station_host:cfg.station_port until Ctrl-C or `stop`."""
+    import uvicorn
+
+    host, port, token = cfg.station_host, cfg.station_port, cfg.station_token
+    store = FrameStore(stale_after_s=cfg.station_stale_s)
+    consumer = StationConsumer(cfg, store, topic)
+    consumer.start()
+    app = create_app(store, token=token, consumer=consumer)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            ws="websockets-sansio",
+            server_header=False,
+        )
+    )
+    if stop is not None:
+
+        def watch() -> None:
+            stop.wait()
+            server.should_exit = True
+
+        threading.Thread(target=watch, daemon=True).start()
+    url = f"http://{host}:{port}/" + ("?token=..." if token else "")
+    print(f"station: serving the camera wall on {url}", flush=True)
+    try:
+        server.run()
+    finally:
+        consumer.stop_event.set()
+        consumer.join(timeout=10)

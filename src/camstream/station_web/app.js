@@ -1,0 +1,146 @@
+// camstream station: one WebSocket, one tile per camera, newest frame only.
+"use strict";
+
+const wall = document.getElementById("wall");
+const summary = document.getElementById("summary");
+const eventsList = document.getElementById("events");
+const pageSizeSelect = document.getElementById("page-size");
+const pageLabel = document.getElementById("page-label");
+const focusBox = document.getElementById("focus");
+const focusImg = document.getElementById("focus-img");
+const focusCaption = document.getElementById("focus-caption");
+
+const tiles = new Map(); // camera_id -> {el, img, fields, url, stats}
+let cameraIds = [];
+let page = 0;
+let focused = null;
+let socket = null;
+
+function pageSize() { return Number(pageSizeSelect.value); }
+
+function visibleIds() {
+  const start = page * pageSize();
+  return cameraIds.slice(start, start + pageSize());
+}
+
+function makeTile(id) {
+  const el = document.createElement("div");
+  el.className = "tile";
+  el.dataset.camera = id;
+  el.innerHTML = '<img alt=""><div class="caption"><span class="id"></span>' +
+    '<span class="fps"></span><span class="delay"></span><span class="faces"></span></div>';
+  el.querySelector(".id").textContent = id;
+  el.addEventListener("click", () => openFocus(id));
+  const tile = {
+    el, img: el.querySelector("img"), url: null, stats: null,
+    fps: el.querySelector(".fps"), delay: el.querySelector(".delay"), faces: el.querySelector(".faces"),
+  };
+  tiles.set(id, tile);
+  return tile;
+}
+
+function layout() {
+  const pages = Math.max(1, Math.ceil(cameraIds.length / pageSize()));
+  page = Math.min(page, pages - 1);
+  pageLabel.textContent = `page ${page + 1}/${pages}`;
+  const ids = visibleIds();
+  // More tiles per page -> smaller tiles, so a page fits the screen.
+  document.documentElement.style.setProperty("--tile", ids.length > 48 ? "140px" : ids.length > 12 ? "200px" : "280px");
+  wall.replaceChildren(...ids.map((id) => (tiles.get(id) || makeTile(id)).el));
+  subscribe();
+}
+
+function subscribe() {
+  if (!socket || socket.readyState !== WebSocket.OPEN) return;
+  const ids = visibleIds();
+  if (focused && !ids.includes(focused)) ids.push(focused);
+  socket.send(JSON.stringify({ subscribe: ids }));
+}
+
+function showFrame(meta, jpeg) {
+  const tile = tiles.get(meta.camera_id) || makeTile(meta.camera_id);
+  const url = URL.createObjectURL(new Blob([jpeg], { type: "image/jpeg" }));
+  tile.img.src = url;
+  if (tile.url) URL.revokeObjectURL(tile.url);
+  tile.url = url;
+  tile.img.dataset.seq = meta.seq;
+  tile.delay.textContent = `${Math.round(meta.delay_ms)} ms`;
+  tile.faces.textContent = `faces ${meta.faces}`;
+  tile.el.classList.toggle("alert", meta.faces > 0);
+  if (focused === meta.camera_id) {
+    focusImg.src = url;
+    focusCaption.textContent = `${meta.camera_id} · seq ${meta.seq} · ${Math.round(meta.delay_ms)} ms · faces ${meta.faces}`;
+  }
+}
+
+function showStatus(status) {
+  const ids = status.cameras.map((c) => c.camera_id);
+  const changed = ids.length !== cameraIds.length || ids.some((id, i) => id !== cameraIds[i]);
+  cameraIds = ids;
+  for (const cam of status.cameras) {
+    const tile = tiles.get(cam.camera_id) || makeTile(cam.camera_id);
+    tile.stats = cam;
+    tile.fps.textContent = `${cam.fps.toFixed(1)} fps`;
+    tile.el.classList.toggle("stale", cam.stale);
+    tile.el.title = `delay p50 ${cam.delay_ms_p50} ms, p95 ${cam.delay_ms_p95} ms, ${cam.frames} frames`;
+  }
+  if (changed) layout();
+  const stale = status.cameras.filter((c) => c.stale).length;
+  const withFaces = status.cameras.filter((c) => c.faces > 0 && !c.stale).length;
+  summary.textContent = `${ids.length} cameras, ${withFaces} with faces, ${stale} stale`;
+  for (const ev of status.events) addEvent(ev);
+}
+
+function addEvent(ev) {
+  const li = document.createElement("li");
+  const img = document.createElement("img");
+  img.src = ev.thumbnail;
+  img.alt = "";
+  const text = document.createElement("span");
+  text.textContent = `${ev.time} ${ev.camera_id}: ${ev.faces} face${ev.faces === 1 ? "" : "s"}`;
+  li.append(img, text);
+  li.addEventListener("click", () => openFocus(ev.camera_id));
+  eventsList.prepend(li);
+  while (eventsList.children.length > 50) eventsList.lastChild.remove();
+}
+
+function openFocus(id) {
+  focused = id;
+  focusBox.hidden = false;
+  const tile = tiles.get(id);
+  if (tile && tile.url) focusImg.src = tile.url;
+  focusCaption.textContent = id;
+  subscribe();
+}
+
+document.getElementById("focus-close").addEventListener("click", () => {
+  focused = null;
+  focusBox.hidden = true;
+  subscribe();
+});
+document.getElementById("prev").addEventListener("click", () => { page = Math.max(0, page - 1); layout(); });
+document.getElementById("next").addEventListener("click", () => { page += 1; layout(); });
+pageSizeSelect.addEventListener("change", () => { page = 0; layout(); });
+
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  socket = new WebSocket(`${scheme}://${location.host}/ws`);
+  socket.binaryType = "arraybuffer";
+  socket.addEventListener("open", () => { summary.textContent = "connected"; subscribe(); });
+  socket.addEventListener("message", (msg) => {
+    if (typeof msg.data === "string") {
+      showStatus(JSON.parse(msg.data));
+      return;
+    }
+    const view = new DataView(msg.data);
+    const length = view.getUint32(0);
+    const meta = JSON.parse(new TextDecoder().decode(new Uint8Array(msg.data, 4, length)));
+    showFrame(meta, new Uint8Array(msg.data, 4 + length));
+  });
+  socket.addEventListener("close", () => {
+    summary.textContent = "disconnected; reconnecting...";
+    setTimeout(connect, 1000);
+  });
+}
+
+connect();

@@ -1,0 +1,88 @@
+"""Helpers for station tests: a served station on a free port, and annotated frames."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+
+from camstream.analysis import encode_jpeg
+from camstream.annotation import annotate
+from camstream.broker import free_port
+from camstream.config import Config
+from camstream.frames import FrameMeta, analytics_headers
+from camstream.kafka_io import make_producer
+from camstream.simulate import load_sample_frames, sample_labels
+from camstream.station import FrameStore, StationConsumer, create_app
+
+
+@contextmanager
+def served_station(cfg: Config, token: str = "") -> Iterator[tuple[str, FrameStore]]:
+    """The station app on a real HTTP port, consuming cfg.output_topic."""
+    store = FrameStore(stale_after_s=cfg.station_stale_s)
+    # From the beginning: a test's topic is new, and no frame is missed while it connects.
+    consumer = StationConsumer(cfg, store, from_beginning=True)
+    consumer.start()
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(store, token=token, consumer=consumer),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            ws="websockets-sansio",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("station did not start")
+        time.sleep(0.05)
+    try:
+        yield f"127.0.0.1:{port}", store
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        consumer.stop_event.set()
+        consumer.join(timeout=10)
+
+
+def annotated_sample_frames() -> list[tuple[bytes, list[list[int]]]]:
+    """(annotated JPEG, true face boxes) for each frame of the sample video."""
+    labels = sample_labels()["frames"]
+    frames = []
+    for image, label in zip(load_sample_frames(), labels, strict=True):
+        boxes = label["faces"]
+        frames.append((encode_jpeg(annotate(image, boxes), 80), boxes))
+    return frames
+
+
+class AnnotatedFramePublisher:
+    """Writes records as the Spark job would, to exercise the station without Spark."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.producer = make_producer(cfg)
+        self.frames = annotated_sample_frames()
+        self.sent: dict[str, int] = {}
+
+    def send(self, camera_id: str, frame_index: int) -> None:
+        jpeg, boxes = self.frames[frame_index % len(self.frames)]
+        seq = self.sent.get(camera_id, 0)
+        meta = FrameMeta(camera_id, seq, time.time_ns(), 640, 480)
+        headers = analytics_headers(meta.to_headers(), boxes, time.time_ns())
+        self.producer.send(
+            self.cfg.output_topic, key=camera_id.encode(), value=jpeg, headers=headers
+        )
+        self.sent[camera_id] = seq + 1
+
+    def flush(self) -> None:
+        self.producer.flush()
+
+    def close(self) -> None:
+        self.producer.close()

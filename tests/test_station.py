@@ -1,0 +1,148 @@
+"""The browser station's server over real HTTP and WebSocket, against the real broker."""
+
+from __future__ import annotations
+
+import json
+import time
+import tracemalloc
+
+import httpx
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from camstream.config import Config
+from camstream.frames import AnnotatedFrame, FrameMeta, analytics_headers
+from camstream.station import SECURITY_HEADERS, FrameStore, unpack_frame
+from conftest import wait_until
+from station_helpers import AnnotatedFramePublisher, annotated_sample_frames, served_station
+
+# Sample frame 0 has a face, frame 35 has none.
+FACE, NO_FACE = 0, 35
+
+
+def publish_three_cameras(cfg: Config, frames_each: int = 6) -> AnnotatedFramePublisher:
+    publisher = AnnotatedFramePublisher(cfg)
+    for i in range(frames_each):
+        publisher.send("cam-a", FACE + i)
+        publisher.send("cam-b", NO_FACE)
+        publisher.send("cam-c", FACE)
+    publisher.flush()
+    return publisher
+
+
+def test_three_cameras_become_three_live_streams(cfg: Config) -> None:
+    publisher = publish_three_cameras(cfg)
+    with served_station(cfg) as (address, _store):
+        seen: dict[str, list[dict]] = {}
+        statuses = []
+        with connect(f"ws://{address}/ws") as ws:
+            ws.send(json.dumps({"subscribe": "*"}))
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and (
+                len(seen) < 3 or not statuses or len(statuses[-1]["cameras"]) < 3
+            ):
+                message = ws.recv(timeout=10)
+                if isinstance(message, bytes):
+                    meta, jpeg = unpack_frame(message)
+                    assert jpeg[:3] == b"\xff\xd8\xff"
+                    seen.setdefault(meta["camera_id"], []).append(meta)
+                else:
+                    statuses.append(json.loads(message))
+        assert sorted(seen) == ["cam-a", "cam-b", "cam-c"]
+        for metas in seen.values():
+            seqs = [m["seq"] for m in metas]
+            assert seqs == sorted(set(seqs))  # newest only: never an older frame after a newer
+            assert all(m["delay_ms"] >= 0 for m in metas)
+        assert all(m["faces"] == 0 for m in seen["cam-b"])
+        assert seen["cam-c"][-1]["faces"] == 1
+
+        # The stats endpoint matches what was sent.
+        def all_counted() -> dict | None:
+            body = httpx.get(f"http://{address}/api/stats").json()
+            done = all(c["frames"] == 6 for c in body["cameras"]) and body["camera_count"] == 3
+            return body if done else None
+
+        body = wait_until(all_counted, 30, what="stats for 18 frames")
+        by_id = {c["camera_id"]: c for c in body["cameras"]}
+        assert by_id["cam-b"]["faces"] == 0 and by_id["cam-c"]["faces"] == 1
+        assert all(c["seq"] == 5 and not c["stale"] for c in by_id.values())
+        assert all(0 <= c["delay_ms_p50"] <= c["delay_ms_p95"] for c in by_id.values())
+        assert body["frames_total"] == 18 == sum(publisher.sent.values())
+        # Events: detections on the face cameras, with thumbnails.
+        events = httpx.get(f"http://{address}/api/events").json()["events"]
+        assert {e["camera_id"] for e in events} == {"cam-a", "cam-c"}
+        assert all(e["thumbnail"].startswith("data:image/jpeg;base64,") for e in events)
+        # The latest frame of a camera, straight from memory.
+        latest = httpx.get(f"http://{address}/api/frame/cam-c")
+        assert latest.status_code == 200 and latest.content[:3] == b"\xff\xd8\xff"
+        publisher.close()
+
+
+def test_token_is_enforced_when_set(cfg: Config) -> None:
+    token = "s3cret-token-for-tests"
+    with served_station(cfg, token=token) as (address, _store):
+        base = f"http://{address}"
+        for path in ("/", "/static/app.js", "/api/stats", "/api/events", "/api/frame/x"):
+            assert httpx.get(base + path).status_code == 401, path
+            assert httpx.get(base + path + "?token=wrong").status_code == 401, path
+        assert httpx.get(
+            base + "/api/stats", headers={"Authorization": f"Bearer {token}"}
+        ).is_success
+        page = httpx.get(f"{base}/?token={token}")
+        assert page.status_code == 200 and "camstream station" in page.text
+        cookie = page.cookies.get("camstream_token")
+        assert cookie == token
+        assert httpx.get(base + "/api/stats", cookies={"camstream_token": token}).is_success
+        # The WebSocket is refused without the token.
+        with pytest.raises(InvalidStatus), connect(f"ws://{address}/ws") as ws:
+            ws.recv(timeout=5)
+        with connect(f"ws://{address}/ws?token={token}") as ws:
+            assert json.loads(ws.recv(timeout=5))["type"] == "status"
+        # Health stays open for probes and says nothing secret.
+        assert set(httpx.get(base + "/healthz").json()) == {"status", "kafka_connected", "cameras"}
+
+
+def test_security_headers_and_no_file_reads(cfg: Config) -> None:
+    with served_station(cfg) as (address, _store):
+        response = httpx.get(f"http://{address}/")
+        for name, value in SECURITY_HEADERS.items():
+            assert response.headers[name] == value
+        for path in ("/api/frame/..%2F..%2Fetc%2Fpasswd", "/static/../pyproject.toml",
+                     "/static/station.py", "/etc/passwd"):  # fmt: skip
+            assert httpx.get(f"http://{address}{path}").status_code == 404, path
+
+
+def _frame(camera_id: str, seq: int, jpeg: bytes, faces: int = 0) -> AnnotatedFrame:
+    boxes = [[1, 1, 10, 10]] * faces
+    headers = analytics_headers(
+        FrameMeta(camera_id, seq, time.time_ns(), 640, 480).to_headers(), boxes, time.time_ns()
+    )
+    return AnnotatedFrame.from_record(jpeg, headers)
+
+
+def test_memory_holds_only_the_latest_frame_per_camera() -> None:
+    jpegs = [jpeg for jpeg, _ in annotated_sample_frames()[:20]]
+    store = FrameStore()
+    cameras = [f"cam-{i:03d}" for i in range(100)]
+
+    def feed(rounds: int, start: int) -> None:
+        for r in range(start, start + rounds):
+            for i, camera_id in enumerate(cameras):
+                # A fresh copy per frame, as from Kafka: a kept frame would show as growth.
+                jpeg = bytes(bytearray(jpegs[(i + r) % len(jpegs)]))
+                store.update(_frame(camera_id, r, jpeg, faces=r % 2))
+
+    feed(300, 0)  # past every bounded window (256 delays per camera)
+    tracemalloc.start()
+    feed(100, 300)
+    before, _ = tracemalloc.get_traced_memory()
+    feed(100, 400)  # 10,000 more frames, about 250 MB of JPEG passing through
+    after, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert store.camera_count() == 100 and store.frames_total == 500 * 100
+    largest = max(len(j) for j in jpegs)
+    # Frame data held: one JPEG per camera plus at most 50 small event thumbnails.
+    assert store.memory_bytes() <= 100 * largest + 50 * 20_000
+    # Steady state: 10,000 frames later the store holds no more than before (within a frame).
+    assert after - before < largest

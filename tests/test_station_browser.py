@@ -1,0 +1,120 @@
+"""The station in a real headless Chromium (Debian's chromium, driven by chromedriver)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+
+import pytest
+
+from camstream.config import Config
+from conftest import ARTIFACTS, wait_until
+from station_helpers import AnnotatedFramePublisher, served_station
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+    if os.environ.get("CI"):
+        raise RuntimeError(
+            "chromium and chromedriver are required in CI: `make setup` installs them"
+        )
+    pytest.skip("no chromium/chromedriver (install: apt-get install chromium chromium-driver)",
+                allow_module_level=True)  # fmt: skip
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+
+FACE, NO_FACE = 0, 35  # sample frames with and without a face
+
+
+@pytest.fixture
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="camstream-chromium-")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                 f"--user-data-dir={profile}", "--window-size=1400,900"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_the_wall_shows_every_camera_live(browser, cfg: Config) -> None:
+    stop = threading.Event()
+    publisher = AnnotatedFramePublisher(cfg)
+
+    def cameras_sending() -> None:  # three cameras at 5 frames/s; cam-2 never sees a face
+        index = 0
+        while not stop.is_set():
+            publisher.send("cam-1", FACE + index % 20)
+            publisher.send("cam-2", NO_FACE)
+            publisher.send("cam-3", FACE)
+            publisher.flush()
+            index += 1
+            stop.wait(0.2)
+
+    sender = threading.Thread(target=cameras_sending, daemon=True)
+    sender.start()
+    try:
+        with served_station(cfg) as (address, _store):
+            browser.get(f"http://{address}/")
+            tiles = wait_until(
+                lambda: len(t := browser.find_elements(By.CSS_SELECTOR, ".tile")) == 3 and t,
+                30,
+                what="three tiles",
+            )
+            assert [t.get_attribute("data-camera") for t in tiles] == ["cam-1", "cam-2", "cam-3"]
+
+            def image_of(camera: str) -> str:
+                img = browser.find_element(By.CSS_SELECTOR, f'.tile[data-camera="{camera}"] img')
+                return img.get_attribute("src") or ""
+
+            first = wait_until(lambda: image_of("cam-1").startswith("blob:") and image_of("cam-1"),
+                               30, what="a first image")  # fmt: skip
+            wait_until(lambda: image_of("cam-1") not in ("", first), 15, what="the image to update")
+            # The image really rendered (a decoded JPEG has a size).
+            width = browser.execute_script(
+                "return document.querySelector('.tile[data-camera=\"cam-3\"] img').naturalWidth"
+            )
+            assert width == 640
+
+            def caption(camera: str) -> str:
+                return browser.find_element(
+                    By.CSS_SELECTOR, f'.tile[data-camera="{camera}"] .caption'
+                ).text
+
+            wait_until(lambda: "fps" in caption("cam-3") and " ms" in caption("cam-3"), 15,
+                       what="delay and fps in the caption")  # fmt: skip
+            assert "faces 1" in caption("cam-3") and "faces 0" in caption("cam-2")
+
+            def classes(camera: str) -> str:
+                element = browser.find_element(By.CSS_SELECTOR, f'.tile[data-camera="{camera}"]')
+                return element.get_attribute("class") or ""
+
+            assert "alert" in classes("cam-3") and "alert" not in classes("cam-2")
+            wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#events li img"), 15,
+                       what="a detection in the event list")  # fmt: skip
+            ARTIFACTS.mkdir(exist_ok=True)
+            browser.save_screenshot(str(ARTIFACTS / "station.png"))
+
+            # Clicking a tile opens that camera large.
+            browser.find_element(By.CSS_SELECTOR, '.tile[data-camera="cam-3"]').click()
+            wait_until(lambda: browser.find_element(By.ID, "focus").is_displayed(), 5,
+                       what="the large view")  # fmt: skip
+            wait_until(lambda: "cam-3" in browser.find_element(By.ID, "focus-caption").text, 5,
+                       what="the large view's caption")  # fmt: skip
+            browser.save_screenshot(str(ARTIFACTS / "station-focus.png"))
+    finally:
+        stop.set()
+        sender.join(timeout=5)
+        publisher.close()
