@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # Broker data, logs and Spark checkpoints of the demo stay inside this checkout.
 export CAMSTREAM_HOME ?= $(CURDIR)/.camstream
 
-.PHONY: setup browser demo test lint format broker-start broker-stop arch notebooks-clean clean
+.PHONY: setup browser demo test bench lint format broker-start broker-stop arch notebooks-clean clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("camstream needs Python 3.10+" if sys.version_info < (3, 10) else 0)'
@@ -26,12 +26,12 @@ demo: setup
 	$(CAMSTREAM) demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests scripts databricks
-	$(VENV)/bin/ruff format --check src tests scripts databricks
+	$(VENV)/bin/ruff check src tests scripts databricks bench
+	$(VENV)/bin/ruff format --check src tests scripts databricks bench
 
 format: $(STAMP)
-	$(VENV)/bin/ruff check --fix src tests scripts databricks
-	$(VENV)/bin/ruff format src tests scripts databricks
+	$(VENV)/bin/ruff check --fix src tests scripts databricks bench
+	$(VENV)/bin/ruff format src tests scripts databricks bench
 
 # Chromium for the browser test of the station (Debian packages; skipped once installed).
 browser:
@@ -42,6 +42,10 @@ test: setup browser lint
 	@$(PY) -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
 	exit $$status
+
+# The benchmark (about 15 minutes on 2 cores): bench/results/results.json, PNG plots, a table.
+bench: setup
+	$(PY) bench/run.py
 
 broker-start: setup
 	$(CAMSTREAM) broker start

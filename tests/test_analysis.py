@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -66,3 +67,31 @@ def test_forged_huge_dimensions_are_refused_before_decoding() -> None:
     forged = value[: sof + 5] + (60000).to_bytes(2, "big") * 2 + value[sof + 9 :]
     result = process_record(key, forged, headers, SETTINGS)
     assert not result.ok and "exceeds" in (result.error or "")
+
+
+def test_latest_policy_passes_stale_frames_through_marked() -> None:
+    key, value, _ = good_record()
+    old = FrameMeta("cam-07", 9, time.time_ns() - 5_000_000_000, 512, 512).to_headers()
+    skipped = process_record(key, value, old, SETTINGS, max_age_ms=1000)
+    assert skipped.ok and skipped.skipped and skipped.value == value  # unanalysed, as sent
+    values = headers_to_dict(skipped.headers)
+    assert values["skipped"].startswith("stale: ") and values["faces"] == "0"
+    # A fresh frame is analysed as usual under the same policy.
+    fresh = FrameMeta("cam-07", 10, time.time_ns(), 512, 512).to_headers()
+    analysed = process_record(key, value, fresh, SETTINGS, max_age_ms=1000)
+    assert analysed.ok and not analysed.skipped and analysed.faces == 1
+    # The `all` policy analyses the old frame too.
+    assert process_record(key, value, old, SETTINGS).faces == 1
+    # A stale record that is not a JPEG is still dead-lettered, not passed through.
+    assert not process_record(key, b"junk", old, SETTINGS, max_age_ms=1000).ok
+
+
+def test_a_frame_without_faces_is_passed_on_unchanged() -> None:
+    import numpy as np
+
+    from camstream.analysis import analyze_jpeg
+
+    blank = encode_jpeg(np.full((480, 640, 3), 90, dtype=np.uint8), 75)
+    for settings in DETECTION_PRESETS.values():
+        result = analyze_jpeg(blank, settings)
+        assert result.annotated_jpeg is blank and len(result.boxes_xyxy) == 0

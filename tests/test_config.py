@@ -24,12 +24,15 @@ def test_environment_and_overrides() -> None:
         "CAMSTREAM_PARTITIONS": "12",
         "CAMSTREAM_DETECTION_PRESET": "fast",
         "CAMSTREAM_MAX_OFFSETS_PER_TRIGGER": "unlimited",
+        "CAMSTREAM_ASYNC_PROGRESS": "true",
+        "CAMSTREAM_FRESHNESS": "latest",
     }
     cfg = Config.from_env(env=env, input_topic="cams")
     assert cfg.bootstrap_servers == "broker-a:9092,broker-b:9093"
     assert cfg.partitions == 12
     assert cfg.detection == DETECTION_PRESETS["fast"]
     assert cfg.max_offsets_per_trigger is None
+    assert cfg.async_progress is True and cfg.freshness_policy == "latest"
     assert cfg.input_topic == "cams"
     assert cfg.replace(partitions=3).partitions == 3
 
@@ -48,6 +51,8 @@ def test_environment_and_overrides() -> None:
         ({"CAMSTREAM_OUTPUT_TOPIC": "camera-stream"}, "must differ"),
         ({"CAMSTREAM_STATION_STALE_S": "soon"}, "CAMSTREAM_STATION_STALE_S='soon' is not a number"),
         ({"CAMSTREAM_STATION_PORT": "0"}, "station_port must be 1-65535"),
+        ({"CAMSTREAM_ASYNC_PROGRESS": "maybe"}, "CAMSTREAM_ASYNC_PROGRESS='maybe' is not true"),
+        ({"CAMSTREAM_FRESHNESS": "newest"}, "freshness_policy must be one of all, latest"),
     ],
 )
 def test_bad_values_fail_fast_with_a_clear_message(env: dict[str, str], message: str) -> None:

@@ -63,3 +63,23 @@ def test_bad_input_is_counted_and_dead_lettered_without_stopping_the_job(
     finally:
         producer.close()
         query.stop()
+
+
+def test_continuous_processing_mode_carries_frames_end_to_end(spark, cfg: Config) -> None:
+    jpeg = encode_jpeg(astronaut_bgr(), 80)
+    producer = make_producer(cfg)
+    for seq in range(6):
+        meta = FrameMeta("cam-c", seq, time.time_ns(), 512, 512)
+        value = jpeg if seq != 3 else b"not a jpeg"
+        producer.send(cfg.input_topic, key=b"cam-c", value=value, headers=meta.to_headers())
+    producer.flush()
+    producer.close()
+    query = build_query(spark, cfg.replace(trigger_interval="continuous:1 second"))
+    try:
+        out = consume(cfg, cfg.output_topic, 5, timeout_s=120)
+        dead = consume(cfg, cfg.dead_letter_topic, 1, timeout_s=30)
+    finally:
+        query.stop()
+    assert [headers_to_dict(r.headers)["seq"] for r in out] == ["0", "1", "2", "4", "5"]
+    assert all(headers_to_dict(r.headers)["faces"] == "1" for r in out)
+    assert headers_to_dict(dead[0].headers)["error"].startswith("value is not a JPEG")

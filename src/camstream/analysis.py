@@ -14,8 +14,9 @@ import numpy as np
 
 from camstream.annotation import annotate
 from camstream.config import DetectionSettings
-from camstream.detection import detect_faces
+from camstream.detection import detect_faces_grey
 from camstream.frames import (
+    H_SKIPPED,
     MAX_FRAME_PIXELS,
     FrameError,
     FrameMeta,
@@ -68,8 +69,8 @@ def jpeg_size(jpeg: bytes) -> tuple[int, int]:
     raise FrameError("JPEG is truncated or corrupt: no start-of-frame segment")
 
 
-def decode_jpeg(jpeg: bytes) -> np.ndarray:
-    """Decode a JPEG to a BGR image; raises FrameError with the reason on bad input."""
+def check_jpeg(jpeg: bytes) -> tuple[int, int]:
+    """Validate what can be checked without decoding; returns (width, height)."""
     width, height = jpeg_size(jpeg)
     # Checked before decoding so that a forged header cannot make the decoder allocate gigabytes.
     if width * height > MAX_FRAME_PIXELS:
@@ -77,10 +78,32 @@ def decode_jpeg(jpeg: bytes) -> np.ndarray:
     # libjpeg "decodes" a truncated file by padding it with grey, so check the end marker.
     if not jpeg.rstrip(b"\x00").endswith(b"\xff\xd9"):
         raise FrameError("JPEG is truncated (no end-of-image marker)")
-    image = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
+    return width, height
+
+
+def decode_jpeg(jpeg: bytes, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    """Decode a JPEG (BGR by default); raises FrameError with the reason on bad input."""
+    check_jpeg(jpeg)
+    image = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), flags)
     if image is None or image.size == 0:
         raise FrameError("JPEG could not be decoded (corrupt or truncated)")
     return image
+
+
+# JPEG can decode at 1/2, 1/4 or 1/8 size directly (DCT scaling), far cheaper than a full
+# decode followed by a resize.
+_REDUCED_GREY = ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
+                 (2, cv2.IMREAD_REDUCED_GRAYSCALE_2))  # fmt: skip
+
+
+def _grey_for_detection(jpeg: bytes, width: int, settings: DetectionSettings) -> np.ndarray:
+    flags = cv2.IMREAD_GRAYSCALE
+    if settings.detect_width is not None:
+        for factor, reduced in _REDUCED_GREY:
+            if width // factor >= settings.detect_width:
+                flags = reduced
+                break
+    return decode_jpeg(jpeg, flags)
 
 
 def encode_jpeg(image_bgr: np.ndarray, quality: int) -> bytes:
@@ -91,11 +114,18 @@ def encode_jpeg(image_bgr: np.ndarray, quality: int) -> bytes:
 
 
 def analyze_jpeg(jpeg: bytes, settings: DetectionSettings, jpeg_quality: int = 80) -> FrameAnalysis:
-    """Decode, detect faces, draw the boxes, re-encode."""
-    image = decode_jpeg(jpeg)
-    boxes = detect_faces(image, settings)
-    annotated = annotate(image, boxes)
-    height, width = image.shape[:2]
+    """Detect faces and draw them: JPEG in, annotated JPEG and boxes out.
+
+    Detection decodes straight to grey (at reduced size when the preset detects on a
+    smaller copy). Only a frame with faces is decoded in colour, drawn on and re-encoded;
+    a frame without faces is passed on as it came, since there is nothing to draw.
+    """
+    width, height = check_jpeg(jpeg)
+    grey = _grey_for_detection(jpeg, width, settings)
+    boxes = detect_faces_grey(grey, settings, (width, height))
+    if len(boxes) == 0:
+        return FrameAnalysis(jpeg, boxes, width, height)
+    annotated = annotate(decode_jpeg(jpeg), boxes)
     return FrameAnalysis(encode_jpeg(annotated, jpeg_quality), boxes, width, height)
 
 
@@ -109,6 +139,7 @@ class ProcessedRecord:
     headers: Headers
     error: str | None = None
     faces: int = 0
+    skipped: bool = False
 
 
 def process_record(
@@ -117,18 +148,35 @@ def process_record(
     headers: Sequence[tuple[str, bytes | None]] | None,
     settings: DetectionSettings,
     jpeg_quality: int = 80,
+    max_age_ms: int | None = None,
 ) -> ProcessedRecord:
     """Apply the contract and the per-frame function to one Kafka record.
 
     Never raises for bad input: a record that cannot be processed comes back with
     ok=False, its original key, value and headers, and the reason, so that the caller can
     dead-letter it and go on with the frames around it.
+
+    With `max_age_ms` (the `latest` freshness policy) a valid frame captured longer ago
+    than that is passed through unanalysed, marked with a `skipped` header and counted, so
+    that a job that fell behind catches up with the present instead of lagging ever more.
     """
     headers = [(name, raw) for name, raw in headers or ()]
     try:
         meta = FrameMeta.from_headers(headers)
         if key is not None and key.decode("utf-8", "replace") != meta.camera_id:
             raise FrameError(f"record key {key[:40]!r} differs from camera_id {meta.camera_id!r}")
+        now_ns = time.time_ns()
+        age_ms = (now_ns - meta.capture_ts_ns) / 1e6
+        if max_age_ms is not None and age_ms > max_age_ms:
+            jpeg_size(value or b"")  # still a JPEG, or it is dead-lettered like any other
+            reason = f"stale: {age_ms:.0f} ms old > {max_age_ms} ms"
+            skipped_headers = [
+                *analytics_headers([(n, v) for n, v in headers if v is not None], [], now_ns),
+                (H_SKIPPED, reason.encode()),
+            ]
+            return ProcessedRecord(
+                True, meta.camera_id.encode(), value, skipped_headers, skipped=True
+            )
         result = analyze_jpeg(value or b"", settings, jpeg_quality)
         if (result.width, result.height) != (meta.width, meta.height):
             raise FrameError(

@@ -177,6 +177,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         detection_preset=args.preset,
         trigger_interval=args.trigger,
         max_offsets_per_trigger=args.max_offsets_per_trigger,
+        freshness_policy=args.freshness,
+        max_frame_age_ms=args.max_frame_age_ms,
     )
     stop = _stop_event()
     spark = spark_session(cfg)
@@ -322,6 +324,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-offsets-per-trigger",
         type=int,
         help=_env_help("max_offsets_per_trigger", "frames per micro-batch at most"),
+    )
+    p.add_argument(
+        "--freshness",
+        choices=["all", "latest"],
+        help=_env_help("freshness_policy", "all: analyse every frame; latest: skip frames too old"),
+    )
+    p.add_argument(
+        "--max-frame-age-ms",
+        type=int,
+        help=_env_help("max_frame_age_ms", "with --freshness latest: older frames are skipped"),
     )
     _kafka_options(p)
 

@@ -59,6 +59,7 @@ DETECTION_PRESETS: dict[str, DetectionSettings] = {
 }
 
 STARTING_OFFSETS = ("latest", "earliest")
+FRESHNESS_POLICIES = ("all", "latest")
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,14 @@ class Config:
     trigger_interval: str = "0 seconds"
     max_offsets_per_trigger: int | None = 200
     detection_preset: str = "faithful"
+    # `all` analyses every frame however late; `latest` passes frames older than
+    # max_frame_age_ms through unanalysed (marked and counted) to stay fresh under overload.
+    freshness_policy: str = "all"
+    max_frame_age_ms: int = 1000
+    # Write micro-batch offsets to the checkpoint asynchronously (lower latency).
+    async_progress: bool = False
+    # OpenCV threads per Spark task: 1 when tasks already use every core.
+    opencv_threads: int = 1
     detection: DetectionSettings = field(default_factory=DetectionSettings)
     # Browser station: loopback unless told otherwise; the token guards it when exposed.
     station_host: str = "127.0.0.1"
@@ -182,6 +191,15 @@ class Config:
                 "max_offsets_per_trigger must be >= 1 or unset"
                 f" (got {self.max_offsets_per_trigger})"
             )
+        if self.freshness_policy not in FRESHNESS_POLICIES:
+            raise ConfigError(
+                f"freshness_policy must be one of {', '.join(FRESHNESS_POLICIES)}"
+                f" (got {self.freshness_policy!r}; CAMSTREAM_FRESHNESS / --freshness)"
+            )
+        if self.max_frame_age_ms < 1:
+            raise ConfigError(f"max_frame_age_ms must be >= 1 (got {self.max_frame_age_ms})")
+        if self.opencv_threads < 0:
+            raise ConfigError(f"opencv_threads must be >= 0 (got {self.opencv_threads})")
         if not 0 < self.station_port < 65536:
             raise ConfigError(f"station_port must be 1-65535 (got {self.station_port})")
         if self.station_stale_s <= 0:
@@ -228,6 +246,10 @@ ENV_VARS: dict[str, str] = {
     "trigger_interval": "CAMSTREAM_TRIGGER_INTERVAL",
     "max_offsets_per_trigger": "CAMSTREAM_MAX_OFFSETS_PER_TRIGGER",
     "detection_preset": "CAMSTREAM_DETECTION_PRESET",
+    "freshness_policy": "CAMSTREAM_FRESHNESS",
+    "max_frame_age_ms": "CAMSTREAM_MAX_FRAME_AGE_MS",
+    "opencv_threads": "CAMSTREAM_OPENCV_THREADS",
+    "async_progress": "CAMSTREAM_ASYNC_PROGRESS",
     "home": "CAMSTREAM_HOME",
     "station_host": "CAMSTREAM_STATION_HOST",
     "station_port": "CAMSTREAM_STATION_PORT",
@@ -246,6 +268,13 @@ def _parse(name: str, var: str, raw: str) -> Any:
             return int(raw)
         except ValueError:
             raise ConfigError(f"{var}={raw!r} is not a whole number") from None
+    if field_type == "bool":
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{var}={raw!r} is not true or false")
     if field_type == "float":
         try:
             return float(raw)

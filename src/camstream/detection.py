@@ -50,11 +50,22 @@ def detect_faces(image_bgr: np.ndarray, settings: DetectionSettings) -> np.ndarr
     """
     grey = to_grey(image_bgr)
     height, width = grey.shape[:2]
-    scale = 1.0
-    if settings.detect_width is not None and width > settings.detect_width:
-        scale = width / settings.detect_width
-        small_size = (settings.detect_width, max(1, round(height / scale)))
+    return detect_faces_grey(grey, settings, (width, height))
+
+
+def detect_faces_grey(
+    grey: np.ndarray, settings: DetectionSettings, full_size: tuple[int, int]
+) -> np.ndarray:
+    """Detect on a grey image that may be a reduced copy of a `full_size` (w, h) frame;
+    boxes come back in full-size pixels."""
+    full_width, full_height = full_size
+    if settings.detect_width is not None and grey.shape[1] > settings.detect_width:
+        small_size = (
+            settings.detect_width,
+            max(1, round(grey.shape[0] * settings.detect_width / grey.shape[1])),
+        )
         grey = cv2.resize(grey, small_size, interpolation=cv2.INTER_AREA)
+    scale = full_width / grey.shape[1]
     if settings.equalize_histogram:
         grey = cv2.equalizeHist(grey)
     min_side = max(1, round(settings.min_size / scale))
@@ -72,6 +83,6 @@ def detect_faces(image_bgr: np.ndarray, settings: DetectionSettings) -> np.ndarr
     boxes[:, 2:4] = xywh[:, 0:2] + xywh[:, 2:4]
     boxes = np.rint(boxes).astype(np.int32)
     # Clip so that boxes never leave the frame after rounding.
-    np.clip(boxes[:, 0::2], 0, width, out=boxes[:, 0::2])
-    np.clip(boxes[:, 1::2], 0, height, out=boxes[:, 1::2])
+    np.clip(boxes[:, 0::2], 0, full_width, out=boxes[:, 0::2])
+    np.clip(boxes[:, 1::2], 0, full_height, out=boxes[:, 1::2])
     return boxes

@@ -30,6 +30,9 @@ H_BOXES_XYXY = "boxes_xyxy"
 H_ANALYZED_TS_NS = "analyzed_ts_ns"
 OUTPUT_HEADERS = (*INPUT_HEADERS, H_FACES, H_BOXES_XYXY, H_ANALYZED_TS_NS)
 
+# Added instead of detection results when the `latest` policy skipped a stale frame.
+H_SKIPPED = "skipped"
+
 # Added to dead-letter records.
 H_ERROR = "error"
 H_FAILED_TS_NS = "failed_ts_ns"
@@ -129,7 +132,9 @@ def analytics_headers(
     ]
 
 
-_RESULT_NAMES = frozenset((H_FACES, H_BOXES_XYXY, H_ANALYZED_TS_NS, H_ERROR, H_FAILED_TS_NS))
+_RESULT_NAMES = frozenset(
+    (H_FACES, H_BOXES_XYXY, H_ANALYZED_TS_NS, H_ERROR, H_FAILED_TS_NS, H_SKIPPED)
+)
 
 
 def dead_letter_headers(
@@ -156,6 +161,7 @@ class AnnotatedFrame:
     faces: int
     boxes_xyxy: list[list[int]]
     jpeg: bytes
+    skipped: str | None = None  # why detection was skipped (`latest` policy), if it was
 
     @classmethod
     def from_record(
@@ -185,6 +191,7 @@ class AnnotatedFrame:
             faces=_parse_int(values, H_FACES, minimum=0),
             boxes_xyxy=boxes,
             jpeg=bytes(value or b""),
+            skipped=values.get(H_SKIPPED),
         )
 
     def delay_ms(self, now_ns: int | None = None) -> float:

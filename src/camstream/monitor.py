@@ -95,9 +95,10 @@ def iter_annotated_frames(
 
 
 def format_frame(frame: AnnotatedFrame, now_ns: int | None = None) -> str:
+    result = f"skipped ({frame.skipped})" if frame.skipped else f"faces {frame.faces}"
     return (
         f"{frame.camera_id:>10}  seq {frame.seq:>7}  delay {frame.delay_ms(now_ns):8.1f} ms"
-        f"  faces {frame.faces}  {frame.width}x{frame.height}"
+        f"  {result}  {frame.width}x{frame.height}"
     )
 
 

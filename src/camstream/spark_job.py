@@ -29,7 +29,7 @@ OBSERVATION_NAME = "camstream"
 
 OUTPUT_SCHEMA = (
     "key binary, value binary, headers array<struct<key: string, value: binary>>,"
-    " topic string, ok boolean, faces int, error string"
+    " topic string, ok boolean, faces int, error string, skipped boolean"
 )
 
 
@@ -88,7 +88,7 @@ def _kafka_properties(cfg: Config) -> dict[str, str]:
 
 
 def kafka_sink_options(cfg: Config) -> dict[str, str]:
-    return {
+    options = {
         "kafka.bootstrap.servers": cfg.bootstrap_servers,
         "checkpointLocation": cfg.checkpoint_path,
         "kafka.acks": "all",
@@ -97,17 +97,33 @@ def kafka_sink_options(cfg: Config) -> dict[str, str]:
         "kafka.linger.ms": "0",
         **_kafka_properties(cfg),
     }
+    if cfg.async_progress and not is_continuous(cfg):
+        # Offsets are written to the checkpoint off the critical path (Kafka sink only):
+        # tens of ms less per micro-batch; after a crash, batches since the last
+        # checkpointed offset are processed again (at-least-once, as before).
+        options["asyncProgressTrackingEnabled"] = "true"
+        options["asyncProgressTrackingCheckpointIntervalMs"] = "1000"
+    return options
 
 
 def make_batch_processor(
-    settings: DetectionSettings, jpeg_quality: int, output_topic: str, dead_letter_topic: str
+    settings: DetectionSettings,
+    jpeg_quality: int,
+    output_topic: str,
+    dead_letter_topic: str,
+    max_age_ms: int | None = None,
+    opencv_threads: int = 1,
 ) -> Any:
     """The function that Spark runs in each Python worker over Arrow record batches."""
 
     def process_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import cv2
         import pyarrow as pa
 
         from camstream.analysis import process_record
+
+        # Spark already runs one task per core; OpenCV's own threads would only contend.
+        cv2.setNumThreads(opencv_threads)
 
         out_schema = pa.schema(
             [
@@ -121,6 +137,7 @@ def make_batch_processor(
                 ("ok", pa.bool_()),
                 ("faces", pa.int32()),
                 ("error", pa.string()),
+                ("skipped", pa.bool_()),
             ]
         )
         for batch in batches:
@@ -130,7 +147,7 @@ def make_batch_processor(
             rows: dict[str, list[Any]] = {name: [] for name in out_schema.names}
             for key, value, headers in zip(keys, values, header_lists, strict=True):
                 pairs = [(h["key"], h["value"]) for h in headers or ()]
-                result = process_record(key, value, pairs, settings, jpeg_quality)
+                result = process_record(key, value, pairs, settings, jpeg_quality, max_age_ms)
                 rows["key"].append(result.key)
                 rows["value"].append(result.value)
                 rows["headers"].append([{"key": k, "value": v} for k, v in result.headers])
@@ -138,9 +155,60 @@ def make_batch_processor(
                 rows["ok"].append(result.ok)
                 rows["faces"].append(result.faces)
                 rows["error"].append(result.error)
+                rows["skipped"].append(result.skipped)
             yield pa.RecordBatch.from_pydict(rows, schema=out_schema)
 
     return process_batches
+
+
+def is_continuous(cfg: Config) -> bool:
+    return cfg.trigger_interval.startswith("continuous")
+
+
+def _continuous_interval(cfg: Config) -> str:
+    """'continuous' or 'continuous:1 second' -> the checkpoint interval ('1 second')."""
+    _, _, interval = cfg.trigger_interval.partition(":")
+    return interval.strip() or "1 second"
+
+
+def continuous_dataframe(spark: SparkSession, cfg: Config) -> DataFrame:
+    """The same per-record function for continuous processing.
+
+    Continuous processing has no mapInArrow and no observed metrics, so frames go through
+    an Arrow-optimised Python UDF, record by record; dead letters and skipped frames are
+    still routed and marked, and counted on their topics.
+    """
+    from pyspark.sql import functions as F
+
+    settings, quality = cfg.detection, cfg.jpeg_quality
+    output_topic, dead_letter_topic = cfg.output_topic, cfg.dead_letter_topic
+    max_age_ms = cfg.max_frame_age_ms if cfg.freshness_policy == "latest" else None
+    threads = cfg.opencv_threads
+
+    def process(key: bytes | None, value: bytes | None, headers: Any) -> dict[str, Any]:
+        import cv2
+
+        from camstream.analysis import process_record
+
+        cv2.setNumThreads(threads)
+        pairs = [(h["key"], h["value"]) for h in headers or ()]
+        result = process_record(key, value, pairs, settings, quality, max_age_ms)
+        return {
+            "key": result.key,
+            "value": result.value,
+            "headers": [{"key": k, "value": v} for k, v in result.headers],
+            "topic": output_topic if result.ok else dead_letter_topic,
+        }
+
+    process_udf = F.udf(
+        process,
+        "struct<key: binary, value: binary, headers: array<struct<key: string, value: binary>>,"
+        " topic: string>",
+        useArrow=True,
+    )
+    options = {k: v for k, v in kafka_source_options(cfg).items() if k != "maxOffsetsPerTrigger"}
+    source = spark.readStream.format("kafka").options(**options).load()
+    return source.select(process_udf("key", "value", "headers").alias("r")).select("r.*")
 
 
 def analytics_dataframe(spark: SparkSession, cfg: Config) -> DataFrame:
@@ -149,7 +217,12 @@ def analytics_dataframe(spark: SparkSession, cfg: Config) -> DataFrame:
 
     source = spark.readStream.format("kafka").options(**kafka_source_options(cfg)).load()
     processor = make_batch_processor(
-        cfg.detection, cfg.jpeg_quality, cfg.output_topic, cfg.dead_letter_topic
+        cfg.detection,
+        cfg.jpeg_quality,
+        cfg.output_topic,
+        cfg.dead_letter_topic,
+        max_age_ms=cfg.max_frame_age_ms if cfg.freshness_policy == "latest" else None,
+        opencv_threads=cfg.opencv_threads,
     )
     processed = source.select("key", "value", "headers").mapInArrow(processor, OUTPUT_SCHEMA)
     # Counted in every batch's progress (observedMetrics): nothing is dropped silently.
@@ -158,6 +231,7 @@ def analytics_dataframe(spark: SparkSession, cfg: Config) -> DataFrame:
         F.count(F.lit(1)).alias("frames_in"),
         F.sum(F.col("ok").cast("long")).alias("frames_ok"),
         F.sum((~F.col("ok")).cast("long")).alias("frames_dead_lettered"),
+        F.sum(F.col("skipped").cast("long")).alias("frames_skipped"),
         F.sum("faces").alias("faces"),
     )
 
@@ -177,14 +251,19 @@ def build_query(
         from camstream.kafka_io import ensure_topics
 
         ensure_topics(cfg, [cfg.input_topic, cfg.output_topic, cfg.dead_letter_topic])
+    if is_continuous(cfg):
+        frames = continuous_dataframe(spark, cfg)
+    else:
+        frames = analytics_dataframe(spark, cfg).select("key", "value", "headers", "topic")
     writer = (
-        analytics_dataframe(spark, cfg)
-        .select("key", "value", "headers", "topic")
-        .writeStream.format("kafka")
+        frames.writeStream.format("kafka")
         .options(**kafka_sink_options(cfg))
         .queryName(query_name or f"camstream-{cfg.input_topic}-to-{cfg.output_topic}")
-        .trigger(processingTime=cfg.trigger_interval)
     )
+    if is_continuous(cfg):
+        writer = writer.trigger(continuous=_continuous_interval(cfg))
+    else:
+        writer = writer.trigger(processingTime=cfg.trigger_interval)
     return writer.start()
 
 
@@ -246,6 +325,7 @@ def describe_progress(progress: dict[str, Any]) -> str:
     return (
         f"batch {progress.get('batchId')}: {progress.get('numInputRows', 0)} frames in"
         f" {duration} ms ({progress.get('processedRowsPerSecond', 0) or 0:.1f} frames/s),"
-        f" ok {metrics.get('frames_ok') or 0}, dead-lettered"
+        f" ok {metrics.get('frames_ok') or 0}, skipped as stale"
+        f" {metrics.get('frames_skipped') or 0}, dead-lettered"
         f" {metrics.get('frames_dead_lettered') or 0}, faces {metrics.get('faces') or 0}"
     )

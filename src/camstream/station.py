@@ -201,6 +201,7 @@ def pack_frame(frame: AnnotatedFrame, now: float | None = None) -> bytes:
             "width": frame.width,
             "height": frame.height,
             "delay_ms": round((now * 1e9 - frame.capture_ts_ns) / 1e6, 1),
+            "skipped": frame.skipped,
         },
         separators=(",", ":"),
     ).encode()

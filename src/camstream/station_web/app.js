@@ -65,7 +65,7 @@ function showFrame(meta, jpeg) {
   tile.url = url;
   tile.img.dataset.seq = meta.seq;
   tile.delay.textContent = `${Math.round(meta.delay_ms)} ms`;
-  tile.faces.textContent = `faces ${meta.faces}`;
+  tile.faces.textContent = meta.skipped ? "skipped: late" : `faces ${meta.faces}`;
   tile.el.classList.toggle("alert", meta.faces > 0);
   if (focused === meta.camera_id) {
     focusImg.src = url;

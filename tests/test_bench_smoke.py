@@ -1,0 +1,34 @@
+"""The benchmark script runs (a small smoke run; the real one is `make bench`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from camstream.config import Config
+
+REPO = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.spark
+
+
+def test_benchmark_smoke_run(cfg: Config, tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "run.py"), "--quick",
+         "--scenarios", "raw,accuracy,drain", "--out", str(tmp_path)],
+        env={**os.environ, "KAFKA_BOOTSTRAP": cfg.bootstrap_servers},
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "[bench" in out.stdout  # progress is shown
+    results = json.loads((tmp_path / "results.json").read_text())
+    for preset in ("faithful", "fast"):
+        assert results["raw_fps"][preset]["median"] > 0
+        assert results["drain_fps"][preset]["median"] > 0
+        assert results["accuracy"][preset]["recall"] > 0.9
+    assert "| raw OpenCV loop, fast (frames/s)" in out.stdout
