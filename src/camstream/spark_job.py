@@ -106,6 +106,20 @@ def kafka_sink_options(cfg: Config) -> dict[str, str]:
     return options
 
 
+_worker_opencv_threads: int | None = None
+
+
+def configure_worker(opencv_threads: int) -> None:
+    """Once per Python worker: Spark already runs a task per core, so OpenCV's own
+    threads would only contend with the other tasks."""
+    global _worker_opencv_threads
+    if _worker_opencv_threads != opencv_threads:
+        import cv2
+
+        cv2.setNumThreads(opencv_threads)
+        _worker_opencv_threads = opencv_threads
+
+
 def make_batch_processor(
     settings: DetectionSettings,
     jpeg_quality: int,
@@ -117,13 +131,12 @@ def make_batch_processor(
     """The function that Spark runs in each Python worker over Arrow record batches."""
 
     def process_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        import cv2
         import pyarrow as pa
 
         from camstream.analysis import process_record
+        from camstream.spark_job import configure_worker
 
-        # Spark already runs one task per core; OpenCV's own threads would only contend.
-        cv2.setNumThreads(opencv_threads)
+        configure_worker(opencv_threads)
 
         out_schema = pa.schema(
             [
@@ -186,11 +199,10 @@ def continuous_dataframe(spark: SparkSession, cfg: Config) -> DataFrame:
     threads = cfg.opencv_threads
 
     def process(key: bytes | None, value: bytes | None, headers: Any) -> dict[str, Any]:
-        import cv2
-
         from camstream.analysis import process_record
+        from camstream.spark_job import configure_worker
 
-        cv2.setNumThreads(threads)
+        configure_worker(threads)
         pairs = [(h["key"], h["value"]) for h in headers or ()]
         result = process_record(key, value, pairs, settings, quality, max_age_ms)
         return {
