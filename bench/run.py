@@ -578,9 +578,11 @@ def _run_stack_scenarios(
                 result["keeps_up"] = keeps_up(result)
                 results["cameras"].append(result)
     finally:
-        spark.stop()
-        if broker is not None:
-            broker.stop()
+        try:
+            spark.stop()
+        finally:  # the broker goes even when Spark died first
+            if broker is not None:
+                broker.stop()
 
 
 def render_table(results: dict[str, Any]) -> str:
