@@ -129,6 +129,18 @@ def analyze_jpeg(jpeg: bytes, settings: DetectionSettings, jpeg_quality: int = 8
     return FrameAnalysis(encode_jpeg(annotated, jpeg_quality), boxes, width, height)
 
 
+def thumbnail_jpeg(jpeg: bytes, width: int, quality: int = 75) -> bytes | None:
+    """A JPEG at most `width` pixels wide, or None when the input cannot be decoded."""
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        return None
+    if image.shape[1] > width:
+        height = max(1, round(image.shape[0] * width / image.shape[1]))
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return buffer.tobytes() if ok else None
+
+
 @dataclass(frozen=True)
 class ProcessedRecord:
     """What the job writes for one input record: to the output or to the dead-letter topic."""

@@ -213,6 +213,11 @@ class Config:
         return Path(self.home).expanduser()
 
     @property
+    def skip_frames_older_than_ms(self) -> int | None:
+        """The age past which the job skips detection: only under the `latest` policy."""
+        return self.max_frame_age_ms if self.freshness_policy == "latest" else None
+
+    @property
     def checkpoint_path(self) -> str:
         """Where the Spark job keeps its offsets; one folder per input/output pair."""
         if self.checkpoint_location:

@@ -13,6 +13,7 @@ from typing import Any
 
 import cv2
 
+from camstream.analysis import thumbnail_jpeg
 from camstream.config import Config
 from camstream.frames import AnnotatedFrame, FrameMeta
 from camstream.monitor import MonitorStats, iter_annotated_frames
@@ -64,7 +65,7 @@ def publish_camera(
 
     def on_frame(meta: FrameMeta, jpeg: bytes) -> None:
         if meta.seq % max(1, preview_every) == 0:
-            preview.update(Image(data=_thumbnail(jpeg), format="jpeg"))
+            preview.update(Image(data=thumbnail_jpeg(jpeg, 320, 80) or jpeg, format="jpeg"))
 
     def progress(stats: DeliveryStats, force: bool) -> None:
         status.update(
@@ -95,19 +96,6 @@ def publish_camera(
         raise
     print(f"{camera_id}: sent {stats.sent} frames, {stats.acked} acknowledged by Kafka")
     return stats
-
-
-def _thumbnail(jpeg: bytes, width: int = 320) -> bytes:
-    import numpy as np
-
-    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        return jpeg
-    if image.shape[1] > width:
-        height = round(image.shape[0] * width / image.shape[1])
-        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
-    return buffer.tobytes() if ok else jpeg
 
 
 def opencv_window_available() -> bool:

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.streaming import StreamingQuery
 
+    from camstream.analysis import ProcessedRecord
+
 OBSERVATION_NAME = "camstream"
 
 OUTPUT_SCHEMA = (
@@ -106,6 +108,16 @@ def kafka_sink_options(cfg: Config) -> dict[str, str]:
     return options
 
 
+def sink_row(result: ProcessedRecord, output_topic: str, dead_letter_topic: str) -> dict[str, Any]:
+    """A processed record as a row of the Kafka sink: key, value, headers and its topic."""
+    return {
+        "key": result.key,
+        "value": result.value,
+        "headers": [{"key": k, "value": v} for k, v in result.headers],
+        "topic": output_topic if result.ok else dead_letter_topic,
+    }
+
+
 _worker_opencv_threads: int | None = None
 
 
@@ -161,10 +173,8 @@ def make_batch_processor(
             for key, value, headers in zip(keys, values, header_lists, strict=True):
                 pairs = [(h["key"], h["value"]) for h in headers or ()]
                 result = process_record(key, value, pairs, settings, jpeg_quality, max_age_ms)
-                rows["key"].append(result.key)
-                rows["value"].append(result.value)
-                rows["headers"].append([{"key": k, "value": v} for k, v in result.headers])
-                rows["topic"].append(output_topic if result.ok else dead_letter_topic)
+                for name, cell in sink_row(result, output_topic, dead_letter_topic).items():
+                    rows[name].append(cell)
                 rows["ok"].append(result.ok)
                 rows["faces"].append(result.faces)
                 rows["error"].append(result.error)
@@ -195,7 +205,7 @@ def continuous_dataframe(spark: SparkSession, cfg: Config) -> DataFrame:
 
     settings, quality = cfg.detection, cfg.jpeg_quality
     output_topic, dead_letter_topic = cfg.output_topic, cfg.dead_letter_topic
-    max_age_ms = cfg.max_frame_age_ms if cfg.freshness_policy == "latest" else None
+    max_age_ms = cfg.skip_frames_older_than_ms
     threads = cfg.opencv_threads
 
     def process(key: bytes | None, value: bytes | None, headers: Any) -> dict[str, Any]:
@@ -205,12 +215,7 @@ def continuous_dataframe(spark: SparkSession, cfg: Config) -> DataFrame:
         configure_worker(threads)
         pairs = [(h["key"], h["value"]) for h in headers or ()]
         result = process_record(key, value, pairs, settings, quality, max_age_ms)
-        return {
-            "key": result.key,
-            "value": result.value,
-            "headers": [{"key": k, "value": v} for k, v in result.headers],
-            "topic": output_topic if result.ok else dead_letter_topic,
-        }
+        return sink_row(result, output_topic, dead_letter_topic)
 
     process_udf = F.udf(
         process,
@@ -233,7 +238,7 @@ def analytics_dataframe(spark: SparkSession, cfg: Config) -> DataFrame:
         cfg.jpeg_quality,
         cfg.output_topic,
         cfg.dead_letter_topic,
-        max_age_ms=cfg.max_frame_age_ms if cfg.freshness_policy == "latest" else None,
+        max_age_ms=cfg.skip_frames_older_than_ms,
         opencv_threads=cfg.opencv_threads,
     )
     processed = source.select("key", "value", "headers").mapInArrow(processor, OUTPUT_SCHEMA)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import dataclasses
 import hmac
 import json
 import logging
@@ -28,8 +27,6 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-import cv2
-import numpy as np
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
@@ -38,6 +35,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from camstream.analysis import thumbnail_jpeg
 from camstream.config import Config
 from camstream.frames import AnnotatedFrame
 
@@ -115,9 +113,14 @@ class FrameStore:
             if raise_event:
                 state.last_event_at = now
         if raise_event:
-            event = Event(0, now, frame.camera_id, frame.seq, frame.faces, _thumbnail(frame.jpeg))
+            # The thumbnail is made outside the lock: only the append needs it.
+            thumbnail = thumbnail_jpeg(frame.jpeg, THUMBNAIL_WIDTH, 70) or b""
             with self._lock:
-                self._events.append(dataclasses.replace(event, event_id=self._next_event_id))
+                self._events.append(
+                    Event(
+                        self._next_event_id, now, frame.camera_id, frame.seq, frame.faces, thumbnail
+                    )
+                )
                 self._next_event_id += 1
 
     def versions(self) -> dict[str, int]:
@@ -177,16 +180,6 @@ def _percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
     return ordered[index]
-
-
-def _thumbnail(jpeg: bytes) -> bytes:
-    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        return b""
-    height = max(1, round(image.shape[0] * THUMBNAIL_WIDTH / image.shape[1]))
-    small = cv2.resize(image, (THUMBNAIL_WIDTH, height), interpolation=cv2.INTER_AREA)
-    ok, buffer = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 70])
-    return buffer.tobytes() if ok else b""
 
 
 def pack_frame(frame: AnnotatedFrame, now: float | None = None) -> bytes:
