@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 # Broker data, logs and Spark checkpoints of the demo stay inside this checkout.
 export CAMSTREAM_HOME ?= $(CURDIR)/.camstream
 
-.PHONY: setup browser demo test bench lint format broker-start broker-stop arch notebooks-clean clean
+.PHONY: setup browser demo test test-fast bench capacity lint format broker-start broker-stop \
+	cluster-start cluster-stop arch notebooks-clean clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("camstream needs Python 3.10+" if sys.version_info < (3, 10) else 0)'
@@ -43,15 +44,32 @@ test: setup browser lint
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
 	exit $$status
 
+# The quick inner loop: no Spark sessions, no clusters (about 40 s).
+test-fast: setup lint
+	$(PY) -m pytest -m "not spark and not cluster"
+
 # The benchmark (about 15 minutes on 2 cores): bench/results/results.json, PNG plots, a table.
 bench: setup
 	$(PY) bench/run.py
+
+# The capacity plan from the benchmark's measured costs (bench/results/results.json).
+capacity: $(STAMP)
+	$(PY) bench/capacity_plan.py
 
 broker-start: setup
 	$(CAMSTREAM) broker start
 
 broker-stop: $(STAMP)
 	$(CAMSTREAM) broker stop
+
+# Real local clusters: three Kafka brokers (9092, 9094, 9096) and a Spark master + 2 workers.
+cluster-start: setup
+	$(CAMSTREAM) broker start --brokers 3 --dir $(CAMSTREAM_HOME)/kafka-cluster
+	$(CAMSTREAM) spark-cluster start
+
+cluster-stop: $(STAMP)
+	$(CAMSTREAM) spark-cluster stop
+	$(CAMSTREAM) broker stop --dir $(CAMSTREAM_HOME)/kafka-cluster
 
 notebooks-clean: $(STAMP)
 	$(VENV)/bin/jupyter nbconvert --clear-output --inplace jupyter/*.ipynb

@@ -6,6 +6,8 @@
 Writes bench/results/results.json and PNG plots, prints a table, and shows progress.
 Scenarios (see the README's performance section):
   raw        the plain OpenCV loop (decode, grey, detect, draw, encode), one process per core
+  costs      one core's ms per frame at 640x480 and 1280x720, per preset (capacity plan)
+  producer   how many cameras one `camstream simulate` process sustains at 1 frame/s
   accuracy   recall and precision of each preset on labelled frames
   drain      the Spark job draining a pre-filled topic, per preset
   reference  the reference demo's design (pickled base64 JSON, classifier per frame, flush
@@ -105,6 +107,39 @@ def raw_loop(
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         counts = pool.map(_raw_worker, [(preset, seconds, camstream_function)] * processes)
     return sum(counts) / seconds
+
+
+# ---- per-frame costs for the capacity plan -------------------------------------------------
+RESOLUTIONS = {"640x480": (640, 480), "1280x720": (1280, 720)}
+
+
+def frame_costs(seconds: float) -> dict[str, Any]:
+    """One core's milliseconds per frame of camstream's per-frame function, and JPEG sizes.
+
+    The sample frames are resized (720p is upscaled: the detector sees more pixels, as it
+    would with a real 720p camera). The capacity plan (bench/capacity_plan.py) builds on these.
+    """
+    cv2.setNumThreads(1)
+    costs: dict[str, Any] = {}
+    for name, size in RESOLUTIONS.items():
+        frames = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in load_sample_frames()]
+        jpegs = [encode_jpeg(f, 80) for f in frames]
+        started = time.perf_counter()
+        for frame in frames:
+            encode_jpeg(frame, 80)
+        costs[name] = {
+            "jpeg_bytes_median": statistics.median(len(j) for j in jpegs),
+            # What a producer that captures raw frames pays per frame to encode them.
+            "encode_ms": (time.perf_counter() - started) * 1000 / len(frames),
+        }
+        for preset, settings in DETECTION_PRESETS.items():
+            analyze_jpeg(jpegs[0], settings)  # warm-up: classifier load
+            done, started = 0, time.perf_counter()
+            while time.perf_counter() - started < seconds:
+                analyze_jpeg(jpegs[done % len(jpegs)], settings)
+                done += 1
+            costs[name][f"{preset}_ms_per_frame"] = (time.perf_counter() - started) * 1000 / done
+    return costs
 
 
 # ---- detection accuracy -------------------------------------------------------------------
@@ -432,11 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="repeats for medians")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
-    scenarios = (
-        {"raw", "accuracy", "drain", "reference", "latency", "pipeline", "overload", "cameras"}
-        if args.scenarios == "all"
-        else set(args.scenarios.split(","))
-    )
+    every = "raw,costs,producer,accuracy,drain,reference,latency,pipeline,overload,cameras"
+    scenarios = set((every if args.scenarios == "all" else args.scenarios).split(","))
     quick = args.quick
     repeats = 1 if quick else args.repeats
     cores = os.cpu_count() or 1
@@ -463,6 +495,16 @@ def main(argv: list[str] | None = None) -> int:
                     say(f"{what}, {preset}, {cores} processes, run {i + 1}/{repeats}")
                     runs.append(raw_loop(preset, 2.0 if quick else 8.0, cores, ours))
                 results[key][preset] = {"median": statistics.median(runs), "runs": runs}
+
+    if "costs" in scenarios:
+        say("per-frame cost on one core at 640x480 and 1280x720, both presets")
+        results["frame_costs"] = frame_costs(1.0 if quick else 5.0)
+
+    if "producer" in scenarios:
+        import producer_capacity
+
+        say("cameras one producer process sustains at 1 frame/s")
+        results["producer_capacity"] = producer_capacity.run(quick=quick)
 
     if "accuracy" in scenarios:
         results["accuracy"] = {}
@@ -643,6 +685,27 @@ def render_table(results: dict[str, Any]) -> str:
                 f" keeps up: {c['keeps_up']}",
             )
         )
+    for resolution, cost in results.get("frame_costs", {}).items():
+        rows.append(
+            (
+                f"one core per frame, {resolution} (ms)",
+                f"faithful {cost['faithful_ms_per_frame']:.1f}, fast"
+                f" {cost['fast_ms_per_frame']:.1f}; JPEG {cost['jpeg_bytes_median'] / 1000:.0f} KB",
+            )
+        )
+    producer = results.get("producer_capacity")
+    if producer:
+        best = max(
+            (s for s in producer["steps"] if s["sustained"]),
+            key=lambda s: s["cameras"],
+            default=None,
+        )
+        value = f"{producer['max_sustained_cameras']}"
+        if best:
+            value += f" ({best['cpu_cores']:.2f} cores, {best['max_rss_mb']:.0f} MB)"
+        if not producer["limit_reached"]:
+            value += ", limit not reached"
+        rows.append(("cameras at 1 frame/s, one producer process", value))
     width = max(len(r[0]) for r in rows)
     lines = [f"| {a.ljust(width)} | {b} |" for a, b in rows]
     lines.insert(1, f"| {'-' * width} | --- |")

@@ -32,3 +32,11 @@ def test_missing_java_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_java_on_this_machine_is_new_enough(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("JAVA_HOME", raising=False)
     assert java_executable()
+
+
+def test_cluster_ids_never_look_like_options() -> None:
+    """A random id starting with '-' made kafka-storage fail (1 start in 64)."""
+    from camstream.broker import _kafka_uuid
+
+    ids = [_kafka_uuid() for _ in range(2000)]
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)

@@ -143,3 +143,12 @@ def test_demo_runs_the_stack_and_ctrl_c_leaves_nothing_behind(
         return found
 
     wait_until(lambda: not leftovers(), timeout_s=30, what="demo processes to exit")
+
+
+def test_cluster_commands_report_state_and_reject_bad_options(tmp_path: Path) -> None:
+    out = run("spark-cluster", "status", "--dir", str(tmp_path / "none"))
+    assert out.returncode == 3 and "stopped" in out.stdout
+    out = run("broker", "start", "--brokers", "0", "--dir", str(tmp_path / "kafka"))
+    assert out.returncode == 2 and "--brokers must be 1 or more" in out.stderr
+    out = run("analyze", "--conf", "spark.executor.memory", "--bootstrap-servers", "h:1")
+    assert out.returncode == 2 and "is not KEY=VALUE" in out.stderr

@@ -8,7 +8,13 @@ import pytest
 from camstream.analysis import jpeg_size
 from camstream.config import Config
 from camstream.frames import INPUT_HEADERS, FrameMeta
-from camstream.producer import CaptureError, FrameTooLargeError, fit_jpeg, produce
+from camstream.producer import (
+    CaptureError,
+    FramePublisher,
+    FrameTooLargeError,
+    fit_jpeg,
+    produce,
+)
 from camstream.simulate import CameraSimulator, sample_video_path
 from conftest import consume
 
@@ -53,3 +59,25 @@ def test_simulated_cameras_have_their_own_ids_phases_and_seq(cfg: Config) -> Non
         by_camera.setdefault(meta.camera_id, []).append(meta.seq)
     assert by_camera == {"cam-01": [0, 1, 2, 3], "cam-02": [0, 1, 2, 3], "cam-03": [0, 1, 2, 3]}
     assert len({camera.phase for camera in simulator.cameras}) == 3
+
+
+def test_publisher_memory_is_bounded_by_what_awaits_the_broker(cfg: Config) -> None:
+    """kafka-python queues without limit; the publisher waits for acks past its cap."""
+    jpeg = bytes(30_000)  # the publisher does not look inside; only the size matters here
+    cap = 100_000
+    publisher = FramePublisher(cfg, max_in_flight_bytes=cap)
+    peak = 0
+    for seq in range(150):
+        publisher.publish(FrameMeta("cam-mem", seq, seq, 640, 480), jpeg)
+        peak = max(peak, publisher.stats.bytes_in_flight)
+        assert publisher.stats.bytes_in_flight <= cap + len(jpeg)
+    stats = publisher.close()
+    assert (stats.sent, stats.acked, stats.failed, stats.bytes_in_flight) == (150, 150, 0, 0)
+    assert peak > cap // 2, "the cap was never approached: the test did not test it"
+
+
+def test_crc32c_in_c_is_installed() -> None:
+    """Without it kafka-python checksums each frame in pure Python (~5 ms per 50 KB)."""
+    from kafka.record import util
+
+    assert util.crc32c_c is not None

@@ -1,11 +1,13 @@
-"""A real Apache Kafka broker (KRaft mode, single node) run from the official jars.
+"""Real Apache Kafka brokers (KRaft mode) run from the official jars: one node or a cluster.
 
-Everything the broker writes (configuration, data, logs, pid file) lives under one folder,
-`<CAMSTREAM_HOME>/kafka` by default. Listeners bind to 127.0.0.1 unless told otherwise.
+Everything a broker writes (configuration, data, logs, pid file) lives under one folder,
+`<CAMSTREAM_HOME>/kafka` by default; a cluster keeps one such folder per broker below it.
+Listeners bind to 127.0.0.1 unless told otherwise.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -49,7 +51,7 @@ class BrokerError(RuntimeError):
 
 @dataclass(frozen=True)
 class LocalBroker:
-    """One KRaft node acting as broker and controller."""
+    """One KRaft node acting as broker and controller (alone, or one voter of a cluster)."""
 
     directory: Path
     host: str = "127.0.0.1"
@@ -57,6 +59,12 @@ class LocalBroker:
     controller_port: int = 9093
     node_id: int = 1
     heap: str = "1g"
+    # The controller quorum ("1@host:port,2@host:port,..."); empty: this node alone.
+    quorum_voters: str = ""
+    # Shared by every node of a cluster; empty: a new one when the storage is formatted.
+    cluster_id: str = ""
+    # Replicas of Kafka's internal topics, and the default min.insync.replicas (RF - 1).
+    cluster_size: int = 1
 
     @property
     def bootstrap(self) -> str:
@@ -104,10 +112,13 @@ class LocalBroker:
     def write_config(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(exist_ok=True)
+        replicas = str(min(3, self.cluster_size))
+        min_insync = str(max(1, min(3, self.cluster_size) - 1))
+        voters = self.quorum_voters or f"{self.node_id}@{self.host}:{self.controller_port}"
         properties = {
             "process.roles": "broker,controller",
             "node.id": str(self.node_id),
-            "controller.quorum.voters": f"{self.node_id}@{self.host}:{self.controller_port}",
+            "controller.quorum.voters": voters,
             "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
             "controller.listener.names": "CONTROLLER",
@@ -117,11 +128,14 @@ class LocalBroker:
             # Topics are created explicitly, with the partitions the cameras need.
             "auto.create.topics.enable": "false",
             "num.partitions": "4",
-            "offsets.topic.replication.factor": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            # On a cluster: every partition on three brokers, writes acknowledged by two.
+            "default.replication.factor": replicas,
+            "min.insync.replicas": min_insync,
+            "offsets.topic.replication.factor": replicas,
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": min_insync,
+            "share.coordinator.state.topic.replication.factor": replicas,
+            "share.coordinator.state.topic.min.isr": min_insync,
             # Room for large frames; topics set their own limit below this.
             "message.max.bytes": str(8 * 1024 * 1024),
             "replica.fetch.max.bytes": str(8 * 1024 * 1024),
@@ -152,9 +166,15 @@ class LocalBroker:
         """Format the KRaft metadata folder once; later starts reuse the data."""
         if (self.data_dir / "meta.properties").exists():
             return
-        cluster_id = _kafka_uuid()
+        cluster_id = self.cluster_id or _kafka_uuid()
         cmd = self._java_command(
-            java, jars, STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(self.properties_file)
+            java,
+            jars,
+            STORAGE_TOOL,
+            "format",
+            f"--cluster-id={cluster_id}",
+            "-c",
+            str(self.properties_file),
         )
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode != 0:
@@ -165,12 +185,25 @@ class LocalBroker:
         if self.is_running():
             self._wait_ready(timeout_s)
             return self.bootstrap
+        proc = self.spawn()
+        try:
+            self._wait_ready(timeout_s, proc)
+        except BrokerError:
+            self.stop()
+            raise
+        return self.bootstrap
+
+    def check_ports(self) -> None:
         for port in (self.port, self.controller_port):
             if not port_is_free(self.host, port):
                 raise BrokerError(
                     f"port {self.host}:{port} is already taken by another process: stop it, or"
                     " choose other ports with --port / --controller-port"
                 )
+
+    def spawn(self) -> subprocess.Popen[bytes]:
+        """Launch the broker JVM (configured and formatted first) without waiting for it."""
+        self.check_ports()
         java = deps.java_executable()
         jars = deps.kafka_jars_dir()
         self.write_config()
@@ -187,12 +220,7 @@ class LocalBroker:
                 cwd=self.directory,
             )
         self.pid_file.write_text(f"{proc.pid}\n")
-        try:
-            self._wait_ready(timeout_s, proc)
-        except BrokerError:
-            self.stop()
-            raise
-        return self.bootstrap
+        return proc
 
     def _wait_ready(self, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
         from camstream.config import Config
@@ -214,13 +242,13 @@ class LocalBroker:
         except BrokerUnavailableError as exc:
             raise BrokerError(f"{exc}\nLast log lines:\n{self.log_tail()}") from None
 
-    def stop(self, timeout_s: float = 30.0) -> bool:
-        """SIGTERM, then SIGKILL after the timeout; False if the broker was not running."""
+    def stop(self, timeout_s: float = 30.0, kill: bool = False) -> bool:
+        """SIGTERM (SIGKILL if `kill`), then SIGKILL after the timeout; False if not running."""
         pid = self.pid()
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and _alive(pid):
             time.sleep(0.2)
@@ -238,6 +266,131 @@ class LocalBroker:
             if path.exists():
                 chunks.extend(path.read_text(errors="replace").splitlines()[-lines:])
         return "\n".join(chunks[-lines:])
+
+
+CLUSTER_FILE = "cluster.json"
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    """`size` KRaft nodes, each its own JVM and folder, every one a broker and a voter.
+
+    Node i (from 1) listens on `base_port + 2(i-1)` for clients and the next port for the
+    controller quorum, all on loopback by default. The layout is saved in `cluster.json`
+    so that `stop` and `status` find the same nodes later.
+    """
+
+    directory: Path
+    size: int = 3
+    host: str = "127.0.0.1"
+    base_port: int = 9092
+    heap: str = "512m"
+    cluster_id: str = ""
+
+    def __post_init__(self) -> None:
+        if self.size < 1:
+            raise BrokerError(f"a cluster needs at least one broker (got {self.size})")
+        if not self.cluster_id:
+            object.__setattr__(self, "cluster_id", _kafka_uuid())
+
+    @classmethod
+    def load(cls, directory: Path) -> LocalCluster | None:
+        """The cluster saved in `directory`, or None if there is none."""
+        try:
+            saved = json.loads((directory / CLUSTER_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return cls(
+            directory,
+            size=int(saved["size"]),
+            host=saved["host"],
+            base_port=int(saved["base_port"]),
+            heap=saved.get("heap", "512m"),
+            cluster_id=saved["cluster_id"],
+        )
+
+    def save(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        layout = {
+            "size": self.size,
+            "host": self.host,
+            "base_port": self.base_port,
+            "heap": self.heap,
+            "cluster_id": self.cluster_id,
+        }
+        (self.directory / CLUSTER_FILE).write_text(json.dumps(layout, indent=2) + "\n")
+
+    @property
+    def nodes(self) -> list[LocalBroker]:
+        ports = [(self.base_port + 2 * i, self.base_port + 2 * i + 1) for i in range(self.size)]
+        voters = ",".join(f"{i + 1}@{self.host}:{c}" for i, (_, c) in enumerate(ports))
+        return [
+            LocalBroker(
+                self.directory / f"broker-{i + 1}",
+                host=self.host,
+                port=port,
+                controller_port=controller_port,
+                node_id=i + 1,
+                heap=self.heap,
+                quorum_voters=voters,
+                cluster_id=self.cluster_id,
+                cluster_size=self.size,
+            )
+            for i, (port, controller_port) in enumerate(ports)
+        ]
+
+    def node(self, node_id: int) -> LocalBroker:
+        return self.nodes[node_id - 1]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    def is_running(self) -> bool:
+        return all(node.is_running() for node in self.nodes)
+
+    def status(self) -> str:
+        lines = [f"cluster of {self.size} brokers, bootstrap {self.bootstrap}"]
+        lines += [f"  broker {n.node_id}: {n.status()}" for n in self.nodes]
+        return "\n".join(lines)
+
+    def start(self, timeout_s: float = 120.0) -> str:
+        """Start every node that is not running, then wait until all serve requests.
+
+        The nodes are launched together: none can finish starting before a majority of
+        the controller quorum is up.
+        """
+        existing = LocalCluster.load(self.directory)
+        if existing is not None and existing.cluster_id != self.cluster_id:
+            if (existing.size, existing.base_port) != (self.size, self.base_port):
+                raise BrokerError(
+                    f"{self.directory} holds a cluster of {existing.size} brokers from port"
+                    f" {existing.base_port}: stop it and delete the folder, or use another --dir"
+                )
+            object.__setattr__(self, "cluster_id", existing.cluster_id)
+        self.save()
+        launched = [(node, node.spawn()) for node in self.nodes if not node.is_running()]
+        try:
+            deadline = time.monotonic() + timeout_s
+            for node, proc in launched:
+                node._wait_ready(max(1.0, deadline - time.monotonic()), proc)
+        except BrokerError:
+            self.stop()
+            raise
+        return self.bootstrap
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """Stop every node at once (one by one, the last ones would wait for a lost quorum)."""
+        running = [(node, node.pid()) for node in self.nodes]
+        running = [(node, pid) for node, pid in running if pid is not None]
+        for _, pid in running:
+            os.kill(pid, signal.SIGTERM)
+        for node, _ in running:
+            node.stop(timeout_s=timeout_s)
+        return bool(running)
+
+    def log_tail(self, lines: int = 10) -> str:
+        return "\n".join(f"broker {n.node_id}:\n{n.log_tail(lines)}" for n in self.nodes)
 
 
 def _alive(pid: int) -> bool:
@@ -272,8 +425,26 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_block(count: int, host: str = "127.0.0.1") -> int:
+    """The first of `count` consecutive free ports (for a cluster's listeners)."""
+    import random
+
+    for _ in range(200):
+        base = random.randrange(20_000, 60_000 - count)
+        if all(port_is_free(host, port) for port in range(base, base + count)):
+            return base
+    raise BrokerError(f"found no {count} consecutive free ports on {host}")
+
+
 def _kafka_uuid() -> str:
-    """A cluster id in Kafka's format: a random UUID as unpadded URL-safe base64."""
+    """A cluster id in Kafka's format: a random UUID as unpadded URL-safe base64.
+
+    Like Kafka's own `Uuid.randomUuid()`, never one starting with '-': command-line tools
+    would read it as an option.
+    """
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id

@@ -73,10 +73,18 @@ def _config(args: argparse.Namespace, **extra: Any) -> Config:
 
 
 def _broker(args: argparse.Namespace) -> Any:
-    from camstream.broker import LocalBroker
+    """The single broker or the cluster in the folder: as asked, or as started there before."""
+    from camstream.broker import LocalBroker, LocalCluster
 
     cfg = Config.from_env()
     directory = Path(args.dir) if args.dir else cfg.home_path / "kafka"
+    if args.brokers is not None and args.brokers < 1:
+        raise ConfigError(f"--brokers must be 1 or more (got {args.brokers})")
+    saved = LocalCluster.load(directory)
+    if args.brokers is None and saved is not None:
+        return saved
+    if (args.brokers or 1) > 1:
+        return LocalCluster(directory, size=args.brokers, host=args.host, base_port=args.port)
     return LocalBroker(
         directory, host=args.host, port=args.port, controller_port=args.controller_port
     )
@@ -97,6 +105,11 @@ def cmd_broker(args: argparse.Namespace) -> int:
         bootstrap = broker.start()
         print(f"Kafka is running; bootstrap servers: {bootstrap}")
         print(f"logs and data: {broker.directory}")
+        if getattr(broker, "size", 1) > 1:
+            print(
+                f"topics: export KAFKA_BOOTSTRAP={bootstrap} CAMSTREAM_REPLICATION_FACTOR=3"
+                " (min.insync.replicas 2 is set for you)"
+            )
     elif args.action == "stop":
         print("Kafka stopped" if broker.stop() else "Kafka was not running")
     else:
@@ -181,7 +194,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         max_frame_age_ms=args.max_frame_age_ms,
     )
     stop = _stop_event()
-    spark = spark_session(cfg)
+    spark = spark_session(cfg, extra_conf=_spark_conf(args.conf))
     try:
         query = build_query(spark, cfg)
         print(
@@ -204,6 +217,45 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             spark.stop()
         except Exception as exc:  # the JVM may already be gone (killed with its group)
             print(f"analyze: Spark was already down: {type(exc).__name__}", file=sys.stderr)
+
+
+def _spark_conf(pairs: list[str] | None) -> dict[str, str]:
+    conf = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--conf {pair!r} is not KEY=VALUE (e.g. spark.executor.memory=2g)")
+        conf[key.strip()] = value
+    return conf
+
+
+def cmd_spark_cluster(args: argparse.Namespace) -> int:
+    from camstream.spark_cluster import LocalSparkCluster
+
+    directory = Path(args.dir) if args.dir else Config.from_env().home_path / "spark-cluster"
+    cluster = LocalSparkCluster.load(directory) if args.action != "start" else None
+    if cluster is None:
+        if args.workers < 1 or args.cores_per_worker < 1:
+            raise ConfigError("--workers and --cores-per-worker must be 1 or more")
+        cluster = LocalSparkCluster(
+            directory,
+            workers=args.workers,
+            cores_per_worker=args.cores_per_worker,
+            worker_memory=args.worker_memory,
+            host=args.host,
+            port=args.port,
+            webui_port=args.webui_port,
+        )
+    if args.action == "start":
+        url = cluster.start()
+        print(f"Spark standalone cluster is running: {url} (web UI {cluster.webui_url})")
+        print(f"run the job on it: camstream analyze --master {url}")
+    elif args.action == "stop":
+        print("Spark cluster stopped" if cluster.stop() else "Spark cluster was not running")
+    else:
+        print(cluster.status())
+        return 0 if cluster.is_running() else 3
+    return 0
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
@@ -260,9 +312,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("setup", cmd_setup, "download the Kafka broker and Spark connector jars (once)")
 
-    p = add("broker", cmd_broker, "start, stop or inspect the local Kafka broker (KRaft)")
+    p = add("broker", cmd_broker, "start, stop or inspect a local Kafka broker or cluster (KRaft)")
     p.add_argument("action", choices=["start", "stop", "status"])
     p.add_argument("--dir", help="broker folder (default: $CAMSTREAM_HOME/kafka)")
+    p.add_argument(
+        "--brokers",
+        type=int,
+        help="brokers in the cluster, each its own JVM; node i uses ports PORT+2(i-1) and the"
+        " next (default: 1, or what was started in --dir)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s)")
     p.add_argument("--port", type=int, default=9092, help="client port (default: %(default)s)")
     p.add_argument(
@@ -335,7 +393,34 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help=_env_help("max_frame_age_ms", "with --freshness latest: older frames are skipped"),
     )
+    p.add_argument(
+        "--conf",
+        action="append",
+        metavar="KEY=VALUE",
+        help="extra Spark setting, repeatable (e.g. spark.executor.memory=2g,"
+        " spark.archives=env.tar.gz#env); $SPARK_CONF_DIR/spark-defaults.conf is read too",
+    )
     _kafka_options(p)
+
+    p = add(
+        "spark-cluster",
+        cmd_spark_cluster,
+        "start, stop or inspect a local Spark standalone cluster (a master and workers)",
+    )
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--dir", help="cluster folder (default: $CAMSTREAM_HOME/spark-cluster)")
+    p.add_argument("--workers", type=int, default=2, help="worker JVMs (default: %(default)s)")
+    p.add_argument(
+        "--cores-per-worker", type=int, default=1, help="cores each worker offers (default: 1)"
+    )
+    p.add_argument(
+        "--worker-memory", default="2g", help="memory each worker offers (default: %(default)s)"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s)")
+    p.add_argument("--port", type=int, default=7077, help="master port (default: %(default)s)")
+    p.add_argument(
+        "--webui-port", type=int, default=8089, help="master web UI port (default: %(default)s)"
+    )
 
     p = add("monitor", cmd_monitor, "print annotated frames: camera, seq, delay, faces")
     p.add_argument("--topic", help=_env_help("output_topic", "topic to read annotated frames from"))
@@ -385,6 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from camstream.deps import DependencyError
     from camstream.kafka_io import BrokerUnavailableError
     from camstream.producer import CaptureError, DeliveryError, FrameTooLargeError
+    from camstream.spark_cluster import SparkClusterError
 
     try:
         return args.func(args)
@@ -398,6 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         DeliveryError,
         DependencyError,
         FrameTooLargeError,
+        SparkClusterError,
     ) as exc:
         print(f"camstream: error: {exc}", file=sys.stderr)
         return 1

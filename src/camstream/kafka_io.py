@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 import time
@@ -36,12 +37,24 @@ BOOTSTRAP_TIMEOUT_MS = 10_000
 
 
 def _common(cfg: Config) -> dict[str, object]:
+    _warn_without_fast_crc()
     return {
         "bootstrap_servers": cfg.bootstrap_servers.split(","),
         "client_id": "camstream",
         "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
         **security_settings(cfg.kafka_properties),
     }
+
+
+@functools.cache
+def _warn_without_fast_crc() -> None:
+    from kafka.record import util
+
+    if util.crc32c_c is None:
+        log.warning(
+            "the `crc32c` package is missing: kafka-python checksums every frame in pure Python"
+            " (milliseconds per frame); `pip install crc32c`"
+        )
 
 
 _JAAS_VALUE = re.compile(r'(username|password)\s*=\s*"((?:[^"\\]|\\.)*)"')

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from camstream.config import Config, DetectionSettings
@@ -56,8 +57,9 @@ def spark_session(
         .config("spark.ui.enabled", os.environ.get("CAMSTREAM_SPARK_UI", "false"))
         .config("spark.ui.showConsoleProgress", "false")
     )
-    if cfg.master.startswith("local"):
-        # Local mode binds to loopback, not to whatever address the hostname resolves to.
+    if _runs_on_loopback(cfg.master):
+        # A local job (or a cluster on this machine) binds to loopback, not to whatever
+        # address the hostname resolves to.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         builder = builder.config("spark.driver.host", "127.0.0.1").config(
             "spark.driver.bindAddress", "127.0.0.1"
@@ -66,7 +68,41 @@ def spark_session(
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("CAMSTREAM_SPARK_LOG_LEVEL", "WARN"))
+    if not cfg.master.startswith("local"):
+        # Executors elsewhere get camstream the standard way: a zip on their Python path.
+        # Its dependencies (OpenCV, numpy, pyarrow) come from the executors' Python
+        # (PYSPARK_PYTHON / spark.pyspark.python, or an environment archive in spark.archives).
+        spark.sparkContext.addPyFile(str(package_zip()))
     return spark
+
+
+def _runs_on_loopback(master: str) -> bool:
+    if master.startswith("local"):
+        return True
+    host = master.split("://", 1)[-1].split(",", 1)[0].rsplit(":", 1)[0]
+    return master.startswith("spark://") and host in ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def package_zip() -> Path:
+    """camstream's Python sources as a zip for `addPyFile` (rebuilt from this install)."""
+    import atexit
+    import shutil
+    import tempfile
+    import zipfile
+
+    import camstream
+
+    package = Path(camstream.__file__).resolve().parent
+    folder = tempfile.mkdtemp(prefix="camstream-pyfiles-")
+    # Spark's file server reads it whenever an executor starts: keep it while we run.
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    target = Path(folder) / "camstream.zip"
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(package.rglob("*")):
+            # Executors need the code and its package data, not bytecode or sample video.
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".avi":
+                archive.write(path, Path("camstream") / path.relative_to(package))
+    return target
 
 
 def kafka_source_options(cfg: Config) -> dict[str, str]:

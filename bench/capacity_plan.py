@@ -1,0 +1,149 @@
+"""Capacity plan from the benchmark's measured per-frame costs: cores, partitions, brokers.
+
+    .venv/bin/python bench/capacity_plan.py                       # the README's table
+    .venv/bin/python bench/capacity_plan.py --cameras 250 --fps 8 --resolution 1280x720
+
+Inputs come from bench/results/results.json (`make bench`): one core's milliseconds per
+frame of the per-frame function per preset and resolution, the JPEG size, the Spark job's
+efficiency against the plain loop, and the cameras one producer process sustains. The
+formulas are in `plan()` and in the README, so a user can redo them for their cameras.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results" / "results.json"
+
+# Planning assumptions (not measured here: our brokers share one 2-core box over loopback).
+UTILISATION = 0.7  # keep 30% of every core free for bursts and catching up after a stall
+BROKER_WRITE_MB_S = 100.0  # replicated writes one broker sustains (disk + network), conservative
+REPLICATION = 3
+MIN_BROKERS = 3  # replication factor 3 needs three brokers
+
+
+def plan(
+    cameras: int,
+    fps: float,
+    ms_per_frame: float,
+    jpeg_bytes: float,
+    efficiency: float,
+    producer_fps: float,
+    encode_ms: float,
+) -> dict[str, Any]:
+    """Resources for `cameras` cameras at `fps` each; see the README for each formula."""
+    frames_s = cameras * fps
+    # Analytics: core-seconds per second of video, divided by what Spark keeps of a core.
+    cores = math.ceil(frames_s * ms_per_frame / 1000 / (efficiency * UTILISATION))
+    # A partition's frames in a micro-batch go through one task on one core, in order:
+    # a partition carries at most UTILISATION * 1000 / ms_per_frame frames/s.
+    per_partition_fps = UTILISATION * 1000 / ms_per_frame
+    partitions = max(cores, math.ceil(frames_s / per_partition_fps))
+    partitions = math.ceil(partitions / cores) * cores  # an even share per executor core
+    cameras_per_partition = max(1, math.floor(per_partition_fps / fps))
+    # Kafka: input frames plus annotated frames (about the same size) are written, RF times.
+    mb_in = frames_s * jpeg_bytes / 1e6
+    replicated_writes = 2 * mb_in * REPLICATION
+    brokers = max(MIN_BROKERS, math.ceil(replicated_writes / BROKER_WRITE_MB_S))
+    producers = math.ceil(frames_s / producer_fps)
+    producer_cores = frames_s * encode_ms / 1000 / UTILISATION  # cameras that need encoding
+    return {
+        "frames_s": frames_s,
+        "analytics_cores": cores,
+        "partitions": partitions,
+        "cameras_per_partition": cameras_per_partition,
+        "mb_s_in": mb_in,
+        "replicated_writes_mb_s": replicated_writes,
+        "network_gbit_s": (2 * mb_in * REPLICATION + 2 * mb_in) * 8 / 1000,
+        "brokers": brokers,
+        "producer_processes": producers,
+        "producer_encode_cores": producer_cores,
+    }
+
+
+def inputs(results: dict[str, Any]) -> dict[str, Any]:
+    costs = results["frame_costs"]
+    raw = results["raw_fps"]
+    drain = results["drain_fps"]
+    efficiency = min(drain[p]["median"] / raw[p]["median"] for p in ("fast", "faithful"))
+    producer = results.get("producer_capacity", {})
+    steps = [s for s in producer.get("steps", []) if s["sustained"]]
+    producer_fps = max((s["cameras"] for s in steps), default=200)
+    return {"costs": costs, "efficiency": efficiency, "producer_fps": producer_fps}
+
+
+def table(
+    results: dict[str, Any],
+    camera_counts: list[int],
+    rates: list[float],
+    resolutions: list[str] | None = None,
+) -> str:
+    given = inputs(results)
+    rows = [
+        "| cameras x frames/s | resolution | frames/s | analytics cores fast / faithful"
+        " | partitions (fast) | Kafka in MB/s | brokers (RF 3) | network Gbit/s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for resolution in resolutions or list(given["costs"]):
+        cost = given["costs"][resolution]
+        for cameras in camera_counts:
+            for fps in rates:
+                common = {
+                    "cameras": cameras,
+                    "fps": fps,
+                    "jpeg_bytes": cost["jpeg_bytes_median"],
+                    "efficiency": given["efficiency"],
+                    "producer_fps": given["producer_fps"],
+                    "encode_ms": cost.get("encode_ms", 0.0),
+                }
+                fast = plan(ms_per_frame=cost["fast_ms_per_frame"], **common)
+                faithful = plan(ms_per_frame=cost["faithful_ms_per_frame"], **common)
+                rows.append(
+                    f"| {cameras} x {fps:g} | {resolution} | {fast['frames_s']:,.0f}"
+                    f" | {fast['analytics_cores']} / {faithful['analytics_cores']}"
+                    f" | {fast['partitions']} ({fast['cameras_per_partition']} cameras each)"
+                    f" | {fast['mb_s_in']:.0f} | {fast['brokers']}"
+                    f" | {fast['network_gbit_s']:.1f} |"
+                )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--cameras", type=int, nargs="*", default=[100, 500, 1000])
+    parser.add_argument("--fps", type=float, nargs="*", default=[1, 5, 15])
+    parser.add_argument("--resolution", nargs="*", help="640x480 and/or 1280x720 (default both)")
+    args = parser.parse_args(argv)
+    try:
+        results = json.loads(args.results.read_text())
+        given = inputs(results)
+    except (OSError, KeyError, ValueError) as exc:
+        print(
+            f"capacity_plan: {args.results} lacks the measured inputs ({exc}):"
+            " run `make bench` (or bench/run.py --scenarios raw,costs,producer,drain) first",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"inputs: Spark efficiency {given['efficiency']:.2f} of the plain loop, one producer"
+        f" process {given['producer_fps']:,.0f} frames/s, utilisation target {UTILISATION:.0%},"
+        f" {BROKER_WRITE_MB_S:.0f} MB/s replicated writes per broker (assumed)"
+    )
+    for resolution, cost in given["costs"].items():
+        print(
+            f"  {resolution}: fast {cost['fast_ms_per_frame']:.1f} ms, faithful"
+            f" {cost['faithful_ms_per_frame']:.1f} ms per frame on one core;"
+            f" JPEG {cost['jpeg_bytes_median'] / 1000:.0f} KB"
+        )
+    print(table(results, args.cameras, args.fps, args.resolution))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

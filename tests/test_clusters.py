@@ -1,0 +1,192 @@
+"""Scale-out on real clusters: three Kafka brokers (KRaft) and a Spark standalone cluster.
+
+Every process is real: three broker JVMs, a Spark master and two worker JVMs started with
+pyspark's `spark-class`, executors launched by the workers, and `camstream analyze` as the
+driver. Run the fast suite without them with `pytest -m "not cluster"`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kafka.admin import ConfigResource, ConfigResourceType
+
+from camstream.broker import LocalCluster, free_port, free_port_block
+from camstream.config import Config
+from camstream.frames import AnnotatedFrame
+from camstream.kafka_io import ensure_topics, make_admin
+from camstream.simulate import CameraSimulator
+from camstream.spark_cluster import LocalSparkCluster
+from conftest import consume
+
+pytestmark = pytest.mark.cluster
+
+CAMERAS = 4
+FRAMES_PER_CAMERA = 10
+
+
+@pytest.fixture(scope="module")
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    cluster = LocalCluster(
+        tmp_path_factory.mktemp("kafka-cluster"), size=3, base_port=free_port_block(6)
+    )
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSparkCluster]:
+    cluster = LocalSparkCluster(
+        tmp_path_factory.mktemp("spark-cluster"), port=free_port(), webui_port=free_port()
+    )
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def cluster_cfg(kafka_cluster: LocalCluster, tmp_path: Path) -> Config:
+    suffix = uuid.uuid4().hex[:10]
+    config = Config(
+        bootstrap_servers=kafka_cluster.bootstrap,
+        input_topic=f"camera-stream-{suffix}",
+        output_topic=f"camera-analytics-stream-{suffix}",
+        dead_letter_topic=f"camera-stream-dlq-{suffix}",
+        partitions=4,
+        replication_factor=3,
+        starting_offsets="earliest",
+        home=str(tmp_path / "home"),
+    )
+    ensure_topics(config, [config.input_topic, config.output_topic, config.dead_letter_topic])
+    return config
+
+
+@pytest.fixture(scope="module")
+def python_without_camstream(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An interpreter with camstream's dependencies but not camstream itself.
+
+    The executors run it, so the job only works if the driver ships the package to them.
+    A plain path line in a .pth file adds the site-packages folder without running the
+    .pth files inside it, one of which is camstream's editable install.
+    """
+    venv = tmp_path_factory.mktemp("executor-venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site_packages = next(Path(p) for p in sys.path if p.endswith("site-packages"))
+    target = next((venv / "lib").glob("python3*/site-packages"))
+    (target / "camstream-deps.pth").write_text(f"{site_packages}\n")
+    python = str(venv / "bin" / "python")
+    probe = subprocess.run(
+        [python, "-c", "import cv2, numpy, pyarrow\nimport camstream"],
+        capture_output=True,
+        text=True,
+    )
+    assert "No module named 'camstream'" in probe.stderr, probe.stderr
+    return python
+
+
+def test_three_broker_cluster_replicates_every_partition(
+    kafka_cluster: LocalCluster, cluster_cfg: Config
+) -> None:
+    admin = make_admin(cluster_cfg)
+    try:
+        for topic in (cluster_cfg.input_topic, cluster_cfg.output_topic):
+            (description,) = admin.describe_topics([topic])
+            partitions = description["partitions"]
+            assert len(partitions) == 4
+            for partition in partitions:
+                assert sorted(partition["replica_nodes"]) == [1, 2, 3]
+                assert sorted(partition["isr_nodes"]) == [1, 2, 3]
+            # Leadership is spread: no single broker carries every camera.
+            assert len({p["leader_id"] for p in partitions}) >= 2
+            resource = ConfigResource(ConfigResourceType.TOPIC, topic, ["min.insync.replicas"])
+            configs = admin.describe_configs([resource])["topic"][topic]
+            assert configs["min.insync.replicas"]["value"] == "2"
+    finally:
+        admin.close()
+
+    folder = str(kafka_cluster.directory)
+    status = subprocess.run(
+        [sys.executable, "-m", "camstream", "broker", "status", "--dir", folder],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert f"cluster of 3 brokers, bootstrap {kafka_cluster.bootstrap}" in status.stdout
+    assert status.stdout.count(": running: pid") == 3
+    pids = {node.pid() for node in kafka_cluster.nodes}
+    assert len(pids) == 3 and None not in pids, "each broker is its own JVM"
+
+
+def test_pipeline_on_spark_standalone_and_kafka_cluster(
+    spark_cluster: LocalSparkCluster,
+    cluster_cfg: Config,
+    python_without_camstream: str,
+    tmp_path: Path,
+) -> None:
+    simulator = CameraSimulator(cluster_cfg, CAMERAS, fps=20.0)
+    stats = simulator.run(max_frames=FRAMES_PER_CAMERA, progress=lambda *_: None)
+    total = CAMERAS * FRAMES_PER_CAMERA
+    assert stats.acked == total
+
+    env = {
+        **os.environ,
+        "CAMSTREAM_HOME": cluster_cfg.home,
+        "CAMSTREAM_REPLICATION_FACTOR": "3",
+        # The executors' interpreter: it has OpenCV, numpy and pyarrow but not camstream.
+        "PYSPARK_PYTHON": python_without_camstream,
+    }
+    analyze = subprocess.Popen(
+        [sys.executable, "-m", "camstream", "analyze",
+         "--master", spark_cluster.master_url,
+         "--bootstrap-servers", cluster_cfg.bootstrap_servers,
+         "--input-topic", cluster_cfg.input_topic,
+         "--output-topic", cluster_cfg.output_topic,
+         "--dlq-topic", cluster_cfg.dead_letter_topic,
+         "--checkpoint-location", str(tmp_path / "checkpoint"),
+         "--starting-offsets", "earliest",
+         "--conf", "spark.executor.memory=1g"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        records = consume(cluster_cfg, cluster_cfg.output_topic, total, timeout_s=240)
+        assert analyze.poll() is None, "the Spark job exited early"
+        state = spark_cluster.master_state() or {}
+        running = [app["name"] for app in state.get("activeapps", [])]
+        assert "camstream-analyze" in running, state
+    finally:
+        analyze.send_signal(signal.SIGTERM)
+        output, _ = analyze.communicate(timeout=90)
+    assert analyze.returncode == 0, output
+    assert f"on {spark_cluster.master_url}" in output
+
+    frames = [AnnotatedFrame.from_record(r.value, r.headers) for r in records]
+    seen = {(f.camera_id, f.seq) for f in frames}
+    assert len(seen) == total, f"{len(seen)} distinct frames of {total}"
+    # Per-camera order holds across the cluster: each camera's seq only grows.
+    for camera in {camera for camera, _ in seen}:
+        seqs = [f.seq for f in frames if f.camera_id == camera]
+        assert seqs == sorted(seqs), f"{camera} out of order: {seqs}"
+    assert sum(f.faces for f in frames) > 0
+
+    # Spark's own executor logs: tasks ran in executors on both workers.
+    finished = {
+        name: len(re.findall(r"Finished task", path.read_text(errors="replace")))
+        for name, path in spark_cluster.executor_logs().items()
+    }
+    busy_workers = {name.split("/")[0] for name, count in finished.items() if count > 0}
+    assert busy_workers == {"worker-1", "worker-2"}, finished
