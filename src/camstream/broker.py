@@ -7,6 +7,7 @@ Listeners bind to 127.0.0.1 unless told otherwise.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from camstream import deps
 
@@ -296,29 +298,10 @@ class LocalCluster:
     @classmethod
     def load(cls, directory: Path) -> LocalCluster | None:
         """The cluster saved in `directory`, or None if there is none."""
-        try:
-            saved = json.loads((directory / CLUSTER_FILE).read_text())
-        except (OSError, ValueError):
-            return None
-        return cls(
-            directory,
-            size=int(saved["size"]),
-            host=saved["host"],
-            base_port=int(saved["base_port"]),
-            heap=saved.get("heap", "512m"),
-            cluster_id=saved["cluster_id"],
-        )
+        return load_layout(cls, directory, CLUSTER_FILE)
 
     def save(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        layout = {
-            "size": self.size,
-            "host": self.host,
-            "base_port": self.base_port,
-            "heap": self.heap,
-            "cluster_id": self.cluster_id,
-        }
-        (self.directory / CLUSTER_FILE).write_text(json.dumps(layout, indent=2) + "\n")
+        save_layout(self, CLUSTER_FILE)
 
     @property
     def nodes(self) -> list[LocalBroker]:
@@ -391,6 +374,25 @@ class LocalCluster:
 
     def log_tail(self, lines: int = 10) -> str:
         return "\n".join(f"broker {n.node_id}:\n{n.log_tail(lines)}" for n in self.nodes)
+
+
+T = TypeVar("T")
+
+
+def load_layout(cls: type[T], directory: Path, name: str) -> T | None:
+    """A dataclass saved by `save_layout` in `directory`, or None if there is none."""
+    try:
+        saved = json.loads((directory / name).read_text())
+        return cls(directory, **saved)  # type: ignore[call-arg]
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def save_layout(obj: Any, name: str) -> None:
+    """A local cluster's settings (all fields but its folder) as JSON in its folder."""
+    obj.directory.mkdir(parents=True, exist_ok=True)
+    layout = {k: v for k, v in dataclasses.asdict(obj).items() if k != "directory"}
+    (obj.directory / name).write_text(json.dumps(layout, indent=2) + "\n")
 
 
 def _alive(pid: int) -> bool:

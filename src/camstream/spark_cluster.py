@@ -16,11 +16,11 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from camstream import deps
-from camstream.broker import _alive, port_is_free
+from camstream.broker import _alive, load_layout, port_is_free, save_layout
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
@@ -71,17 +71,10 @@ class LocalSparkCluster:
     # ---- saved layout -------------------------------------------------------------------
     @classmethod
     def load(cls, directory: Path) -> LocalSparkCluster | None:
-        try:
-            saved = json.loads((directory / LAYOUT_FILE).read_text())
-        except (OSError, ValueError):
-            return None
-        saved.pop("directory", None)
-        return cls(directory, **saved)
+        return load_layout(cls, directory, LAYOUT_FILE)
 
     def save(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        layout = {k: v for k, v in asdict(self).items() if k != "directory"}
-        (self.directory / LAYOUT_FILE).write_text(json.dumps(layout, indent=2) + "\n")
+        save_layout(self, LAYOUT_FILE)
 
     # ---- processes ----------------------------------------------------------------------
     def _pid(self, name: str) -> int | None:
