@@ -248,16 +248,14 @@ class DelayRecorder(threading.Thread):
         self.join(timeout=10)
 
 
-def cpu_seconds_by_role() -> dict[str, float]:
-    """CPU time (user + system) so far of the processes on this box, by role."""
-    tick = os.sysconf("SC_CLK_TCK")
-    roles: dict[str, float] = {}
+def _processes_by_role() -> list[tuple[str, Path]]:
+    """(role, /proc folder) of the processes of this benchmark's stack."""
+    found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
-            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         if b"kafka.Kafka" in cmdline:
@@ -274,8 +272,66 @@ def cpu_seconds_by_role() -> dict[str, float]:
             role = "bench driver (producer, consumer)"
         else:
             continue
+        found.append((role, proc))
+    return found
+
+
+def cpu_seconds_by_role() -> dict[str, float]:
+    """CPU time (user + system) so far of the processes on this box, by role."""
+    tick = os.sysconf("SC_CLK_TCK")
+    roles: dict[str, float] = {}
+    for role, proc in _processes_by_role():
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
         roles[role] = roles.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return roles
+
+
+def rss_mb_by_role() -> dict[str, float]:
+    """Resident memory now of the stack's processes, by role (MB)."""
+    roles: dict[str, float] = {}
+    for role, proc in _processes_by_role():
+        try:
+            status = (proc / "status").read_text()
+        except OSError:
+            continue
+        kb = next(
+            (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0
+        )
+        roles[role] = roles.get(role, 0.0) + kb / 1024
+    return roles
+
+
+class MemorySampler(threading.Thread):
+    """Samples every role's resident memory every 2 s while a load runs."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.wait(2.0):
+            self.samples.append((time.monotonic(), rss_mb_by_role()))
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Per role: the peak in the first and in the second half (bounded: no growth)."""
+        self.stop_event.set()
+        self.join(timeout=5)
+        if len(self.samples) < 4:
+            return {}
+        middle = len(self.samples) // 2
+        halves = self.samples[:middle], self.samples[middle:]
+        roles = {role for _, sample in self.samples for role in sample}
+        return {
+            role: {
+                "first_half_peak_mb": round(max(s.get(role, 0.0) for _, s in halves[0]), 1),
+                "second_half_peak_mb": round(max(s.get(role, 0.0) for _, s in halves[1]), 1),
+            }
+            for role in sorted(roles)
+        }
 
 
 def drain(stack: Stack, preset: str, count: int, profile: dict[str, Any] | None = None) -> float:
@@ -391,11 +447,14 @@ def run_load(
     _wait_for_query(query)
     recorder = DelayRecorder(cfg)
     recorder.start()
+    memory = MemorySampler()
+    memory.start()
     simulator = CameraSimulator(cfg, cameras=cameras, fps=total_fps / cameras)
     started = time.monotonic()
     stats = simulator.run(duration_s=seconds, progress=lambda *_: None)
     time.sleep(2.0)  # the last frames in flight
     recorder.stop()
+    memory_mb = memory.summary()
     anatomy = batch_anatomy(query)
     stop_gracefully(stack.spark, query)
     window = [s for s in recorder.samples if s[0] - started >= warmup_s]
@@ -420,6 +479,7 @@ def run_load(
         "delay_ms_p50_last_10s": round(percentile(tail, 50), 1),
         "simulator_max_lag_ms": round(simulator.max_lag_s * 1000, 1),
         "batch_anatomy_ms": anatomy,
+        "memory_mb": memory_mb,
     }
 
 

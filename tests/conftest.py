@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from camstream.broker import LocalBroker, free_port
+from camstream.broker import LocalBroker, LocalCluster, free_port, free_port_block
 from camstream.config import Config
 from camstream.kafka_io import ensure_topics, make_consumer
 
@@ -41,6 +41,27 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A real three-broker KRaft cluster (three JVMs) for the tests that need one."""
+    cluster = LocalCluster(
+        tmp_path_factory.mktemp("kafka-cluster"), size=3, base_port=free_port_block(6)
+    )
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def cluster_cfg(kafka_cluster: LocalCluster, tmp_path: Path) -> Config:
+    """Like `cfg`, on the three-broker cluster: replication factor 3, min.insync.replicas 2."""
+    return _config_with_topics(
+        kafka_cluster.bootstrap, tmp_path, partitions=4, replication_factor=3
+    )
+
+
+@pytest.fixture(scope="session")
 def spark(kafka_bootstrap: str) -> Iterator[Any]:
     """One local Spark session (with the Kafka connector) for the tests that need it."""
     from camstream.spark_job import spark_session
@@ -53,15 +74,19 @@ def spark(kafka_bootstrap: str) -> Iterator[Any]:
 @pytest.fixture
 def cfg(kafka_bootstrap: str, tmp_path: Path) -> Config:
     """A config whose topics are unique to this test (and created), state under tmp_path."""
+    return _config_with_topics(kafka_bootstrap, tmp_path, partitions=2)
+
+
+def _config_with_topics(bootstrap: str, tmp_path: Path, **settings: Any) -> Config:
     suffix = uuid.uuid4().hex[:10]
     config = Config(
-        bootstrap_servers=kafka_bootstrap,
+        bootstrap_servers=bootstrap,
         input_topic=f"camera-stream-{suffix}",
         output_topic=f"camera-analytics-stream-{suffix}",
         dead_letter_topic=f"camera-stream-dlq-{suffix}",
-        partitions=2,
         starting_offsets="earliest",
         home=str(tmp_path / "home"),
+        **settings,
     )
     ensure_topics(config, [config.input_topic, config.output_topic, config.dead_letter_topic])
     return config

@@ -12,17 +12,16 @@ import re
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from camstream.broker import LocalCluster, free_port, free_port_block
+from camstream.broker import LocalCluster, free_port
 from camstream.config import Config
 from camstream.frames import AnnotatedFrame
-from camstream.kafka_io import ensure_topics, make_admin
+from camstream.kafka_io import make_admin
 from camstream.simulate import CameraSimulator
 from camstream.spark_cluster import LocalSparkCluster
 from conftest import consume
@@ -31,18 +30,6 @@ pytestmark = pytest.mark.cluster
 
 CAMERAS = 4
 FRAMES_PER_CAMERA = 10
-
-
-@pytest.fixture(scope="module")
-def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(
-        tmp_path_factory.mktemp("kafka-cluster"), size=3, base_port=free_port_block(6)
-    )
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="module")
@@ -55,23 +42,6 @@ def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSpa
         yield cluster
     finally:
         cluster.stop()
-
-
-@pytest.fixture
-def cluster_cfg(kafka_cluster: LocalCluster, tmp_path: Path) -> Config:
-    suffix = uuid.uuid4().hex[:10]
-    config = Config(
-        bootstrap_servers=kafka_cluster.bootstrap,
-        input_topic=f"camera-stream-{suffix}",
-        output_topic=f"camera-analytics-stream-{suffix}",
-        dead_letter_topic=f"camera-stream-dlq-{suffix}",
-        partitions=4,
-        replication_factor=3,
-        starting_offsets="earliest",
-        home=str(tmp_path / "home"),
-    )
-    ensure_topics(config, [config.input_topic, config.output_topic, config.dead_letter_topic])
-    return config
 
 
 @pytest.fixture(scope="module")

@@ -75,3 +75,53 @@ def test_checkpoint_defaults_under_home(tmp_path) -> None:
     cfg = Config(home=str(tmp_path))
     assert cfg.checkpoint_path.startswith(str(tmp_path))
     assert Config(checkpoint_location="/data/ckpt").checkpoint_path == "/data/ckpt"
+
+
+def test_misspelt_variable_fails_with_a_suggestion() -> None:
+    with pytest.raises(ConfigError, match="CAMSTREAM_PARTITION; did you mean CAMSTREAM_PARTITIONS"):
+        Config.from_env({"CAMSTREAM_PARTITION": "8"})
+    Config.from_env({"CAMSTREAM_CACHE": "/tmp/x"})  # read by deps.py, not by Config
+
+
+def test_security_settings_are_checked_and_become_client_properties(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="needs KAFKA_SASL_MECHANISM"):
+        Config.from_env({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"})
+    with pytest.raises(ConfigError, match="needs credentials"):
+        Config.from_env({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "PLAIN"})
+    with pytest.raises(ConfigError, match="is not one of"):
+        Config.from_env({"KAFKA_SECURITY_PROTOCOL": "TLS"})
+    with pytest.raises(ConfigError, match=r"KAFKA_SSL_CA_FILE .* is not a readable file"):
+        Config.from_env({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CA_FILE": "/no/ca.pem"})
+    with pytest.raises(ConfigError, match=r"KAFKA_SASL_PASSWORD_FILE=.* cannot be read"):
+        Config.from_env({"KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "missing")})
+    secret = tmp_path / "password"
+    secret.write_text('p"w\\d\n')
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    cfg = Config.from_env(
+        {
+            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "KAFKA_SASL_USERNAME": "app",
+            "KAFKA_SASL_PASSWORD_FILE": str(secret),
+            "KAFKA_SSL_CA_FILE": str(ca),
+        }
+    )
+    assert cfg.sasl_password == 'p"w\\d' and 'p"w' not in repr(cfg)
+    props = dict(cfg.client_properties)
+    assert props["security.protocol"] == "SASL_SSL"
+    assert props["sasl.jaas.config"] == (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required"
+        ' username="app" password="p\\"w\\\\d";'
+    )
+    assert props["ssl.truststore.type"] == "PEM" and props["ssl.truststore.location"] == str(ca)
+    # The Python clients get the same settings, the password unescaped again.
+    from camstream.kafka_io import security_settings
+
+    assert security_settings(cfg.client_properties) == {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "app",
+        "sasl_plain_password": 'p"w\\d',
+        "ssl_cafile": str(ca),
+    }

@@ -67,7 +67,7 @@ def test_dead_letter_headers_keep_originals() -> None:
     headers = dead_letter_headers(original, "not a JPEG", 5)
     assert headers == [
         ("camera_id", b"cam-01"),
-        ("seq", b""),
+        ("seq", None),  # a null header value stays null: the original, untouched
         ("error", b"not a JPEG"),
         ("failed_ts_ns", b"5"),
     ]

@@ -37,13 +37,22 @@ def test_missing_source_is_a_clear_error(cfg: Config) -> None:
         produce(cfg, "/no/such/video.mp4", "cam-x", max_frames=1)
 
 
-def test_oversized_frame_lowers_quality_then_fails_loudly() -> None:
+def test_oversized_frame_lowers_quality_then_resolution_then_fails_loudly() -> None:
     noise = np.random.default_rng(1).integers(0, 255, (480, 640, 3), dtype=np.uint8)
     cfg = Config(max_frame_bytes=200_000, jpeg_quality=95, min_jpeg_quality=10)
-    jpeg, quality = fit_jpeg(noise, cfg)
-    assert len(jpeg) <= 200_000 and quality < 95
+    fitted = fit_jpeg(noise, cfg)
+    assert len(fitted.jpeg) <= 200_000 and fitted.quality < 95
+    assert (fitted.width, fitted.height) == (640, 480)  # quality was enough
+    # Quality alone is not enough: the frame shrinks, within the width bound.
+    smaller = Config(max_frame_bytes=60_000, jpeg_quality=80, min_jpeg_quality=60)
+    fitted = fit_jpeg(noise, smaller)
+    assert len(fitted.jpeg) <= 60_000 and fitted.quality == 60
+    assert 320 <= fitted.width < 640 and jpeg_size(fitted.jpeg) == (fitted.width, fitted.height)
+    assert abs(fitted.width / fitted.height - 640 / 480) < 0.02
     strict = Config(max_frame_bytes=20_000, jpeg_quality=80, min_jpeg_quality=60)
-    with pytest.raises(FrameTooLargeError, match=r"over the 20000-byte limit.*--resize-width"):
+    with pytest.raises(
+        FrameTooLargeError, match=r"over the 20000-byte limit.*CAMSTREAM_MIN_FRAME_WIDTH"
+    ):
         fit_jpeg(noise, strict)
 
 

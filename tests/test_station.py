@@ -146,3 +146,19 @@ def test_memory_holds_only_the_latest_frame_per_camera() -> None:
     assert store.memory_bytes() <= 100 * largest + 50 * 20_000
     # Steady state: 10,000 frames later the store holds no more than before (within a frame).
     assert after - before < largest
+
+
+def test_each_frame_is_shown_once_however_often_kafka_delivers_it() -> None:
+    """A job restarted from its checkpoint rewrites frames: the station hides the repeats."""
+    jpeg = annotated_sample_frames()[0][0]
+    store = FrameStore()
+    frames = [_frame("cam-dup", seq, jpeg, faces=0) for seq in range(5)]
+    shown = [store.update(f) for f in frames]
+    replayed = [store.update(f) for f in frames[2:]]  # at-least-once: the tail again
+    assert shown == [True] * 5 and replayed == [False] * 3
+    assert store.frames_total == 5 and store.duplicates_hidden == 3
+    latest = store.latest("cam-dup")
+    assert latest is not None and latest[1].seq == 4
+    # A camera that restarted (seq from 0 again, later capture time) is not a duplicate.
+    restarted = _frame("cam-dup", 0, jpeg, faces=0)
+    assert store.update(restarted) and store.frames_total == 6

@@ -20,7 +20,6 @@ from camstream.frames import (
     MAX_FRAME_PIXELS,
     FrameError,
     FrameMeta,
-    Headers,
     analytics_headers,
     dead_letter_headers,
 )
@@ -148,7 +147,7 @@ class ProcessedRecord:
     ok: bool
     key: bytes | None
     value: bytes | None
-    headers: Headers
+    headers: list[tuple[str, bytes | None]]
     error: str | None = None
     faces: int = 0
     skipped: bool = False
@@ -161,6 +160,7 @@ def process_record(
     settings: DetectionSettings,
     jpeg_quality: int = 80,
     max_age_ms: int | None = None,
+    max_frame_bytes: int | None = None,
 ) -> ProcessedRecord:
     """Apply the contract and the per-frame function to one Kafka record.
 
@@ -171,9 +171,15 @@ def process_record(
     With `max_age_ms` (the `latest` freshness policy) a valid frame captured longer ago
     than that is passed through unanalysed, marked with a `skipped` header and counted, so
     that a job that fell behind catches up with the present instead of lagging ever more.
+    With `max_frame_bytes`, a larger value is dead-lettered before anything decodes it.
     """
     headers = [(name, raw) for name, raw in headers or ()]
     try:
+        if max_frame_bytes is not None and value is not None and len(value) > max_frame_bytes:
+            raise FrameError(
+                f"frame value is {len(value)} bytes, over the {max_frame_bytes}-byte limit"
+                " (CAMSTREAM_MAX_FRAME_BYTES)"
+            )
         meta = FrameMeta.from_headers(headers)
         if key is not None and key.decode("utf-8", "replace") != meta.camera_id:
             raise FrameError(f"record key {key[:40]!r} differs from camera_id {meta.camera_id!r}")

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -67,6 +67,18 @@ class LocalBroker:
     cluster_id: str = ""
     # Replicas of Kafka's internal topics, and the default min.insync.replicas (RF - 1).
     cluster_size: int = 1
+    # An extra SASL_SSL listener (TLS + SCRAM) for clients, beside the loopback PLAINTEXT
+    # one that the broker uses internally: its port, a PEM file holding the broker's
+    # private key and certificate chain, and the SCRAM users (name, password) to create.
+    sasl_ssl_port: int | None = None
+    tls_keystore_pem: str = ""
+    scram_users: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    @property
+    def secure_bootstrap(self) -> str:
+        if self.sasl_ssl_port is None:
+            raise BrokerError("this broker has no SASL_SSL listener (sasl_ssl_port)")
+        return f"{self.host}:{self.sasl_ssl_port}"
 
     @property
     def bootstrap(self) -> str:
@@ -146,8 +158,32 @@ class LocalBroker:
             "log.retention.hours": "1",
             "log.segment.bytes": str(256 * 1024 * 1024),
         }
+        if self.sasl_ssl_port is not None:
+            properties.update(self._sasl_ssl_properties(properties))
         self.properties_file.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
         (self.directory / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
+
+    def _sasl_ssl_properties(self, base: dict[str, str]) -> dict[str, str]:
+        if not self.tls_keystore_pem or not Path(self.tls_keystore_pem).is_file():
+            raise BrokerError(
+                f"a SASL_SSL listener needs a PEM key and certificate file (got"
+                f" {self.tls_keystore_pem!r})"
+            )
+        listener = f"SASL_SSL://{self.host}:{self.sasl_ssl_port}"
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        prefix = "listener.name.sasl_ssl."
+        return {
+            "listeners": f"{base['listeners']},{listener}",
+            "advertised.listeners": f"{base['advertised.listeners']},{listener}",
+            "listener.security.protocol.map": (
+                f"{base['listener.security.protocol.map']},SASL_SSL:SASL_SSL"
+            ),
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            f"{prefix}scram-sha-512.sasl.jaas.config": scram,
+            f"{prefix}ssl.keystore.type": "PEM",
+            f"{prefix}ssl.keystore.location": str(Path(self.tls_keystore_pem).resolve()),
+            f"{prefix}ssl.enabled.protocols": "TLSv1.3,TLSv1.2",
+        }
 
     def _java_command(self, java: str, jars: Path, main: str, *args: str) -> list[str]:
         return [
@@ -169,15 +205,15 @@ class LocalBroker:
         if (self.data_dir / "meta.properties").exists():
             return
         cluster_id = self.cluster_id or _kafka_uuid()
+        # SCRAM credentials live in the cluster metadata (salted and hashed), set at format.
+        scram = [
+            f"--add-scram=SCRAM-SHA-512=[name={name},password={password}]"
+            for name, password in self.scram_users
+        ]
         cmd = self._java_command(
-            java,
-            jars,
-            STORAGE_TOOL,
-            "format",
-            f"--cluster-id={cluster_id}",
-            "-c",
-            str(self.properties_file),
-        )
+            java, jars, STORAGE_TOOL, "format", f"--cluster-id={cluster_id}",
+            "-c", str(self.properties_file), *scram,
+        )  # fmt: skip
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode != 0:
             raise BrokerError(f"formatting Kafka storage failed:\n{out.stdout}{out.stderr}")
@@ -196,7 +232,9 @@ class LocalBroker:
         return self.bootstrap
 
     def check_ports(self) -> None:
-        for port in (self.port, self.controller_port):
+        for port in (self.port, self.controller_port, self.sasl_ssl_port):
+            if port is None:
+                continue
             if not port_is_free(self.host, port):
                 raise BrokerError(
                     f"port {self.host}:{port} is already taken by another process: stop it, or"

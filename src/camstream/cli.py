@@ -283,7 +283,9 @@ def cmd_station(args: argparse.Namespace) -> int:
         station_port=args.port,
         station_stale_s=args.stale_after,
     )
-    run_station(cfg, topic=args.topic)
+    # Our handlers: uvicorn shuts down gracefully on SIGTERM/Ctrl-C, then re-raises the
+    # signal to them, so that the station exits with status 0 instead of dying by it.
+    run_station(cfg, topic=args.topic, stop=_stop_event())
     return 0
 
 
@@ -464,8 +466,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if not args.verbose:
-        # kafka-python logs every refused connection; camstream reports a down broker itself.
-        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+        # kafka-python logs every refused connection; camstream reports a down broker itself
+        # (kafka_io keeps the last authentication or TLS failure to say why).
+        kafka_logger = logging.getLogger("kafka")
+        kafka_logger.setLevel(logging.WARNING)
+        kafka_logger.propagate = False
     from camstream.broker import BrokerError
     from camstream.deps import DependencyError
     from camstream.kafka_io import BrokerUnavailableError

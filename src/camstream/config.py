@@ -59,6 +59,12 @@ DETECTION_PRESETS: dict[str, DetectionSettings] = {
 }
 
 STARTING_OFFSETS = ("latest", "earliest")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = {
+    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+    "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
+    "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
+}
 FRESHNESS_POLICIES = ("all", "latest")
 
 
@@ -75,8 +81,10 @@ class Config:
     # Below the broker's default message.max.bytes (1 MiB) with room for headers.
     max_frame_bytes: int = 1_000_000
     jpeg_quality: int = 80
-    # The producer lowers quality down to this before it gives up on an oversized frame.
+    # For an oversized frame the producer lowers quality down to this, then the width down
+    # to the next setting, before it gives up with an error.
     min_jpeg_quality: int = 40
+    min_frame_width: int = 320
     # Spark job
     master: str = "local[*]"
     checkpoint_location: str = ""
@@ -98,8 +106,16 @@ class Config:
     station_port: int = 8080
     station_token: str = field(default="", repr=False)
     station_stale_s: float = 5.0
-    # Extra Kafka client properties (e.g. security.protocol, sasl.mechanism,
-    # sasl.jaas.config) for the Spark source and sink; kept out of repr: may hold secrets.
+    # Kafka security, for every client (producer, Spark source and sink, monitor, station).
+    # From the environment only: a password on a command line shows in `ps`.
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)
+    # PEM file of the CA(s) that signed the brokers' certificates (empty: the system's).
+    ssl_ca_file: str = ""
+    # Extra Kafka client properties in the Java client's names (e.g. a ready-made
+    # sasl.jaas.config); they win over the settings above. Kept out of repr: may hold secrets.
     kafka_properties: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     # Local state: broker data and logs, default checkpoints.
     home: str = field(default_factory=lambda: str(Path("~/.camstream").expanduser()))
@@ -109,12 +125,21 @@ class Config:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         """Build from environment variables (see `ENV_VARS`), then apply `overrides`."""
         env = os.environ if env is None else env
+        _check_unknown_variables(env)
         values: dict[str, Any] = {}
         for name, var in ENV_VARS.items():
             raw = env.get(var)
             if raw is None or raw == "":
                 continue
             values[name] = _parse(name, var, raw)
+        password_file = env.get(PASSWORD_FILE_VAR)
+        if password_file and "sasl_password" not in values:
+            try:
+                values["sasl_password"] = Path(password_file).read_text().rstrip("\r\n")
+            except OSError as exc:
+                raise ConfigError(
+                    f"{PASSWORD_FILE_VAR}={password_file!r} cannot be read: {exc.strerror}"
+                ) from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls._build(values)
 
@@ -174,6 +199,8 @@ class Config:
             value = getattr(self, name)
             if not 1 <= value <= 100:
                 raise ConfigError(f"{name} must be between 1 and 100 (got {value})")
+        if self.min_frame_width < 16:
+            raise ConfigError(f"min_frame_width must be >= 16 pixels (got {self.min_frame_width})")
         if self.min_jpeg_quality > self.jpeg_quality:
             raise ConfigError(
                 f"min_jpeg_quality ({self.min_jpeg_quality}) must not exceed"
@@ -204,8 +231,43 @@ class Config:
             raise ConfigError(f"station_port must be 1-65535 (got {self.station_port})")
         if self.station_stale_s <= 0:
             raise ConfigError(f"station_stale_s must be > 0 (got {self.station_stale_s})")
+        self._validate_security()
         self.detection.validate()
         return self
+
+    def _validate_security(self) -> None:
+        protocol, mechanism = self.security_protocol, self.sasl_mechanism
+        if protocol not in SECURITY_PROTOCOLS:
+            raise ConfigError(
+                f"security protocol {protocol!r} is not one of {', '.join(SECURITY_PROTOCOLS)}"
+                " (KAFKA_SECURITY_PROTOCOL)"
+            )
+        extra = dict(self.kafka_properties)
+        if protocol.startswith("SASL_"):
+            if mechanism not in SASL_MECHANISMS:
+                raise ConfigError(
+                    f"{protocol} needs KAFKA_SASL_MECHANISM, one of {', '.join(SASL_MECHANISMS)}"
+                    f" (got {mechanism!r})"
+                )
+            has_jaas = "sasl.jaas.config" in extra or "kafka.sasl.jaas.config" in extra
+            if not has_jaas and not (self.sasl_username and self.sasl_password):
+                raise ConfigError(
+                    f"{protocol} needs credentials: set KAFKA_SASL_USERNAME and"
+                    " KAFKA_SASL_PASSWORD (or KAFKA_SASL_PASSWORD_FILE, a file holding it)"
+                )
+        elif mechanism or self.sasl_username:
+            raise ConfigError(
+                f"SASL settings are given but KAFKA_SECURITY_PROTOCOL is {protocol}:"
+                " use SASL_SSL (or SASL_PLAINTEXT on a trusted network)"
+            )
+        if self.ssl_ca_file:
+            if "SSL" not in protocol:
+                raise ConfigError(
+                    f"KAFKA_SSL_CA_FILE is set but KAFKA_SECURITY_PROTOCOL is {protocol}:"
+                    " use SSL or SASL_SSL"
+                )
+            if not Path(self.ssl_ca_file).is_file():
+                raise ConfigError(f"KAFKA_SSL_CA_FILE {self.ssl_ca_file!r} is not a readable file")
 
     # ---- derived values -----------------------------------------------------------------
     @property
@@ -216,6 +278,31 @@ class Config:
     def skip_frames_older_than_ms(self) -> int | None:
         """The age past which the job skips detection: only under the `latest` policy."""
         return self.max_frame_age_ms if self.freshness_policy == "latest" else None
+
+    @property
+    def client_properties(self) -> tuple[tuple[str, str], ...]:
+        """Kafka client properties (the Java client's names) for the security settings.
+
+        Spark passes them to its Kafka source and sink as `kafka.*` options; the Python
+        clients map them to kafka-python's settings (`kafka_io.security_settings`).
+        """
+        props: dict[str, str] = {}
+        if self.security_protocol != "PLAINTEXT":
+            props["security.protocol"] = self.security_protocol
+        if self.security_protocol.startswith("SASL_") and self.sasl_username:
+            module = SASL_MECHANISMS[self.sasl_mechanism]
+            props["sasl.mechanism"] = self.sasl_mechanism
+            props["sasl.jaas.config"] = (
+                f'{module} required username="{_jaas_quote(self.sasl_username)}"'
+                f' password="{_jaas_quote(self.sasl_password)}";'
+            )
+        elif self.sasl_mechanism:
+            props["sasl.mechanism"] = self.sasl_mechanism
+        if self.ssl_ca_file:
+            props["ssl.truststore.type"] = "PEM"
+            props["ssl.truststore.location"] = str(Path(self.ssl_ca_file).resolve())
+        props.update((name.removeprefix("kafka."), value) for name, value in self.kafka_properties)
+        return tuple(props.items())
 
     @property
     def checkpoint_path(self) -> str:
@@ -234,6 +321,31 @@ def _check_topic(name: str, topic: str) -> None:
         )
 
 
+# CAMSTREAM_* variables read outside Config (by the tools that need them).
+OTHER_VARIABLES = frozenset({"CAMSTREAM_CACHE", "CAMSTREAM_SPARK_UI", "CAMSTREAM_SPARK_LOG_LEVEL"})
+
+
+def _check_unknown_variables(env: Mapping[str, str]) -> None:
+    """A misspelt CAMSTREAM_ variable would be ignored silently: fail and suggest instead."""
+    import difflib
+
+    known = set(ENV_VARS.values()) | OTHER_VARIABLES
+    for var in sorted(env):
+        if var.startswith("CAMSTREAM_") and var not in known:
+            close = difflib.get_close_matches(var, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(
+                f"unknown setting {var}{hint} (every setting is listed in the README)"
+            )
+
+
+def _jaas_quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+# Read into `sasl_password` when KAFKA_SASL_PASSWORD is not set (Docker/Kubernetes secrets).
+PASSWORD_FILE_VAR = "KAFKA_SASL_PASSWORD_FILE"
+
 # Setting name -> environment variable.
 ENV_VARS: dict[str, str] = {
     "bootstrap_servers": "KAFKA_BOOTSTRAP",
@@ -245,6 +357,7 @@ ENV_VARS: dict[str, str] = {
     "max_frame_bytes": "CAMSTREAM_MAX_FRAME_BYTES",
     "jpeg_quality": "CAMSTREAM_JPEG_QUALITY",
     "min_jpeg_quality": "CAMSTREAM_MIN_JPEG_QUALITY",
+    "min_frame_width": "CAMSTREAM_MIN_FRAME_WIDTH",
     "master": "CAMSTREAM_SPARK_MASTER",
     "checkpoint_location": "CAMSTREAM_CHECKPOINT_LOCATION",
     "starting_offsets": "CAMSTREAM_STARTING_OFFSETS",
@@ -260,6 +373,11 @@ ENV_VARS: dict[str, str] = {
     "station_port": "CAMSTREAM_STATION_PORT",
     "station_token": "CAMSTREAM_STATION_TOKEN",
     "station_stale_s": "CAMSTREAM_STATION_STALE_S",
+    "security_protocol": "KAFKA_SECURITY_PROTOCOL",
+    "sasl_mechanism": "KAFKA_SASL_MECHANISM",
+    "sasl_username": "KAFKA_SASL_USERNAME",
+    "sasl_password": "KAFKA_SASL_PASSWORD",
+    "ssl_ca_file": "KAFKA_SSL_CA_FILE",
 }
 
 

@@ -139,10 +139,10 @@ _RESULT_NAMES = frozenset(
 
 def dead_letter_headers(
     input_headers: Sequence[tuple[str, bytes | None]], error: str, failed_ts_ns: int
-) -> Headers:
-    """The original headers untouched plus the reason and the time of failure."""
+) -> list[tuple[str, bytes | None]]:
+    """The original headers untouched (null values stay null) plus the reason and time."""
     return [
-        *((name, bytes(value or b"")) for name, value in input_headers),
+        *((name, None if value is None else bytes(value)) for name, value in input_headers),
         (H_ERROR, error.encode("utf-8", "replace")),
         (H_FAILED_TS_NS, str(failed_ts_ns).encode()),
     ]

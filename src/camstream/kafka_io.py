@@ -20,16 +20,75 @@ log = logging.getLogger(__name__)
 REQUEST_HEADROOM_BYTES = 16 * 1024
 
 
+class _ConnectionFailures(logging.Handler):
+    """Keeps kafka-python's last authentication and TLS failures, which it only logs.
+
+    Without it a wrong password or an untrusted certificate would surface as a timeout
+    ("cannot reach Kafka"), sending the user after the wrong problem.
+    """
+
+    AUTH_MARKERS = ("SaslAuthenticationFailed", "Authentication failed")
+    TLS_MARKERS = ("SSLError", "CERTIFICATE_VERIFY_FAILED", "certificate", "handshake")
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.auth: tuple[float, str] | None = None
+        self.tls: tuple[float, str] | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if any(marker in message for marker in self.AUTH_MARKERS):
+            self.auth = (time.monotonic(), message)
+        elif any(marker in message for marker in self.TLS_MARKERS):
+            self.tls = (time.monotonic(), message)
+
+    @staticmethod
+    def _recent(failure: tuple[float, str] | None, within_s: float = 120.0) -> str | None:
+        return failure[1] if failure and time.monotonic() - failure[0] < within_s else None
+
+    def recent_auth(self) -> str | None:
+        return self._recent(self.auth)
+
+    def recent_tls(self) -> str | None:
+        return self._recent(self.tls)
+
+
+connection_failures = _ConnectionFailures()
+logging.getLogger("kafka").addHandler(connection_failures)
+
+
 class BrokerUnavailableError(ConnectionError):
     """No Kafka broker answered at the configured bootstrap address."""
 
     def __init__(self, bootstrap_servers: str, cause: BaseException | None = None) -> None:
-        detail = f" ({type(cause).__name__}: {cause})" if cause else ""
-        super().__init__(
-            f"cannot reach Kafka at {bootstrap_servers}{detail}. Start the local broker with"
-            " `camstream broker start`, or point KAFKA_BOOTSTRAP / --bootstrap-servers at a"
-            " running one."
-        )
+        auth_failure = connection_failures.recent_auth()
+        tls_failure = connection_failures.recent_tls()
+        if auth_failure:
+            message = (
+                f"Kafka at {bootstrap_servers} refused the credentials"
+                f" ({_last_clause(auth_failure)}): check KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD"
+                " (or KAFKA_SASL_PASSWORD_FILE) and KAFKA_SASL_MECHANISM"
+            )
+        elif tls_failure:
+            message = (
+                f"TLS with Kafka at {bootstrap_servers} failed ({_last_clause(tls_failure)}):"
+                " check KAFKA_SECURITY_PROTOCOL and that KAFKA_SSL_CA_FILE holds the CA that"
+                " signed the brokers' certificates"
+            )
+        else:
+            detail = f" ({type(cause).__name__}: {cause})" if cause else ""
+            message = (
+                f"cannot reach Kafka at {bootstrap_servers}{detail}. Start the local broker"
+                " with `camstream broker start`, or point KAFKA_BOOTSTRAP /"
+                " --bootstrap-servers at a running one (with KAFKA_SECURITY_PROTOCOL if it"
+                " needs TLS or SASL)."
+            )
+        super().__init__(message)
+
+
+def _last_clause(message: str) -> str:
+    """'...: Connection lost: X: reason' -> 'X: reason', without addresses or ports."""
+    return message.rsplit("Abort (", 1)[-1].split("Connection lost: ", 1)[-1].rstrip(")")[:300]
 
 
 # How long a client waits for the first metadata answer before saying the broker is down.
@@ -42,7 +101,7 @@ def _common(cfg: Config) -> dict[str, object]:
         "bootstrap_servers": cfg.bootstrap_servers.split(","),
         "client_id": "camstream",
         "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
-        **security_settings(cfg.kafka_properties),
+        **security_settings(cfg.client_properties),
     }
 
 
@@ -58,6 +117,7 @@ def _warn_without_fast_crc() -> None:
 
 
 _JAAS_VALUE = re.compile(r'(username|password)\s*=\s*"((?:[^"\\]|\\.)*)"')
+_JAAS_ESCAPE = re.compile(r"\\(.)")
 
 
 def security_settings(properties: tuple[tuple[str, str], ...]) -> dict[str, object]:
@@ -69,12 +129,16 @@ def security_settings(properties: tuple[tuple[str, str], ...]) -> dict[str, obje
     if "sasl.mechanism" in props:
         settings["sasl_mechanism"] = props["sasl.mechanism"]
     if "sasl.jaas.config" in props:
-        found = dict(_JAAS_VALUE.findall(props["sasl.jaas.config"]))
+        found = {
+            k: _JAAS_ESCAPE.sub(r"\1", v) for k, v in _JAAS_VALUE.findall(props["sasl.jaas.config"])
+        }
         if "username" in found:
             settings["sasl_plain_username"] = found["username"]
             settings["sasl_plain_password"] = found.get("password", "")
     if "ssl.ca.location" in props:
         settings["ssl_cafile"] = props["ssl.ca.location"]
+    if props.get("ssl.truststore.type", "").upper() == "PEM" and "ssl.truststore.location" in props:
+        settings["ssl_cafile"] = props["ssl.truststore.location"]
     return settings
 
 

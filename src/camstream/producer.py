@@ -32,26 +32,42 @@ class DeliveryError(RuntimeError):
     """The broker did not acknowledge some frames."""
 
 
-def fit_jpeg(image_bgr: np.ndarray, cfg: Config) -> tuple[bytes, int]:
-    """Encode at `cfg.jpeg_quality`, lowering quality down to `cfg.min_jpeg_quality` if needed.
+@dataclass(frozen=True)
+class FittedJpeg:
+    jpeg: bytes
+    quality: int
+    width: int
+    height: int
 
-    Returns the JPEG and the quality used. A frame is never dropped silently: when even the
-    lowest quality is too large the error names the limit and the settings to change.
+
+def fit_jpeg(image_bgr: np.ndarray, cfg: Config) -> FittedJpeg:
+    """Encode within `cfg.max_frame_bytes`: lower the quality, then the resolution, if needed.
+
+    Quality goes down in steps to `cfg.min_jpeg_quality`, then the frame shrinks by a
+    quarter at a time while it stays at least `cfg.min_frame_width` wide. A frame is never
+    dropped silently: when nothing within those bounds fits, the error names the limit
+    and the settings to change.
     """
-    quality = cfg.jpeg_quality
+    image, quality = image_bgr, cfg.jpeg_quality
     while True:
-        jpeg = encode_jpeg(image_bgr, quality)
+        jpeg = encode_jpeg(image, quality)
+        height, width = image.shape[:2]
         if len(jpeg) <= cfg.max_frame_bytes:
-            return jpeg, quality
-        if quality <= cfg.min_jpeg_quality:
-            height, width = image_bgr.shape[:2]
+            return FittedJpeg(jpeg, quality, width, height)
+        if quality > cfg.min_jpeg_quality:
+            quality = max(cfg.min_jpeg_quality, quality - 10)
+            continue
+        smaller = (width * 3) // 4
+        if smaller < cfg.min_frame_width:
+            original_height, original_width = image_bgr.shape[:2]
             raise FrameTooLargeError(
-                f"a {width}x{height} frame is {len(jpeg)} bytes as JPEG at quality {quality},"
-                f" over the {cfg.max_frame_bytes}-byte limit (CAMSTREAM_MAX_FRAME_BYTES /"
-                " --max-frame-bytes): lower --resize-width, lower CAMSTREAM_MIN_JPEG_QUALITY,"
-                " or raise the limit together with the topic's max.message.bytes"
+                f"a {original_width}x{original_height} frame is still {len(jpeg)} bytes as JPEG"
+                f" at quality {quality} and {width}x{height}, over the {cfg.max_frame_bytes}-byte"
+                " limit (CAMSTREAM_MAX_FRAME_BYTES / --max-frame-bytes): raise the limit"
+                " together with the topic's max.message.bytes, or lower"
+                " CAMSTREAM_MIN_JPEG_QUALITY or CAMSTREAM_MIN_FRAME_WIDTH"
             )
-        quality = max(cfg.min_jpeg_quality, quality - 10)
+        image = resize_to_width(image, smaller)
 
 
 def resize_to_width(image_bgr: np.ndarray, width: int | None) -> np.ndarray:
@@ -264,12 +280,11 @@ def produce(
                 continue
             failures_in_a_row = 0
             frame = resize_to_width(frame, resize_width)
-            jpeg, _quality = fit_jpeg(frame, cfg)
-            height, width = frame.shape[:2]
-            meta = FrameMeta(camera_id, seq, capture_ts_ns, width, height)
-            publisher.publish(meta, jpeg)
+            fitted = fit_jpeg(frame, cfg)
+            meta = FrameMeta(camera_id, seq, capture_ts_ns, fitted.width, fitted.height)
+            publisher.publish(meta, fitted.jpeg)
             if on_frame is not None:
-                on_frame(meta, jpeg)
+                on_frame(meta, fitted.jpeg)
             seq += 1
             progress(publisher.stats, False)
             if fps:

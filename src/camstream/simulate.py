@@ -97,8 +97,8 @@ class CameraSimulator:
         self.topic = topic or cfg.input_topic
         frames = [resize_to_width(f, resize_width) for f in load_sample_frames()]
         # Encoded once, shared by all cameras: the expensive part of a camera is done once.
-        self.jpegs = [fit_jpeg(frame, cfg)[0] for frame in frames]
-        self.height, self.width = frames[0].shape[:2]
+        self.fitted = [fit_jpeg(frame, cfg) for frame in frames]
+        self.jpegs = [f.jpeg for f in self.fitted]
         count = len(self.jpegs)
         ids = camera_ids(cameras, prefix)
         if phases is None:
@@ -141,9 +141,9 @@ class CameraSimulator:
                     break
                 self.max_lag_s = max(self.max_lag_s, -delay)
                 camera = self.cameras[index]
-                jpeg = self.jpegs[camera.frame_index(seq, self.frame_count)]
-                meta = FrameMeta(camera.camera_id, seq, time.time_ns(), self.width, self.height)
-                publisher.publish(meta, jpeg)
+                frame = self.fitted[camera.frame_index(seq, self.frame_count)]
+                meta = FrameMeta(camera.camera_id, seq, time.time_ns(), frame.width, frame.height)
+                publisher.publish(meta, frame.jpeg)
                 progress(publisher.stats, False)
                 if max_frames is None or seq + 1 < max_frames:
                     heapq.heappush(schedule, (due + period, index, seq + 1))

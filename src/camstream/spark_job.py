@@ -56,6 +56,8 @@ def spark_session(
         # The web UI listens on every interface; keep it off unless asked for.
         .config("spark.ui.enabled", os.environ.get("CAMSTREAM_SPARK_UI", "false"))
         .config("spark.ui.showConsoleProgress", "false")
+        # Kafka credentials travel as source/sink options: keep them out of plans and logs.
+        .config("spark.sql.redaction.options.regex", "(?i)url|jaas|password|secret|token")
     )
     if _runs_on_loopback(cfg.master):
         # A local job (or a cluster on this machine) binds to loopback, not to whatever
@@ -122,7 +124,7 @@ def kafka_source_options(cfg: Config) -> dict[str, str]:
 
 def _kafka_properties(cfg: Config) -> dict[str, str]:
     """Extra client properties (security settings) as Spark's `kafka.`-prefixed options."""
-    return {f"kafka.{name.removeprefix('kafka.')}": value for name, value in cfg.kafka_properties}
+    return {f"kafka.{name}": value for name, value in cfg.client_properties}
 
 
 def kafka_sink_options(cfg: Config) -> dict[str, str]:
@@ -131,7 +133,9 @@ def kafka_sink_options(cfg: Config) -> dict[str, str]:
         "checkpointLocation": cfg.checkpoint_path,
         "kafka.acks": "all",
         "kafka.enable.idempotence": "true",
-        "kafka.max.request.size": str(2 * cfg.max_frame_bytes),
+        # A dead letter carries its input record as it came, over the frame limit or not:
+        # the client must not refuse it (the topics' max.message.bytes still apply).
+        "kafka.max.request.size": str(max(2 * cfg.max_frame_bytes, 16 * 1024 * 1024)),
         "kafka.linger.ms": "0",
         **_kafka_properties(cfg),
     }
@@ -175,6 +179,7 @@ def make_batch_processor(
     dead_letter_topic: str,
     max_age_ms: int | None = None,
     opencv_threads: int = 1,
+    max_frame_bytes: int | None = None,
 ) -> Any:
     """The function that Spark runs in each Python worker over Arrow record batches."""
 
@@ -208,7 +213,9 @@ def make_batch_processor(
             rows: dict[str, list[Any]] = {name: [] for name in out_schema.names}
             for key, value, headers in zip(keys, values, header_lists, strict=True):
                 pairs = [(h["key"], h["value"]) for h in headers or ()]
-                result = process_record(key, value, pairs, settings, jpeg_quality, max_age_ms)
+                result = process_record(
+                    key, value, pairs, settings, jpeg_quality, max_age_ms, max_frame_bytes
+                )
                 for name, cell in sink_row(result, output_topic, dead_letter_topic).items():
                     rows[name].append(cell)
                 rows["ok"].append(result.ok)
@@ -243,6 +250,7 @@ def continuous_dataframe(spark: SparkSession, cfg: Config) -> DataFrame:
     output_topic, dead_letter_topic = cfg.output_topic, cfg.dead_letter_topic
     max_age_ms = cfg.skip_frames_older_than_ms
     threads = cfg.opencv_threads
+    max_bytes = cfg.max_frame_bytes
 
     def process(key: bytes | None, value: bytes | None, headers: Any) -> dict[str, Any]:
         from camstream.analysis import process_record
@@ -250,7 +258,7 @@ def continuous_dataframe(spark: SparkSession, cfg: Config) -> DataFrame:
 
         configure_worker(threads)
         pairs = [(h["key"], h["value"]) for h in headers or ()]
-        result = process_record(key, value, pairs, settings, quality, max_age_ms)
+        result = process_record(key, value, pairs, settings, quality, max_age_ms, max_bytes)
         return sink_row(result, output_topic, dead_letter_topic)
 
     process_udf = F.udf(
@@ -276,6 +284,7 @@ def analytics_dataframe(spark: SparkSession, cfg: Config) -> DataFrame:
         cfg.dead_letter_topic,
         max_age_ms=cfg.skip_frames_older_than_ms,
         opencv_threads=cfg.opencv_threads,
+        max_frame_bytes=cfg.max_frame_bytes,
     )
     processed = source.select("key", "value", "headers").mapInArrow(processor, OUTPUT_SCHEMA)
     # Counted in every batch's progress (observedMetrics): nothing is dropped silently.

@@ -38,6 +38,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from camstream.analysis import thumbnail_jpeg
 from camstream.config import Config
 from camstream.frames import AnnotatedFrame
+from camstream.monitor import Deduplicator
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +94,19 @@ class FrameStore:
         self._events: deque[Event] = deque(maxlen=EVENT_HISTORY)
         self._next_event_id = 1
         self._lock = threading.Lock()
+        self._dedup = Deduplicator()
         self.frames_total = 0
+        # At-least-once delivery repeats frames after a retry or a job restart: shown once.
+        self.duplicates_hidden = 0
 
-    def update(self, frame: AnnotatedFrame, now: float | None = None) -> None:
+    def update(self, frame: AnnotatedFrame, now: float | None = None) -> bool:
+        """Show `frame` unless it repeats (or predates) one shown already; False if hidden."""
         now = time.time() if now is None else now
         delay_ms = (now * 1e9 - frame.capture_ts_ns) / 1e6
         with self._lock:
+            if not self._dedup.is_new(frame):
+                self.duplicates_hidden += 1
+                return False
             state = self._cameras.get(frame.camera_id)
             if state is None:
                 state = self._cameras[frame.camera_id] = CameraState(frame.camera_id, frame)
@@ -122,6 +130,7 @@ class FrameStore:
                     )
                 )
                 self._next_event_id += 1
+        return True
 
     def versions(self) -> dict[str, int]:
         with self._lock:
@@ -318,6 +327,7 @@ def create_app(
                 "cameras": cameras,
                 "camera_count": len(cameras),
                 "frames_total": store.frames_total,
+                "duplicates_hidden": store.duplicates_hidden,
                 "stale_after_s": store.stale_after_s,
             }
         )

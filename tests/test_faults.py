@@ -1,0 +1,292 @@
+"""Faults injected into a running pipeline, with nothing lost.
+
+A frame is lost if the broker acknowledged it on the input topic and it never appears on
+the output topic or the dead-letter topic. Each test counts by (camera_id, seq): frames
+acknowledged, frames seen, frames lost (must be zero) and duplicates (allowed: delivery
+is at-least-once, and the station shows each frame once).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from camstream.analysis import encode_jpeg
+from camstream.broker import LocalBroker, LocalCluster, free_port
+from camstream.config import Config
+from camstream.frames import FrameMeta, headers_to_dict
+from camstream.kafka_io import ensure_topics, make_consumer, make_producer
+from camstream.simulate import load_sample_frames
+from camstream.spark_job import build_query
+from conftest import wait_until
+from station_helpers import AnnotatedFramePublisher
+
+pytestmark = pytest.mark.spark
+
+Frame = tuple[str, int]
+
+
+class FrameFeed(threading.Thread):
+    """Cameras publishing sample frames at a steady rate; remembers what Kafka acknowledged."""
+
+    def __init__(self, cfg: Config, cameras: int = 3, fps: float = 4.0) -> None:
+        super().__init__(daemon=True)
+        self.cfg = cfg
+        self.cameras = [f"cam-{i}" for i in range(1, cameras + 1)]
+        self.period = 1.0 / fps
+        self.jpegs = [encode_jpeg(f, 80) for f in load_sample_frames()[:20]]
+        # Retries long enough to ride out a broker restart or a leader election.
+        self.producer = make_producer(cfg, delivery_timeout_ms=120_000, max_block_ms=60_000)
+        self.acked: set[Frame] = set()
+        self.failed: list[tuple[Frame, str]] = []
+        self.stop_event = threading.Event()
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        seq = 0
+        while not self.stop_event.is_set():
+            for camera_id in self.cameras:
+                meta = FrameMeta(camera_id, seq, time.time_ns(), 640, 480)
+                future = self.producer.send(
+                    self.cfg.input_topic,
+                    key=camera_id.encode(),
+                    value=self.jpegs[seq % len(self.jpegs)],
+                    headers=meta.to_headers(),
+                )
+                future.add_callback(self._acked, (camera_id, seq))
+                future.add_errback(self._failed, (camera_id, seq))
+            seq += 1
+            self.stop_event.wait(self.period)
+
+    def _acked(self, frame: Frame, _metadata: Any) -> None:
+        with self._lock:
+            self.acked.add(frame)
+
+    def _failed(self, frame: Frame, exc: BaseException) -> None:
+        with self._lock:
+            self.failed.append((frame, repr(exc)))
+
+    def acked_count(self) -> int:
+        with self._lock:
+            return len(self.acked)
+
+    def finish(self) -> set[Frame]:
+        self.stop_event.set()
+        self.join(timeout=30)
+        self.producer.flush(timeout=120)
+        self.producer.close()
+        assert not self.failed, f"the producer gave up on frames: {self.failed[:3]}"
+        return set(self.acked)
+
+
+class OutputTally:
+    """Counts (camera_id, seq) on the output and dead-letter topics, from their start."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.consumer = make_consumer(
+            cfg, cfg.output_topic, cfg.dead_letter_topic, from_beginning=True
+        )
+        self.seen: Counter[Frame] = Counter()
+
+    def poll(self) -> int:
+        for records in self.consumer.poll(timeout_ms=500).values():
+            for record in records:
+                values = headers_to_dict(record.headers)
+                self.seen[(values["camera_id"], int(values["seq"]))] += 1
+        return len(self.seen)
+
+    def wait_for(self, frames: set[Frame], timeout_s: float) -> set[Frame]:
+        """Poll until every frame in `frames` was seen or time is up; returns the missing."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.poll()
+            missing = frames - set(self.seen)
+            if not missing:
+                return set()
+        return frames - set(self.seen)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def assert_nothing_lost(acked: set[Frame], tally: OutputTally, what: str) -> None:
+    lost = tally.wait_for(acked, timeout_s=180)
+    duplicates = sum(n - 1 for frame, n in tally.seen.items() if frame in acked)
+    # The figures go to the test log for the closing note.
+    print(f"{what}: {len(acked)} acknowledged, {len(lost)} lost, {duplicates} duplicates")
+    assert not lost, f"{what}: {len(lost)} acknowledged frames never processed: {sorted(lost)[:5]}"
+
+
+def wait_for_progress(feed: FrameFeed, tally: OutputTally, more: int, what: str) -> None:
+    """Wait until both the producer and the job moved `more` frames past where they are."""
+    acked, seen = feed.acked_count(), tally.poll()
+    wait_until(
+        lambda: feed.acked_count() >= acked + more and tally.poll() >= seen + more,
+        timeout_s=150,
+        what=what,
+    )
+
+
+@contextmanager
+def pipeline_in(spark: Any, cfg: Config) -> Iterator[tuple[FrameFeed, OutputTally]]:
+    """Cameras -> the Spark job (in this session) -> tally, running before the fault."""
+    feed, tally, query = FrameFeed(cfg), OutputTally(cfg), build_query(spark, cfg)
+    try:
+        feed.start()
+        wait_for_progress(feed, tally, 12, "the pipeline to run before the fault")
+        yield feed, tally
+        assert query.isActive and query.exception() is None, "the job stopped"
+    finally:
+        feed.stop_event.set()
+        query.stop()
+        tally.close()
+
+
+def test_broker_restart_mid_stream_loses_nothing(spark: Any, tmp_path: Path) -> None:
+    broker = LocalBroker(tmp_path / "kafka", port=free_port(), controller_port=free_port())
+    broker.start()
+    cfg = Config(
+        bootstrap_servers=broker.bootstrap,
+        partitions=2,
+        starting_offsets="earliest",
+        detection_preset="fast",
+        checkpoint_location=str(tmp_path / "checkpoint"),
+        home=str(tmp_path),
+    )
+    ensure_topics(cfg, [cfg.input_topic, cfg.output_topic, cfg.dead_letter_topic])
+    try:
+        with pipeline_in(spark, cfg) as (feed, tally):
+            broker.stop()  # SIGTERM: the broker shuts down while frames keep coming
+            time.sleep(3)  # the outage
+            broker.start()
+            wait_for_progress(feed, tally, 24, "the pipeline to resume after the restart")
+            assert_nothing_lost(feed.finish(), tally, "broker restart")
+    finally:
+        broker.stop()
+
+
+def _analyze(cfg: Config, checkpoint: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "camstream", "analyze",
+         "--bootstrap-servers", cfg.bootstrap_servers,
+         "--input-topic", cfg.input_topic, "--output-topic", cfg.output_topic,
+         "--dlq-topic", cfg.dead_letter_topic, "--checkpoint-location", str(checkpoint),
+         "--starting-offsets", "earliest", "--master", "local[2]", "--preset", "fast"],
+        env={**os.environ, "CAMSTREAM_HOME": cfg.home},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+        start_new_session=True,  # its own group: the JVM and Python workers die with it
+    )  # fmt: skip
+
+
+def _group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_job_killed_with_sigkill_and_restarted_from_its_checkpoint_loses_nothing(
+    cfg: Config, tmp_path: Path
+) -> None:
+    checkpoint = tmp_path / "checkpoint"
+    feed, tally = FrameFeed(cfg), OutputTally(cfg)
+    job = _analyze(cfg, checkpoint)
+    try:
+        feed.start()
+        wait_for_progress(feed, tally, 12, "the job to process frames before the kill")
+        os.killpg(job.pid, signal.SIGKILL)  # no shutdown hook, no final commit
+        job.wait(timeout=30)
+        wait_until(lambda: _group_gone(job.pid), 30, what="the killed job's processes to go")
+        job = _analyze(cfg, checkpoint)
+        wait_for_progress(feed, tally, 24, "the restarted job to catch up")
+        acked = feed.finish()
+        assert_nothing_lost(acked, tally, "job SIGKILL + restart")
+        assert job.poll() is None, "the restarted job exited"
+    finally:
+        feed.stop_event.set()
+        tally.close()
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGTERM)
+            job.wait(timeout=60)
+
+
+@pytest.mark.cluster
+def test_one_broker_of_three_killed_and_restarted_loses_nothing(
+    spark: Any, kafka_cluster: LocalCluster, cluster_cfg: Config, tmp_path: Path
+) -> None:
+    cfg = cluster_cfg.replace(
+        detection_preset="fast", checkpoint_location=str(tmp_path / "checkpoint")
+    )
+    victim = kafka_cluster.node(2)
+    try:
+        with pipeline_in(spark, cfg) as (feed, tally):
+            victim.stop(kill=True)  # SIGKILL: no controlled shutdown, leaders move elsewhere
+            wait_for_progress(feed, tally, 24, "the pipeline to continue on two brokers")
+            victim.start()
+            wait_for_progress(feed, tally, 12, "the pipeline to run after the broker returned")
+            assert_nothing_lost(feed.finish(), tally, "one broker of three killed")
+    finally:
+        if not victim.is_running():
+            victim.start()
+
+
+def test_station_restart_resumes_live_frames(cfg: Config) -> None:
+    port = free_port()
+
+    def start_station() -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "camstream", "station", "--port", str(port),
+             "--topic", cfg.output_topic, "--bootstrap-servers", cfg.bootstrap_servers],
+            env={**os.environ, "CAMSTREAM_HOME": cfg.home},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+
+    def latest_seq() -> int:
+        try:
+            body = httpx.get(f"http://127.0.0.1:{port}/api/stats", timeout=2).json()
+        except httpx.HTTPError:
+            return -1
+        return max((c["seq"] for c in body["cameras"]), default=-1)
+
+    publisher = AnnotatedFramePublisher(cfg)
+
+    def publish_until_shown(station: subprocess.Popen[str]) -> int:
+        """Publish live frames until the station shows one; returns the seq shown."""
+        first = publisher.sent.get("cam-live", 0)
+
+        def shown() -> int | None:
+            assert station.poll() is None, "the station exited"
+            publisher.send("cam-live", 0)
+            publisher.flush()
+            seq = latest_seq()
+            return seq if seq >= first else None
+
+        return wait_until(shown, timeout_s=60, interval_s=0.5, what="a live frame on the station")
+
+    station = start_station()
+    try:
+        before = publish_until_shown(station)
+        station.send_signal(signal.SIGTERM)
+        assert station.wait(timeout=30) == 0
+        publisher.send("cam-live", 0)  # sent while no station runs
+        station = start_station()
+        after = publish_until_shown(station)
+        assert after > before + 1, "the restarted station shows live frames again"
+    finally:
+        publisher.close()
+        if station.poll() is None:
+            station.send_signal(signal.SIGTERM)
+            station.wait(timeout=30)
