@@ -435,12 +435,15 @@ def run_load(
     """Cameras at a total rate through the running job; delays as a station sees them."""
     from camstream.spark_job import build_query
 
+    continuous = trigger.startswith("continuous")
     cfg = stack.config(
         detection_preset=preset,
         trigger_interval=trigger,
         freshness_policy=freshness,
         starting_offsets="latest",
         async_progress=async_progress,
+        # One endless task per partition in continuous mode: no more partitions than cores.
+        partitions=stack.spark.sparkContext.defaultParallelism if continuous else None,
     )
     query = build_query(stack.spark, cfg)
     # Let the query start (and Python workers spawn) before the cameras do.
@@ -646,7 +649,8 @@ def _run_stack_scenarios(
                                       cameras=10, seconds=seconds, trigger=trigger,
                                       async_progress=async_progress)  # fmt: skip
                     results["latency"].append({"load": fraction, "mode": mode, **result})
-            say("latency, fast, 50% of capacity, continuous processing")
+            # Continuous processing needs a core per partition (one endless task each).
+            say("latency, fast, 50% of capacity, continuous processing, partitions = cores")
             result = run_load(stack, preset="fast", total_fps=0.5 * capacity, cameras=10,
                               seconds=seconds, trigger="continuous:1 second")  # fmt: skip
             results["latency"].append({"load": 0.5, "mode": "continuous", **result})

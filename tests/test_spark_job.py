@@ -7,7 +7,7 @@ import time
 import pytest
 
 from camstream.analysis import encode_jpeg
-from camstream.config import Config
+from camstream.config import Config, ConfigError
 from camstream.frames import FrameMeta, headers_to_dict
 from camstream.kafka_io import make_producer
 from camstream.spark_job import build_query, observed_totals
@@ -83,3 +83,13 @@ def test_continuous_processing_mode_carries_frames_end_to_end(spark, cfg: Config
     assert [headers_to_dict(r.headers)["seq"] for r in out] == ["0", "1", "2", "4", "5"]
     assert all(headers_to_dict(r.headers)["faces"] == "1" for r in out)
     assert headers_to_dict(dead[0].headers)["error"].startswith("value is not a JPEG")
+
+
+def test_continuous_mode_refuses_more_partitions_than_cores(spark, cfg: Config) -> None:
+    """Partitions without a task would never be read: their cameras would go dark silently."""
+    wide = cfg.replace(
+        input_topic=f"{cfg.input_topic}-wide", partitions=4, trigger_interval="continuous"
+    )
+    with pytest.raises(ConfigError, match=r"has 4 partitions but Spark has 2 cores"):
+        build_query(spark, wide)
+    assert not spark.streams.active

@@ -196,6 +196,18 @@ def make_admin(cfg: Config, bootstrap_timeout_ms: int = BOOTSTRAP_TIMEOUT_MS) ->
         raise BrokerUnavailableError(cfg.bootstrap_servers, exc) from None
 
 
+def partition_count(cfg: Config, topic: str) -> int:
+    """How many partitions `topic` has (0 if it does not exist)."""
+    admin = make_admin(cfg)
+    try:
+        (description,) = admin.describe_topics([topic])
+        return len(description.get("partitions") or [])
+    except kafka_errors.UnknownTopicOrPartitionError:
+        return 0
+    finally:
+        admin.close()
+
+
 def topic_configs(cfg: Config) -> dict[str, str]:
     """Per-topic settings: large enough messages for frames, bounded retention for video."""
     configs = {

@@ -298,6 +298,26 @@ def analytics_dataframe(spark: SparkSession, cfg: Config) -> DataFrame:
     )
 
 
+def _check_cores_for_continuous(spark: SparkSession, cfg: Config) -> None:
+    """Continuous processing runs one never-ending task per Kafka partition.
+
+    With fewer cores than partitions, the partitions left without a task are never read:
+    their cameras would go dark without an error. Refuse to start instead.
+    """
+    from camstream.config import ConfigError
+    from camstream.kafka_io import partition_count
+
+    partitions = partition_count(cfg, cfg.input_topic)
+    cores = spark.sparkContext.defaultParallelism
+    if partitions > cores:
+        raise ConfigError(
+            f"continuous processing needs a core per Kafka partition: {cfg.input_topic} has"
+            f" {partitions} partitions but Spark has {cores} cores, so the frames of"
+            f" {partitions - cores} partitions would never be processed. Give Spark"
+            f" {partitions} cores, or use micro-batches (CAMSTREAM_TRIGGER_INTERVAL)"
+        )
+
+
 def build_query(
     spark: SparkSession,
     cfg: Config,
@@ -314,6 +334,7 @@ def build_query(
 
         ensure_topics(cfg, [cfg.input_topic, cfg.output_topic, cfg.dead_letter_topic])
     if is_continuous(cfg):
+        _check_cores_for_continuous(spark, cfg)
         frames = continuous_dataframe(spark, cfg)
     else:
         frames = analytics_dataframe(spark, cfg).select("key", "value", "headers", "topic")
