@@ -290,3 +290,95 @@ def test_station_restart_resumes_live_frames(cfg: Config) -> None:
         if station.poll() is None:
             station.send_signal(signal.SIGTERM)
             station.wait(timeout=30)
+
+
+def _rss_mb(root_pid: int) -> tuple[float, float]:
+    """Resident memory of a process, and of all its descendants (the JVM, its Python workers)."""
+    parents: dict[int, int] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                parents[int(proc.name)] = int(stat[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    tree, frontier = {root_pid}, [root_pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
+        tree.update(children)
+        frontier.extend(children)
+
+    def rss_kb(pid: int) -> int:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return 0
+        rss = [line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")]
+        return int(rss[0]) if rss else 0
+
+    descendants = sum(rss_kb(pid) for pid in tree - {root_pid})
+    return rss_kb(root_pid) / 1024, descendants / 1024
+
+
+def test_overload_keeps_memory_bounded_and_the_latest_policy_keeps_frames_fresh(
+    spark: Any, cfg: Config
+) -> None:
+    """About twice what the faithful preset analyses on this machine, for 30 s."""
+    from camstream.simulate import CameraSimulator
+
+    cfg = cfg.replace(detection_preset="faithful", freshness_policy="latest", max_frame_age_ms=1000)
+    query = build_query(spark, cfg)
+    jvm_pid = spark.sparkContext._gateway.proc.pid
+    delays: list[tuple[float, float, bool]] = []  # (seconds since start, delay ms, skipped)
+    memory: list[tuple[float, float]] = []  # (Spark JVM MB, its Python workers MB)
+    stop = threading.Event()
+    started = time.monotonic()
+
+    def watch() -> None:
+        consumer = make_consumer(cfg, cfg.output_topic, from_beginning=True)
+        last_sample = 0.0
+        while not stop.is_set():
+            for records in consumer.poll(timeout_ms=200).values():
+                now_ns = time.time_ns()
+                for record in records:
+                    values = headers_to_dict(record.headers)
+                    delay_ms = (now_ns - int(values["capture_ts_ns"])) / 1e6
+                    delays.append((time.monotonic() - started, delay_ms, "skipped" in values))
+            if time.monotonic() - last_sample >= 2.0:
+                last_sample = time.monotonic()
+                memory.append(_rss_mb(jvm_pid))
+        consumer.close()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    try:
+        wait_until(lambda: query.lastProgress is not None, 60, what="the first micro-batch")
+        watcher.start()
+        simulator = CameraSimulator(cfg, cameras=10, fps=5.0)  # 50 frames/s in all
+        stats = simulator.run(duration_s=30, progress=lambda *_: None)
+        wait_until(lambda: len(delays) >= stats.acked, 90, what="every frame on the output")
+        assert query.isActive and query.exception() is None
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+        query.stop()
+
+    skipped = sum(1 for _, _, was_skipped in delays if was_skipped)
+    assert len(delays) == stats.acked, "every frame is on the output, analysed or skipped"
+    assert 0 < skipped < len(delays), "the policy skipped some frames and analysed others"
+    tail = sorted(d for t, d, _ in delays if t >= 20)
+    assert tail and tail[len(tail) // 2] < 3000, f"frames went stale: p50 {tail[len(tail) // 2]} ms"
+    half = len(memory) // 2
+    assert half >= 3, memory
+    workers = [w for _, w in memory]
+    jvm = [j for j, _ in memory]
+    print(
+        f"overload: {len(delays)} frames, {skipped} skipped, last-10-s p50"
+        f" {tail[len(tail) // 2]:.0f} ms, Python workers peak {max(workers[:half]):.0f} ->"
+        f" {max(workers[half:]):.0f} MB, Spark JVM peak {max(jvm):.0f} MB"
+    )
+    # The Python workers hold the frames: flat from the first half to the second.
+    assert max(workers[half:]) <= max(workers[:half]) * 1.2 + 64, f"workers grew: {workers}"
+    # The JVM's heap is capped (spark.driver.memory, 1 GB here): its resident size may
+    # grow towards that as the collector sizes the heap, but not past it.
+    assert max(jvm) <= 1024 + 1024, f"the Spark JVM grew past its heap limit: {jvm}"

@@ -144,8 +144,10 @@ def test_memory_holds_only_the_latest_frame_per_camera() -> None:
     largest = max(len(j) for j in jpegs)
     # Frame data held: one JPEG per camera plus at most 50 small event thumbnails.
     assert store.memory_bytes() <= 100 * largest + 50 * 20_000
-    # Steady state: 10,000 frames later the store holds no more than before (within a frame).
-    assert after - before < largest
+    # Steady state: 10,000 frames (about 250 MB) later the store holds no more than before,
+    # within a frame plus the event list, whose 50 thumbnails change size as events replace
+    # each other (when they fire depends on the clock).
+    assert after - before < largest + 50 * 20_000
 
 
 def test_each_frame_is_shown_once_however_often_kafka_delivers_it() -> None:
