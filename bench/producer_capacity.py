@@ -24,6 +24,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from camstream.processes import rss_kb
+
 STEPS = [250, 500, 1000, 2000, 3000, 5000, 7500, 10000, 15000, 20000]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 STARTED = time.monotonic()
@@ -52,7 +54,7 @@ def simulate_step(bootstrap: str, cameras: int, seconds: float, replication: int
         done, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if done:
             break
-        peak_rss_kb = max(peak_rss_kb, _rss_kb(proc.pid))
+        peak_rss_kb = max(peak_rss_kb, rss_kb(proc.pid))
         time.sleep(0.5)
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - started
@@ -88,15 +90,6 @@ def simulate_step(bootstrap: str, cameras: int, seconds: float, replication: int
     finally:
         admin.close()
     return result
-
-
-def _rss_kb(pid: int) -> int:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    rss = [line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")]
-    return int(rss[0]) if rss else 0
 
 
 def run(quick: bool = False, brokers: int = 1, steps: list[int] | None = None) -> dict[str, Any]:

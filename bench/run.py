@@ -46,6 +46,7 @@ from camstream.config import DETECTION_PRESETS, Config
 from camstream.detection import detect_faces
 from camstream.frames import FrameMeta, headers_to_dict
 from camstream.kafka_io import ensure_topics, make_consumer
+from camstream.processes import rss_kb
 from camstream.producer import FramePublisher
 from camstream.simulate import CameraSimulator, load_sample_frames, sample_labels
 from camstream.spark_job import stop_gracefully
@@ -293,14 +294,7 @@ def rss_mb_by_role() -> dict[str, float]:
     """Resident memory now of the stack's processes, by role (MB)."""
     roles: dict[str, float] = {}
     for role, proc in _processes_by_role():
-        try:
-            status = (proc / "status").read_text()
-        except OSError:
-            continue
-        kb = next(
-            (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0
-        )
-        roles[role] = roles.get(role, 0.0) + kb / 1024
+        roles[role] = roles.get(role, 0.0) + rss_kb(int(proc.name)) / 1024
     return roles
 
 

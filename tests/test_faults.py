@@ -28,6 +28,7 @@ from camstream.broker import LocalBroker, LocalCluster, free_port
 from camstream.config import Config
 from camstream.frames import FrameMeta, headers_to_dict
 from camstream.kafka_io import ensure_topics, make_consumer, make_producer
+from camstream.processes import rss_kb
 from camstream.simulate import load_sample_frames
 from camstream.spark_job import build_query
 from conftest import wait_until
@@ -308,14 +309,6 @@ def _rss_mb(root_pid: int) -> tuple[float, float]:
         children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
         tree.update(children)
         frontier.extend(children)
-
-    def rss_kb(pid: int) -> int:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            return 0
-        rss = [line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")]
-        return int(rss[0]) if rss else 0
 
     descendants = sum(rss_kb(pid) for pid in tree - {root_pid})
     return rss_kb(root_pid) / 1024, descendants / 1024

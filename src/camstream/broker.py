@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from camstream import deps
+from camstream.processes import alive, pid_from_file
 
 MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
@@ -103,15 +104,7 @@ class LocalBroker:
     # ---- state ----------------------------------------------------------------------------
     def pid(self) -> int | None:
         """The broker's pid if our pid file names a live Kafka process."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return None
-        return pid if MAIN_CLASS.encode() in cmdline else None
+        return pid_from_file(self.pid_file, MAIN_CLASS)
 
     def is_running(self) -> bool:
         return self.pid() is not None
@@ -290,11 +283,11 @@ class LocalBroker:
             return False
         os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and alive(pid):
             time.sleep(0.2)
-        if _alive(pid):
+        if alive(pid):
             os.kill(pid, signal.SIGKILL)
-            while _alive(pid):
+            while alive(pid):
                 time.sleep(0.1)
         self.pid_file.unlink(missing_ok=True)
         return True
@@ -431,26 +424,6 @@ def save_layout(obj: Any, name: str) -> None:
     obj.directory.mkdir(parents=True, exist_ok=True)
     layout = {k: v for k, v in dataclasses.asdict(obj).items() if k != "directory"}
     (obj.directory / name).write_text(json.dumps(layout, indent=2) + "\n")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie child of ours counts as gone once reaped.
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return Path(f"/proc/{pid}").exists() and "Z" not in _proc_state(pid)
-
-
-def _proc_state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return "Z"
 
 
 def port_is_free(host: str, port: int) -> bool:

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from camstream import deps
-from camstream.broker import _alive, load_layout, port_is_free, save_layout
+from camstream.broker import load_layout, port_is_free, save_layout
+from camstream.processes import alive, pid_from_file
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
@@ -78,16 +79,8 @@ class LocalSparkCluster:
 
     # ---- processes ----------------------------------------------------------------------
     def _pid(self, name: str) -> int | None:
-        try:
-            pid = int((self.directory / f"{name}.pid").read_text().strip())
-        except (OSError, ValueError):
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return None
-        wanted = MASTER_CLASS if name == "master" else WORKER_CLASS
-        return pid if wanted.encode() in cmdline else None
+        main_class = MASTER_CLASS if name == "master" else WORKER_CLASS
+        return pid_from_file(self.directory / f"{name}.pid", main_class)
 
     def _env(self) -> dict[str, str]:
         java = deps.java_executable()
@@ -251,12 +244,12 @@ def _terminate_group(pid: int, timeout_s: float) -> None:
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and alive(pid):
         time.sleep(0.2)
-    if _alive(pid):
+    if alive(pid):
         try:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             return
-        while _alive(pid):
+        while alive(pid):
             time.sleep(0.1)
