@@ -63,3 +63,41 @@ def test_unreachable_broker_gives_a_clear_error() -> None:
     with pytest.raises(BrokerUnavailableError, match="camstream broker start"):
         make_producer(cfg)
     assert time.monotonic() - started < 30
+
+
+def test_a_reply_read_together_with_the_close_reaches_its_reader() -> None:
+    """kafka-python 3.0 dropped such replies; a refused SASL login is one (see kafka_io)."""
+    import socket
+
+    from kafka.future import Future
+    from kafka.net.selector import NetworkSelector
+    from kafka.net.transport import KafkaTCPTransport  # patched by camstream.kafka_io
+
+    ours, broker_side = socket.socketpair()
+    ours.setblocking(False)
+    broker_side.sendall(b"refused")
+    broker_side.close()  # reply and end of stream now wait in one read
+    net = NetworkSelector()
+    reply: Future = Future()
+    events: list[tuple[str, object]] = []
+
+    class Protocol:
+        _sensors = None
+
+        def data_received(self, data: bytes) -> None:
+            reply.success(data)
+
+        def connection_lost(self, error: BaseException | None) -> None:
+            events.append(("lost", type(error).__name__))
+
+    async def reader() -> None:
+        events.append(("reader", await reply))
+
+    net.call_soon(reader)
+    transport = KafkaTCPTransport(net, ours)
+    transport.set_protocol(Protocol())
+    transport.resume_reading()
+    deadline = time.monotonic() + 5
+    while len(events) < 2 and time.monotonic() < deadline:
+        net.poll(timeout_ms=100)
+    assert events == [("reader", b"refused"), ("lost", "KafkaConnectionError")]

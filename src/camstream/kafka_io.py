@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 import kafka.errors as kafka_errors
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import __version__ as kafka_version
 
 from camstream.config import Config
 
@@ -55,6 +56,49 @@ class _ConnectionFailures(logging.Handler):
 
 connection_failures = _ConnectionFailures()
 logging.getLogger("kafka").addHandler(connection_failures)
+
+
+def _deliver_bytes_read_before_close() -> None:
+    """Make kafka-python 3.0 hand over the bytes it read together with the broker's close.
+
+    Its transport drops them: when a reply and the end of the stream arrive in one read
+    (a busy client), the reply is lost. A broker that refuses SASL credentials answers and
+    then closes, so a wrong password looked like "cannot reach Kafka" (about 4 runs in 5
+    with the CPU busy). Same loop as the library's, with the data delivered before the abort.
+    """
+    from kafka.net.transport import KafkaTCPTransport
+
+    original = KafkaTCPTransport._read_from_sock
+    if getattr(original, "_camstream_patched", False):
+        return
+
+    async def read_from_sock(self) -> None:  # type: ignore[no-untyped-def]
+        while self._read and not self._closed:
+            await self._net.wait_read(self._sock)
+            received, error = self._sock_recv()
+            if received:
+                self.last_read = time.monotonic()
+                if self._protocol and self._protocol._sensors:
+                    self._protocol._sensors.bytes_received.record(len(received))
+                try:
+                    self._protocol.data_received(received)
+                except kafka_errors.KafkaProtocolError as protocol_error:
+                    return self.abort(error=protocol_error)
+            if error:
+                if received:
+                    # One loop step first: whoever awaits that reply (the SASL exchange)
+                    # must see it before the close fails every pending request.
+                    await self._net.sleep(0)
+                if not self._closed:
+                    self.abort(error=error)
+                return
+
+    read_from_sock._camstream_patched = True  # type: ignore[attr-defined]
+    KafkaTCPTransport._read_from_sock = read_from_sock
+
+
+if kafka_version.startswith("3.0."):  # the layout this patch was written against
+    _deliver_bytes_read_before_close()
 
 
 class BrokerUnavailableError(ConnectionError):
