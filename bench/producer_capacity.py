@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -126,6 +127,7 @@ def run(quick: bool = False, brokers: int = 1, steps: list[int] | None = None) -
     finally:
         if broker is not None:
             broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)  # gigabytes of frames per run
     sustained = [s["cameras"] for s in steps_done if s["sustained"]]
     return {
         "brokers": brokers,

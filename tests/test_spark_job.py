@@ -74,7 +74,10 @@ def test_continuous_processing_mode_carries_frames_end_to_end(spark, cfg: Config
         producer.send(cfg.input_topic, key=b"cam-c", value=value, headers=meta.to_headers())
     producer.flush()
     producer.close()
-    query = build_query(spark, cfg.replace(trigger_interval="continuous:1 second"))
+    batch_rows = spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")
+    query = build_query(spark, cfg.replace(trigger_interval="continuous"))
+    # The query keeps its one-row Arrow batches; the caller's session gets its value back.
+    assert spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch") == batch_rows
     try:
         out = consume(cfg, cfg.output_topic, 5, timeout_s=120)
         dead = consume(cfg, cfg.dead_letter_topic, 1, timeout_s=30)

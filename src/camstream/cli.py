@@ -379,7 +379,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(DETECTION_PRESETS),
         help=_env_help("detection_preset", "detection settings"),
     )
-    p.add_argument("--trigger", help=_env_help("trigger_interval", "micro-batch trigger interval"))
+    p.add_argument(
+        "--trigger",
+        help=_env_help(
+            "trigger_interval",
+            "micro-batch trigger interval, or 'continuous' (250 ms epochs) for the"
+            " lowest latency (needs a Spark core per Kafka partition)",
+        ),
+    )
     p.add_argument(
         "--max-offsets-per-trigger",
         type=int,
