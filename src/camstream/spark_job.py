@@ -239,7 +239,8 @@ DEFAULT_CONTINUOUS_INTERVAL = "250 milliseconds"
 # Continuous mode hands rows to the Python UDF in Arrow batches that otherwise close only at
 # an epoch's end or after 10,000 rows, and Spark fills a 64 KB buffer (about three frames)
 # before it writes to the Python worker. One row per batch and a small buffer let each frame
-# go as soon as it arrives: p50 189 ms instead of 385 ms at half load (bench, interleaved).
+# go as soon as it arrives: p50 189 ms instead of 323-385 ms at 55 frames/s on 2 cores
+# (interleaved runs; README Performance). The price: about half the micro-batch throughput.
 CONTINUOUS_LATENCY_CONF = {
     "spark.sql.execution.arrow.maxRecordsPerBatch": "1",
     "spark.sql.execution.pandas.udf.buffer.size": "1024",
