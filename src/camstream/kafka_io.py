@@ -64,7 +64,8 @@ def _deliver_bytes_read_before_close() -> None:
     Its transport drops them: when a reply and the end of the stream arrive in one read
     (a busy client), the reply is lost. A broker that refuses SASL credentials answers and
     then closes, so a wrong password looked like "cannot reach Kafka" (about 4 runs in 5
-    with the CPU busy). Same loop as the library's, with the data delivered before the abort.
+    with the CPU busy). Same loop as the library's, except that the data is delivered, and
+    its reader runs, before the abort.
     """
     from kafka.net.transport import KafkaTCPTransport
 

@@ -232,7 +232,7 @@ def is_continuous(cfg: Config) -> bool:
     return cfg.trigger_interval.startswith("continuous")
 
 
-# Epochs of 250 ms measured best here (fast preset, half load): 100 ms epochs cost more
+# Epochs of 250 ms measured best here (fast preset, 55 frames/s): 100 ms epochs cost more
 # than they saved and fell behind; 1 s epochs held frames longer (bench/README).
 DEFAULT_CONTINUOUS_INTERVAL = "250 milliseconds"
 
