@@ -92,6 +92,15 @@ def _config_with_topics(bootstrap: str, tmp_path: Path, **settings: Any) -> Conf
     return config
 
 
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the process group `pgid` still runs."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def wait_until(
     check: Callable[[], T], timeout_s: float, interval_s: float = 0.2, what: str = "condition"
 ) -> T:

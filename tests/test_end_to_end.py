@@ -14,7 +14,7 @@ import pytest
 from camstream.config import Config
 from camstream.frames import OUTPUT_HEADERS, AnnotatedFrame
 from camstream.simulate import CameraSimulator, sample_labels
-from conftest import consume, wait_until
+from conftest import consume, group_alive, wait_until
 
 pytestmark = pytest.mark.spark
 
@@ -32,14 +32,6 @@ def camstream(*args: str, env: dict[str, str], **kwargs) -> subprocess.Popen[str
         start_new_session=True,
         **kwargs,
     )
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_simulated_cameras_through_the_spark_job(cfg: Config, tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from camstream.kafka_io import ensure_topics, make_consumer, make_producer
 from camstream.processes import rss_kb
 from camstream.simulate import load_sample_frames
 from camstream.spark_job import build_query
-from conftest import wait_until
+from conftest import group_alive, wait_until
 from station_helpers import AnnotatedFramePublisher
 
 pytestmark = pytest.mark.spark
@@ -191,14 +191,6 @@ def _analyze(cfg: Config, checkpoint: Path) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
-def _group_gone(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 def test_job_killed_with_sigkill_and_restarted_from_its_checkpoint_loses_nothing(
     cfg: Config, tmp_path: Path
 ) -> None:
@@ -210,7 +202,7 @@ def test_job_killed_with_sigkill_and_restarted_from_its_checkpoint_loses_nothing
         wait_for_progress(feed, tally, 12, "the job to process frames before the kill")
         os.killpg(job.pid, signal.SIGKILL)  # no shutdown hook, no final commit
         job.wait(timeout=30)
-        wait_until(lambda: _group_gone(job.pid), 30, what="the killed job's processes to go")
+        wait_until(lambda: not group_alive(job.pid), 30, what="the killed job's processes to go")
         job = _analyze(cfg, checkpoint)
         wait_for_progress(feed, tally, 24, "the restarted job to catch up")
         acked = feed.finish()
