@@ -44,7 +44,7 @@ test: setup browser lint
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
 	exit $$status
 
-# The quick inner loop: no Spark sessions, no clusters (about 40 s).
+# The quick inner loop: no Spark sessions, no clusters (about 75 s).
 test-fast: setup lint
 	$(PY) -m pytest -m "not spark and not cluster"
 

@@ -77,9 +77,10 @@ def cfg(kafka_bootstrap: str, tmp_path: Path) -> Config:
     return _config_with_topics(kafka_bootstrap, tmp_path, partitions=2)
 
 
-def _config_with_topics(bootstrap: str, tmp_path: Path, **settings: Any) -> Config:
+def unique_topics(bootstrap: str, tmp_path: Path, **settings: Any) -> Config:
+    """A config with topic names of its own (not created yet) and state under tmp_path."""
     suffix = uuid.uuid4().hex[:10]
-    config = Config(
+    return Config(
         bootstrap_servers=bootstrap,
         input_topic=f"camera-stream-{suffix}",
         output_topic=f"camera-analytics-stream-{suffix}",
@@ -88,6 +89,10 @@ def _config_with_topics(bootstrap: str, tmp_path: Path, **settings: Any) -> Conf
         home=str(tmp_path / "home"),
         **settings,
     )
+
+
+def _config_with_topics(bootstrap: str, tmp_path: Path, **settings: Any) -> Config:
+    config = unique_topics(bootstrap, tmp_path, **settings)
     ensure_topics(config, [config.input_topic, config.output_topic, config.dead_letter_topic])
     return config
 

@@ -20,7 +20,12 @@ from camstream.station import FrameStore, StationConsumer, create_app
 
 
 @contextmanager
-def served_station(cfg: Config, token: str = "") -> Iterator[tuple[str, FrameStore]]:
+def served_station(
+    cfg: Config,
+    token: str = "",
+    allowed_hosts: tuple[str, ...] = (),
+    allowed_origins: tuple[str, ...] = (),
+) -> Iterator[tuple[str, FrameStore]]:
     """The station app on a real HTTP port, consuming cfg.output_topic."""
     store = FrameStore(stale_after_s=cfg.station_stale_s)
     # From the beginning: a test's topic is new, and no frame is missed while it connects.
@@ -29,7 +34,13 @@ def served_station(cfg: Config, token: str = "") -> Iterator[tuple[str, FrameSto
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(store, token=token, consumer=consumer),
+            create_app(
+                store,
+                token=token,
+                consumer=consumer,
+                allowed_hosts=allowed_hosts,
+                allowed_origins=allowed_origins,
+            ),
             host="127.0.0.1",
             port=port,
             log_level="warning",

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 
 import pytest
 
 from camstream.analysis import encode_jpeg, jpeg_size, process_record
-from camstream.config import DETECTION_PRESETS
+from camstream.config import DETECTION_PRESETS, RecordSettings
 from camstream.frames import OUTPUT_HEADERS, FrameMeta, headers_to_dict
 from conftest import astronaut_bgr
 
-SETTINGS = DETECTION_PRESETS["faithful"]
+SETTINGS = RecordSettings(detection=DETECTION_PRESETS["faithful"])
+LATEST = replace(SETTINGS, max_age_ms=1000)
 
 
 def good_record() -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
@@ -42,10 +44,14 @@ def test_valid_frame_is_annotated_with_contract_headers() -> None:
         (lambda k, v, h: (k, v[: len(v) // 2], h), "truncated"),
         (lambda k, v, h: (k, v[:200], h), "truncated"),
         (lambda k, v, h: (k, v, h[:-1]), "missing header"),
-        (lambda k, v, h: (k, v, [*h, ("width", b"640")]), "JPEG is 512x512"),
+        (
+            lambda k, v, h: (k, v, [(n, b"640" if n == "width" else x) for n, x in h]),
+            "JPEG is 512x512",
+        ),
+        (lambda k, v, h: (None, v, h), "record key is null"),
         (lambda k, v, h: (b"cam-99", v, h), "differs from camera_id"),
         (lambda k, v, h: (k, v, []), "missing header"),
-        (lambda k, v, h: (k, None, h), "empty frame value"),
+        (lambda k, v, h: (k, None, h), "frame value is null"),
     ],
 )
 def test_bad_records_are_dead_lettered_with_a_reason(mutate, reason: str) -> None:
@@ -72,18 +78,18 @@ def test_forged_huge_dimensions_are_refused_before_decoding() -> None:
 def test_latest_policy_passes_stale_frames_through_marked() -> None:
     key, value, _ = good_record()
     old = FrameMeta("cam-07", 9, time.time_ns() - 5_000_000_000, 512, 512).to_headers()
-    skipped = process_record(key, value, old, SETTINGS, max_age_ms=1000)
+    skipped = process_record(key, value, old, LATEST)
     assert skipped.ok and skipped.skipped and skipped.value == value  # unanalysed, as sent
     values = headers_to_dict(skipped.headers)
     assert values["skipped"].startswith("stale: ") and values["faces"] == "0"
     # A fresh frame is analysed as usual under the same policy.
     fresh = FrameMeta("cam-07", 10, time.time_ns(), 512, 512).to_headers()
-    analysed = process_record(key, value, fresh, SETTINGS, max_age_ms=1000)
+    analysed = process_record(key, value, fresh, LATEST)
     assert analysed.ok and not analysed.skipped and analysed.faces == 1
     # The `all` policy analyses the old frame too.
     assert process_record(key, value, old, SETTINGS).faces == 1
     # A stale record that is not a JPEG is still dead-lettered, not passed through.
-    assert not process_record(key, b"junk", old, SETTINGS, max_age_ms=1000).ok
+    assert not process_record(key, b"junk", old, LATEST).ok
 
 
 def test_a_frame_without_faces_is_passed_on_unchanged() -> None:

@@ -16,6 +16,10 @@ from camstream.frames import (
 )
 
 
+def _set(headers: list[tuple[str, bytes]], **values: bytes) -> list[tuple[str, bytes]]:
+    return [(name, values.get(name, value)) for name, value in headers]
+
+
 def meta() -> FrameMeta:
     return FrameMeta("cam-01", 7, 1_700_000_000_123_456_789, 640, 480)
 
@@ -32,11 +36,17 @@ def test_input_headers_round_trip() -> None:
     ("change", "message"),
     [
         (lambda h: [x for x in h if x[0] != "seq"], "missing header"),
-        (lambda h: [*h, ("seq", b"-1")], "must be >= 0"),
-        (lambda h: [*h, ("width", b"wide")], "not an integer"),
-        (lambda h: [*h, ("schema_version", b"2")], "unsupported schema_version"),
-        (lambda h: [*h, ("camera_id", b"\xff\xfe")], "not valid UTF-8"),
-        (lambda h: [*h, ("width", b"100000"), ("height", b"100000")], "exceeds"),
+        (lambda h: _set(h, seq=b"-1"), "must be >= 0"),
+        (lambda h: _set(h, width=b"wide"), "not an ASCII decimal integer"),
+        (lambda h: _set(h, schema_version=b"2"), "unsupported schema_version"),
+        (lambda h: _set(h, camera_id=b"\xff\xfe"), "not valid UTF-8"),
+        (lambda h: _set(h, width=b"8000", height=b"9000"), "exceeds"),
+        (lambda h: _set(h, width=b"100000"), "must be <= 65535"),
+        (lambda h: _set(h, capture_ts_ns=b"9" * 400), "must be <= 9223372036854775807"),
+        (lambda h: _set(h, seq="١٢٣".encode()), "not an ASCII decimal integer"),
+        (lambda h: _set(h, seq=b" 7"), "not an ASCII decimal integer"),
+        (lambda h: _set(h, seq=b"1_000"), "not an ASCII decimal integer"),
+        (lambda h: [*h, ("seq", b"8")], "'seq' appears 2 times"),
         (lambda h: [], "missing header"),
     ],
 )

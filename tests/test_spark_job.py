@@ -39,8 +39,8 @@ def test_bad_input_is_counted_and_dead_lettered_without_stopping_the_job(
             headers_to_dict(r.headers)["seq"]: headers_to_dict(r.headers)["error"] for r in dead
         }
         assert reasons == {
-            "1": "value is not a JPEG (missing FF D8 FF start marker)",
-            "3": "empty frame value",
+            "1": "FrameError: value is not a JPEG (missing FF D8 FF start marker)",
+            "3": "FrameError: empty frame value",
         }
         # Dead letters keep the original key and value.
         assert {r.key for r in dead} == {b"cam-a"}
@@ -85,7 +85,7 @@ def test_continuous_processing_mode_carries_frames_end_to_end(spark, cfg: Config
         query.stop()
     assert [headers_to_dict(r.headers)["seq"] for r in out] == ["0", "1", "2", "4", "5"]
     assert all(headers_to_dict(r.headers)["faces"] == "1" for r in out)
-    assert headers_to_dict(dead[0].headers)["error"].startswith("value is not a JPEG")
+    assert headers_to_dict(dead[0].headers)["error"].startswith("FrameError: value is not a JPEG")
 
 
 def test_continuous_mode_refuses_more_partitions_than_cores(spark, cfg: Config) -> None:

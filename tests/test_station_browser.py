@@ -118,3 +118,75 @@ def test_the_wall_shows_every_camera_live(browser, cfg: Config) -> None:
         stop.set()
         sender.join(timeout=5)
         publisher.close()
+
+
+HOSTILE_ID = '<img src=x onerror="window.pwned=1">cam'
+
+
+def test_camera_ids_are_text_never_markup(browser, cfg: Config) -> None:
+    publisher = AnnotatedFramePublisher(cfg)
+    publisher.send(HOSTILE_ID, FACE)
+    publisher.flush()
+    try:
+        with served_station(cfg) as (address, _store):
+            browser.get(f"http://{address}/")
+            tile = wait_until(
+                lambda: browser.find_elements(By.CSS_SELECTOR, ".tile"), 30, what="the tile"
+            )[0]
+            assert tile.get_attribute("data-camera") == HOSTILE_ID
+            wait_until(lambda: HOSTILE_ID in tile.text, 15, what="the id in the caption")
+            assert browser.execute_script("return window.pwned === undefined")
+            assert not browser.find_elements(By.CSS_SELECTOR, 'img[src="x"]')
+    finally:
+        publisher.close()
+
+
+def test_a_page_of_another_site_cannot_watch_the_cameras(browser, cfg: Config) -> None:
+    """A page the operator visits (here on another port: another origin) opens a WebSocket
+    to the station on localhost. Browsers allow that; the station must refuse it."""
+    import http.server
+
+    from camstream.broker import free_port
+
+    publisher = AnnotatedFramePublisher(cfg)
+    publisher.send("cam-1", FACE)
+    publisher.flush()
+    with served_station(cfg) as (address, _store):
+        page = (
+            "<script>window.result = 'pending';"
+            f"const ws = new WebSocket('ws://{address}/ws');"
+            "ws.binaryType = 'arraybuffer';"
+            "ws.onopen = () => { window.result = 'opened'; ws.send('{\"subscribe\": \"*\"}'); };"
+            "ws.onmessage = () => { window.result = 'received'; };"
+            "ws.onerror = () => { if (window.result === 'pending') window.result = 'refused'; };"
+            "</script>"
+        ).encode()
+
+        class AttackerPage(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.end_headers()
+                self.wfile.write(page)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        port = free_port()
+        server = http.server.HTTPServer(("127.0.0.1", port), AttackerPage)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            browser.get(f"http://127.0.0.1:{port}/")
+            result = wait_until(
+                lambda: (r := browser.execute_script("return window.result")) != "pending" and r,
+                15,
+                what="the foreign page's WebSocket to settle",
+            )
+            assert result == "refused"
+            # The station's own page, in the same browser, still connects.
+            browser.get(f"http://{address}/")
+            wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, ".tile img[src^=blob]"), 30,
+                       what="the station's own page to show frames")  # fmt: skip
+        finally:
+            server.shutdown()
+            publisher.close()

@@ -173,8 +173,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from camstream.spark_job import (
+        LossMonitor,
         build_query,
         follow_progress,
+        is_continuous,
         spark_session,
         stop_gracefully,
     )
@@ -203,7 +205,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             f" checkpoint {cfg.checkpoint_path}",
             flush=True,
         )
-        follow_progress(query, lambda line: print(line, flush=True), stop=stop)
+        # Continuous processing reports no per-batch offsets to check.
+        losses = None if is_continuous(cfg) else LossMonitor(cfg)
+        try:
+            follow_progress(query, lambda line: print(line, flush=True), stop=stop, losses=losses)
+        finally:
+            if losses is not None:
+                losses.close()
         error = query.exception()
         if query.isActive:
             stop_gracefully(spark, query)
@@ -282,6 +290,10 @@ def cmd_station(args: argparse.Namespace) -> int:
         station_host=args.host,
         station_port=args.port,
         station_stale_s=args.stale_after,
+        station_forget_after_s=args.forget_after,
+        station_allowed_hosts=args.allowed_hosts,
+        station_allowed_origins=args.allowed_origins,
+        station_insecure_no_token=True if args.insecure_no_token else None,
     )
     # Our handlers: uvicorn shuts down gracefully on SIGTERM/Ctrl-C, then re-raises the
     # signal to them, so that the station exits with status 0 instead of dying by it.
@@ -446,6 +458,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--stale-after",
         type=float,
         help=_env_help("station_stale_s", "seconds without frames before a camera is stale"),
+    )
+    p.add_argument(
+        "--forget-after",
+        type=float,
+        help=_env_help(
+            "station_forget_after_s", "seconds without frames before a camera is dropped"
+        ),
+    )
+    p.add_argument(
+        "--allowed-hosts",
+        metavar="NAME[,NAME...]",
+        help=_env_help(
+            "station_allowed_hosts", "host names to answer to without a token, besides loopback"
+        ),
+    )
+    p.add_argument(
+        "--allowed-origins",
+        metavar="URL[,URL...]",
+        help=_env_help(
+            "station_allowed_origins", "other origins whose pages may open the WebSocket"
+        ),
+    )
+    p.add_argument(
+        "--insecure-no-token",
+        action="store_true",
+        help=_env_help(
+            "station_insecure_no_token",
+            "serve a non-loopback address without a token (anyone who can reach it sees every"
+            " camera)",
+        ),
     )
     p.add_argument("--topic", help=_env_help("output_topic", "topic to read annotated frames from"))
     _kafka_options(p)

@@ -46,6 +46,25 @@ class DetectionSettings:
         return self
 
 
+@dataclass(frozen=True)
+class RecordSettings:
+    """Everything the per-record function needs, in one object (`Config.record_settings`)."""
+
+    detection: DetectionSettings = field(default_factory=DetectionSettings)
+    jpeg_quality: int = 80
+    # An annotated frame too large for the output topic is re-encoded down to this quality,
+    # then shrunk by quarters down to this width, before it is dead-lettered instead.
+    min_jpeg_quality: int = 40
+    min_frame_width: int = 320
+    # Larger values are dead-lettered before anything decodes them.
+    max_frame_bytes: int | None = None
+    # The `latest` freshness policy: frames older than this skip detection.
+    max_age_ms: int | None = None
+    # The topics' max.message.bytes as the job read them at start.
+    output_max_bytes: int = 1_048_588
+    dead_letter_max_bytes: int = 1_048_588
+
+
 # `faithful` keeps the reference demo's settings; `fast` trades a little recall for speed.
 DETECTION_PRESETS: dict[str, DetectionSettings] = {
     "faithful": DetectionSettings(),
@@ -106,6 +125,14 @@ class Config:
     station_port: int = 8080
     station_token: str = field(default="", repr=False)
     station_stale_s: float = 5.0
+    # A camera silent this long is dropped from the station (its tile, stats and state).
+    station_forget_after_s: float = 1800.0
+    # Host names (besides loopback ones) the station answers to without a token, and extra
+    # origins whose pages may open its WebSocket: comma-separated lists.
+    station_allowed_hosts: str = ""
+    station_allowed_origins: str = ""
+    # Serving on a non-loopback address without a token needs this, said explicitly.
+    station_insecure_no_token: bool = False
     # Kafka security, for every client (producer, Spark source and sink, monitor, station).
     # From the environment only: a password on a command line shows in `ps`.
     security_protocol: str = "PLAINTEXT"
@@ -231,6 +258,17 @@ class Config:
             raise ConfigError(f"station_port must be 1-65535 (got {self.station_port})")
         if self.station_stale_s <= 0:
             raise ConfigError(f"station_stale_s must be > 0 (got {self.station_stale_s})")
+        if self.station_forget_after_s < self.station_stale_s:
+            raise ConfigError(
+                f"station_forget_after_s ({self.station_forget_after_s}) must not be below"
+                f" station_stale_s ({self.station_stale_s})"
+            )
+        for origin in _csv(self.station_allowed_origins):
+            if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
+                raise ConfigError(
+                    f"allowed origin {origin!r} is not scheme://host[:port]"
+                    " (CAMSTREAM_STATION_ALLOWED_ORIGINS), e.g. https://wall.example.com"
+                )
         self._validate_security()
         self.detection.validate()
         return self
@@ -271,6 +309,14 @@ class Config:
 
     # ---- derived values -----------------------------------------------------------------
     @property
+    def station_allowed_host_names(self) -> tuple[str, ...]:
+        return tuple(host.lower() for host in _csv(self.station_allowed_hosts))
+
+    @property
+    def station_allowed_origin_list(self) -> tuple[str, ...]:
+        return tuple(origin.lower().rstrip("/") for origin in _csv(self.station_allowed_origins))
+
+    @property
     def home_path(self) -> Path:
         return Path(self.home).expanduser()
 
@@ -304,12 +350,31 @@ class Config:
         props.update((name.removeprefix("kafka."), value) for name, value in self.kafka_properties)
         return tuple(props.items())
 
+    def record_settings(
+        self, output_max_bytes: int = 1_048_588, dead_letter_max_bytes: int = 1_048_588
+    ) -> RecordSettings:
+        """The per-record function's settings, with the topics' size limits as read at start."""
+        return RecordSettings(
+            detection=self.detection,
+            jpeg_quality=self.jpeg_quality,
+            min_jpeg_quality=self.min_jpeg_quality,
+            min_frame_width=self.min_frame_width,
+            max_frame_bytes=self.max_frame_bytes,
+            max_age_ms=self.skip_frames_older_than_ms,
+            output_max_bytes=output_max_bytes,
+            dead_letter_max_bytes=dead_letter_max_bytes,
+        )
+
     @property
     def checkpoint_path(self) -> str:
         """Where the Spark job keeps its offsets; one folder per input/output pair."""
         if self.checkpoint_location:
             return self.checkpoint_location
         return str(self.home_path / "checkpoints" / f"{self.input_topic}--{self.output_topic}")
+
+
+def _csv(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def _check_topic(name: str, topic: str) -> None:
@@ -373,6 +438,10 @@ ENV_VARS: dict[str, str] = {
     "station_port": "CAMSTREAM_STATION_PORT",
     "station_token": "CAMSTREAM_STATION_TOKEN",
     "station_stale_s": "CAMSTREAM_STATION_STALE_S",
+    "station_forget_after_s": "CAMSTREAM_STATION_FORGET_AFTER_S",
+    "station_allowed_hosts": "CAMSTREAM_STATION_ALLOWED_HOSTS",
+    "station_allowed_origins": "CAMSTREAM_STATION_ALLOWED_ORIGINS",
+    "station_insecure_no_token": "CAMSTREAM_STATION_INSECURE_NO_TOKEN",
     "security_protocol": "KAFKA_SECURITY_PROTOCOL",
     "sasl_mechanism": "KAFKA_SASL_MECHANISM",
     "sasl_username": "KAFKA_SASL_USERNAME",

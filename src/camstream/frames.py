@@ -9,6 +9,7 @@ UTF-8, integers and JSON.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -32,10 +33,21 @@ OUTPUT_HEADERS = (*INPUT_HEADERS, H_FACES, H_BOXES_XYXY, H_ANALYZED_TS_NS)
 
 # Added instead of detection results when the `latest` policy skipped a stale frame.
 H_SKIPPED = "skipped"
+# Added when the annotated frame had to be re-encoded smaller to fit its topic: JSON with the
+# JPEG quality used and the frame's size as it came (`width`/`height` then give the new size).
+H_FITTED = "fitted"
 
 # Added to dead-letter records.
 H_ERROR = "error"
 H_FAILED_TS_NS = "failed_ts_ns"
+# Added to a dead letter whose value had to be dropped to fit the dead-letter topic.
+H_VALUE_DROPPED = "value_dropped"
+
+# Integers travel as ASCII decimal digits and fit a Java long, so that consumers in any
+# language parse them the same way (Python's int() would also take '١٢٣', ' 7', '1_000').
+MAX_HEADER_INT = 2**63 - 1
+# JPEG stores each dimension in 16 bits.
+MAX_JPEG_SIDE = 65535
 
 Headers = list[tuple[str, bytes]]
 
@@ -72,7 +84,7 @@ class FrameMeta:
     @classmethod
     def from_headers(cls, headers: Iterable[tuple[str, bytes | None]]) -> FrameMeta:
         """Parse and validate input headers; raises FrameError naming the bad header."""
-        values = headers_to_dict(headers)
+        values = headers_to_dict(headers, unique=INPUT_HEADERS)
         missing = [name for name in INPUT_HEADERS if name not in values]
         if missing:
             raise FrameError(f"missing header(s): {', '.join(missing)}")
@@ -86,17 +98,30 @@ class FrameMeta:
             raise FrameError("camera_id header must be 1-255 characters")
         seq = _parse_int(values, H_SEQ, minimum=0)
         capture_ts_ns = _parse_int(values, H_CAPTURE_TS_NS, minimum=0)
-        width = _parse_int(values, H_WIDTH, minimum=1)
-        height = _parse_int(values, H_HEIGHT, minimum=1)
+        width = _parse_int(values, H_WIDTH, minimum=1, maximum=MAX_JPEG_SIDE)
+        height = _parse_int(values, H_HEIGHT, minimum=1, maximum=MAX_JPEG_SIDE)
         if width * height > MAX_FRAME_PIXELS:
             raise FrameError(f"frame of {width}x{height} exceeds {MAX_FRAME_PIXELS} pixels")
         return cls(camera_id, seq, capture_ts_ns, width, height, version)
 
 
-def headers_to_dict(headers: Iterable[tuple[str, bytes | None]] | None) -> dict[str, str]:
-    """Decode header values as UTF-8; the last value wins for a repeated header name."""
+def headers_to_dict(
+    headers: Iterable[tuple[str, bytes | None]] | None, unique: Iterable[str] = ()
+) -> dict[str, str]:
+    """Decode header values as UTF-8; the last value wins for a repeated header name.
+
+    A name in `unique` that appears more than once is an error: for the contract's own
+    headers two values would leave it to each consumer which one counts.
+    """
     result: dict[str, str] = {}
+    must_be_unique = frozenset(unique)
+    seen: set[str] = set()
     for name, raw in headers or ():
+        if name in must_be_unique:
+            if name in seen:
+                count = sum(1 for other, _ in headers or () if other == name)
+                raise FrameError(f"header {name!r} appears {count} times (once expected)")
+            seen.add(name)
         if raw is None:
             continue
         try:
@@ -106,46 +131,105 @@ def headers_to_dict(headers: Iterable[tuple[str, bytes | None]] | None) -> dict[
     return result
 
 
-def _parse_int(values: dict[str, str], name: str, minimum: int) -> int:
+_DECIMAL = re.compile(r"-?[0-9]+")
+
+
+def _parse_int(
+    values: dict[str, str], name: str, minimum: int, maximum: int = MAX_HEADER_INT
+) -> int:
     raw = values[name]
-    try:
-        value = int(raw)
-    except ValueError:
-        raise FrameError(f"header {name!r} is not an integer: {raw[:40]!r}") from None
+    if not _DECIMAL.fullmatch(raw):
+        shown = raw if len(raw) <= 40 else f"{raw[:40]}... ({len(raw)} characters)"
+        raise FrameError(f"header {name!r} is not an ASCII decimal integer: {shown!r}")
+    if len(raw.lstrip("-0")) > 19:  # out of a long's range: no need to convert it to know
+        sign = "<" if raw.startswith("-") else ">"
+        bound = minimum if sign == "<" else maximum
+        raise FrameError(
+            f"header {name!r} must be {'>=' if sign == '<' else '<='} {bound}"
+            f" (got a number of {len(raw.lstrip('-'))} digits)"
+        )
+    value = int(raw)
     if value < minimum:
         raise FrameError(f"header {name!r} must be >= {minimum} (got {value})")
+    if value > maximum:
+        raise FrameError(f"header {name!r} must be <= {maximum} (got {raw[:40]})")
     return value
 
 
 def analytics_headers(
-    input_headers: Sequence[tuple[str, bytes]],
+    input_headers: Sequence[tuple[str, bytes | None]],
     boxes_xyxy: Sequence[Sequence[int]],
     analyzed_ts_ns: int,
+    *,
+    size: tuple[int, int] | None = None,
+    extra: Sequence[tuple[str, bytes]] = (),
 ) -> Headers:
-    """All input headers plus the detection results, as the output contract requires."""
+    """All input headers plus the detection results, as the output contract requires.
+
+    Headers with null values are left out. `size` replaces the width and height headers
+    when the job stored the frame at another size; `extra` headers go last.
+    """
     boxes = [[int(v) for v in box] for box in boxes_xyxy]
+    replaced = {} if size is None else {H_WIDTH: str(size[0]), H_HEIGHT: str(size[1])}
+    kept = [
+        (name, replaced[name].encode() if name in replaced else bytes(value))
+        for name, value in input_headers
+        if value is not None and name not in _RESULT_NAMES
+    ]
     return [
-        *((name, bytes(value)) for name, value in input_headers if name not in _RESULT_NAMES),
+        *kept,
         (H_FACES, str(len(boxes)).encode()),
         (H_BOXES_XYXY, json.dumps(boxes, separators=(",", ":")).encode()),
         (H_ANALYZED_TS_NS, str(analyzed_ts_ns).encode()),
+        *((name, bytes(value)) for name, value in extra),
     ]
 
 
 _RESULT_NAMES = frozenset(
-    (H_FACES, H_BOXES_XYXY, H_ANALYZED_TS_NS, H_ERROR, H_FAILED_TS_NS, H_SKIPPED)
-)
+    (H_FACES, H_BOXES_XYXY, H_ANALYZED_TS_NS, H_ERROR, H_FAILED_TS_NS, H_SKIPPED, H_FITTED,
+     H_VALUE_DROPPED)
+)  # fmt: skip
+
+
+# The reason on a dead letter is cut to this many bytes, so that a dead letter is never more
+# than a known amount larger than the record it carries (see DEAD_LETTER_HEADROOM_BYTES).
+MAX_ERROR_BYTES = 1000
 
 
 def dead_letter_headers(
     input_headers: Sequence[tuple[str, bytes | None]], error: str, failed_ts_ns: int
 ) -> list[tuple[str, bytes | None]]:
     """The original headers untouched (null values stay null) plus the reason and time."""
+    reason = error.encode("utf-8", "replace")
+    if len(reason) > MAX_ERROR_BYTES:
+        reason = reason[: MAX_ERROR_BYTES - 3].decode("utf-8", "ignore").encode() + b"..."
     return [
         *((name, None if value is None else bytes(value)) for name, value in input_headers),
-        (H_ERROR, error.encode("utf-8", "replace")),
+        (H_ERROR, reason),
         (H_FAILED_TS_NS, str(failed_ts_ns).encode()),
     ]
+
+
+# Kafka's record format v2: a batch header, then per record varint lengths (at most 5 bytes
+# for an int, 10 for a long), attributes, key, value and headers.
+RECORD_BATCH_HEADER_BYTES = 61
+DEFAULT_MAX_MESSAGE_BYTES = 1_048_588  # the broker's default message.max.bytes
+# A dead letter is the record it carries plus two headers: the reason (at most
+# MAX_ERROR_BYTES) and the time. The dead-letter topic must accept this much more than the
+# input topic, so that every record the input accepts can be dead-lettered whole.
+DEAD_LETTER_HEADROOM_BYTES = 2048
+
+
+def record_bytes(
+    key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]]
+) -> int:
+    """An upper bound on what a broker counts against `max.message.bytes` for this record
+    in a batch of its own (how a producer sends any record larger than its batch size)."""
+    size = RECORD_BATCH_HEADER_BYTES + 5 + 1 + 10 + 5  # length, attributes, ts and offset deltas
+    size += 5 + len(key or b"") + 5 + len(value or b"") + 5
+    for name, raw in headers:
+        size += 5 + len(name.encode("utf-8", "surrogatepass")) + 5 + len(raw or b"")
+    return size
 
 
 @dataclass(frozen=True)
@@ -168,7 +252,7 @@ class AnnotatedFrame:
         cls, value: bytes | None, headers: Iterable[tuple[str, bytes | None]]
     ) -> AnnotatedFrame:
         meta = FrameMeta.from_headers(headers)
-        values = headers_to_dict(headers)
+        values = headers_to_dict(headers, unique=OUTPUT_HEADERS)
         for name in (H_FACES, H_BOXES_XYXY, H_ANALYZED_TS_NS):
             if name not in values:
                 raise FrameError(f"missing header: {name}")

@@ -253,10 +253,49 @@ def partition_count(cfg: Config, topic: str) -> int:
         admin.close()
 
 
-def topic_configs(cfg: Config) -> dict[str, str]:
-    """Per-topic settings: large enough messages for frames, bounded retention for video."""
+def topic_max_message_bytes(cfg: Config, topics: Iterable[str]) -> dict[str, int | None]:
+    """Each topic's effective `max.message.bytes`, as its brokers enforce it now.
+
+    The topic's own setting if it has one, else the broker's `message.max.bytes`: read
+    from Kafka, since a topic may have been created by someone else, with other limits.
+    None for a topic whose configuration could not be read (it does not exist, or the
+    credentials may not describe it: kafka-python reports both as an empty answer).
+    """
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    wanted = list(dict.fromkeys(topics))
+    admin = make_admin(cfg)
+    try:
+        resources = [
+            ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": None})
+            for topic in wanted
+        ]
+        described = admin.describe_configs(resources, config_filter="all").get("topic", {})
+    finally:
+        admin.close()
+    limits: dict[str, int | None] = {}
+    for topic in wanted:
+        entry = (described.get(topic) or {}).get("max.message.bytes") or {}
+        try:
+            limits[topic] = int(entry["value"])
+        except (KeyError, TypeError, ValueError):
+            limits[topic] = None
+    return limits
+
+
+def topic_configs(cfg: Config, topic: str | None = None) -> dict[str, str]:
+    """Per-topic settings: large enough messages for frames, bounded retention for video.
+
+    The dead-letter topic takes a little more than the others: a dead letter is any record
+    of the input topic plus the reason it failed.
+    """
+    from camstream.frames import DEAD_LETTER_HEADROOM_BYTES
+
+    max_message_bytes = cfg.max_frame_bytes + REQUEST_HEADROOM_BYTES
+    if topic == cfg.dead_letter_topic:
+        max_message_bytes += DEAD_LETTER_HEADROOM_BYTES
     configs = {
-        "max.message.bytes": str(cfg.max_frame_bytes + REQUEST_HEADROOM_BYTES),
+        "max.message.bytes": str(max_message_bytes),
         # Video is only useful live; keep an hour or 1 GiB per partition, whichever is less.
         "retention.ms": str(60 * 60 * 1000),
         "retention.bytes": str(1024**3),
@@ -282,7 +321,7 @@ def ensure_topics(cfg: Config, topics: Iterable[str], partitions: int | None = N
             topic: {
                 "num_partitions": partitions or cfg.partitions,
                 "replication_factor": cfg.replication_factor,
-                "configs": topic_configs(cfg),
+                "configs": topic_configs(cfg, topic),
             }
             for topic in missing
         }

@@ -34,6 +34,9 @@ class Deduplicator:
     def __init__(self) -> None:
         self.last_shown: dict[str, tuple[int, int]] = {}
 
+    def forget(self, camera_id: str) -> None:
+        self.last_shown.pop(camera_id, None)
+
     def is_new(self, frame: AnnotatedFrame) -> bool:
         position = (frame.capture_ts_ns, frame.seq)
         last = self.last_shown.get(frame.camera_id)
@@ -94,10 +97,22 @@ def iter_annotated_frames(
         consumer.close()
 
 
+def printable(text: str) -> str:
+    """`text` safe for a terminal: control, format and separator characters escaped.
+
+    Camera ids come from the cameras: an escape sequence in one could rewrite the screen
+    (or, on some terminals, worse); a bidi override could disguise it.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def format_frame(frame: AnnotatedFrame, now_ns: int | None = None) -> str:
-    result = f"skipped ({frame.skipped})" if frame.skipped else f"faces {frame.faces}"
+    result = f"skipped ({printable(frame.skipped)})" if frame.skipped else f"faces {frame.faces}"
+    camera = printable(frame.camera_id)
     return (
-        f"{frame.camera_id:>10}  seq {frame.seq:>7}  delay {frame.delay_ms(now_ns):8.1f} ms"
+        f"{camera:>10}  seq {frame.seq:>7}  delay {frame.delay_ms(now_ns):8.1f} ms"
         f"  {result}  {frame.width}x{frame.height}"
     )
 
@@ -116,7 +131,7 @@ def run_console_monitor(
     stats = MonitorStats()
     print(
         f"monitoring {topic or cfg.output_topic} at {cfg.bootstrap_servers}"
-        f" ({'camera ' + camera_id if camera_id else 'all cameras'}); Ctrl-C to stop",
+        f" ({'camera ' + printable(camera_id) if camera_id else 'all cameras'}); Ctrl-C to stop",
         file=out,
         flush=True,
     )

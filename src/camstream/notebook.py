@@ -6,6 +6,7 @@ on top of the same producer, monitor and Spark job as the command line.
 
 from __future__ import annotations
 
+import html
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,7 +60,8 @@ def publish_camera(
     display, Image, HTML = _display()
     cfg = _config(kafkabrokers)
     src = default_source() if source is None else str(source)
-    status = display(HTML(f"<code>{camera_id}</code>: opening {src} ..."), display_id=True)
+    label = f"<code>{html.escape(camera_id)}</code>"
+    status = display(HTML(f"{label}: opening {html.escape(src)} ..."), display_id=True)
     preview = display(HTML(""), display_id=True)
     stop = threading.Event()
 
@@ -70,7 +72,7 @@ def publish_camera(
     def progress(stats: DeliveryStats, force: bool) -> None:
         status.update(
             HTML(
-                f"<code>{camera_id}</code> &rarr; <code>{topic or cfg.input_topic}</code>:"
+                f"{label} &rarr; <code>{html.escape(topic or cfg.input_topic)}</code>:"
                 f" {stats.sent} frames sent, {stats.rate():.1f} frames/s,"
                 f" {stats.acked} acknowledged, {stats.failed} failed"
             )
@@ -169,8 +171,9 @@ def show_annotated_frames(
 
 
 def _caption(frame: AnnotatedFrame) -> str:
+    """The caption under a camera's image; the camera id is the sender's text, escaped."""
     return (
-        f"<b>{frame.camera_id}</b> seq {frame.seq}: delay {frame.delay_ms():.0f} ms,"
+        f"<b>{html.escape(frame.camera_id)}</b> seq {frame.seq}: delay {frame.delay_ms():.0f} ms,"
         f" faces {frame.faces}"
     )
 

@@ -14,7 +14,8 @@ import numpy as np
 from kafka import KafkaProducer
 from kafka.errors import KafkaTimeoutError
 
-from camstream.analysis import encode_jpeg
+from camstream.analysis import FittedJpeg, resize_to_width
+from camstream.analysis import fit_jpeg as fit_jpeg_within
 from camstream.config import Config
 from camstream.frames import FrameMeta
 from camstream.kafka_io import ensure_topics, make_producer
@@ -32,14 +33,6 @@ class DeliveryError(RuntimeError):
     """The broker did not acknowledge some frames."""
 
 
-@dataclass(frozen=True)
-class FittedJpeg:
-    jpeg: bytes
-    quality: int
-    width: int
-    height: int
-
-
 def fit_jpeg(image_bgr: np.ndarray, cfg: Config) -> FittedJpeg:
     """Encode within `cfg.max_frame_bytes`: lower the quality, then the resolution, if needed.
 
@@ -48,33 +41,23 @@ def fit_jpeg(image_bgr: np.ndarray, cfg: Config) -> FittedJpeg:
     dropped silently: when nothing within those bounds fits, the error names the limit
     and the settings to change.
     """
-    image, quality = image_bgr, cfg.jpeg_quality
-    while True:
-        jpeg = encode_jpeg(image, quality)
-        height, width = image.shape[:2]
-        if len(jpeg) <= cfg.max_frame_bytes:
-            return FittedJpeg(jpeg, quality, width, height)
-        if quality > cfg.min_jpeg_quality:
-            quality = max(cfg.min_jpeg_quality, quality - 10)
-            continue
-        smaller = (width * 3) // 4
-        if smaller < cfg.min_frame_width:
-            original_height, original_width = image_bgr.shape[:2]
-            raise FrameTooLargeError(
-                f"a {original_width}x{original_height} frame is still {len(jpeg)} bytes as JPEG"
-                f" at quality {quality} and {width}x{height}, over the {cfg.max_frame_bytes}-byte"
-                " limit (CAMSTREAM_MAX_FRAME_BYTES / --max-frame-bytes): raise the limit"
-                " together with the topic's max.message.bytes, or lower"
-                " CAMSTREAM_MIN_JPEG_QUALITY or CAMSTREAM_MIN_FRAME_WIDTH"
-            )
-        image = resize_to_width(image, smaller)
-
-
-def resize_to_width(image_bgr: np.ndarray, width: int | None) -> np.ndarray:
-    if not width or image_bgr.shape[1] <= width:
-        return image_bgr
-    height = max(1, round(image_bgr.shape[0] * width / image_bgr.shape[1]))
-    return cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_AREA)
+    fitted, last = fit_jpeg_within(
+        image_bgr,
+        lambda candidate: len(candidate.jpeg) <= cfg.max_frame_bytes,
+        cfg.jpeg_quality,
+        cfg.min_jpeg_quality,
+        cfg.min_frame_width,
+    )
+    if fitted is None:
+        original_height, original_width = image_bgr.shape[:2]
+        raise FrameTooLargeError(
+            f"a {original_width}x{original_height} frame is still {len(last.jpeg)} bytes as JPEG"
+            f" at quality {last.quality} and {last.width}x{last.height}, over the"
+            f" {cfg.max_frame_bytes}-byte limit (CAMSTREAM_MAX_FRAME_BYTES / --max-frame-bytes):"
+            " raise the limit together with the topic's max.message.bytes, or lower"
+            " CAMSTREAM_MIN_JPEG_QUALITY or CAMSTREAM_MIN_FRAME_WIDTH"
+        )
+    return fitted
 
 
 @dataclass

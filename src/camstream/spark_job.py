@@ -12,6 +12,8 @@ camera id.
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import sys
 import threading
@@ -20,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from camstream.config import Config, DetectionSettings
+from camstream.config import Config, ConfigError, RecordSettings
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
     from pyspark.sql.streaming import StreamingQuery
 
     from camstream.analysis import ProcessedRecord
+
+log = logging.getLogger(__name__)
 
 OBSERVATION_NAME = "camstream"
 
@@ -128,15 +132,20 @@ def _kafka_properties(cfg: Config) -> dict[str, str]:
     return {f"kafka.{name}": value for name, value in cfg.client_properties}
 
 
-def kafka_sink_options(cfg: Config) -> dict[str, str]:
+def kafka_sink_options(cfg: Config, settings: RecordSettings | None = None) -> dict[str, str]:
+    largest_record = (
+        0 if settings is None else max(settings.output_max_bytes, settings.dead_letter_max_bytes)
+    )
     options = {
         "kafka.bootstrap.servers": cfg.bootstrap_servers,
         "checkpointLocation": cfg.checkpoint_path,
         "kafka.acks": "all",
         "kafka.enable.idempotence": "true",
-        # A dead letter carries its input record as it came, over the frame limit or not:
-        # the client must not refuse it (the topics' max.message.bytes still apply).
-        "kafka.max.request.size": str(max(2 * cfg.max_frame_bytes, 16 * 1024 * 1024)),
+        # Every record fits its topic (the per-record function sees to it), so the client
+        # must never be the one to refuse a record: allow the largest topic limit.
+        "kafka.max.request.size": str(
+            max(2 * cfg.max_frame_bytes, 16 * 1024 * 1024, largest_record + 65536)
+        ),
         "kafka.linger.ms": "0",
         **_kafka_properties(cfg),
     }
@@ -174,21 +183,20 @@ def configure_worker(opencv_threads: int) -> None:
 
 
 def make_batch_processor(
-    settings: DetectionSettings,
-    jpeg_quality: int,
+    settings: RecordSettings,
     output_topic: str,
     dead_letter_topic: str,
-    max_age_ms: int | None = None,
     opencv_threads: int = 1,
-    max_frame_bytes: int | None = None,
 ) -> Any:
-    """The function that Spark runs in each Python worker over Arrow record batches."""
+    """The function that Spark runs in each Python worker over Arrow record batches.
+
+    One output row per input row, always: a record that fails becomes a dead letter.
+    """
 
     def process_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import pyarrow as pa
 
-        from camstream.analysis import process_record
-        from camstream.spark_job import configure_worker
+        from camstream.spark_job import configure_worker, process_row
 
         configure_worker(opencv_threads)
 
@@ -213,10 +221,7 @@ def make_batch_processor(
             header_lists = batch.column("headers").to_pylist()
             rows: dict[str, list[Any]] = {name: [] for name in out_schema.names}
             for key, value, headers in zip(keys, values, header_lists, strict=True):
-                pairs = [(h["key"], h["value"]) for h in headers or ()]
-                result = process_record(
-                    key, value, pairs, settings, jpeg_quality, max_age_ms, max_frame_bytes
-                )
+                result = process_row(key, value, headers, settings)
                 for name, cell in sink_row(result, output_topic, dead_letter_topic).items():
                     rows[name].append(cell)
                 rows["ok"].append(result.ok)
@@ -226,6 +231,23 @@ def make_batch_processor(
             yield pa.RecordBatch.from_pydict(rows, schema=out_schema)
 
     return process_batches
+
+
+def process_row(key: Any, value: Any, headers: Any, settings: RecordSettings) -> ProcessedRecord:
+    """`process_record` for one Spark row, with a last line of defence around it."""
+    from camstream.analysis import ProcessedRecord, process_record
+
+    try:
+        return process_record(key, value, headers, settings)
+    except Exception as exc:  # process_record never raises; should it, the row still goes on
+        reason = f"{type(exc).__name__}: {exc}"[:1000]
+        safe_key = key if isinstance(key, bytes) else None
+        safe_value = value if isinstance(value, bytes) else None
+        error_headers: list[tuple[str, bytes | None]] = [
+            ("error", reason.encode("utf-8", "replace")),
+            ("failed_ts_ns", str(time.time_ns()).encode()),
+        ]
+        return ProcessedRecord(False, safe_key, safe_value, error_headers, error=reason)
 
 
 def is_continuous(cfg: Config) -> bool:
@@ -269,7 +291,7 @@ def _session_conf(spark: SparkSession, conf: dict[str, str]) -> Iterator[None]:
                 spark.conf.set(key, value)
 
 
-def continuous_dataframe(spark: SparkSession, cfg: Config) -> DataFrame:
+def continuous_dataframe(spark: SparkSession, cfg: Config, settings: RecordSettings) -> DataFrame:
     """The same per-record function for continuous processing.
 
     Continuous processing has no mapInArrow and no observed metrics, so frames go through
@@ -278,19 +300,14 @@ def continuous_dataframe(spark: SparkSession, cfg: Config) -> DataFrame:
     """
     from pyspark.sql import functions as F
 
-    settings, quality = cfg.detection, cfg.jpeg_quality
     output_topic, dead_letter_topic = cfg.output_topic, cfg.dead_letter_topic
-    max_age_ms = cfg.skip_frames_older_than_ms
     threads = cfg.opencv_threads
-    max_bytes = cfg.max_frame_bytes
 
     def process(key: bytes | None, value: bytes | None, headers: Any) -> dict[str, Any]:
-        from camstream.analysis import process_record
-        from camstream.spark_job import configure_worker
+        from camstream.spark_job import configure_worker, process_row
 
         configure_worker(threads)
-        pairs = [(h["key"], h["value"]) for h in headers or ()]
-        result = process_record(key, value, pairs, settings, quality, max_age_ms, max_bytes)
+        result = process_row(key, value, headers, settings)
         return sink_row(result, output_topic, dead_letter_topic)
 
     process_udf = F.udf(
@@ -304,19 +321,16 @@ def continuous_dataframe(spark: SparkSession, cfg: Config) -> DataFrame:
     return source.select(process_udf("key", "value", "headers").alias("r")).select("r.*")
 
 
-def analytics_dataframe(spark: SparkSession, cfg: Config) -> DataFrame:
+def analytics_dataframe(
+    spark: SparkSession, cfg: Config, settings: RecordSettings | None = None
+) -> DataFrame:
     """The streaming DataFrame of processed frames (with `topic`, `ok`, `faces`, `error`)."""
     from pyspark.sql import functions as F
 
+    settings = settings or cfg.record_settings()
     source = spark.readStream.format("kafka").options(**kafka_source_options(cfg)).load()
     processor = make_batch_processor(
-        cfg.detection,
-        cfg.jpeg_quality,
-        cfg.output_topic,
-        cfg.dead_letter_topic,
-        max_age_ms=cfg.skip_frames_older_than_ms,
-        opencv_threads=cfg.opencv_threads,
-        max_frame_bytes=cfg.max_frame_bytes,
+        settings, cfg.output_topic, cfg.dead_letter_topic, opencv_threads=cfg.opencv_threads
     )
     processed = source.select("key", "value", "headers").mapInArrow(processor, OUTPUT_SCHEMA)
     # Counted in every batch's progress (observedMetrics): nothing is dropped silently.
@@ -350,6 +364,57 @@ def _check_cores_for_continuous(spark: SparkSession, cfg: Config) -> None:
         )
 
 
+# A frame topic that cannot hold a modest frame is a mistake, and a producer batches records
+# up to its batch size (Spark's sink: 16 KiB) below this, so every batch then fits too.
+MIN_TOPIC_MESSAGE_BYTES = 64 * 1024
+
+
+def record_settings_for_topics(cfg: Config) -> RecordSettings:
+    """The per-record settings with the size limits the topics have now, read from Kafka.
+
+    Refuses to start when the dead-letter topic could not take every record that the input
+    topic accepts (such a record would stop the job), or when a limit cannot be read.
+    """
+    from camstream.frames import DEAD_LETTER_HEADROOM_BYTES
+    from camstream.kafka_io import topic_max_message_bytes
+
+    topics = {
+        "input": cfg.input_topic,
+        "output": cfg.output_topic,
+        "dead-letter": cfg.dead_letter_topic,
+    }
+    limits = topic_max_message_bytes(cfg, topics.values())
+    unreadable = [topic for topic in topics.values() if limits.get(topic) is None]
+    if unreadable:
+        raise ConfigError(
+            f"cannot read max.message.bytes of topic(s) {', '.join(unreadable)}: create them"
+            " (the job creates missing topics unless told not to), or allow these credentials"
+            " to describe topic configurations (DescribeConfigs)"
+        )
+    sizes = {role: int(limits[topic] or 0) for role, topic in topics.items()}
+    for role in ("output", "dead-letter"):
+        if sizes[role] < MIN_TOPIC_MESSAGE_BYTES:
+            raise ConfigError(
+                f"the {role} topic {topics[role]} accepts records of at most {sizes[role]} bytes"
+                f" (max.message.bytes): too small for video frames; raise it to at least"
+                f" {MIN_TOPIC_MESSAGE_BYTES}"
+            )
+    needed = sizes["input"] + DEAD_LETTER_HEADROOM_BYTES
+    if sizes["dead-letter"] < needed:
+        raise ConfigError(
+            f"the dead-letter topic {cfg.dead_letter_topic} accepts records of at most"
+            f" {sizes['dead-letter']} bytes but the input topic {cfg.input_topic} accepts"
+            f" {sizes['input']}: a bad record near that size could not be dead-lettered and"
+            f" would stop the job. Raise the dead-letter topic's max.message.bytes to at least"
+            f" {needed} (kafka-configs.sh --bootstrap-server {cfg.bootstrap_servers} --alter"
+            f" --entity-type topics --entity-name {cfg.dead_letter_topic} --add-config"
+            f" max.message.bytes={needed}), or lower the input topic's"
+        )
+    return cfg.record_settings(
+        output_max_bytes=sizes["output"], dead_letter_max_bytes=sizes["dead-letter"]
+    )
+
+
 def build_query(
     spark: SparkSession,
     cfg: Config,
@@ -365,14 +430,17 @@ def build_query(
         from camstream.kafka_io import ensure_topics
 
         ensure_topics(cfg, [cfg.input_topic, cfg.output_topic, cfg.dead_letter_topic])
+    settings = record_settings_for_topics(cfg)
     if is_continuous(cfg):
         _check_cores_for_continuous(spark, cfg)
-        frames = continuous_dataframe(spark, cfg)
+        frames = continuous_dataframe(spark, cfg, settings)
     else:
-        frames = analytics_dataframe(spark, cfg).select("key", "value", "headers", "topic")
+        frames = analytics_dataframe(spark, cfg, settings).select(
+            "key", "value", "headers", "topic"
+        )
     writer = (
         frames.writeStream.format("kafka")
-        .options(**kafka_sink_options(cfg))
+        .options(**kafka_sink_options(cfg, settings))
         .queryName(query_name or f"camstream-{cfg.input_topic}-to-{cfg.output_topic}")
     )
     if not is_continuous(cfg):
@@ -400,8 +468,13 @@ def follow_progress(
     show: Callable[[str], Any] = print,
     seconds: float = 0,
     stop: threading.Event | None = None,
+    losses: LossMonitor | None = None,
 ) -> None:
-    """Report each new batch until the query ends, `stop` is set, or `seconds` (> 0) pass."""
+    """Report each new batch until the query ends, `stop` is set, or `seconds` (> 0) pass.
+
+    With `losses`, frames that retention deleted before the job read them are counted,
+    shown in the batch's line and logged at WARN with their partitions and offsets.
+    """
     deadline = time.monotonic() + seconds if seconds > 0 else None
     last_batch = -1
     while query.isActive and not (stop is not None and stop.is_set()):
@@ -412,9 +485,92 @@ def follow_progress(
         else:
             query.awaitTermination(2)
         for progress in query.recentProgress:
-            if progress["batchId"] > last_batch and progress.get("numInputRows"):
-                show(describe_progress(progress))
+            if progress["batchId"] > last_batch:
+                lost = losses.check(progress) if losses is not None else 0
+                if progress.get("numInputRows") or lost:
+                    show(describe_progress(progress, lost))
             last_batch = max(last_batch, progress["batchId"])
+
+
+class LossMonitor:
+    """Counts frames deleted from Kafka (by retention) before the job could read them.
+
+    With `failOnDataLoss=false` Spark's Kafka source skips offsets that no longer exist
+    and goes on, so a job that fell far behind would lose frames silently. A batch that
+    read fewer records than its offset range spans is checked against each partition's
+    earliest offset now: what lies below it was deleted unread. (The other source of such
+    gaps, a transactional producer's commit markers, is not counted: those offsets are
+    still in the log.)
+    """
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.total = 0
+        self._consumer: Any = None
+
+    def check(self, progress: dict[str, Any]) -> int:
+        """Frames lost in this batch (0 normally); logs a warning for each partition hit."""
+        lost_in_batch = 0
+        for source in progress.get("sources") or []:
+            start = _offsets(source.get("startOffset"))
+            end = _offsets(source.get("endOffset"))
+            spans = {tp: end[tp] - start[tp] for tp in end if tp in start and end[tp] > start[tp]}
+            unread = sum(spans.values()) - int(source.get("numInputRows") or 0)
+            if unread <= 0:
+                continue
+            earliest = self._earliest(list(spans))
+            ranges = []
+            for tp in sorted(spans):
+                first_kept = min(earliest.get(tp, start[tp]), end[tp])
+                if first_kept > start[tp]:
+                    ranges.append((tp, start[tp], first_kept))
+            lost = min(unread, sum(b - a for _, a, b in ranges))
+            for (topic, partition), first, after in ranges:
+                log.warning(
+                    "%d frames of %s partition %d (offsets %d to %d) were deleted from Kafka"
+                    " before the job read them: it fell behind by more than the topic's"
+                    " retention",
+                    after - first, topic, partition, first, after - 1,
+                )  # fmt: skip
+            lost_in_batch += lost
+        self.total += lost_in_batch
+        return lost_in_batch
+
+    def _earliest(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        from kafka import TopicPartition
+
+        from camstream.kafka_io import make_consumer
+
+        try:
+            if self._consumer is None:
+                self._consumer = make_consumer(self.cfg)
+            found = self._consumer.beginning_offsets([TopicPartition(t, p) for t, p in partitions])
+            return {(tp.topic, tp.partition): offset for tp, offset in found.items()}
+        except Exception as exc:  # a report must not stop the job; say why it is missing
+            log.warning("could not check for frames lost to retention: %s", exc)
+            return {}
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+
+def _offsets(value: Any) -> dict[tuple[str, int], int]:
+    """Spark's Kafka offsets ({"topic": {"0": 12}}, as JSON text or parsed) by partition."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    if not isinstance(value, dict):
+        return {}
+    return {
+        (topic, int(partition)): int(offset)
+        for topic, partitions in value.items()
+        if isinstance(partitions, dict)
+        for partition, offset in partitions.items()
+    }
 
 
 def observed_totals(query: StreamingQuery) -> dict[str, int]:
@@ -433,13 +589,16 @@ def progress_metrics(progress: Any) -> dict[str, Any]:
     return metrics.asDict() if hasattr(metrics, "asDict") else dict(metrics)
 
 
-def describe_progress(progress: dict[str, Any]) -> str:
+def describe_progress(progress: dict[str, Any], lost: int = 0) -> str:
     metrics = progress_metrics(progress)
     duration = (progress.get("durationMs") or {}).get("triggerExecution", 0)
-    return (
+    line = (
         f"batch {progress.get('batchId')}: {progress.get('numInputRows', 0)} frames in"
         f" {duration} ms ({progress.get('processedRowsPerSecond', 0) or 0:.1f} frames/s),"
         f" ok {metrics.get('frames_ok') or 0}, skipped as stale"
         f" {metrics.get('frames_skipped') or 0}, dead-lettered"
         f" {metrics.get('frames_dead_lettered') or 0}, faces {metrics.get('faces') or 0}"
     )
+    if lost:
+        line += f", LOST {lost} (deleted from Kafka before they were read)"
+    return line

@@ -49,6 +49,8 @@ EVENT_HISTORY = 50
 EVENT_REPEAT_S = 3.0  # a camera that keeps seeing faces raises an event at most this often
 THUMBNAIL_WIDTH = 160
 SEND_INTERVAL_S = 0.05  # how often a client's sender looks for newer frames
+# A client that takes no frame for this long is disconnected (it holds one frame until then).
+SEND_TIMEOUT_S = 30.0
 STATUS_INTERVAL_S = 1.0
 
 
@@ -88,8 +90,11 @@ class Event:
 class FrameStore:
     """Latest frame and bounded statistics per camera; safe to use from several threads."""
 
-    def __init__(self, stale_after_s: float = 5.0) -> None:
+    def __init__(self, stale_after_s: float = 5.0, forget_after_s: float = 1800.0) -> None:
         self.stale_after_s = stale_after_s
+        self.forget_after_s = forget_after_s
+        self._next_sweep = 0.0
+        self.cameras_forgotten = 0
         self._cameras: dict[str, CameraState] = {}
         self._events: deque[Event] = deque(maxlen=EVENT_HISTORY)
         self._next_event_id = 1
@@ -104,6 +109,7 @@ class FrameStore:
         now = time.time() if now is None else now
         delay_ms = (now * 1e9 - frame.capture_ts_ns) / 1e6
         with self._lock:
+            self._sweep(now)
             if not self._dedup.is_new(frame):
                 self.duplicates_hidden += 1
                 return False
@@ -132,6 +138,25 @@ class FrameStore:
                 self._next_event_id += 1
         return True
 
+    def _sweep(self, now: float) -> None:
+        """Drop cameras silent for `forget_after_s` (at most every few seconds; under lock).
+
+        Memory then follows the cameras that are live, not every id ever seen.
+        """
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + min(5.0, self.forget_after_s / 10)
+        silent = [c for c, s in self._cameras.items() if now - s.last_seen > self.forget_after_s]
+        for camera_id in silent:
+            del self._cameras[camera_id]
+            self._dedup.forget(camera_id)
+        self.cameras_forgotten += len(silent)
+
+    def forget_silent(self, now: float | None = None) -> None:
+        with self._lock:
+            self._next_sweep = 0.0
+            self._sweep(time.time() if now is None else now)
+
     def versions(self) -> dict[str, int]:
         with self._lock:
             return {cid: state.version for cid, state in self._cameras.items()}
@@ -148,6 +173,7 @@ class FrameStore:
     def camera_stats(self, now: float | None = None) -> list[dict[str, Any]]:
         now = time.time() if now is None else now
         with self._lock:
+            self._sweep(now)
             states = [
                 (s.camera_id, s.frame, s.frames, s.last_seen, list(s.arrivals), list(s.delays_ms))
                 for s in self._cameras.values()
@@ -279,6 +305,75 @@ class SecurityHeaders(BaseHTTPMiddleware):
         return response
 
 
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
+def host_name(host_header: str) -> str:
+    """'Example.com:8080' -> 'example.com'; '[::1]:8080' -> '[::1]'."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def is_loopback_host(name: str) -> bool:
+    return name in LOOPBACK_NAMES or name.endswith(".localhost") or name.startswith("127.")
+
+
+class SameSiteGuard:
+    """ASGI middleware that keeps other web sites out of the station.
+
+    Any page a user visits can send requests to localhost. Browsers apply no same-origin
+    policy to WebSockets, so a WebSocket upgrade whose `Origin` is not the station's own
+    (or one configured) is refused. Without a token, a request whose `Host` is not a
+    loopback name (or one configured) is refused too: that is how DNS rebinding, a
+    foreign name resolving to 127.0.0.1, would otherwise reach the HTTP API.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        check_host: bool,
+        allowed_hosts: tuple[str, ...] = (),
+        allowed_origins: tuple[str, ...] = (),
+    ) -> None:
+        self.app = app
+        self.check_host = check_host
+        self.allowed_hosts = frozenset(allowed_hosts)
+        self.allowed_origins = frozenset(allowed_origins)
+        self.refused = 0
+
+    def refusal(self, scope: dict[str, Any]) -> str | None:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        host = headers.get("host", "")
+        if self.check_host and scope.get("path") != "/healthz":
+            name = host_name(host)
+            if not (is_loopback_host(name) or name in self.allowed_hosts):
+                return f"host {host!r} is not allowed (CAMSTREAM_STATION_ALLOWED_HOSTS)"
+        origin = headers.get("origin")
+        if scope["type"] == "websocket" and origin is not None:
+            own = {f"http://{host.lower()}", f"https://{host.lower()}"}
+            if origin.lower().rstrip("/") not in own | self.allowed_origins:
+                return f"origin {origin!r} is not allowed (CAMSTREAM_STATION_ALLOWED_ORIGINS)"
+        return None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        reason = self.refusal(scope)
+        if reason is None:
+            await self.app(scope, receive, send)
+            return
+        self.refused += 1
+        log.warning("station refused %s %s: %s", scope["type"], scope.get("path"), reason)
+        if scope["type"] == "websocket":
+            # Closing before accepting makes the server answer the handshake with 403.
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await PlainTextResponse(f"forbidden: {reason}", status_code=403)(scope, receive, send)
+
+
 def _presented_token(headers: Any, query: Any, cookies: Any) -> str:
     auth = headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
@@ -287,9 +382,18 @@ def _presented_token(headers: Any, query: Any, cookies: Any) -> str:
 
 
 def create_app(
-    store: FrameStore, token: str = "", consumer: StationConsumer | None = None
+    store: FrameStore,
+    token: str = "",
+    consumer: StationConsumer | None = None,
+    allowed_hosts: tuple[str, ...] = (),
+    allowed_origins: tuple[str, ...] = (),
 ) -> Starlette:
-    """The station's ASGI app; `token` (if set) guards every route but /healthz."""
+    """The station's ASGI app; `token` (if set) guards every route but /healthz.
+
+    Other sites are kept out in any case (`SameSiteGuard`): WebSockets only from the
+    station's own pages or `allowed_origins`, and without a token only requests addressed
+    to a loopback name or one of `allowed_hosts`.
+    """
     assets = {"app.js": _asset("app.js"), "style.css": _asset("style.css")}
     index_html = _asset("index.html")
 
@@ -371,7 +475,13 @@ def create_app(
         Route("/healthz", health),
         WebSocketRoute("/ws", stream),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
+    guard = Middleware(
+        SameSiteGuard,
+        check_host=not token,
+        allowed_hosts=allowed_hosts,
+        allowed_origins=allowed_origins,
+    )
+    return Starlette(routes=routes, middleware=[guard, Middleware(SecurityHeaders)])
 
 
 async def _serve_client(websocket: WebSocket, store: FrameStore) -> None:
@@ -392,10 +502,20 @@ async def _serve_client(websocket: WebSocket, store: FrameStore) -> None:
                 elif isinstance(wanted, list):
                     subscribed = {str(c) for c in wanted[:1000]}
 
+    async def send(message: bytes | str) -> None:
+        # Awaiting the send is this client's back-pressure: the server takes no more from
+        # us while the client's socket is full, so at most one message waits per client,
+        # and the store moves on without it. A client that reads nothing is let go.
+        sender = websocket.send_bytes if isinstance(message, bytes) else websocket.send_text
+        await asyncio.wait_for(sender(message), timeout=SEND_TIMEOUT_S)  # type: ignore[arg-type]
+
     receiver = asyncio.create_task(receive())
     try:
         while not receiver.done():
-            for camera_id, version in store.versions().items():
+            versions = store.versions()
+            for gone in set(sent_versions) - set(versions):
+                del sent_versions[gone]  # a forgotten camera
+            for camera_id, version in versions.items():
                 if subscribed is not None and camera_id not in subscribed:
                     continue
                 if sent_versions.get(camera_id) == version:
@@ -404,15 +524,14 @@ async def _serve_client(websocket: WebSocket, store: FrameStore) -> None:
                 if found is None:
                     continue
                 sent_versions[camera_id] = found[0]
-                # Awaiting the send is this client's back-pressure; the store moves on.
-                await websocket.send_bytes(pack_frame(found[1]))
+                await send(pack_frame(found[1]))
             now = time.monotonic()
             if now - last_status >= STATUS_INTERVAL_S:
                 last_status = now
                 new_events = store.events(last_event_id)
                 if new_events:
                     last_event_id = new_events[-1].event_id
-                await websocket.send_text(
+                await send(
                     json.dumps(
                         {
                             "type": "status",
@@ -422,10 +541,32 @@ async def _serve_client(websocket: WebSocket, store: FrameStore) -> None:
                     )
                 )
             await asyncio.sleep(SEND_INTERVAL_S)
-    except (WebSocketDisconnect, RuntimeError):
+    except (WebSocketDisconnect, RuntimeError, TimeoutError):
         pass
     finally:
         receiver.cancel()
+        # A client that stopped reading cannot take a close frame either: do not wait on it.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(websocket.close(), timeout=1.0)
+
+
+def check_exposure(cfg: Config) -> None:
+    """Refuse to serve every camera to the network without a token, unless told to."""
+    from camstream.config import ConfigError
+
+    if is_loopback_host(host_name(cfg.station_host)) or cfg.station_token:
+        return
+    if not cfg.station_insecure_no_token:
+        raise ConfigError(
+            f"the station would serve every camera on {cfg.station_host} to anyone who can"
+            " reach it: set CAMSTREAM_STATION_TOKEN, or pass --insecure-no-token"
+            " (CAMSTREAM_STATION_INSECURE_NO_TOKEN=1) if the network itself is trusted"
+        )
+    log.warning(
+        "station: serving on %s WITHOUT a token (--insecure-no-token); it answers only to"
+        " the host names in CAMSTREAM_STATION_ALLOWED_HOSTS",
+        cfg.station_host,
+    )
 
 
 def run_station(cfg: Config, topic: str | None = None, stop: threading.Event | None = None) -> None:
@@ -433,10 +574,20 @@ def run_station(cfg: Config, topic: str | None = None, stop: threading.Event | N
     import uvicorn
 
     host, port, token = cfg.station_host, cfg.station_port, cfg.station_token
-    store = FrameStore(stale_after_s=cfg.station_stale_s)
+    check_exposure(cfg)
+    store = FrameStore(stale_after_s=cfg.station_stale_s, forget_after_s=cfg.station_forget_after_s)
     consumer = StationConsumer(cfg, store, topic)
     consumer.start()
-    app = create_app(store, token=token, consumer=consumer)
+    allowed_hosts = cfg.station_allowed_host_names
+    if not is_loopback_host(host_name(host)) and host not in ("0.0.0.0", "::", "[::]"):
+        allowed_hosts = (*allowed_hosts, host_name(host))  # the address it was told to serve
+    app = create_app(
+        store,
+        token=token,
+        consumer=consumer,
+        allowed_hosts=allowed_hosts,
+        allowed_origins=cfg.station_allowed_origin_list,
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             app,

@@ -1,0 +1,282 @@
+"""No record stops the job: poison records end to end, a crash and a restart, and no silent loss.
+
+Every record is tagged with a `test_id` header (the contract passes extra headers on, to
+the output and to dead letters), so that each can be found on whichever topic it reached.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import pytest
+from kafka import TopicPartition
+
+from camstream.analysis import encode_jpeg
+from camstream.config import Config
+from camstream.frames import FrameMeta, headers_to_dict
+from camstream.kafka_io import make_admin, make_consumer, make_producer
+from camstream.spark_job import LossMonitor, build_query, follow_progress
+from conftest import astronaut_bgr, consume, group_alive, wait_until
+from poison import CAMERA, bad_records, large_face_frame, with_exif_orientation
+
+pytestmark = pytest.mark.spark
+
+Headers = list[tuple[str, bytes | None]]
+Record = tuple[bytes | None, bytes | None, Headers]
+HOUR_NS = 3600 * 10**9
+
+
+def poison_records(jpeg: bytes) -> tuple[dict[str, Record], dict[str, Record]]:
+    """(bad records that must be dead-lettered, tricky valid ones that must come out)."""
+    now = time.time_ns()
+
+    def headers(number: int, width: int = 512, height: int = 512, ts: int = now, **changes: bytes):
+        base = FrameMeta(CAMERA, number, ts, width, height).to_headers()
+        return [(name, changes.get(name, value)) for name, value in base]
+
+    key = CAMERA.encode()
+    bad = {
+        kind: record
+        for kind, record in bad_records(jpeg, 20_000).items()
+        if kind != "oversized frame value"  # this job runs with the default frame limit
+    }
+    bad |= {
+        "capture_ts_ns of 400 digits": (key, jpeg, headers(20_100, capture_ts_ns=b"9" * 400)),
+        "null key": (None, jpeg, headers(20_101)),
+        "seq header twice": (key, jpeg, [*headers(20_102), ("seq", b"7")]),
+        "seq in Arabic-Indic digits": (key, jpeg, headers(20_103, seq="١٢٣".encode())),
+        "stale and truncated": (key, jpeg[: len(jpeg) // 2], headers(20_104, ts=now - HOUR_NS)),
+        "over the frame limit (1 MB)": (
+            key,
+            b"\xff\xd8\xff" + os.urandom(1_005_000),
+            headers(20_105),
+        ),
+    }
+    wide = cv2.resize(astronaut_bgr(), (640, 480), interpolation=cv2.INTER_AREA)
+    big = encode_jpeg(large_face_frame(), 30)
+    valid = {
+        "3200x2400 face frame that annotated exceeds its topic": (
+            key,
+            big,
+            headers(30_000, 3200, 2400),
+        ),
+        "EXIF orientation 6": (
+            key,
+            with_exif_orientation(encode_jpeg(wide, 80), 6),
+            headers(30_001, 640, 480),
+        ),
+        "bytes after the end-of-image marker": (key, jpeg + os.urandom(3000), headers(30_002)),
+        "stale but valid (the latest policy)": (key, jpeg, headers(30_003, ts=now - HOUR_NS)),
+    }
+    return bad, valid
+
+
+def analyze(cfg: Config, checkpoint: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "KAFKA_BOOTSTRAP": cfg.bootstrap_servers, "CAMSTREAM_HOME": cfg.home}
+    return subprocess.Popen(
+        [sys.executable, "-m", "camstream", "analyze",
+         "--input-topic", cfg.input_topic, "--output-topic", cfg.output_topic,
+         "--dlq-topic", cfg.dead_letter_topic, "--checkpoint-location", str(checkpoint),
+         "--starting-offsets", "earliest", "--master", "local[2]",
+         # Small batches, so that the kill lands in the middle of the stream; the latest
+         # policy with a generous age, so that only the hour-old records take its path.
+         "--max-offsets-per-trigger", "6", "--freshness", "latest",
+         "--max-frame-age-ms", "600000"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+class Tally:
+    """Which test_id reached which topic, and how often."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.consumer = make_consumer(
+            cfg, cfg.output_topic, cfg.dead_letter_topic, from_beginning=True
+        )
+        self.seen: dict[str, Counter[str]] = {
+            cfg.output_topic: Counter(),
+            cfg.dead_letter_topic: Counter(),
+        }
+        self.output_order: list[str] = []
+        self.records: dict[str, object] = {}
+
+    def poll(self) -> int:
+        for records in self.consumer.poll(timeout_ms=500).values():
+            for record in records:
+                test_id = dict(record.headers).get("test_id", b"?").decode()
+                self.seen[record.topic][test_id] += 1
+                self.records.setdefault(test_id, record)
+                if record.topic == self.cfg.output_topic:
+                    self.output_order.append(test_id)
+        return sum(len(c) for c in self.seen.values())
+
+
+def test_poison_records_never_stop_the_job_even_across_a_crash(cfg: Config, tmp_path: Path) -> None:
+    jpeg = encode_jpeg(astronaut_bgr(), 80)
+    bad, tricky = poison_records(jpeg)
+    stream: list[tuple[str, Record, bool]] = []  # (test_id, record, valid?)
+    # The slow 3200x2400 frame early: the kill below lands while its batch is in flight, so
+    # that the restarted job replays a batch with poison records in it.
+    kinds = [*tricky.items(), *bad.items()]
+    kinds.insert(6, kinds.pop(0))
+    for seq, (kind, record) in enumerate(kinds):
+        headers = FrameMeta(CAMERA, seq, time.time_ns(), 512, 512).to_headers()
+        stream.append((f"valid-{seq}", (CAMERA.encode(), jpeg, headers), True))
+        stream.append((kind, record, kind in tricky))
+    producer = make_producer(cfg)
+
+    def publish(part: list[tuple[str, Record, bool]]) -> None:
+        for test_id, (key, value, headers), _ in part:
+            tagged = [*headers, ("test_id", test_id.encode())]
+            producer.send(cfg.input_topic, key=key, value=value, headers=tagged)
+        producer.flush()
+
+    half = len(stream) // 2
+    publish(stream[:half])
+    tally = Tally(cfg)
+    checkpoint = tmp_path / "checkpoint"
+    job = analyze(cfg, checkpoint)
+    first_lines: list[str] = []
+    reader = threading.Thread(target=lambda: first_lines.extend(job.stdout), daemon=True)
+    reader.start()
+    try:
+        wait_until(
+            lambda: tally.poll() >= 12 and any(line.startswith("batch ") for line in first_lines),
+            240,
+            what="the job to process a first part",
+        )
+        os.killpg(job.pid, signal.SIGKILL)  # the whole job: driver JVM and Python workers
+        job.wait(timeout=30)
+        reader.join(timeout=10)
+        first_run = "".join(first_lines)
+        wait_until(lambda: not group_alive(job.pid), 30, what="the killed job to be gone")
+        publish(stream[half:])
+        job = analyze(cfg, checkpoint)  # from its checkpoint: what was in flight comes again
+        wanted = {test_id for test_id, _, _ in stream}
+        wait_until(
+            lambda: (
+                tally.poll() >= 0
+                and wanted
+                <= set(tally.seen[cfg.output_topic]) | set(tally.seen[cfg.dead_letter_topic])
+            ),
+            300,
+            what="every record on the output or the dead-letter topic",
+        )
+        assert job.poll() is None, "the job stopped"
+    finally:
+        producer.close()
+        job.send_signal(signal.SIGTERM)
+        output, _ = job.communicate(timeout=90)
+        tally.consumer.close()
+    assert job.returncode == 0, output[-3000:]
+    # The second run went on from the first one's checkpoint, not from the start.
+    first_batches = [int(b) for b in re.findall(r"^batch (\d+):", first_run, re.M)]
+    second_batches = [int(b) for b in re.findall(r"^batch (\d+):", output, re.M)]
+    assert first_batches and second_batches and second_batches[0] > first_batches[-1]
+
+    out, dead = tally.seen[cfg.output_topic], tally.seen[cfg.dead_letter_topic]
+    valid_ids = {test_id for test_id, _, valid in stream if valid}
+    bad_ids = {test_id for test_id, _, valid in stream if not valid}
+    assert set(out) == valid_ids, set(out) ^ valid_ids
+    assert set(dead) == bad_ids, set(dead) ^ bad_ids
+    assert not set(out) & set(dead)
+    repeats = sum(n - 1 for n in out.values()) + sum(n - 1 for n in dead.values())
+    print(
+        f"poison stream: {len(valid_ids)} out, {len(bad_ids)} dead-lettered, {repeats} repeats;"
+        f" first run batches {first_batches}, second run {second_batches}"
+    )
+    # Per-camera order on the output, each frame counted once (replays after the crash).
+    first_seen = list(dict.fromkeys(t for t in tally.output_order if t.startswith("valid-")))
+    assert first_seen == sorted(first_seen, key=lambda t: int(t.split("-")[1]))
+    # The tricky valid frames came out right.
+    big = headers_to_dict(
+        tally.records["3200x2400 face frame that annotated exceeds its topic"].headers
+    )
+    assert "fitted" in big and int(big["faces"]) >= 1
+    exif = tally.records["EXIF orientation 6"]
+    exif_headers = headers_to_dict(exif.headers)
+    assert (exif_headers["width"], exif_headers["height"]) == ("640", "480")
+    assert cv2.imdecode(
+        __import__("numpy").frombuffer(exif.value, "uint8"), cv2.IMREAD_COLOR
+    ).shape[:2] in ((480, 640), (640, 480))
+    stale = headers_to_dict(tally.records["stale but valid (the latest policy)"].headers)
+    assert stale["skipped"].startswith("stale")
+    reason = headers_to_dict(tally.records["capture_ts_ns of 400 digits"].headers)["error"]
+    assert "capture_ts_ns" in reason and "400 digits" in reason
+
+
+def test_frames_deleted_before_the_job_read_them_are_reported(
+    spark, cfg: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    """failOnDataLoss=false lets a job that fell behind go on: it must say what it lost."""
+    jpeg = encode_jpeg(cv2.resize(astronaut_bgr(), (128, 128)), 70)
+    producer = make_producer(cfg)
+
+    def send(seqs: range) -> list:
+        futures = [
+            producer.send(
+                cfg.input_topic,
+                key=b"cam-loss",
+                value=jpeg,
+                headers=FrameMeta("cam-loss", seq, time.time_ns(), 128, 128).to_headers(),
+            )
+            for seq in seqs
+        ]
+        producer.flush()
+        return [f.get(timeout=30) for f in futures]
+
+    send(range(10))
+    query = build_query(spark, cfg)
+    try:
+        consume(cfg, cfg.output_topic, 10, timeout_s=120)
+    finally:
+        query.stop()
+    sent = send(range(10, 30))  # while the job is down
+    partition, first = sent[0].partition, sent[0].offset
+    admin = make_admin(cfg)
+    try:  # what retention does to a job that fell too far behind
+        admin.delete_records({TopicPartition(cfg.input_topic, partition): first + 15})
+    finally:
+        admin.close()
+    producer.close()
+
+    losses = LossMonitor(cfg)
+    lines: list[str] = []
+    stop = threading.Event()
+    query = build_query(spark, cfg)
+    follower = threading.Thread(
+        target=follow_progress,
+        args=(query, lines.append),
+        kwargs={"stop": stop, "losses": losses},
+        daemon=True,
+    )
+    caplog.set_level("WARNING", logger="camstream.spark_job")
+    follower.start()
+    try:
+        out = consume(cfg, cfg.output_topic, 15, timeout_s=120)
+        wait_until(lambda: losses.total >= 15, 60, what="the loss to be counted")
+    finally:
+        stop.set()
+        follower.join(timeout=30)
+        query.stop()
+        losses.close()
+    assert sorted(int(headers_to_dict(r.headers)["seq"]) for r in out) == [
+        *range(10),
+        *range(25, 30),
+    ]
+    assert losses.total == 15
+    assert any("LOST 15" in line for line in lines), lines
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    expected = f"partition {partition} (offsets {first} to {first + 14})"
+    assert any(expected in w and "15 frames" in w for w in warnings), warnings

@@ -1,0 +1,78 @@
+"""The job reads its topics' real size limits at start, and refuses limits it cannot honour."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from kafka.admin import NewTopic
+
+from camstream.config import Config, ConfigError
+from camstream.frames import DEAD_LETTER_HEADROOM_BYTES
+from camstream.kafka_io import REQUEST_HEADROOM_BYTES, make_admin, topic_max_message_bytes
+from camstream.spark_job import kafka_sink_options, record_settings_for_topics
+from conftest import unique_topics
+
+
+def topics_with_limits(bootstrap: str, tmp_path, **limits: int | None) -> Config:
+    """A config whose input, output and dead-letter topics exist with the given limits
+    (None: the broker's default), created here as someone else might have created them."""
+    cfg = unique_topics(bootstrap, tmp_path)
+    names = {"input": cfg.input_topic, "output": cfg.output_topic, "dlq": cfg.dead_letter_topic}
+    admin = make_admin(cfg)
+    try:
+        admin.create_topics(
+            [
+                NewTopic(
+                    names[role],
+                    1,
+                    1,
+                    topic_configs={}
+                    if limits.get(role) is None
+                    else {"max.message.bytes": str(limits[role])},
+                )
+                for role in names
+            ]
+        )
+    finally:
+        admin.close()
+    return cfg
+
+
+def test_the_limits_are_read_from_kafka_not_assumed(kafka_bootstrap: str, tmp_path) -> None:
+    cfg = topics_with_limits(kafka_bootstrap, tmp_path, input=500_000, output=200_000, dlq=700_000)
+    limits = topic_max_message_bytes(cfg, [cfg.input_topic, cfg.output_topic, "no-such-topic"])
+    assert limits == {cfg.input_topic: 500_000, cfg.output_topic: 200_000, "no-such-topic": None}
+    settings = record_settings_for_topics(cfg)
+    assert settings.output_max_bytes == 200_000 and settings.dead_letter_max_bytes == 700_000
+    # The sink's client never refuses what a topic accepts.
+    assert int(kafka_sink_options(cfg, settings)["kafka.max.request.size"]) >= 700_000
+
+
+def test_a_dead_letter_topic_smaller_than_the_input_refuses_to_start(
+    kafka_bootstrap: str, tmp_path
+) -> None:
+    cfg = topics_with_limits(kafka_bootstrap, tmp_path, input=1_000_000, dlq=900_000)
+    with pytest.raises(ConfigError) as refused:
+        record_settings_for_topics(cfg)
+    message = str(refused.value)
+    assert cfg.dead_letter_topic in message and "max.message.bytes" in message
+    assert f"max.message.bytes={1_000_000 + DEAD_LETTER_HEADROOM_BYTES}" in message
+
+
+def test_a_topic_too_small_for_frames_or_missing_refuses_to_start(
+    kafka_bootstrap: str, tmp_path
+) -> None:
+    tiny = topics_with_limits(kafka_bootstrap, tmp_path, output=4096)
+    with pytest.raises(ConfigError, match=r"output topic .* at most 4096 bytes"):
+        record_settings_for_topics(tiny)
+    missing = tiny.replace(dead_letter_topic=f"missing-{uuid.uuid4().hex[:8]}")
+    with pytest.raises(ConfigError, match=r"cannot read max\.message\.bytes"):
+        record_settings_for_topics(missing)
+
+
+def test_topics_camstream_creates_fit_together(cfg: Config) -> None:
+    limits = topic_max_message_bytes(cfg, [cfg.input_topic, cfg.dead_letter_topic])
+    assert limits[cfg.input_topic] == cfg.max_frame_bytes + REQUEST_HEADROOM_BYTES
+    assert limits[cfg.dead_letter_topic] == limits[cfg.input_topic] + DEAD_LETTER_HEADROOM_BYTES
+    record_settings_for_topics(cfg)  # accepted as created
