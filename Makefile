@@ -9,15 +9,24 @@ STAMP := $(VENV)/.installed
 # Broker data, logs and Spark checkpoints of the demo stay inside this checkout.
 export CAMSTREAM_HOME ?= $(CURDIR)/.camstream
 
-.PHONY: setup browser demo test test-fast bench capacity lint format broker-start broker-stop \
-	cluster-start cluster-stop arch notebooks-clean clean
+.PHONY: setup browser demo test test-fast bench capacity lint format lock broker-start \
+	broker-stop cluster-start cluster-stop arch notebooks-clean clean
 
+# The tested stack from the lock (requirements.txt: every package pinned, with its hashes),
+# then camstream itself. pip refuses any file whose hash is not in the lock.
 $(STAMP): requirements.txt pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit("camstream needs Python 3.10+" if sys.version_info < (3, 10) else 0)'
+	@$(PYTHON) -c 'import sys; sys.exit("camstream needs Python 3.11.5+" if sys.version_info < (3, 11, 5) else 0)'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --progress-bar on -r requirements.txt
+	$(PY) -m pip install --progress-bar on --require-hashes -r requirements.txt
 	$(PY) -m pip install --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+
+# Re-resolve the lock from pyproject.toml's ranges, keeping its pins where they still fit
+# (`make lock UPGRADE=--upgrade` to move them all to the newest).
+lock: $(STAMP)
+	$(VENV)/bin/uv pip compile pyproject.toml --extra spark --extra station --extra notebooks \
+		--extra dev --universal --python-version 3.11.5 --generate-hashes $(UPGRADE) \
+		--custom-compile-command "make lock" -o requirements.txt
 
 # Python packages, then the Kafka broker and Spark Kafka connector jars (Maven Central).
 setup: $(STAMP)
@@ -44,11 +53,11 @@ test: setup browser lint
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
 	exit $$status
 
-# The quick inner loop: no Spark sessions, no clusters (about 75 s).
+# The inner loop: no Spark sessions, no clusters (about 4 minutes).
 test-fast: setup lint
 	$(PY) -m pytest -m "not spark and not cluster"
 
-# The benchmark (about 15 minutes on 2 cores): bench/results/results.json, PNG plots, a table.
+# The benchmark (about 25 minutes on 2 cores): bench/results/results.json, PNG plots, a table.
 bench: setup
 	$(PY) bench/run.py
 

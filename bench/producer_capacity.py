@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from camstream.processes import rss_kb
+from camstream.local.supervisor import process_rss_mb
 
 STEPS = [250, 500, 1000, 2000, 3000, 5000, 7500, 10000, 15000, 20000]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -39,23 +39,23 @@ def say(message: str) -> None:
 def simulate_step(bootstrap: str, cameras: int, seconds: float, replication: int) -> dict[str, Any]:
     """One `camstream simulate` run on a fresh topic; its figures and CPU time."""
     from camstream.config import Config
-    from camstream.kafka_io import make_admin
+    from camstream.kafka.clients import make_admin
 
     topic = f"bench-producer-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "CAMSTREAM_REPLICATION_FACTOR": str(replication)}
     cmd = [
         sys.executable, "-m", "camstream", "simulate", "--cameras", str(cameras), "--fps", "1",
-        "--duration", str(seconds), "--topic", topic, "--bootstrap-servers", bootstrap,
+        "--duration", str(seconds), "--input-topic", topic, "--kafka-bootstrap", bootstrap,
     ]  # fmt: skip
     started = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # Sampled, not ru_maxrss: a forked child inherits the parent's high-water mark.
-    peak_rss_kb = 0
+    peak_rss_mb = 0.0
     while True:
         done, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if done:
             break
-        peak_rss_kb = max(peak_rss_kb, rss_kb(proc.pid))
+        peak_rss_mb = max(peak_rss_mb, process_rss_mb(proc.pid))
         time.sleep(0.5)
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - started
@@ -75,7 +75,7 @@ def simulate_step(bootstrap: str, cameras: int, seconds: float, replication: int
         "wall_s": round(wall, 2),
         # CPU of the producer process alone (its own threads: schedule + Kafka I/O).
         "cpu_cores": round((usage.ru_utime + usage.ru_stime) / wall, 3),
-        "max_rss_mb": round(peak_rss_kb / 1024, 1),
+        "max_rss_mb": round(peak_rss_mb, 1),
     }
     result["sustained"] = (
         proc.returncode == 0
@@ -85,7 +85,7 @@ def simulate_step(bootstrap: str, cameras: int, seconds: float, replication: int
     )
     if proc.returncode != 0:
         result["error"] = stderr.strip().splitlines()[-1:] or ["?"]
-    admin = make_admin(Config(bootstrap_servers=bootstrap))
+    admin = make_admin(Config(kafka_bootstrap=bootstrap))
     try:  # the frames are not needed after the step: free the disk
         admin.delete_topics([topic])
     finally:
@@ -95,7 +95,8 @@ def simulate_step(bootstrap: str, cameras: int, seconds: float, replication: int
 
 def run(quick: bool = False, brokers: int = 1, steps: list[int] | None = None) -> dict[str, Any]:
     """Ramp cameras on one producer until a step is not sustained."""
-    from camstream.broker import LocalBroker, LocalCluster, free_port, free_port_block
+    from camstream.local.broker import LocalBroker, LocalCluster
+    from camstream.local.ports import free_port, free_port_block
 
     steps = steps or ([50, 200] if quick else STEPS)
     seconds = 8.0 if quick else 20.0

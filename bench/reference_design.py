@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from camstream.config import Config
-from camstream.kafka_io import make_producer
+from camstream.kafka.clients import make_producer
 
 
 def encode_message(camera_id: str, seq: int, frame_bgr: np.ndarray) -> bytes:
@@ -75,7 +75,7 @@ def build_reference_query(
     analyze_udf = F.udf(analyze, "binary", useArrow=False)  # row at a time, pickled rows
     source = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", cfg.bootstrap_servers)
+        .option("kafka.bootstrap.servers", cfg.kafka_bootstrap)
         .option("subscribe", input_topic)
         .option("startingOffsets", "earliest")
         .option("maxOffsetsPerTrigger", "40")  # bounded, unlike the reference, to fit in memory
@@ -85,7 +85,7 @@ def build_reference_query(
     return (
         source.select(F.col("key"), analyze_udf("value").alias("value"))
         .writeStream.format("kafka")
-        .option("kafka.bootstrap.servers", cfg.bootstrap_servers)
+        .option("kafka.bootstrap.servers", cfg.kafka_bootstrap)
         .option("kafka.max.request.size", str(8 * 1024 * 1024))
         .option("topic", output_topic)
         .option("checkpointLocation", checkpoint)

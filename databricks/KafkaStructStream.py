@@ -5,7 +5,7 @@
 # MAGIC Reads JPEG frames from the Kafka topic `camera-stream` (key = camera id, metadata in
 # MAGIC headers), detects faces with OpenCV Haar cascades, draws the boxes and writes the
 # MAGIC annotated frames to `camera-analytics-stream`. Records that cannot be processed go to
-# MAGIC the dead-letter topic with the reason. The job is `camstream.spark_job.build_query`,
+# MAGIC the dead-letter topic with the reason. The job is `camstream.spark.job.build_query`,
 # MAGIC the same function that `camstream analyze` runs.
 # MAGIC
 # MAGIC **Where camstream comes from**
@@ -81,8 +81,8 @@ spark.sparkContext.addPyFile(shipped)  # the executors' Python workers import it
 # COMMAND ----------
 
 from camstream.config import Config
-from camstream.notebook import show_stream_progress
-from camstream.spark_job import build_query
+from camstream.spark.job import build_query
+from camstream.viewers.notebook import show_stream_progress
 
 protocol = dbutils.widgets.get("kafka.security.protocol")
 kafka_properties = [("security.protocol", protocol)]
@@ -98,7 +98,7 @@ if protocol.startswith("SASL"):
     ]
 
 cfg = Config.from_env(
-    bootstrap_servers=dbutils.widgets.get("kafka.bootstrap.servers"),
+    kafka_bootstrap=dbutils.widgets.get("kafka.bootstrap.servers"),
     input_topic=dbutils.widgets.get("input_topic"),
     output_topic=dbutils.widgets.get("output_topic"),
     dead_letter_topic=dbutils.widgets.get("dead_letter_topic"),

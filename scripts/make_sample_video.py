@@ -217,8 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out-dir",
         type=Path,
-        default=repo_root / "src" / "camstream" / "data",
-        help="output directory (default: src/camstream/data under the repo root)",
+        default=repo_root / "src" / "camstream" / "cameras" / "data",
+        help="output directory (default: src/camstream/cameras/data under the repo root)",
     )
     args = parser.parse_args(argv)
     out_dir: Path = args.out_dir

@@ -7,6 +7,8 @@ otherwise the session starts camstream's own local broker on free ports and stop
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,9 +19,12 @@ import cv2
 import numpy as np
 import pytest
 
-from camstream.broker import LocalBroker, LocalCluster, free_port, free_port_block
 from camstream.config import Config
-from camstream.kafka_io import ensure_topics, make_consumer
+from camstream.kafka.clients import make_consumer
+from camstream.kafka.topics import ensure_topics
+from camstream.local.broker import LocalBroker, LocalCluster
+from camstream.local.ports import free_port, free_port_block
+from camstream.local.supervisor import group_alive  # noqa: F401  (for the tests)
 
 T = TypeVar("T")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -64,9 +69,9 @@ def cluster_cfg(kafka_cluster: LocalCluster, tmp_path: Path) -> Config:
 @pytest.fixture(scope="session")
 def spark(kafka_bootstrap: str) -> Iterator[Any]:
     """One local Spark session (with the Kafka connector) for the tests that need it."""
-    from camstream.spark_job import spark_session
+    from camstream.spark.session import spark_session
 
-    session = spark_session(Config(master="local[2]"), app_name="camstream-tests")
+    session = spark_session(Config(spark_master="local[2]"), app_name="camstream-tests")
     yield session
     session.stop()
 
@@ -81,7 +86,7 @@ def unique_topics(bootstrap: str, tmp_path: Path, **settings: Any) -> Config:
     """A config with topic names of its own (not created yet) and state under tmp_path."""
     suffix = uuid.uuid4().hex[:10]
     return Config(
-        bootstrap_servers=bootstrap,
+        kafka_bootstrap=bootstrap,
         input_topic=f"camera-stream-{suffix}",
         output_topic=f"camera-analytics-stream-{suffix}",
         dead_letter_topic=f"camera-stream-dlq-{suffix}",
@@ -95,15 +100,6 @@ def _config_with_topics(bootstrap: str, tmp_path: Path, **settings: Any) -> Conf
     config = unique_topics(bootstrap, tmp_path, **settings)
     ensure_topics(config, [config.input_topic, config.output_topic, config.dead_letter_topic])
     return config
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether any process of the process group `pgid` still runs."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def wait_until(
@@ -157,3 +153,26 @@ def iou(a: list[int] | np.ndarray, b: list[int] | np.ndarray) -> float:
     inter = ix * iy
     union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
     return inter / union if union > 0 else 0.0
+
+
+@pytest.fixture(scope="session")
+def python_without_camstream(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An interpreter with camstream's dependencies but not camstream itself.
+
+    The executors run it, so the job only works if the driver ships the package to them.
+    A plain path line in a .pth file adds the site-packages folder without running the
+    .pth files inside it, one of which is camstream's editable install.
+    """
+    venv = tmp_path_factory.mktemp("executor-venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site_packages = next(Path(p) for p in sys.path if p.endswith("site-packages"))
+    target = next((venv / "lib").glob("python3*/site-packages"))
+    (target / "camstream-deps.pth").write_text(f"{site_packages}\n")
+    python = str(venv / "bin" / "python")
+    probe = subprocess.run(
+        [python, "-c", "import cv2, numpy, pyarrow\nimport camstream"],
+        capture_output=True,
+        text=True,
+    )
+    assert "No module named 'camstream'" in probe.stderr, probe.stderr
+    return python

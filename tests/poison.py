@@ -11,8 +11,8 @@ import time
 import cv2
 import numpy as np
 
-from camstream.analysis import encode_jpeg
-from camstream.frames import FrameMeta
+from camstream.core.contract import FrameMeta
+from camstream.core.jpeg import encode_jpeg
 from conftest import astronaut_bgr
 
 CAMERA = "cam-fuzz"

@@ -9,14 +9,16 @@ from contextlib import contextmanager
 
 import uvicorn
 
-from camstream.analysis import encode_jpeg
-from camstream.annotation import annotate
-from camstream.broker import free_port
+from camstream.cameras.simulate import load_sample_frames, sample_labels
 from camstream.config import Config
-from camstream.frames import FrameMeta, analytics_headers
-from camstream.kafka_io import make_producer
-from camstream.simulate import load_sample_frames, sample_labels
-from camstream.station import FrameStore, StationConsumer, create_app
+from camstream.core.annotation import annotate
+from camstream.core.contract import FrameMeta, analytics_headers
+from camstream.core.jpeg import encode_jpeg
+from camstream.kafka.clients import make_producer
+from camstream.local.ports import free_port
+from camstream.viewers.station.app import create_app
+from camstream.viewers.station.server import StationConsumer
+from camstream.viewers.station.store import FrameStore
 
 
 @contextmanager

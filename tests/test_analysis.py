@@ -8,9 +8,10 @@ from dataclasses import replace
 
 import pytest
 
-from camstream.analysis import encode_jpeg, jpeg_size, process_record
 from camstream.config import DETECTION_PRESETS, RecordSettings
-from camstream.frames import OUTPUT_HEADERS, FrameMeta, headers_to_dict
+from camstream.core.contract import OUTPUT_HEADERS, FrameMeta, headers_to_dict
+from camstream.core.jpeg import encode_jpeg, jpeg_size
+from camstream.core.records import process_record
 from conftest import astronaut_bgr
 
 SETTINGS = RecordSettings(detection=DETECTION_PRESETS["faithful"])
@@ -95,7 +96,7 @@ def test_latest_policy_passes_stale_frames_through_marked() -> None:
 def test_a_frame_without_faces_is_passed_on_unchanged() -> None:
     import numpy as np
 
-    from camstream.analysis import analyze_jpeg
+    from camstream.core.analysis import analyze_jpeg
 
     blank = encode_jpeg(np.full((480, 640, 3), 90, dtype=np.uint8), 75)
     for settings in DETECTION_PRESETS.values():

@@ -21,7 +21,7 @@ def test_benchmark_smoke_run(cfg: Config, tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, str(REPO / "bench" / "run.py"), "--quick",
          "--scenarios", "raw,accuracy,drain", "--out", str(tmp_path)],
-        env={**os.environ, "KAFKA_BOOTSTRAP": cfg.bootstrap_servers},
+        env={**os.environ, "KAFKA_BOOTSTRAP": cfg.kafka_bootstrap},
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from camstream.broker import BrokerError, LocalBroker, free_port
-from camstream.deps import DependencyError, java_executable
+from camstream.errors import BrokerError, DependencyError
+from camstream.local.broker import LocalBroker
+from camstream.local.jars import java_executable
+from camstream.local.ports import free_port
 
 
 def test_port_taken_is_a_clear_error(tmp_path: Path) -> None:
@@ -36,7 +38,7 @@ def test_java_on_this_machine_is_new_enough(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_cluster_ids_never_look_like_options() -> None:
     """A random id starting with '-' made kafka-storage fail (1 start in 64)."""
-    from camstream.broker import _kafka_uuid
+    from camstream.local.broker import _kafka_uuid
 
     ids = [_kafka_uuid() for _ in range(2000)]
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -10,10 +11,11 @@ import sys
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
-from camstream.broker import free_port
 from camstream.config import Config
+from camstream.local.ports import free_port
 from conftest import wait_until
 
 
@@ -48,24 +50,24 @@ def test_bad_configuration_fails_fast() -> None:
     out = run("topics", "create", env={"CAMSTREAM_PARTITIONS": "many"})
     assert out.returncode == 2
     assert "CAMSTREAM_PARTITIONS='many' is not a whole number" in out.stderr
-    out = run("monitor", "--bootstrap-servers", "no-port-here")
+    out = run("monitor", "--kafka-bootstrap", "no-port-here")
     assert out.returncode == 2 and "expected HOST:PORT" in out.stderr
-    out = run("analyze", "--preset", "turbo")
+    out = run("analyze", "--detection-preset", "turbo")
     assert out.returncode == 2 and "invalid choice: 'turbo'" in out.stderr
 
 
 def test_broker_down_is_reported_not_a_traceback() -> None:
-    out = run("monitor", "--bootstrap-servers", f"127.0.0.1:{free_port()}")
-    assert out.returncode == 1
+    out = run("monitor", "--kafka-bootstrap", f"127.0.0.1:{free_port()}")
+    assert out.returncode == 4  # Kafka unreachable (camstream.errors)
     assert "cannot reach Kafka" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_topics_create_and_list(cfg: Config) -> None:
     env = {
-        "KAFKA_BOOTSTRAP": cfg.bootstrap_servers,
+        "KAFKA_BOOTSTRAP": cfg.kafka_bootstrap,
         "CAMSTREAM_INPUT_TOPIC": cfg.input_topic + "-cli",
         "CAMSTREAM_OUTPUT_TOPIC": cfg.output_topic + "-cli",
-        "CAMSTREAM_DLQ_TOPIC": cfg.dead_letter_topic + "-cli",
+        "CAMSTREAM_DEAD_LETTER_TOPIC": cfg.dead_letter_topic + "-cli",
     }
     out = run("topics", "create", env=env)
     assert out.returncode == 0, out.stderr
@@ -84,11 +86,11 @@ def test_demo_runs_the_stack_and_ctrl_c_leaves_nothing_behind(
     station_port = free_port()
     env = {
         **os.environ,
-        "KAFKA_BOOTSTRAP": cfg.bootstrap_servers,
+        "KAFKA_BOOTSTRAP": cfg.kafka_bootstrap,
         "CAMSTREAM_HOME": str(home),
         "CAMSTREAM_INPUT_TOPIC": cfg.input_topic,
         "CAMSTREAM_OUTPUT_TOPIC": cfg.output_topic,
-        "CAMSTREAM_DLQ_TOPIC": cfg.dead_letter_topic,
+        "CAMSTREAM_DEAD_LETTER_TOPIC": cfg.dead_letter_topic,
         "CAMSTREAM_SPARK_MASTER": "local[2]",
         "CAMSTREAM_STATION_PORT": str(station_port),
         "PYTHONUNBUFFERED": "1",
@@ -132,14 +134,12 @@ def test_demo_runs_the_stack_and_ctrl_c_leaves_nothing_behind(
     # No process of the demo is left: nothing runs with its CAMSTREAM_HOME in its environment.
     def leftovers() -> list[int]:
         found = []
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+        for proc in psutil.process_iter(["pid"]):
+            if proc.pid == os.getpid():
                 continue
-            try:
-                if f"CAMSTREAM_HOME={home}".encode() in (proc / "environ").read_bytes():
-                    found.append(int(proc.name))
-            except OSError:
-                continue
+            with contextlib.suppress(psutil.Error):
+                if proc.environ().get("CAMSTREAM_HOME") == str(home):
+                    found.append(proc.pid)
         return found
 
     wait_until(lambda: not leftovers(), timeout_s=30, what="demo processes to exit")
@@ -150,5 +150,5 @@ def test_cluster_commands_report_state_and_reject_bad_options(tmp_path: Path) ->
     assert out.returncode == 3 and "stopped" in out.stdout
     out = run("broker", "start", "--brokers", "0", "--dir", str(tmp_path / "kafka"))
     assert out.returncode == 2 and "--brokers must be 1 or more" in out.stderr
-    out = run("analyze", "--conf", "spark.executor.memory", "--bootstrap-servers", "h:1")
+    out = run("analyze", "--conf", "spark.executor.memory", "--kafka-bootstrap", "h:1")
     assert out.returncode == 2 and "is not KEY=VALUE" in out.stderr

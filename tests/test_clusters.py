@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from camstream.broker import LocalCluster, free_port
+from camstream.cameras.simulate import CameraSimulator
 from camstream.config import Config
-from camstream.frames import AnnotatedFrame
-from camstream.kafka_io import make_admin
-from camstream.simulate import CameraSimulator
-from camstream.spark_cluster import LocalSparkCluster
+from camstream.core.contract import AnnotatedFrame
+from camstream.kafka.clients import make_admin
+from camstream.local.broker import LocalCluster
+from camstream.local.ports import free_port
+from camstream.local.spark_cluster import LocalSparkCluster
 from conftest import consume
 
 pytestmark = pytest.mark.cluster
@@ -42,29 +43,6 @@ def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSpa
         yield cluster
     finally:
         cluster.stop()
-
-
-@pytest.fixture(scope="module")
-def python_without_camstream(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """An interpreter with camstream's dependencies but not camstream itself.
-
-    The executors run it, so the job only works if the driver ships the package to them.
-    A plain path line in a .pth file adds the site-packages folder without running the
-    .pth files inside it, one of which is camstream's editable install.
-    """
-    venv = tmp_path_factory.mktemp("executor-venv")
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    site_packages = next(Path(p) for p in sys.path if p.endswith("site-packages"))
-    target = next((venv / "lib").glob("python3*/site-packages"))
-    (target / "camstream-deps.pth").write_text(f"{site_packages}\n")
-    python = str(venv / "bin" / "python")
-    probe = subprocess.run(
-        [python, "-c", "import cv2, numpy, pyarrow\nimport camstream"],
-        capture_output=True,
-        text=True,
-    )
-    assert "No module named 'camstream'" in probe.stderr, probe.stderr
-    return python
 
 
 def test_three_broker_cluster_replicates_every_partition(
@@ -121,11 +99,11 @@ def test_pipeline_on_spark_standalone_and_kafka_cluster(
     }
     analyze = subprocess.Popen(
         [sys.executable, "-m", "camstream", "analyze",
-         "--master", spark_cluster.master_url,
-         "--bootstrap-servers", cluster_cfg.bootstrap_servers,
+         "--spark-master", spark_cluster.master_url,
+         "--kafka-bootstrap", cluster_cfg.kafka_bootstrap,
          "--input-topic", cluster_cfg.input_topic,
          "--output-topic", cluster_cfg.output_topic,
-         "--dlq-topic", cluster_cfg.dead_letter_topic,
+         "--dead-letter-topic", cluster_cfg.dead_letter_topic,
          "--checkpoint-location", str(tmp_path / "checkpoint"),
          "--starting-offsets", "earliest",
          "--conf", "spark.executor.memory=1g"],

@@ -7,7 +7,7 @@ from camstream.config import DETECTION_PRESETS, Config, ConfigError
 
 def test_defaults_follow_the_frame_contract() -> None:
     cfg = Config.from_env(env={})
-    assert cfg.bootstrap_servers == "localhost:9092"
+    assert cfg.kafka_bootstrap == "localhost:9092"
     assert cfg.input_topic == "camera-stream"
     assert cfg.output_topic == "camera-analytics-stream"
     assert cfg.dead_letter_topic == "camera-stream-dlq"
@@ -28,11 +28,11 @@ def test_environment_and_overrides() -> None:
         "CAMSTREAM_FRESHNESS": "latest",
     }
     cfg = Config.from_env(env=env, input_topic="cams")
-    assert cfg.bootstrap_servers == "broker-a:9092,broker-b:9093"
+    assert cfg.kafka_bootstrap == "broker-a:9092,broker-b:9093"
     assert cfg.partitions == 12
     assert cfg.detection == DETECTION_PRESETS["fast"]
     assert cfg.max_offsets_per_trigger is None
-    assert cfg.async_progress is True and cfg.freshness_policy == "latest"
+    assert cfg.async_progress is True and cfg.freshness == "latest"
     assert cfg.input_topic == "cams"
     assert cfg.replace(partitions=3).partitions == 3
 
@@ -45,14 +45,15 @@ def test_environment_and_overrides() -> None:
         ({"KAFKA_BOOTSTRAP": "localhost"}, "expected HOST:PORT"),
         ({"KAFKA_BOOTSTRAP": "localhost:99999"}, "expected HOST:PORT"),
         ({"CAMSTREAM_INPUT_TOPIC": "bad topic!"}, "not a valid Kafka topic name"),
-        ({"CAMSTREAM_DETECTION_PRESET": "turbo"}, "unknown detection preset 'turbo'"),
+        ({"CAMSTREAM_DETECTION_PRESET": "turbo"}, "detection_preset must be one of faithful, fast"),
         ({"CAMSTREAM_JPEG_QUALITY": "150"}, "jpeg_quality must be between 1 and 100"),
         ({"CAMSTREAM_STARTING_OFFSETS": "yesterday"}, "starting_offsets must be"),
         ({"CAMSTREAM_OUTPUT_TOPIC": "camera-stream"}, "must differ"),
         ({"CAMSTREAM_STATION_STALE_S": "soon"}, "CAMSTREAM_STATION_STALE_S='soon' is not a number"),
-        ({"CAMSTREAM_STATION_PORT": "0"}, "station_port must be 1-65535"),
+        ({"CAMSTREAM_STATION_PORT": "0"}, "station_port must be between 1 and 65535"),
         ({"CAMSTREAM_ASYNC_PROGRESS": "maybe"}, "CAMSTREAM_ASYNC_PROGRESS='maybe' is not true"),
-        ({"CAMSTREAM_FRESHNESS": "newest"}, "freshness_policy must be one of all, latest"),
+        ({"CAMSTREAM_FRESHNESS": "newest"}, "freshness must be one of all, latest"),
+        ({"CAMSTREAM_DLQ_TOPIC": "dlq"}, "CAMSTREAM_DLQ_TOPIC is now called CAMSTREAM_DEAD_LETTER"),
     ],
 )
 def test_bad_values_fail_fast_with_a_clear_message(env: dict[str, str], message: str) -> None:
@@ -88,7 +89,7 @@ def test_security_settings_are_checked_and_become_client_properties(tmp_path) ->
         Config.from_env({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"})
     with pytest.raises(ConfigError, match="needs credentials"):
         Config.from_env({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "PLAIN"})
-    with pytest.raises(ConfigError, match="is not one of"):
+    with pytest.raises(ConfigError, match="kafka_security_protocol must be one of"):
         Config.from_env({"KAFKA_SECURITY_PROTOCOL": "TLS"})
     with pytest.raises(ConfigError, match=r"KAFKA_SSL_CA_FILE .* is not a readable file"):
         Config.from_env({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CA_FILE": "/no/ca.pem"})
@@ -107,7 +108,7 @@ def test_security_settings_are_checked_and_become_client_properties(tmp_path) ->
             "KAFKA_SSL_CA_FILE": str(ca),
         }
     )
-    assert cfg.sasl_password == 'p"w\\d' and 'p"w' not in repr(cfg)
+    assert cfg.kafka_sasl_password == 'p"w\\d' and 'p"w' not in repr(cfg)
     props = dict(cfg.client_properties)
     assert props["security.protocol"] == "SASL_SSL"
     assert props["sasl.jaas.config"] == (
@@ -116,7 +117,7 @@ def test_security_settings_are_checked_and_become_client_properties(tmp_path) ->
     )
     assert props["ssl.truststore.type"] == "PEM" and props["ssl.truststore.location"] == str(ca)
     # The Python clients get the same settings, the password unescaped again.
-    from camstream.kafka_io import security_settings
+    from camstream.kafka.clients import security_settings
 
     assert security_settings(cfg.client_properties) == {
         "security_protocol": "SASL_SSL",

@@ -11,11 +11,12 @@ import time
 
 import pytest
 
-from camstream.analysis import encode_jpeg
 from camstream.config import Config
-from camstream.frames import FrameMeta, headers_to_dict
-from camstream.kafka_io import make_producer
-from camstream.spark_job import build_query, observed_totals
+from camstream.core.contract import FrameMeta, headers_to_dict
+from camstream.core.jpeg import encode_jpeg
+from camstream.kafka.clients import make_producer
+from camstream.spark.job import build_query
+from camstream.spark.progress import observed_totals
 from conftest import astronaut_bgr, consume, wait_until
 from poison import CAMERA, JOB_MAX_FRAME_BYTES, Headers, Record, bad_records
 

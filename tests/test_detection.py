@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from camstream.analysis import analyze_jpeg, decode_jpeg, encode_jpeg
-from camstream.annotation import BOX_COLOUR_BGR, annotate
+from camstream.cameras.simulate import load_sample_frames, sample_labels
 from camstream.config import DETECTION_PRESETS
-from camstream.detection import detect_faces, load_cascade
-from camstream.simulate import load_sample_frames, sample_labels
+from camstream.core.analysis import analyze_jpeg
+from camstream.core.annotation import BOX_COLOUR_BGR, annotate
+from camstream.core.detection import detect_faces, load_cascade
+from camstream.core.jpeg import decode_jpeg, encode_jpeg
 from conftest import astronaut_bgr, iou
 
 # Where the astronaut's face is in skimage's 512x512 portrait (checked by eye).

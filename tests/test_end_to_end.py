@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from camstream.cameras.simulate import CameraSimulator, sample_labels
 from camstream.config import Config
-from camstream.frames import OUTPUT_HEADERS, AnnotatedFrame
-from camstream.simulate import CameraSimulator, sample_labels
+from camstream.core.contract import OUTPUT_HEADERS, AnnotatedFrame
 from conftest import consume, group_alive, wait_until
 
 pytestmark = pytest.mark.spark
@@ -35,24 +35,24 @@ def camstream(*args: str, env: dict[str, str], **kwargs) -> subprocess.Popen[str
 
 
 def test_simulated_cameras_through_the_spark_job(cfg: Config, tmp_path: Path) -> None:
-    env = {**os.environ, "KAFKA_BOOTSTRAP": cfg.bootstrap_servers, "CAMSTREAM_HOME": cfg.home}
-    topics = ["--bootstrap-servers", cfg.bootstrap_servers]
+    env = {**os.environ, "KAFKA_BOOTSTRAP": cfg.kafka_bootstrap, "CAMSTREAM_HOME": cfg.home}
+    topics = ["--kafka-bootstrap", cfg.kafka_bootstrap]
     analyze = camstream(
         "analyze",
         "--input-topic", cfg.input_topic,
         "--output-topic", cfg.output_topic,
-        "--dlq-topic", cfg.dead_letter_topic,
+        "--dead-letter-topic", cfg.dead_letter_topic,
         "--checkpoint-location", str(tmp_path / "checkpoint"),
         "--starting-offsets", "earliest",
-        "--master", "local[2]",
+        "--spark-master", "local[2]",
         *topics,
         env=env,
     )  # fmt: skip
     try:
         simulate = subprocess.run(
             [sys.executable, "-m", "camstream", "simulate", "--cameras", str(CAMERAS),
-             "--fps", "10", "--max-frames", str(FRAMES_PER_CAMERA), "--topic", cfg.input_topic,
-             *topics],
+             "--fps", "10", "--max-frames", str(FRAMES_PER_CAMERA),
+             "--input-topic", cfg.input_topic, *topics],
             env=env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert simulate.returncode == 0, simulate.stdout + simulate.stderr

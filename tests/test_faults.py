@@ -23,14 +23,16 @@ from typing import Any
 import httpx
 import pytest
 
-from camstream.analysis import encode_jpeg
-from camstream.broker import LocalBroker, LocalCluster, free_port
+from camstream.cameras.simulate import load_sample_frames
 from camstream.config import Config
-from camstream.frames import FrameMeta, headers_to_dict
-from camstream.kafka_io import ensure_topics, make_consumer, make_producer
-from camstream.processes import rss_kb
-from camstream.simulate import load_sample_frames
-from camstream.spark_job import build_query
+from camstream.core.contract import FrameMeta, headers_to_dict
+from camstream.core.jpeg import encode_jpeg
+from camstream.kafka.clients import make_consumer, make_producer
+from camstream.kafka.topics import ensure_topics
+from camstream.local.broker import LocalBroker, LocalCluster
+from camstream.local.ports import free_port
+from camstream.local.supervisor import process_rss_mb, tree_rss_mb
+from camstream.spark.job import build_query
 from conftest import group_alive, wait_until
 from station_helpers import AnnotatedFramePublisher
 
@@ -159,7 +161,7 @@ def test_broker_restart_mid_stream_loses_nothing(spark: Any, tmp_path: Path) -> 
     broker = LocalBroker(tmp_path / "kafka", port=free_port(), controller_port=free_port())
     broker.start()
     cfg = Config(
-        bootstrap_servers=broker.bootstrap,
+        kafka_bootstrap=broker.bootstrap,
         partitions=2,
         starting_offsets="earliest",
         detection_preset="fast",
@@ -181,10 +183,11 @@ def test_broker_restart_mid_stream_loses_nothing(spark: Any, tmp_path: Path) -> 
 def _analyze(cfg: Config, checkpoint: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "camstream", "analyze",
-         "--bootstrap-servers", cfg.bootstrap_servers,
+         "--kafka-bootstrap", cfg.kafka_bootstrap,
          "--input-topic", cfg.input_topic, "--output-topic", cfg.output_topic,
-         "--dlq-topic", cfg.dead_letter_topic, "--checkpoint-location", str(checkpoint),
-         "--starting-offsets", "earliest", "--master", "local[2]", "--preset", "fast"],
+         "--dead-letter-topic", cfg.dead_letter_topic, "--checkpoint-location", str(checkpoint),
+         "--starting-offsets", "earliest", "--spark-master", "local[2]",
+         "--detection-preset", "fast"],
         env={**os.environ, "CAMSTREAM_HOME": cfg.home},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
         start_new_session=True,  # its own group: the JVM and Python workers die with it
@@ -241,8 +244,8 @@ def test_station_restart_resumes_live_frames(cfg: Config) -> None:
 
     def start_station() -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [sys.executable, "-m", "camstream", "station", "--port", str(port),
-             "--topic", cfg.output_topic, "--bootstrap-servers", cfg.bootstrap_servers],
+            [sys.executable, "-m", "camstream", "station", "--station-port", str(port),
+             "--output-topic", cfg.output_topic, "--kafka-bootstrap", cfg.kafka_bootstrap],
             env={**os.environ, "CAMSTREAM_HOME": cfg.home},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
         )  # fmt: skip
@@ -287,32 +290,18 @@ def test_station_restart_resumes_live_frames(cfg: Config) -> None:
 
 def _rss_mb(root_pid: int) -> tuple[float, float]:
     """Resident memory of a process, and of all its descendants (the JVM, its Python workers)."""
-    parents: dict[int, int] = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-                parents[int(proc.name)] = int(stat[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    tree, frontier = {root_pid}, [root_pid]
-    while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
-        tree.update(children)
-        frontier.extend(children)
-
-    descendants = sum(rss_kb(pid) for pid in tree - {root_pid})
-    return rss_kb(root_pid) / 1024, descendants / 1024
+    total = tree_rss_mb(root_pid)
+    own = process_rss_mb(root_pid)
+    return own, total - own
 
 
 def test_overload_keeps_memory_bounded_and_the_latest_policy_keeps_frames_fresh(
     spark: Any, cfg: Config
 ) -> None:
     """About twice what the faithful preset analyses on this machine, for 30 s."""
-    from camstream.simulate import CameraSimulator
+    from camstream.cameras.simulate import CameraSimulator
 
-    cfg = cfg.replace(detection_preset="faithful", freshness_policy="latest", max_frame_age_ms=1000)
+    cfg = cfg.replace(detection_preset="faithful", freshness="latest", max_frame_age_ms=1000)
     query = build_query(spark, cfg)
     jvm_pid = spark.sparkContext._gateway.proc.pid
     delays: list[tuple[float, float, bool]] = []  # (seconds since start, delay ms, skipped)

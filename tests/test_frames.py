@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from camstream.frames import (
+from camstream.core.contract import (
     INPUT_HEADERS,
     OUTPUT_HEADERS,
     AnnotatedFrame,
@@ -96,7 +96,7 @@ def test_nothing_is_pickled() -> None:
 
 
 def test_monitor_shows_each_frame_once_and_follows_a_restarted_camera() -> None:
-    from camstream.monitor import Deduplicator
+    from camstream.kafka.consume import Deduplicator
 
     def frame(seq: int, capture_ts_ns: int) -> AnnotatedFrame:
         headers = analytics_headers(

@@ -6,10 +6,12 @@ import time
 
 import pytest
 
-from camstream.broker import free_port
 from camstream.config import Config
-from camstream.frames import FrameMeta
-from camstream.kafka_io import BrokerUnavailableError, ensure_topics, make_admin, make_producer
+from camstream.core.contract import FrameMeta
+from camstream.errors import KafkaUnavailableError
+from camstream.kafka.clients import make_admin, make_producer
+from camstream.kafka.topics import ensure_topics
+from camstream.local.ports import free_port
 from conftest import consume
 
 
@@ -58,20 +60,30 @@ def test_broker_auto_creation_is_off(cfg: Config) -> None:
 
 
 def test_unreachable_broker_gives_a_clear_error() -> None:
-    cfg = Config(bootstrap_servers=f"127.0.0.1:{free_port()}")
+    cfg = Config(kafka_bootstrap=f"127.0.0.1:{free_port()}")
     started = time.monotonic()
-    with pytest.raises(BrokerUnavailableError, match="camstream broker start"):
+    with pytest.raises(KafkaUnavailableError, match="camstream broker start"):
         make_producer(cfg)
     assert time.monotonic() - started < 30
 
 
-def test_a_reply_read_together_with_the_close_reaches_its_reader() -> None:
-    """kafka-python 3.0 dropped such replies; a refused SASL login is one (see kafka_io)."""
+@pytest.mark.xfail(
+    strict=True,
+    reason="kafka-python 3.0.12 drops the bytes it reads together with the end of the stream"
+    " (kafka/net/transport.py, KafkaTCPTransport._read_from_sock); the upstream report is in"
+    " docs/contributing.md. A broker"
+    " that refuses SASL credentials answers and closes, so the refusal is lost and the client"
+    " times out instead. When this passes, kafka-python fixed it: camstream's 'cannot reach"
+    " Kafka, or it refused the credentials' can then say which.",
+)
+def test_upstream_a_reply_read_together_with_the_close_reaches_its_reader() -> None:
+    """The minimal reproduction for the kafka-python report: a socket pair whose far end
+    writes a reply and closes at once; the reply must reach its reader before the close."""
     import socket
 
     from kafka.future import Future
     from kafka.net.selector import NetworkSelector
-    from kafka.net.transport import KafkaTCPTransport  # patched by camstream.kafka_io
+    from kafka.net.transport import KafkaTCPTransport
 
     ours, broker_side = socket.socketpair()
     ours.setblocking(False)

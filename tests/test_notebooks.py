@@ -10,10 +10,10 @@ from typing import Any
 import papermill
 import pytest
 
+from camstream.cameras.simulate import CameraSimulator
 from camstream.config import Config
-from camstream.frames import INPUT_HEADERS, OUTPUT_HEADERS, FrameMeta
-from camstream.simulate import CameraSimulator
-from camstream.spark_job import build_query
+from camstream.core.contract import INPUT_HEADERS, OUTPUT_HEADERS, FrameMeta
+from camstream.spark.job import build_query
 from conftest import ARTIFACTS, consume, wait_until
 from databricks_shim import HEADER, SEPARATOR, magic_command, run_notebook, split_cells
 
@@ -60,7 +60,7 @@ def test_producer_notebook_publishes_frames(cfg: Config, tmp_path: Path) -> None
     nb = execute(
         PRODUCER_NB,
         tmp_path / "VideoCaptureToKafka.out.ipynb",
-        kafkabrokers=cfg.bootstrap_servers,
+        kafkabrokers=cfg.kafka_bootstrap,
         topic=cfg.input_topic,
         camera_id="nb-cam",
         fps=25,
@@ -89,7 +89,7 @@ def test_consumer_notebook_shows_annotated_frames_while_the_job_runs(
         nb = execute(
             CONSUMER_NB,
             tmp_path / "KafkaConsumerProcessed.out.ipynb",
-            kafkabrokers=cfg.bootstrap_servers,
+            kafkabrokers=cfg.kafka_bootstrap,
             topic=cfg.output_topic,
             max_frames=10,
             from_beginning=True,
@@ -132,7 +132,7 @@ def test_databricks_notebook_format() -> None:
 def test_databricks_notebook_runs_the_job_locally(spark, cfg: Config, tmp_path: Path) -> None:
     CameraSimulator(cfg, cameras=2, fps=20).run(max_frames=4)
     widgets = {
-        "kafka.bootstrap.servers": cfg.bootstrap_servers,
+        "kafka.bootstrap.servers": cfg.kafka_bootstrap,
         "input_topic": cfg.input_topic,
         "output_topic": cfg.output_topic,
         "dead_letter_topic": cfg.dead_letter_topic,
@@ -183,7 +183,7 @@ def test_wheel_for_a_notebook_imported_alone(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("camstream-*.whl")
     probe = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
-        "import camstream.spark_job, camstream.analysis; print(camstream.__file__)"
+        "import camstream.spark.job, camstream.core.records; print(camstream.__file__)"
     )
     out = subprocess.run(
         [sys.executable, "-I", "-c", probe, str(wheel)],

@@ -20,11 +20,12 @@ import cv2
 import pytest
 from kafka import TopicPartition
 
-from camstream.analysis import encode_jpeg
 from camstream.config import Config
-from camstream.frames import FrameMeta, headers_to_dict
-from camstream.kafka_io import make_admin, make_consumer, make_producer
-from camstream.spark_job import LossMonitor, build_query, follow_progress
+from camstream.core.contract import FrameMeta, headers_to_dict
+from camstream.core.jpeg import encode_jpeg
+from camstream.kafka.clients import make_admin, make_consumer, make_producer
+from camstream.spark.job import build_query
+from camstream.spark.progress import LossMonitor, follow_progress
 from conftest import astronaut_bgr, consume, group_alive, wait_until
 from poison import CAMERA, bad_records, large_face_frame, with_exif_orientation
 
@@ -81,12 +82,12 @@ def poison_records(jpeg: bytes) -> tuple[dict[str, Record], dict[str, Record]]:
 
 
 def analyze(cfg: Config, checkpoint: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "KAFKA_BOOTSTRAP": cfg.bootstrap_servers, "CAMSTREAM_HOME": cfg.home}
+    env = {**os.environ, "KAFKA_BOOTSTRAP": cfg.kafka_bootstrap, "CAMSTREAM_HOME": cfg.home}
     return subprocess.Popen(
         [sys.executable, "-m", "camstream", "analyze",
          "--input-topic", cfg.input_topic, "--output-topic", cfg.output_topic,
-         "--dlq-topic", cfg.dead_letter_topic, "--checkpoint-location", str(checkpoint),
-         "--starting-offsets", "earliest", "--master", "local[2]",
+         "--dead-letter-topic", cfg.dead_letter_topic, "--checkpoint-location", str(checkpoint),
+         "--starting-offsets", "earliest", "--spark-master", "local[2]",
          # Small batches, so that the kill lands in the middle of the stream; the latest
          # policy with a generous age, so that only the hour-old records take its path.
          "--max-offsets-per-trigger", "6", "--freshness", "latest",
@@ -261,7 +262,7 @@ def test_frames_deleted_before_the_job_read_them_are_reported(
         kwargs={"stop": stop, "losses": losses},
         daemon=True,
     )
-    caplog.set_level("WARNING", logger="camstream.spark_job")
+    caplog.set_level("WARNING", logger="camstream.spark.progress")
     follower.start()
     try:
         out = consume(cfg, cfg.output_topic, 15, timeout_s=120)

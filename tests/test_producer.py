@@ -5,17 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from camstream.analysis import jpeg_size
+from camstream.cameras.capture import produce
+from camstream.cameras.encoding import encode_frame as fit_jpeg
+from camstream.cameras.simulate import CameraSimulator, sample_video_path
 from camstream.config import Config
-from camstream.frames import INPUT_HEADERS, FrameMeta
-from camstream.producer import (
-    CaptureError,
-    FramePublisher,
-    FrameTooLargeError,
-    fit_jpeg,
-    produce,
-)
-from camstream.simulate import CameraSimulator, sample_video_path
+from camstream.core.contract import INPUT_HEADERS, FrameMeta
+from camstream.core.jpeg import jpeg_size
+from camstream.errors import CaptureError, FrameTooLargeError
+from camstream.kafka.publish import FramePublisher
 from conftest import consume
 
 

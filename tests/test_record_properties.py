@@ -22,9 +22,8 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from camstream.analysis import decode_jpeg, encode_jpeg, scan_jpeg
 from camstream.config import DETECTION_PRESETS, RecordSettings
-from camstream.frames import (
+from camstream.core.contract import (
     DEAD_LETTER_HEADROOM_BYTES,
     H_FITTED,
     INPUT_HEADERS,
@@ -33,7 +32,8 @@ from camstream.frames import (
     headers_to_dict,
     record_bytes,
 )
-from camstream.spark_job import make_batch_processor
+from camstream.core.jpeg import decode_jpeg, encode_jpeg, scan_jpeg
+from camstream.spark.worker import make_batch_processor
 from conftest import astronaut_bgr
 from poison import large_face_frame, with_exif_orientation
 
@@ -295,7 +295,7 @@ def test_the_spark_function_never_raises_and_every_record_fits_its_topic() -> No
 
 
 def test_exif_orientation_is_ignored_pixels_and_boxes_stay_as_stored() -> None:
-    from camstream.analysis import process_record
+    from camstream.core.records import process_record
 
     jpeg = with_exif_orientation(encode_jpeg(astronaut_bgr(), 85), 6)
     assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (512, 512)
@@ -316,7 +316,7 @@ def test_exif_orientation_is_ignored_pixels_and_boxes_stay_as_stored() -> None:
 
 
 def test_trailing_bytes_are_accepted_and_truncation_still_caught() -> None:
-    from camstream.analysis import process_record
+    from camstream.core.records import process_record
 
     jpeg = encode_jpeg(astronaut_bgr(), 80)
     headers = FrameMeta("cam-t", 1, 1, 512, 512).to_headers()
@@ -332,7 +332,7 @@ def test_trailing_bytes_are_accepted_and_truncation_still_caught() -> None:
 
 def test_a_large_face_frame_is_re_encoded_to_fit_its_topic() -> None:
     """Under the frame limit at quality 30; annotated at quality 80 it would not fit."""
-    from camstream.analysis import process_record
+    from camstream.core.records import process_record
 
     scene = large_face_frame()
     jpeg = encode_jpeg(scene, 30)
@@ -363,7 +363,7 @@ def test_a_large_face_frame_is_re_encoded_to_fit_its_topic() -> None:
 
 
 def test_a_dead_letter_too_large_for_its_topic_drops_only_the_value() -> None:
-    from camstream.analysis import process_record
+    from camstream.core.records import process_record
 
     headers = FrameMeta("cam-d", 1, 1, 8, 8).to_headers()
     value = b"not a jpeg" * 20_000
@@ -375,7 +375,7 @@ def test_a_dead_letter_too_large_for_its_topic_drops_only_the_value() -> None:
 
 
 def test_the_latest_policy_validates_stale_frames_like_fresh_ones() -> None:
-    from camstream.analysis import process_record
+    from camstream.core.records import process_record
 
     jpeg = encode_jpeg(astronaut_bgr(), 80)
     stale = RecordSettings(max_age_ms=1000, max_frame_bytes=200_000)

@@ -9,7 +9,6 @@ secret is committed: every key and password lives in the test's temporary folder
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import signal
@@ -20,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from camstream.broker import LocalBroker, free_port
+from camstream.local.broker import LocalBroker
+from camstream.local.ports import free_port
 
 pytestmark = pytest.mark.spark
 
@@ -112,8 +112,8 @@ def test_pipeline_over_tls_and_scram(
     assert "camera-stream: created" in created.stdout
 
     analyze = subprocess.Popen(
-        [sys.executable, "-m", "camstream", "analyze", "--master", "local[2]", "--preset", "fast",
-         "--starting-offsets", "earliest"],
+        [sys.executable, "-m", "camstream", "analyze", "--spark-master", "local[2]",
+         "--detection-preset", "fast", "--starting-offsets", "earliest"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
     )  # fmt: skip
@@ -138,17 +138,6 @@ def test_pipeline_over_tls_and_scram(
         assert password not in text
 
 
-@contextlib.contextmanager
-def busy_cpus(count: int) -> Iterator[None]:
-    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
-    try:
-        yield
-    finally:
-        for spinner in spinners:
-            spinner.kill()
-            spinner.wait()
-
-
 def test_wrong_password_and_plaintext_are_refused_with_a_clear_error(
     secure_broker: tuple[LocalBroker, str], tmp_path: Path
 ) -> None:
@@ -156,14 +145,12 @@ def test_wrong_password_and_plaintext_are_refused_with_a_clear_error(
     wrong = tmp_path / "wrong-password"
     wrong.write_text("not-" + password)
     env = secure_env(broker, wrong, tmp_path / "home")
-    # With the CPU busy the broker's refusal and its close reach the client in one read;
-    # kafka-python 3.0 dropped such replies (camstream patches it), and this said "cannot
-    # reach Kafka" in 4 runs of 5 under this load.
-    with busy_cpus(3):
-        out = camstream("topics", "list", env=env, timeout=90)
-    assert out.returncode == 1, out.stdout + out.stderr
-    assert "Traceback" not in out.stderr
-    assert "authentication" in out.stderr.lower(), out.stderr
+    out = camstream("topics", "list", env=env, timeout=90)
+    # Never passes; the message names the credentials among what to check. (kafka-python
+    # reports the refusal only in its log: see docs/contributing.md, Upstream reports.)
+    assert out.returncode == 4, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr and not out.stdout.strip()
+    assert "refused the credentials" in out.stderr and "KAFKA_SASL_USERNAME" in out.stderr
     assert "not-" + password not in out.stderr
 
     # A client that does not speak TLS gets nowhere on the secure port.
@@ -172,4 +159,4 @@ def test_wrong_password_and_plaintext_are_refused_with_a_clear_error(
                  "KAFKA_SSL_CA_FILE"):  # fmt: skip
         plain.pop(name)
     out = camstream("topics", "list", env=plain, timeout=90)
-    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert out.returncode == 4 and "Traceback" not in out.stderr, out.stderr

@@ -6,11 +6,12 @@ import time
 
 import pytest
 
-from camstream.analysis import encode_jpeg
 from camstream.config import Config, ConfigError
-from camstream.frames import FrameMeta, headers_to_dict
-from camstream.kafka_io import make_producer
-from camstream.spark_job import build_query, observed_totals
+from camstream.core.contract import FrameMeta, headers_to_dict
+from camstream.core.jpeg import encode_jpeg
+from camstream.kafka.clients import make_producer
+from camstream.spark.job import build_query
+from camstream.spark.progress import observed_totals
 from conftest import astronaut_bgr, consume, wait_until
 
 pytestmark = pytest.mark.spark
@@ -96,3 +97,38 @@ def test_continuous_mode_refuses_more_partitions_than_cores(spark, cfg: Config) 
     with pytest.raises(ConfigError, match=r"has 4 partitions but Spark has 2 cores"):
         build_query(spark, wide)
     assert not spark.streams.active
+
+
+def test_a_failed_query_ends_the_command_with_its_root_cause_in_one_line(
+    cfg: Config, tmp_path
+) -> None:
+    """Kafka refuses every record (a client limit far below a frame): the query dies. The
+    command ends with Kafka's own reason on its last line and exit code 6, not a plan."""
+    import os
+    import subprocess
+    import sys
+
+    producer = make_producer(cfg)
+    jpeg = encode_jpeg(astronaut_bgr(), 80)
+    meta = FrameMeta("cam-x", 0, time.time_ns(), 512, 512)
+    producer.send(cfg.input_topic, key=b"cam-x", value=jpeg, headers=meta.to_headers())
+    producer.flush()
+    producer.close()
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP": cfg.kafka_bootstrap,
+        "CAMSTREAM_HOME": cfg.home,
+        "KAFKA_PROPERTIES": "max.request.size=5000",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "camstream", "analyze", "--spark-master", "local[1]",
+         "--input-topic", cfg.input_topic, "--output-topic", cfg.output_topic,
+         "--dead-letter-topic", cfg.dead_letter_topic, "--starting-offsets", "earliest",
+         "--checkpoint-location", str(tmp_path / "checkpoint")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 6, done.stdout[-2000:] + done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("camstream: error: the query stopped: Kafka refused:"), last
+    assert "RecordTooLargeException" in last and "max.request.size" in last
+    assert "Traceback" not in last and "Plan" not in last

@@ -12,8 +12,10 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from camstream.config import Config
-from camstream.frames import AnnotatedFrame, FrameMeta, analytics_headers
-from camstream.station import SECURITY_HEADERS, FrameStore, unpack_frame
+from camstream.core.contract import AnnotatedFrame, FrameMeta, analytics_headers
+from camstream.viewers.station.app import unpack_frame
+from camstream.viewers.station.guard import SECURITY_HEADERS
+from camstream.viewers.station.store import FrameStore
 from conftest import wait_until
 from station_helpers import AnnotatedFramePublisher, annotated_sample_frames, served_station
 

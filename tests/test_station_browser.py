@@ -146,7 +146,7 @@ def test_a_page_of_another_site_cannot_watch_the_cameras(browser, cfg: Config) -
     to the station on localhost. Browsers allow that; the station must refuse it."""
     import http.server
 
-    from camstream.broker import free_port
+    from camstream.local.ports import free_port
 
     publisher = AnnotatedFramePublisher(cfg)
     publisher.send("cam-1", FACE)

@@ -20,10 +20,11 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from camstream.config import Config, ConfigError
-from camstream.frames import AnnotatedFrame, FrameMeta, analytics_headers
-from camstream.monitor import format_frame, printable
-from camstream.notebook import _caption
-from camstream.station import FrameStore, check_exposure
+from camstream.core.contract import AnnotatedFrame, FrameMeta, analytics_headers
+from camstream.viewers.console import format_frame, printable
+from camstream.viewers.notebook import _caption
+from camstream.viewers.station.guard import check_exposure
+from camstream.viewers.station.store import FrameStore
 from station_helpers import annotated_sample_frames, served_station
 
 
@@ -91,13 +92,13 @@ def test_exposed_without_a_token_refuses_to_start() -> None:
     with pytest.raises(ConfigError, match="--insecure-no-token"):
         check_exposure(exposed)
     check_exposure(exposed.replace(station_token="a-long-random-token"))
-    check_exposure(exposed.replace(station_insecure_no_token=True))
+    check_exposure(exposed.replace(insecure_no_token=True))
     check_exposure(Config(station_host="127.0.0.1"))
     check_exposure(Config(station_host="localhost"))
     # The command says so in one line and exits with the usage code, before any Kafka work.
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAMSTREAM_STATION")}
     done = subprocess.run(
-        [sys.executable, "-m", "camstream", "station", "--host", "0.0.0.0"],
+        [sys.executable, "-m", "camstream", "station", "--station-host", "0.0.0.0"],
         env=env,
         capture_output=True,
         text=True,

@@ -8,9 +8,10 @@ import pytest
 from kafka.admin import NewTopic
 
 from camstream.config import Config, ConfigError
-from camstream.frames import DEAD_LETTER_HEADROOM_BYTES
-from camstream.kafka_io import REQUEST_HEADROOM_BYTES, make_admin, topic_max_message_bytes
-from camstream.spark_job import kafka_sink_options, record_settings_for_topics
+from camstream.core.contract import DEAD_LETTER_HEADROOM_BYTES
+from camstream.kafka.clients import REQUEST_HEADROOM_BYTES, make_admin
+from camstream.kafka.topics import topic_max_message_bytes
+from camstream.spark.job import kafka_sink_options, record_settings_for_topics
 from conftest import unique_topics
 
 

@@ -1,3 +1,14 @@
-"""camstream: real-time video analytics on Apache Kafka and Spark Structured Streaming."""
+"""camstream: real-time video analytics on Apache Kafka and Spark Structured Streaming.
 
-__version__ = "0.1.0"
+The rooms: `core` (frame contract, JPEG, detection, the per-frame and per-record
+functions), `cameras` (capture and simulated cameras), `kafka` (clients, topics,
+publishing, consuming), `spark` (the streaming job), `viewers` (console, browser station,
+notebooks), `local` (brokers, Spark cluster, the demo), with `config`, `errors` and `cli`.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("camstream")
+except PackageNotFoundError:  # imported from a source tree or a zip (Spark executors)
+    __version__ = "0+unknown"

@@ -1,8 +1,15 @@
-"""The `camstream` command line: one console script, one subcommand per component."""
+"""The `camstream` command line: one console script, one subcommand per component.
+
+Settings are options generated from `camstream.config`: each has one name, the same as its
+environment variable's, and its help shows that variable and the value now in effect.
+Every expected failure is a `CamstreamError`: one line on stderr and its exit code
+(`camstream.errors` lists them).
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
@@ -12,43 +19,67 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from camstream.config import DETECTION_PRESETS, ENV_VARS, Config, ConfigError
+from camstream import __version__
+from camstream.config import SETTINGS, Config, env_var, flag, parse, setting_type
+from camstream.errors import CamstreamError, ConfigError, DependencyError, QueryFailedError
 
-EXIT_USAGE = 2
+EXIT_NOT_RUNNING = 3
 
 
-def _env_help(setting: str, text: str) -> str:
-    """Help text that shows the environment variable and the value now in effect."""
-    var = ENV_VARS[setting]
+# ---- options generated from the settings ---------------------------------------------------
+@functools.cache
+def _current() -> Config | None:
+    """The configuration in effect now (for the help text), or None if it is invalid."""
     try:
-        current = getattr(Config.from_env(), setting)
+        return Config.from_env()
     except ConfigError:
-        current = f"invalid ${var}"
-    return f"{text} (env {var}; now: {current})"
+        return None
 
 
-def _kafka_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--bootstrap-servers",
-        metavar="HOST:PORT[,...]",
-        help=_env_help("bootstrap_servers", "Kafka bootstrap servers"),
-    )
-    parser.add_argument(
-        "--partitions",
-        type=int,
-        help=_env_help("partitions", "partitions for topics this command creates"),
-    )
+def add_settings(parser: argparse.ArgumentParser, *names: str) -> None:
+    """Add the options of these settings; they default to None (= the environment's)."""
+    group = parser.add_argument_group("settings (each defaults to its environment variable)")
+    for name in names:
+        meta = SETTINGS[name]
+        current = _current()
+        now = f"invalid ${env_var(name)}" if current is None else getattr(current, name)
+        text = f"{meta.help} (env {env_var(name)}; now: {now})".replace("%", "%%")
+        kwargs: dict[str, Any] = {"dest": name, "help": text, "default": None}
+        if setting_type(name) is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = _option_parser(name)
+            kind = setting_type(name)
+            kwargs["metavar"] = "N" if kind in (int, float, int | None) else "TEXT"
+            if meta.choices:
+                kwargs["choices"] = [c for c in meta.choices if c]
+                kwargs["metavar"] = "{" + ",".join(kwargs["choices"]) + "}"
+        group.add_argument(flag(name), **kwargs)
+    parser.set_defaults(settings=(*parser.get_default("settings"), *names))
 
 
-def _camera_options(parser: argparse.ArgumentParser, fps: float) -> None:
-    parser.add_argument(
-        "--cameras", type=int, default=3, help="simulated cameras (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--fps", type=float, default=fps, help="frames/s per camera (default: %(default)s)"
-    )
+def _option_parser(name: str) -> Callable[[str], Any]:
+    def parse_option(raw: str) -> Any:
+        try:
+            return parse(name, raw)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc).replace(env_var(name), flag(name))) from None
+
+    parse_option.__name__ = name  # argparse names the type in its own messages
+    return parse_option
 
 
+def config_from(args: argparse.Namespace, **extra: Any) -> Config:
+    """The environment's configuration with the options given on the command line."""
+    overrides = {name: getattr(args, name, None) for name in args.settings}
+    return Config.from_env(**overrides, **extra)
+
+
+KAFKA = ("kafka_bootstrap",)
+TOPICS = ("input_topic", "output_topic", "dead_letter_topic", "partitions", "replication_factor")
+
+
+# ---- helpers --------------------------------------------------------------------------------
 def _stop_event() -> threading.Event:
     """An event set by Ctrl-C or SIGTERM, so that loops end cleanly and flush."""
     stop = threading.Event()
@@ -63,18 +94,9 @@ def _stop_event() -> threading.Event:
     return stop
 
 
-def _config(args: argparse.Namespace, **extra: Any) -> Config:
-    overrides = {
-        "bootstrap_servers": getattr(args, "bootstrap_servers", None),
-        "partitions": getattr(args, "partitions", None),
-        **extra,
-    }
-    return Config.from_env(**overrides)
-
-
 def _broker(args: argparse.Namespace) -> Any:
     """The single broker or the cluster in the folder: as asked, or as started there before."""
-    from camstream.broker import LocalBroker, LocalCluster
+    from camstream.local.broker import LocalBroker, LocalCluster
 
     cfg = Config.from_env()
     directory = Path(args.dir) if args.dir else cfg.home_path / "kafka"
@@ -90,11 +112,29 @@ def _broker(args: argparse.Namespace) -> Any:
     )
 
 
+def _need(module: str, extra: str, what: str) -> None:
+    """A clear error instead of an ImportError when an optional part is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise DependencyError(f"{what} needs {module}: pip install 'camstream[{extra}]'")
+
+
+def _spark_conf(pairs: list[str] | None) -> dict[str, str]:
+    conf = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--conf {pair!r} is not KEY=VALUE (e.g. spark.executor.memory=2g)")
+        conf[key.strip()] = value
+    return conf
+
+
 # ---- subcommands ----------------------------------------------------------------------------
 def cmd_setup(args: argparse.Namespace) -> int:
-    from camstream import deps
+    from camstream.local import jars
 
-    deps.ensure_all()
+    jars.ensure_all(config_from(args))
     print("camstream: setup complete")
     return 0
 
@@ -114,38 +154,32 @@ def cmd_broker(args: argparse.Namespace) -> int:
         print("Kafka stopped" if broker.stop() else "Kafka was not running")
     else:
         print(broker.status())
-        return 0 if broker.is_running() else 3
+        return 0 if broker.is_running() else EXIT_NOT_RUNNING
     return 0
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from camstream.kafka_io import ensure_topics, make_admin
+    from camstream.kafka.topics import ensure_topics, list_topics
 
-    cfg = _config(args)
+    cfg = config_from(args)
     if args.action == "create":
         topics = [cfg.input_topic, cfg.output_topic, cfg.dead_letter_topic]
         created = ensure_topics(cfg, topics)
         for topic in topics:
             print(f"{topic}: {'created' if topic in created else 'exists'}")
     else:
-        admin = make_admin(cfg)
-        try:
-            for topic in sorted(admin.list_topics()):
-                print(topic)
-        finally:
-            admin.close()
+        for topic in list_topics(cfg):
+            print(topic)
     return 0
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
-    from camstream.producer import produce
+    from camstream.cameras.capture import produce
 
-    cfg = _config(args, jpeg_quality=args.jpeg_quality, max_frame_bytes=args.max_frame_bytes)
     stats = produce(
-        cfg,
+        config_from(args),
         args.source,
         args.camera_id,
-        topic=args.topic,
         fps=args.fps,
         resize_width=args.resize_width,
         loop=args.loop,
@@ -157,11 +191,10 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from camstream.simulate import CameraSimulator
+    from camstream.cameras.simulate import CameraSimulator
 
-    cfg = _config(args, jpeg_quality=args.jpeg_quality)
     simulator = CameraSimulator(
-        cfg, args.cameras, fps=args.fps, topic=args.topic, resize_width=args.resize_width
+        config_from(args), args.cameras, fps=args.fps, resize_width=args.resize_width
     )
     stats = simulator.run(max_frames=args.max_frames, duration_s=args.duration, stop=_stop_event())
     print(
@@ -172,36 +205,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from camstream.spark_job import (
-        LossMonitor,
-        build_query,
-        follow_progress,
-        is_continuous,
-        spark_session,
-        stop_gracefully,
-    )
+    _need("pyspark", "spark", "the Spark job")
+    from camstream.spark.job import build_query, is_continuous, stop_gracefully
+    from camstream.spark.progress import LossMonitor, describe_failure, follow_progress
+    from camstream.spark.session import spark_session
 
-    cfg = _config(
-        args,
-        input_topic=args.input_topic,
-        output_topic=args.output_topic,
-        dead_letter_topic=args.dlq_topic,
-        checkpoint_location=args.checkpoint_location,
-        starting_offsets=args.starting_offsets,
-        master=args.master,
-        detection_preset=args.preset,
-        trigger_interval=args.trigger,
-        max_offsets_per_trigger=args.max_offsets_per_trigger,
-        freshness_policy=args.freshness,
-        max_frame_age_ms=args.max_frame_age_ms,
-    )
+    cfg = config_from(args)
     stop = _stop_event()
     spark = spark_session(cfg, extra_conf=_spark_conf(args.conf))
     try:
         query = build_query(spark, cfg)
         print(
             f"analyze: {cfg.input_topic} -> {cfg.output_topic} (dead letters:"
-            f" {cfg.dead_letter_topic}) on {cfg.master}, preset {cfg.detection_preset},"
+            f" {cfg.dead_letter_topic}) on {cfg.spark_master}, preset {cfg.detection_preset},"
             f" checkpoint {cfg.checkpoint_path}",
             flush=True,
         )
@@ -216,8 +232,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         if query.isActive:
             stop_gracefully(spark, query)
         if error is not None:
-            print(f"analyze: the query failed: {error}", file=sys.stderr)
-            return 1
+            raise QueryFailedError(f"the query stopped: {describe_failure(error)}")
         print("analyze: stopped", flush=True)
         return 0
     finally:
@@ -227,18 +242,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             print(f"analyze: Spark was already down: {type(exc).__name__}", file=sys.stderr)
 
 
-def _spark_conf(pairs: list[str] | None) -> dict[str, str]:
-    conf = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--conf {pair!r} is not KEY=VALUE (e.g. spark.executor.memory=2g)")
-        conf[key.strip()] = value
-    return conf
-
-
 def cmd_spark_cluster(args: argparse.Namespace) -> int:
-    from camstream.spark_cluster import LocalSparkCluster
+    from camstream.local.spark_cluster import LocalSparkCluster
 
     directory = Path(args.dir) if args.dir else Config.from_env().home_path / "spark-cluster"
     cluster = LocalSparkCluster.load(directory) if args.action != "start" else None
@@ -257,22 +262,20 @@ def cmd_spark_cluster(args: argparse.Namespace) -> int:
     if args.action == "start":
         url = cluster.start()
         print(f"Spark standalone cluster is running: {url} (web UI {cluster.webui_url})")
-        print(f"run the job on it: camstream analyze --master {url}")
+        print(f"run the job on it: camstream analyze --spark-master {url}")
     elif args.action == "stop":
         print("Spark cluster stopped" if cluster.stop() else "Spark cluster was not running")
     else:
         print(cluster.status())
-        return 0 if cluster.is_running() else 3
+        return 0 if cluster.is_running() else EXIT_NOT_RUNNING
     return 0
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    from camstream.monitor import run_console_monitor
+    from camstream.viewers.console import run_console_monitor
 
-    cfg = _config(args)
     run_console_monitor(
-        cfg,
-        topic=args.topic,
+        config_from(args),
         camera_id=args.camera_id,
         max_frames=args.max_frames,
         from_beginning=args.from_beginning,
@@ -283,30 +286,27 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def cmd_station(args: argparse.Namespace) -> int:
-    from camstream.station import run_station
+    _need("uvicorn", "station", "the station")
+    from camstream.viewers.station.server import run_station
 
-    cfg = _config(
-        args,
-        station_host=args.host,
-        station_port=args.port,
-        station_stale_s=args.stale_after,
-        station_forget_after_s=args.forget_after,
-        station_allowed_hosts=args.allowed_hosts,
-        station_allowed_origins=args.allowed_origins,
-        station_insecure_no_token=True if args.insecure_no_token else None,
-    )
     # Our handlers: uvicorn shuts down gracefully on SIGTERM/Ctrl-C, then re-raises the
     # signal to them, so that the station exits with status 0 instead of dying by it.
-    run_station(cfg, topic=args.topic, stop=_stop_event())
+    run_station(config_from(args), stop=_stop_event())
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from camstream.stack import run_demo
+    _need("pyspark", "spark", "the demo's Spark job")
+    if not args.console:
+        _need("uvicorn", "station", "the station")
+    from camstream.local.demo import run_demo
 
-    cfg = _config(args, detection_preset=args.preset)
     return run_demo(
-        cfg, cameras=args.cameras, fps=args.fps, duration_s=args.duration, console=args.console
+        config_from(args),
+        cameras=args.cameras,
+        fps=args.fps,
+        duration_s=args.duration,
+        console=args.console,
     )
 
 
@@ -315,16 +315,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="camstream",
         description="Real-time video analytics on Apache Kafka and Spark Structured Streaming.",
+        epilog="Exit codes: 0 done, 1 failed, 2 bad configuration or usage, 3 not running"
+        " (status), 4 Kafka unreachable or refused, 5 missing prerequisite, 6 the streaming"
+        " query stopped with an error, 130 interrupted.",
     )
+    parser.add_argument("--version", action="version", version=f"camstream {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func: Callable[[argparse.Namespace], int], text: str) -> Any:
         p = sub.add_parser(name, help=text, description=text)
-        p.set_defaults(func=func)
+        p.set_defaults(func=func, settings=())
         return p
 
-    add("setup", cmd_setup, "download the Kafka broker and Spark connector jars (once)")
+    def cameras(p: argparse.ArgumentParser, fps: float) -> None:
+        p.add_argument("--cameras", type=int, default=3, help="simulated cameras (default: 3)")
+        p.add_argument(
+            "--fps", type=float, default=fps, help="frames/s per camera (default: %(default)s)"
+        )
+
+    p = add("setup", cmd_setup, "download the Kafka broker and Spark connector jars (once)")
+    add_settings(p, "cache")
 
     p = add("broker", cmd_broker, "start, stop or inspect a local Kafka broker or cluster (KRaft)")
     p.add_argument("action", choices=["start", "stop", "status"])
@@ -346,74 +357,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("topics", cmd_topics, "create the input, output and dead-letter topics, or list topics")
     p.add_argument("action", choices=["create", "list"])
-    _kafka_options(p)
+    add_settings(p, *KAFKA, *TOPICS, "max_frame_bytes")
 
     p = add("produce", cmd_produce, "publish a camera, video file or RTSP/HTTP stream")
     p.add_argument("--source", required=True, help="webcam index (0), video file, or URL")
     p.add_argument("--camera-id", required=True, help="camera id: the Kafka key")
-    p.add_argument("--topic", help=_env_help("input_topic", "topic to publish to"))
     p.add_argument("--fps", type=float, help="frame rate cap (default: a file's own rate)")
     p.add_argument("--resize-width", type=int, help="downscale frames wider than this")
-    p.add_argument("--jpeg-quality", type=int, help=_env_help("jpeg_quality", "JPEG quality"))
-    p.add_argument(
-        "--max-frame-bytes", type=int, help=_env_help("max_frame_bytes", "size limit per frame")
-    )
     p.add_argument("--loop", action="store_true", help="restart a video file at its end")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
-    _kafka_options(p)
+    add_settings(p, *KAFKA, "input_topic", "partitions", "max_frame_bytes", "jpeg_quality",
+                 "min_jpeg_quality", "min_frame_width")  # fmt: skip
 
     p = add("simulate", cmd_simulate, "simulate N cameras playing the bundled sample video")
-    _camera_options(p, fps=5.0)
-    p.add_argument("--topic", help=_env_help("input_topic", "topic to publish to"))
+    cameras(p, fps=5.0)
     p.add_argument("--resize-width", type=int, help="downscale the 640x480 sample")
-    p.add_argument("--jpeg-quality", type=int, help=_env_help("jpeg_quality", "JPEG quality"))
     p.add_argument("--max-frames", type=int, help="frames per camera, then stop")
     p.add_argument("--duration", type=float, help="seconds, then stop")
-    _kafka_options(p)
+    add_settings(p, *KAFKA, "input_topic", "partitions", "jpeg_quality")
 
     p = add("analyze", cmd_analyze, "run the Spark Structured Streaming face-detection job")
-    p.add_argument("--input-topic", help=_env_help("input_topic", "topic to read frames from"))
-    p.add_argument("--output-topic", help=_env_help("output_topic", "topic for annotated frames"))
-    p.add_argument("--dlq-topic", help=_env_help("dead_letter_topic", "topic for bad records"))
-    p.add_argument(
-        "--checkpoint-location",
-        help=_env_help(
-            "checkpoint_location", "Spark checkpoint folder (empty: under CAMSTREAM_HOME)"
-        ),
-    )
-    p.add_argument(
-        "--starting-offsets",
-        help=_env_help("starting_offsets", "where a new query starts: latest, earliest or JSON"),
-    )
-    p.add_argument("--master", help=_env_help("master", "Spark master URL"))
-    p.add_argument(
-        "--preset",
-        choices=sorted(DETECTION_PRESETS),
-        help=_env_help("detection_preset", "detection settings"),
-    )
-    p.add_argument(
-        "--trigger",
-        help=_env_help(
-            "trigger_interval",
-            "micro-batch trigger interval, or 'continuous' (250 ms epochs) for the"
-            " lowest latency (needs a Spark core per Kafka partition)",
-        ),
-    )
-    p.add_argument(
-        "--max-offsets-per-trigger",
-        type=int,
-        help=_env_help("max_offsets_per_trigger", "frames per micro-batch at most"),
-    )
-    p.add_argument(
-        "--freshness",
-        choices=["all", "latest"],
-        help=_env_help("freshness_policy", "all: analyse every frame; latest: skip frames too old"),
-    )
-    p.add_argument(
-        "--max-frame-age-ms",
-        type=int,
-        help=_env_help("max_frame_age_ms", "with --freshness latest: older frames are skipped"),
-    )
     p.add_argument(
         "--conf",
         action="append",
@@ -421,7 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="extra Spark setting, repeatable (e.g. spark.executor.memory=2g,"
         " spark.archives=env.tar.gz#env); $SPARK_CONF_DIR/spark-defaults.conf is read too",
     )
-    _kafka_options(p)
+    add_settings(p, *KAFKA, *TOPICS, "spark_master", "checkpoint_location", "starting_offsets",
+                 "detection_preset", "trigger_interval", "max_offsets_per_trigger", "freshness",
+                 "max_frame_age_ms", "async_progress", "opencv_threads", "max_frame_bytes",
+                 "jpeg_quality", "min_jpeg_quality", "min_frame_width", "spark_ui",
+                 "spark_log_level")  # fmt: skip
 
     p = add(
         "spark-cluster",
@@ -444,66 +411,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = add("monitor", cmd_monitor, "print annotated frames: camera, seq, delay, faces")
-    p.add_argument("--topic", help=_env_help("output_topic", "topic to read annotated frames from"))
     p.add_argument("--camera-id", help="only this camera (default: all)")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--from-beginning", action="store_true", help="replay the topic from its start")
     p.add_argument("--idle-timeout", type=float, help="stop after this many seconds without frames")
-    _kafka_options(p)
+    add_settings(p, *KAFKA, "output_topic", "partitions")
 
     p = add("station", cmd_station, "serve the browser wall of all cameras (live, with alerts)")
-    p.add_argument("--host", help=_env_help("station_host", "listen address"))
-    p.add_argument("--port", type=int, help=_env_help("station_port", "listen port"))
-    p.add_argument(
-        "--stale-after",
-        type=float,
-        help=_env_help("station_stale_s", "seconds without frames before a camera is stale"),
-    )
-    p.add_argument(
-        "--forget-after",
-        type=float,
-        help=_env_help(
-            "station_forget_after_s", "seconds without frames before a camera is dropped"
-        ),
-    )
-    p.add_argument(
-        "--allowed-hosts",
-        metavar="NAME[,NAME...]",
-        help=_env_help(
-            "station_allowed_hosts", "host names to answer to without a token, besides loopback"
-        ),
-    )
-    p.add_argument(
-        "--allowed-origins",
-        metavar="URL[,URL...]",
-        help=_env_help(
-            "station_allowed_origins", "other origins whose pages may open the WebSocket"
-        ),
-    )
-    p.add_argument(
-        "--insecure-no-token",
-        action="store_true",
-        help=_env_help(
-            "station_insecure_no_token",
-            "serve a non-loopback address without a token (anyone who can reach it sees every"
-            " camera)",
-        ),
-    )
-    p.add_argument("--topic", help=_env_help("output_topic", "topic to read annotated frames from"))
-    _kafka_options(p)
+    add_settings(p, *KAFKA, "output_topic", "partitions", "station_host", "station_port",
+                 "station_stale_s", "station_forget_after_s", "station_allowed_hosts",
+                 "station_allowed_origins", "insecure_no_token")  # fmt: skip
 
     p = add("demo", cmd_demo, "run the whole local stack: broker, Spark job, cameras, monitor")
-    _camera_options(p, fps=4.0)
-    p.add_argument(
-        "--preset",
-        choices=sorted(DETECTION_PRESETS),
-        help=_env_help("detection_preset", "detection settings"),
-    )
+    cameras(p, fps=4.0)
     p.add_argument("--duration", type=float, help="stop after this many seconds (default: Ctrl-C)")
     p.add_argument(
         "--console", action="store_true", help="print frames in the terminal instead of the station"
     )
-    _kafka_options(p)
+    add_settings(p, *KAFKA, "detection_preset", "station_port")
     return parser
 
 
@@ -515,33 +440,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if not args.verbose:
-        # kafka-python logs every refused connection; camstream reports a down broker itself
-        # (kafka_io keeps the last authentication or TLS failure to say why).
+        # kafka-python logs every refused connection; camstream reports a down broker itself.
         kafka_logger = logging.getLogger("kafka")
-        kafka_logger.setLevel(logging.WARNING)
+        kafka_logger.setLevel(logging.CRITICAL)
         kafka_logger.propagate = False
-    from camstream.broker import BrokerError
-    from camstream.deps import DependencyError
-    from camstream.kafka_io import BrokerUnavailableError
-    from camstream.producer import CaptureError, DeliveryError, FrameTooLargeError
-    from camstream.spark_cluster import SparkClusterError
-
     try:
         return args.func(args)
-    except ConfigError as exc:
-        print(f"camstream: configuration error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (
-        BrokerError,
-        BrokerUnavailableError,
-        CaptureError,
-        DeliveryError,
-        DependencyError,
-        FrameTooLargeError,
-        SparkClusterError,
-    ) as exc:
-        print(f"camstream: error: {exc}", file=sys.stderr)
-        return 1
+    except CamstreamError as exc:
+        kind = "configuration error" if isinstance(exc, ConfigError) else "error"
+        print(f"camstream: {kind}: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
 

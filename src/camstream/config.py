@@ -1,179 +1,272 @@
-"""One frozen configuration object for every component.
+"""One frozen configuration object for every component, declared once.
 
-Values come from (lowest to highest precedence) the defaults below, environment
-variables (`Config.from_env()`), and explicit overrides such as CLI options
-(`cfg.replace(...)`). Every value is validated once, here, so a wrong setting
-fails fast with a message that names the setting and says what to fix.
+Each field of `Config` is a setting, and its name is the only one it has: the environment
+variable is the name in capitals (`CAMSTREAM_` in front, except for the `kafka_` settings,
+whose variables start with `KAFKA_`), and the command-line option is the name with dashes.
+`dead_letter_topic` is `CAMSTREAM_DEAD_LETTER_TOPIC` and `--dead-letter-topic`;
+`kafka_bootstrap` is `KAFKA_BOOTSTRAP` and `--kafka-bootstrap`. Types come from the field
+annotations; ranges, choices and help text from the field's `Setting`.
+
+Values come from (lowest to highest precedence) the defaults, the environment
+(`Config.from_env()`) and explicit overrides such as CLI options (`cfg.replace(...)`).
+Every value is validated once, here: a wrong setting fails fast with a message that names
+its variable and option, and an unknown `CAMSTREAM_` variable (a typo) fails too.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
-from collections.abc import Mapping
+import types
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from camstream.core.settings import DETECTION_PRESETS, DetectionSettings, RecordSettings
+from camstream.errors import ConfigError
 
-class ConfigError(ValueError):
-    """A configuration value is missing or invalid; the message says which and how to fix it."""
-
-
-@dataclass(frozen=True)
-class DetectionSettings:
-    """How faces are detected. `detect_width` downsizes the grey frame before detection."""
-
-    cascade: str = "haarcascade_frontalface_alt.xml"
-    scale_factor: float = 1.1
-    min_neighbors: int = 5
-    min_size: int = 30
-    # None = detect at full resolution; boxes are always reported in full-frame pixels.
-    detect_width: int | None = None
-    equalize_histogram: bool = True
-
-    def validate(self) -> DetectionSettings:
-        if self.scale_factor <= 1.0:
-            raise ConfigError(f"scale_factor must be > 1.0 (got {self.scale_factor})")
-        if self.min_neighbors < 0:
-            raise ConfigError(f"min_neighbors must be >= 0 (got {self.min_neighbors})")
-        if self.min_size < 1:
-            raise ConfigError(f"min_size must be >= 1 pixel (got {self.min_size})")
-        if self.detect_width is not None and self.detect_width < 32:
-            raise ConfigError(
-                f"detect_width must be >= 32 pixels or unset (got {self.detect_width})"
-            )
-        return self
+__all__ = ["DETECTION_PRESETS", "Config", "ConfigError", "DetectionSettings", "RecordSettings"]
 
 
 @dataclass(frozen=True)
-class RecordSettings:
-    """Everything the per-record function needs, in one object (`Config.record_settings`)."""
+class Setting:
+    """How a field is read, checked and shown."""
 
-    detection: DetectionSettings = field(default_factory=DetectionSettings)
-    jpeg_quality: int = 80
-    # An annotated frame too large for the output topic is re-encoded down to this quality,
-    # then shrunk by quarters down to this width, before it is dead-lettered instead.
-    min_jpeg_quality: int = 40
-    min_frame_width: int = 320
-    # Larger values are dead-lettered before anything decodes them.
-    max_frame_bytes: int | None = None
-    # The `latest` freshness policy: frames older than this skip detection.
-    max_age_ms: int | None = None
-    # The topics' max.message.bytes as the job read them at start.
-    output_max_bytes: int = 1_048_588
-    dead_letter_max_bytes: int = 1_048_588
+    help: str
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    # Returns what is wrong with a value, or None.
+    check: Callable[[Any], str | None] | None = None
+    # Secrets come from the environment only: a command line shows in `ps`.
+    secret: bool = False
+
+    @property
+    def flag(self) -> bool:
+        return not self.secret
 
 
-# `faithful` keeps the reference demo's settings; `fast` trades a little recall for speed.
-DETECTION_PRESETS: dict[str, DetectionSettings] = {
-    "faithful": DetectionSettings(),
-    "fast": DetectionSettings(
-        cascade="haarcascade_frontalface_default.xml",
-        scale_factor=1.2,
-        min_neighbors=5,
-        min_size=24,
-        detect_width=320,
-    ),
-}
+def setting(default: Any = dataclasses.MISSING, help: str = "", **options: Any) -> Any:
+    """A field of `Config` that is a setting (environment variable and CLI option)."""
+    factory = options.pop("factory", None)
+    meta = Setting(help, **options)
+    kwargs: dict[str, Any] = {"metadata": {"setting": meta}, "repr": not meta.secret}
+    if factory is not None:
+        kwargs["default_factory"] = factory
+    else:
+        kwargs["default"] = default
+    return field(**kwargs)
 
-STARTING_OFFSETS = ("latest", "earliest")
+
+def _bootstrap_problem(value: str) -> str | None:
+    if not value.strip():
+        return "is empty"
+    for server in value.split(","):
+        host, sep, port = server.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            return f"has {server!r}: expected HOST:PORT[,HOST:PORT...]"
+    return None
+
+
+_TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def _topic_problem(topic: str) -> str | None:
+    if not topic or len(topic) > 249 or not set(topic) <= _TOPIC_CHARS or topic in (".", ".."):
+        return (
+            f"{topic!r} is not a valid Kafka topic name"
+            " (1-249 characters of letters, digits, '.', '_' and '-')"
+        )
+    return None
+
+
+def _offsets_problem(value: str) -> str | None:
+    if value in ("latest", "earliest") or value.startswith("{"):
+        return None
+    return f"must be 'latest', 'earliest' or a JSON offsets object (got {value!r})"
+
+
+def _origins_problem(value: str) -> str | None:
+    for origin in _csv(value):
+        if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
+            return f"has {origin!r}: expected scheme://host[:port], e.g. https://wall.example.com"
+    return None
+
+
+def _properties_problem(value: tuple[tuple[str, str], ...]) -> str | None:
+    for name, _ in value:
+        if not name or " " in name:
+            return f"has a bad property name {name!r}"
+    return None
+
+
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = {
     "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
     "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
     "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
 }
-FRESHNESS_POLICIES = ("all", "latest")
 
 
 @dataclass(frozen=True)
 class Config:
-    """Settings shared by the producer, the Spark job, the monitor and the broker tools."""
+    """Settings shared by the cameras, the Spark job, the viewers and the local tools."""
 
-    bootstrap_servers: str = "localhost:9092"
-    input_topic: str = "camera-stream"
-    output_topic: str = "camera-analytics-stream"
-    dead_letter_topic: str = "camera-stream-dlq"
-    partitions: int = 4
-    replication_factor: int = 1
+    # ---- Kafka -----------------------------------------------------------------------------
+    kafka_bootstrap: str = setting(
+        "localhost:9092", "Kafka bootstrap servers, HOST:PORT[,...]", check=_bootstrap_problem
+    )
+    input_topic: str = setting(
+        "camera-stream", "topic of the cameras' frames", check=_topic_problem
+    )
+    output_topic: str = setting(
+        "camera-analytics-stream", "topic of the annotated frames", check=_topic_problem
+    )
+    dead_letter_topic: str = setting(
+        "camera-stream-dlq", "topic of the records the job could not process", check=_topic_problem
+    )
+    partitions: int = setting(4, "partitions of the topics camstream creates", minimum=1)
+    replication_factor: int = setting(
+        1, "replicas of the topics camstream creates (3 on a cluster)", minimum=1
+    )
+    kafka_security_protocol: str = setting(
+        "PLAINTEXT", "how clients talk to Kafka", choices=SECURITY_PROTOCOLS
+    )
+    kafka_sasl_mechanism: str = setting(
+        "", "SASL mechanism with a SASL_ protocol", choices=("", *SASL_MECHANISMS)
+    )
+    kafka_sasl_username: str = setting("", "SASL user name")
+    kafka_sasl_password: str = setting("", "SASL password (environment only)", secret=True)
+    kafka_sasl_password_file: str = setting(
+        "", "a file holding the SASL password (Docker and Kubernetes secrets)"
+    )
+    # PEM file of the CA(s) that signed the brokers' certificates (empty: the system's).
+    kafka_ssl_ca_file: str = setting(
+        "", "PEM file of the CAs that signed the brokers' certificates"
+    )
+    # Extra client properties in the Java client's names, `name=value;name=value`; they win
+    # over the settings above. Secret: they may hold a ready-made sasl.jaas.config.
+    kafka_properties: tuple[tuple[str, str], ...] = setting(
+        (), "extra Kafka client properties, name=value;name=value", secret=True,
+        check=_properties_problem,
+    )  # fmt: skip
+
+    # ---- frames ----------------------------------------------------------------------------
     # Below the broker's default message.max.bytes (1 MiB) with room for headers.
-    max_frame_bytes: int = 1_000_000
-    jpeg_quality: int = 80
-    # For an oversized frame the producer lowers quality down to this, then the width down
-    # to the next setting, before it gives up with an error.
-    min_jpeg_quality: int = 40
-    min_frame_width: int = 320
-    # Spark job
-    master: str = "local[*]"
-    checkpoint_location: str = ""
-    starting_offsets: str = "latest"
-    trigger_interval: str = "0 seconds"
-    max_offsets_per_trigger: int | None = 200
-    detection_preset: str = "faithful"
+    max_frame_bytes: int = setting(
+        1_000_000, "largest JPEG a frame may be", minimum=1024, maximum=100_000_000
+    )
+    jpeg_quality: int = setting(
+        80, "JPEG quality of frames and annotated frames", minimum=1, maximum=100
+    )
+    min_jpeg_quality: int = setting(
+        40, "lowest JPEG quality to fit a frame in its size limit", minimum=1, maximum=100
+    )
+    min_frame_width: int = setting(
+        320, "narrowest a frame may be shrunk to fit its size limit", minimum=16
+    )
+
+    # ---- the Spark job ---------------------------------------------------------------------
+    spark_master: str = setting("local[*]", "Spark master URL")
+    checkpoint_location: str = setting(
+        "", "the job's checkpoint folder (empty: under CAMSTREAM_HOME)"
+    )
+    starting_offsets: str = setting(
+        "latest", "where a new query starts: latest, earliest or JSON", check=_offsets_problem
+    )
+    trigger_interval: str = setting(
+        "0 seconds",
+        "micro-batch trigger interval, or 'continuous' (250 ms epochs) for the lowest latency"
+        " (needs a Spark core per Kafka partition)",
+    )
+    max_offsets_per_trigger: int | None = setting(
+        200, "frames per micro-batch at most (unlimited: no limit)", minimum=1
+    )
+    detection_preset: str = setting(
+        "faithful", "detection settings", choices=tuple(DETECTION_PRESETS)
+    )
     # `all` analyses every frame however late; `latest` passes frames older than
     # max_frame_age_ms through unanalysed (marked and counted) to stay fresh under overload.
-    freshness_policy: str = "all"
-    max_frame_age_ms: int = 1000
-    # Write micro-batch offsets to the checkpoint asynchronously (lower latency).
-    async_progress: bool = False
-    # OpenCV threads per Spark task: 1 when tasks already use every core.
-    opencv_threads: int = 1
-    detection: DetectionSettings = field(default_factory=DetectionSettings)
-    # Browser station: loopback unless told otherwise; the token guards it when exposed.
-    station_host: str = "127.0.0.1"
-    station_port: int = 8080
-    station_token: str = field(default="", repr=False)
-    station_stale_s: float = 5.0
-    # A camera silent this long is dropped from the station (its tile, stats and state).
-    station_forget_after_s: float = 1800.0
-    # Host names (besides loopback ones) the station answers to without a token, and extra
-    # origins whose pages may open its WebSocket: comma-separated lists.
-    station_allowed_hosts: str = ""
-    station_allowed_origins: str = ""
-    # Serving on a non-loopback address without a token needs this, said explicitly.
-    station_insecure_no_token: bool = False
-    # Kafka security, for every client (producer, Spark source and sink, monitor, station).
-    # From the environment only: a password on a command line shows in `ps`.
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str = ""
-    sasl_username: str = ""
-    sasl_password: str = field(default="", repr=False)
-    # PEM file of the CA(s) that signed the brokers' certificates (empty: the system's).
-    ssl_ca_file: str = ""
-    # Extra Kafka client properties in the Java client's names (e.g. a ready-made
-    # sasl.jaas.config); they win over the settings above. Kept out of repr: may hold secrets.
-    kafka_properties: tuple[tuple[str, str], ...] = field(default=(), repr=False)
-    # Local state: broker data and logs, default checkpoints.
-    home: str = field(default_factory=lambda: str(Path("~/.camstream").expanduser()))
+    freshness: str = setting(
+        "all", "analyse every frame however late, or skip detection of frames too old",
+        choices=("all", "latest"),
+    )  # fmt: skip
+    max_frame_age_ms: int = setting(
+        1000, "with freshness latest: older frames skip detection", minimum=1
+    )
+    async_progress: bool = setting(
+        False, "write micro-batch offsets to the checkpoint asynchronously (lower latency)"
+    )
+    opencv_threads: int = setting(
+        1, "OpenCV threads per Spark task (1: Spark already runs a task per core)", minimum=0
+    )
+    spark_ui: bool = setting(False, "Spark's web UI (it listens on every interface)")
+    spark_log_level: str = setting(
+        "WARN",
+        "Spark's log level",
+        choices=("ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"),
+    )
+
+    # ---- the monitoring station ------------------------------------------------------------
+    station_host: str = setting("127.0.0.1", "address the station listens on")
+    station_port: int = setting(8080, "port the station listens on", minimum=1, maximum=65535)
+    station_token: str = setting(
+        "", "access token of the station (environment only); set it whenever it is exposed",
+        secret=True,
+    )  # fmt: skip
+    station_stale_s: float = setting(
+        5.0, "seconds without frames before a camera shows as stale", minimum=0.001
+    )
+    station_forget_after_s: float = setting(
+        1800.0, "seconds without frames before a camera is dropped from the station", minimum=0.001
+    )
+    station_allowed_hosts: str = setting(
+        "", "host names the station answers to without a token, besides loopback ones"
+    )
+    station_allowed_origins: str = setting(
+        "", "other origins whose pages may open the station's WebSocket", check=_origins_problem
+    )
+    insecure_no_token: bool = setting(
+        False,
+        "let the station serve a non-loopback address without a token (anyone who can reach"
+        " it sees every camera)",
+    )
+
+    # ---- local state -----------------------------------------------------------------------
+    home: str = setting(
+        factory=lambda: str(Path("~/.camstream").expanduser()),
+        help="broker data and logs, checkpoints, component logs (default ~/.camstream)",
+    )
+    cache: str = setting(
+        factory=lambda: os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "camstream"
+        ),
+        help="downloaded jars (default ~/.cache/camstream)",
+    )
+
+    # Not a setting: detection settings other than a preset's, for programs (the bench).
+    custom_detection: DetectionSettings | None = None
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
-        """Build from environment variables (see `ENV_VARS`), then apply `overrides`."""
+        """Build from environment variables, then apply the non-None `overrides`."""
         env = os.environ if env is None else env
-        _check_unknown_variables(env)
+        check_unknown_variables(env)
         values: dict[str, Any] = {}
-        for name, var in ENV_VARS.items():
-            raw = env.get(var)
-            if raw is None or raw == "":
-                continue
-            values[name] = _parse(name, var, raw)
-        password_file = env.get(PASSWORD_FILE_VAR)
-        if password_file and "sasl_password" not in values:
-            try:
-                values["sasl_password"] = Path(password_file).read_text().rstrip("\r\n")
-            except OSError as exc:
-                raise ConfigError(
-                    f"{PASSWORD_FILE_VAR}={password_file!r} cannot be read: {exc.strerror}"
-                ) from None
+        for name in SETTINGS:
+            raw = env.get(env_var(name))
+            if raw is not None and raw != "":
+                values[name] = parse(name, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls._build(values)
 
     def replace(self, **overrides: Any) -> Config:
         """A copy with the non-None overrides applied and validated."""
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        values.pop("detection")
         values.update({k: v for k, v in overrides.items() if v is not None})
         return self._build(values)
 
@@ -182,132 +275,84 @@ class Config:
         unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        preset = values.get("detection_preset", cls.detection_preset)
-        if preset not in DETECTION_PRESETS:
-            raise ConfigError(
-                f"unknown detection preset {preset!r}: choose one of {', '.join(DETECTION_PRESETS)}"
-                " (CAMSTREAM_DETECTION_PRESET / --preset)"
-            )
-        values.setdefault("detection", DETECTION_PRESETS[preset])
-        cfg = cls(**values)
-        return cfg.validate()
+        password_file = values.get("kafka_sasl_password_file")
+        if password_file and not values.get("kafka_sasl_password"):
+            try:
+                values["kafka_sasl_password"] = Path(password_file).read_text().rstrip("\r\n")
+            except OSError as exc:
+                raise ConfigError(
+                    f"KAFKA_SASL_PASSWORD_FILE={password_file!r} cannot be read: {exc.strerror}"
+                ) from None
+        return cls(**values).validate()
 
     # ---- validation ---------------------------------------------------------------------
     def validate(self) -> Config:
-        if not self.bootstrap_servers.strip():
-            raise ConfigError(
-                "bootstrap_servers is empty: set KAFKA_BOOTSTRAP or --bootstrap-servers"
-            )
-        for server in self.bootstrap_servers.split(","):
-            host, sep, port = server.strip().rpartition(":")
-            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ConfigError(
-                    f"bad bootstrap server {server!r}: expected HOST:PORT[,HOST:PORT...]"
-                    " (KAFKA_BOOTSTRAP / --bootstrap-servers)"
-                )
-        topics = {
-            "input_topic": self.input_topic,
-            "output_topic": self.output_topic,
-            "dead_letter_topic": self.dead_letter_topic,
-        }
-        for name, topic in topics.items():
-            _check_topic(name, topic)
+        for name, meta in SETTINGS.items():
+            problem = _problem(meta, getattr(self, name))
+            if problem:
+                raise ConfigError(f"{name} {problem} ({env_var(name)}{_or_flag(name)})")
+        topics = {name: getattr(self, name) for name in TOPIC_SETTINGS}
         if len(set(topics.values())) != len(topics):
             raise ConfigError(f"input, output and dead-letter topics must differ: {topics}")
-        if self.partitions < 1:
-            raise ConfigError(f"partitions must be >= 1 (got {self.partitions})")
-        if self.replication_factor < 1:
-            raise ConfigError(f"replication_factor must be >= 1 (got {self.replication_factor})")
-        if not 1024 <= self.max_frame_bytes <= 100_000_000:
-            raise ConfigError(
-                f"max_frame_bytes must be between 1024 and 100000000 (got {self.max_frame_bytes})"
-            )
-        for name in ("jpeg_quality", "min_jpeg_quality"):
-            value = getattr(self, name)
-            if not 1 <= value <= 100:
-                raise ConfigError(f"{name} must be between 1 and 100 (got {value})")
-        if self.min_frame_width < 16:
-            raise ConfigError(f"min_frame_width must be >= 16 pixels (got {self.min_frame_width})")
         if self.min_jpeg_quality > self.jpeg_quality:
             raise ConfigError(
                 f"min_jpeg_quality ({self.min_jpeg_quality}) must not exceed"
                 f" jpeg_quality ({self.jpeg_quality})"
             )
-        if self.starting_offsets not in STARTING_OFFSETS and not self.starting_offsets.startswith(
-            "{"
-        ):
-            raise ConfigError(
-                f"starting_offsets must be 'latest', 'earliest' or a JSON offsets object"
-                f" (got {self.starting_offsets!r})"
-            )
-        if self.max_offsets_per_trigger is not None and self.max_offsets_per_trigger < 1:
-            raise ConfigError(
-                "max_offsets_per_trigger must be >= 1 or unset"
-                f" (got {self.max_offsets_per_trigger})"
-            )
-        if self.freshness_policy not in FRESHNESS_POLICIES:
-            raise ConfigError(
-                f"freshness_policy must be one of {', '.join(FRESHNESS_POLICIES)}"
-                f" (got {self.freshness_policy!r}; CAMSTREAM_FRESHNESS / --freshness)"
-            )
-        if self.max_frame_age_ms < 1:
-            raise ConfigError(f"max_frame_age_ms must be >= 1 (got {self.max_frame_age_ms})")
-        if self.opencv_threads < 0:
-            raise ConfigError(f"opencv_threads must be >= 0 (got {self.opencv_threads})")
-        if not 0 < self.station_port < 65536:
-            raise ConfigError(f"station_port must be 1-65535 (got {self.station_port})")
-        if self.station_stale_s <= 0:
-            raise ConfigError(f"station_stale_s must be > 0 (got {self.station_stale_s})")
         if self.station_forget_after_s < self.station_stale_s:
             raise ConfigError(
                 f"station_forget_after_s ({self.station_forget_after_s}) must not be below"
                 f" station_stale_s ({self.station_stale_s})"
             )
-        for origin in _csv(self.station_allowed_origins):
-            if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
-                raise ConfigError(
-                    f"allowed origin {origin!r} is not scheme://host[:port]"
-                    " (CAMSTREAM_STATION_ALLOWED_ORIGINS), e.g. https://wall.example.com"
-                )
         self._validate_security()
         self.detection.validate()
         return self
 
     def _validate_security(self) -> None:
-        protocol, mechanism = self.security_protocol, self.sasl_mechanism
-        if protocol not in SECURITY_PROTOCOLS:
-            raise ConfigError(
-                f"security protocol {protocol!r} is not one of {', '.join(SECURITY_PROTOCOLS)}"
-                " (KAFKA_SECURITY_PROTOCOL)"
-            )
+        protocol, mechanism = self.kafka_security_protocol, self.kafka_sasl_mechanism
         extra = dict(self.kafka_properties)
         if protocol.startswith("SASL_"):
-            if mechanism not in SASL_MECHANISMS:
+            if not mechanism:
                 raise ConfigError(
                     f"{protocol} needs KAFKA_SASL_MECHANISM, one of {', '.join(SASL_MECHANISMS)}"
-                    f" (got {mechanism!r})"
                 )
-            has_jaas = "sasl.jaas.config" in extra or "kafka.sasl.jaas.config" in extra
-            if not has_jaas and not (self.sasl_username and self.sasl_password):
+            if "sasl.jaas.config" not in extra and not (
+                self.kafka_sasl_username and self.kafka_sasl_password
+            ):
                 raise ConfigError(
                     f"{protocol} needs credentials: set KAFKA_SASL_USERNAME and"
                     " KAFKA_SASL_PASSWORD (or KAFKA_SASL_PASSWORD_FILE, a file holding it)"
                 )
-        elif mechanism or self.sasl_username:
+        elif mechanism or self.kafka_sasl_username:
             raise ConfigError(
                 f"SASL settings are given but KAFKA_SECURITY_PROTOCOL is {protocol}:"
                 " use SASL_SSL (or SASL_PLAINTEXT on a trusted network)"
             )
-        if self.ssl_ca_file:
+        if self.kafka_ssl_ca_file:
             if "SSL" not in protocol:
                 raise ConfigError(
                     f"KAFKA_SSL_CA_FILE is set but KAFKA_SECURITY_PROTOCOL is {protocol}:"
                     " use SSL or SASL_SSL"
                 )
-            if not Path(self.ssl_ca_file).is_file():
-                raise ConfigError(f"KAFKA_SSL_CA_FILE {self.ssl_ca_file!r} is not a readable file")
+            if not Path(self.kafka_ssl_ca_file).is_file():
+                raise ConfigError(
+                    f"KAFKA_SSL_CA_FILE {self.kafka_ssl_ca_file!r} is not a readable file"
+                )
 
     # ---- derived values -----------------------------------------------------------------
+    @property
+    def detection(self) -> DetectionSettings:
+        """The preset's detection settings, unless custom ones were given."""
+        return self.custom_detection or DETECTION_PRESETS[self.detection_preset]
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home).expanduser()
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.cache).expanduser()
+
     @property
     def station_allowed_host_names(self) -> tuple[str, ...]:
         return tuple(host.lower() for host in _csv(self.station_allowed_hosts))
@@ -317,159 +362,153 @@ class Config:
         return tuple(origin.lower().rstrip("/") for origin in _csv(self.station_allowed_origins))
 
     @property
-    def home_path(self) -> Path:
-        return Path(self.home).expanduser()
-
-    @property
-    def skip_frames_older_than_ms(self) -> int | None:
-        """The age past which the job skips detection: only under the `latest` policy."""
-        return self.max_frame_age_ms if self.freshness_policy == "latest" else None
-
-    @property
-    def client_properties(self) -> tuple[tuple[str, str], ...]:
-        """Kafka client properties (the Java client's names) for the security settings.
-
-        Spark passes them to its Kafka source and sink as `kafka.*` options; the Python
-        clients map them to kafka-python's settings (`kafka_io.security_settings`).
-        """
-        props: dict[str, str] = {}
-        if self.security_protocol != "PLAINTEXT":
-            props["security.protocol"] = self.security_protocol
-        if self.security_protocol.startswith("SASL_") and self.sasl_username:
-            module = SASL_MECHANISMS[self.sasl_mechanism]
-            props["sasl.mechanism"] = self.sasl_mechanism
-            props["sasl.jaas.config"] = (
-                f'{module} required username="{_jaas_quote(self.sasl_username)}"'
-                f' password="{_jaas_quote(self.sasl_password)}";'
-            )
-        elif self.sasl_mechanism:
-            props["sasl.mechanism"] = self.sasl_mechanism
-        if self.ssl_ca_file:
-            props["ssl.truststore.type"] = "PEM"
-            props["ssl.truststore.location"] = str(Path(self.ssl_ca_file).resolve())
-        props.update((name.removeprefix("kafka."), value) for name, value in self.kafka_properties)
-        return tuple(props.items())
-
-    def record_settings(
-        self, output_max_bytes: int = 1_048_588, dead_letter_max_bytes: int = 1_048_588
-    ) -> RecordSettings:
-        """The per-record function's settings, with the topics' size limits as read at start."""
-        return RecordSettings(
-            detection=self.detection,
-            jpeg_quality=self.jpeg_quality,
-            min_jpeg_quality=self.min_jpeg_quality,
-            min_frame_width=self.min_frame_width,
-            max_frame_bytes=self.max_frame_bytes,
-            max_age_ms=self.skip_frames_older_than_ms,
-            output_max_bytes=output_max_bytes,
-            dead_letter_max_bytes=dead_letter_max_bytes,
-        )
-
-    @property
     def checkpoint_path(self) -> str:
         """Where the Spark job keeps its offsets; one folder per input/output pair."""
         if self.checkpoint_location:
             return self.checkpoint_location
         return str(self.home_path / "checkpoints" / f"{self.input_topic}--{self.output_topic}")
 
-
-def _csv(value: str) -> list[str]:
-    return [item.strip() for item in value.split(",") if item.strip()]
-
-
-def _check_topic(name: str, topic: str) -> None:
-    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
-    if not topic or len(topic) > 249 or not set(topic) <= allowed or topic in (".", ".."):
-        raise ConfigError(
-            f"{name} {topic!r} is not a valid Kafka topic name"
-            " (1-249 characters of letters, digits, '.', '_' and '-')"
+    def record_settings(
+        self, output_max_bytes: int | None = None, dead_letter_max_bytes: int | None = None
+    ) -> RecordSettings:
+        """The per-record function's settings, with the topics' size limits as read at start."""
+        limits = {
+            "output_max_bytes": output_max_bytes,
+            "dead_letter_max_bytes": dead_letter_max_bytes,
+        }
+        return RecordSettings(
+            detection=self.detection,
+            jpeg_quality=self.jpeg_quality,
+            min_jpeg_quality=self.min_jpeg_quality,
+            min_frame_width=self.min_frame_width,
+            max_frame_bytes=self.max_frame_bytes,
+            max_age_ms=self.max_frame_age_ms if self.freshness == "latest" else None,
+            **{name: value for name, value in limits.items() if value is not None},
         )
 
+    @property
+    def client_properties(self) -> tuple[tuple[str, str], ...]:
+        """Kafka client properties (the Java client's names) for the security settings.
 
-# CAMSTREAM_* variables read outside Config (by the tools that need them).
-OTHER_VARIABLES = frozenset({"CAMSTREAM_CACHE", "CAMSTREAM_SPARK_UI", "CAMSTREAM_SPARK_LOG_LEVEL"})
-
-
-def _check_unknown_variables(env: Mapping[str, str]) -> None:
-    """A misspelt CAMSTREAM_ variable would be ignored silently: fail and suggest instead."""
-    import difflib
-
-    known = set(ENV_VARS.values()) | OTHER_VARIABLES
-    for var in sorted(env):
-        if var.startswith("CAMSTREAM_") and var not in known:
-            close = difflib.get_close_matches(var, known, n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
-            raise ConfigError(
-                f"unknown setting {var}{hint} (every setting is listed in the README)"
+        Spark passes them to its Kafka source and sink as `kafka.*` options; the Python
+        clients map them to kafka-python's settings (`camstream.kafka.clients`).
+        """
+        props: dict[str, str] = {}
+        protocol = self.kafka_security_protocol
+        if protocol != "PLAINTEXT":
+            props["security.protocol"] = protocol
+        if protocol.startswith("SASL_") and self.kafka_sasl_username:
+            module = SASL_MECHANISMS[self.kafka_sasl_mechanism]
+            props["sasl.mechanism"] = self.kafka_sasl_mechanism
+            props["sasl.jaas.config"] = (
+                f'{module} required username="{_jaas_quote(self.kafka_sasl_username)}"'
+                f' password="{_jaas_quote(self.kafka_sasl_password)}";'
             )
+        elif self.kafka_sasl_mechanism:
+            props["sasl.mechanism"] = self.kafka_sasl_mechanism
+        if self.kafka_ssl_ca_file:
+            props["ssl.truststore.type"] = "PEM"
+            props["ssl.truststore.location"] = str(Path(self.kafka_ssl_ca_file).resolve())
+        props.update((name.removeprefix("kafka."), value) for name, value in self.kafka_properties)
+        return tuple(props.items())
 
 
-def _jaas_quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
+# ---- the table: names, types, parsing -----------------------------------------------------
+SETTINGS: dict[str, Setting] = {
+    f.name: f.metadata["setting"] for f in dataclasses.fields(Config) if "setting" in f.metadata
+}
+TOPIC_SETTINGS = ("input_topic", "output_topic", "dead_letter_topic")
+_TYPES: dict[str, Any] = typing.get_type_hints(Config)
 
-
-# Read into `sasl_password` when KAFKA_SASL_PASSWORD is not set (Docker/Kubernetes secrets).
-PASSWORD_FILE_VAR = "KAFKA_SASL_PASSWORD_FILE"
-
-# Setting name -> environment variable.
-ENV_VARS: dict[str, str] = {
-    "bootstrap_servers": "KAFKA_BOOTSTRAP",
-    "input_topic": "CAMSTREAM_INPUT_TOPIC",
-    "output_topic": "CAMSTREAM_OUTPUT_TOPIC",
-    "dead_letter_topic": "CAMSTREAM_DLQ_TOPIC",
-    "partitions": "CAMSTREAM_PARTITIONS",
-    "replication_factor": "CAMSTREAM_REPLICATION_FACTOR",
-    "max_frame_bytes": "CAMSTREAM_MAX_FRAME_BYTES",
-    "jpeg_quality": "CAMSTREAM_JPEG_QUALITY",
-    "min_jpeg_quality": "CAMSTREAM_MIN_JPEG_QUALITY",
-    "min_frame_width": "CAMSTREAM_MIN_FRAME_WIDTH",
-    "master": "CAMSTREAM_SPARK_MASTER",
-    "checkpoint_location": "CAMSTREAM_CHECKPOINT_LOCATION",
-    "starting_offsets": "CAMSTREAM_STARTING_OFFSETS",
-    "trigger_interval": "CAMSTREAM_TRIGGER_INTERVAL",
-    "max_offsets_per_trigger": "CAMSTREAM_MAX_OFFSETS_PER_TRIGGER",
-    "detection_preset": "CAMSTREAM_DETECTION_PRESET",
-    "freshness_policy": "CAMSTREAM_FRESHNESS",
-    "max_frame_age_ms": "CAMSTREAM_MAX_FRAME_AGE_MS",
-    "opencv_threads": "CAMSTREAM_OPENCV_THREADS",
-    "async_progress": "CAMSTREAM_ASYNC_PROGRESS",
-    "home": "CAMSTREAM_HOME",
-    "station_host": "CAMSTREAM_STATION_HOST",
-    "station_port": "CAMSTREAM_STATION_PORT",
-    "station_token": "CAMSTREAM_STATION_TOKEN",
-    "station_stale_s": "CAMSTREAM_STATION_STALE_S",
-    "station_forget_after_s": "CAMSTREAM_STATION_FORGET_AFTER_S",
-    "station_allowed_hosts": "CAMSTREAM_STATION_ALLOWED_HOSTS",
-    "station_allowed_origins": "CAMSTREAM_STATION_ALLOWED_ORIGINS",
-    "station_insecure_no_token": "CAMSTREAM_STATION_INSECURE_NO_TOKEN",
-    "security_protocol": "KAFKA_SECURITY_PROTOCOL",
-    "sasl_mechanism": "KAFKA_SASL_MECHANISM",
-    "sasl_username": "KAFKA_SASL_USERNAME",
-    "sasl_password": "KAFKA_SASL_PASSWORD",
-    "ssl_ca_file": "KAFKA_SSL_CA_FILE",
+# Variables of earlier versions, to say what they are called now instead of ignoring them.
+RENAMED_VARIABLES = {
+    "CAMSTREAM_DLQ_TOPIC": "CAMSTREAM_DEAD_LETTER_TOPIC",
+    "CAMSTREAM_STATION_INSECURE_NO_TOKEN": "CAMSTREAM_INSECURE_NO_TOKEN",
 }
 
 
-def _parse(name: str, var: str, raw: str) -> Any:
-    """Convert an environment string to the field's type, naming the variable on failure."""
-    field_type = {f.name: f.type for f in dataclasses.fields(Config)}[name]
-    if field_type in ("int", "int | None"):
-        if field_type == "int | None" and raw.strip().lower() in ("none", "unlimited"):
+def env_var(name: str) -> str:
+    """The environment variable of a setting: KAFKA_* for kafka_ settings, else CAMSTREAM_*."""
+    return name.upper() if name.startswith("kafka_") else f"CAMSTREAM_{name.upper()}"
+
+
+def flag(name: str) -> str:
+    """The command-line option of a setting."""
+    return "--" + name.replace("_", "-")
+
+
+def _or_flag(name: str) -> str:
+    return f" / {flag(name)}" if SETTINGS[name].flag else ""
+
+
+def setting_type(name: str) -> Any:
+    return _TYPES[name]
+
+
+def parse(name: str, raw: str) -> Any:
+    """A setting's value from text (an environment variable or a CLI option)."""
+    kind = _TYPES[name]
+    where = f"{env_var(name)}={raw!r}"
+    optional = isinstance(kind, types.UnionType) and type(None) in typing.get_args(kind)
+    if optional:
+        if raw.strip().lower() in ("none", "unlimited"):
             return None
-        try:
-            return int(raw)
-        except ValueError:
-            raise ConfigError(f"{var}={raw!r} is not a whole number") from None
-    if field_type == "bool":
+        (kind,) = [t for t in typing.get_args(kind) if t is not type(None)]
+    if kind is bool:
         lowered = raw.strip().lower()
         if lowered in ("1", "true", "yes", "on"):
             return True
         if lowered in ("0", "false", "no", "off"):
             return False
-        raise ConfigError(f"{var}={raw!r} is not true or false")
-    if field_type == "float":
+        raise ConfigError(f"{where} is not true or false")
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{where} is not a whole number") from None
+    if kind is float:
         try:
             return float(raw)
         except ValueError:
-            raise ConfigError(f"{var}={raw!r} is not a number") from None
+            raise ConfigError(f"{where} is not a number") from None
+    if typing.get_origin(kind) is tuple:  # name=value;name=value
+        pairs = [item.partition("=") for item in raw.split(";") if item.strip()]
+        if any(not sep for _, sep, _ in pairs):
+            raise ConfigError(f"{env_var(name)} must be name=value;name=value")
+        return tuple((key.strip(), value.strip()) for key, _, value in pairs)
     return raw
+
+
+def _problem(meta: Setting, value: Any) -> str | None:
+    if value is None:
+        return None
+    if meta.choices and value not in meta.choices:
+        shown = ", ".join(c or "(empty)" for c in meta.choices)
+        return f"must be one of {shown} (got {value!r})"
+    low, high = meta.minimum, meta.maximum
+    if low is not None and high is not None and not low <= value <= high:
+        return f"must be between {low:g} and {high:g} (got {value})"
+    if low is not None and value < low:
+        return f"must be >= {low:g} (got {value})"
+    return meta.check(value) if meta.check else None
+
+
+def check_unknown_variables(env: Mapping[str, str]) -> None:
+    """A misspelt CAMSTREAM_ variable would be ignored silently: fail and suggest instead."""
+    known = {env_var(name) for name in SETTINGS}
+    for var in sorted(env):
+        if not var.startswith("CAMSTREAM_") or var in known:
+            continue
+        if var in RENAMED_VARIABLES:
+            raise ConfigError(f"{var} is now called {RENAMED_VARIABLES[var]}: rename it")
+        close = difflib.get_close_matches(var, known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ConfigError(f"unknown setting {var}{hint} (docs/configuration.md lists them all)")
+
+
+def _csv(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _jaas_quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')

@@ -8,11 +8,8 @@ import os
 import cv2
 import numpy as np
 
-from camstream.config import DetectionSettings
-
-
-class DetectorUnavailableError(RuntimeError):
-    """The Haar cascade file is missing or cannot be loaded."""
+from camstream.core.settings import DetectionSettings
+from camstream.errors import DetectorUnavailableError
 
 
 def cascade_path(name: str) -> str:

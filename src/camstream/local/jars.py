@@ -14,23 +14,19 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from camstream.config import Config
+from camstream.errors import DependencyError
+
 MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 COMPLETE_MARKER = ".complete"
 
 
-class DependencyError(RuntimeError):
-    """A required tool (Java, Maven) is missing or a download failed; says what to do."""
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("CAMSTREAM_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "camstream"
-    )
-    return Path(base)
+def cache_dir(cfg: Config | None = None) -> Path:
+    return (cfg or Config.from_env()).cache_path
 
 
 def _pom(name: str) -> Path:
-    return Path(str(resources.files("camstream").joinpath("maven", name)))
+    return Path(str(resources.files("camstream.local").joinpath("maven", name)))
 
 
 def pom_property(name: str, prop: str) -> str:
@@ -118,13 +114,13 @@ def _resolve(pom_name: str, target: Path, label: str) -> Path:
     return target
 
 
-def kafka_jars_dir() -> Path:
+def kafka_jars_dir(cfg: Config | None = None) -> Path:
     """The official Apache Kafka broker jars (kafka_2.13 and its runtime dependencies)."""
     version = kafka_version()
-    return _resolve("kafka-broker.pom.xml", cache_dir() / f"kafka-{version}", f"Kafka {version}")
+    return _resolve("kafka-broker.pom.xml", cache_dir(cfg) / f"kafka-{version}", f"Kafka {version}")
 
 
-def spark_kafka_jars() -> list[str]:
+def spark_kafka_jars(cfg: Config | None = None) -> list[str]:
     """Spark's Kafka connector jars that pyspark does not already ship, as local paths."""
     import pyspark
 
@@ -136,7 +132,7 @@ def spark_kafka_jars() -> list[str]:
         )
     folder = _resolve(
         "spark-kafka.pom.xml",
-        cache_dir() / f"spark-sql-kafka-{version}",
+        cache_dir(cfg) / f"spark-sql-kafka-{version}",
         f"Spark Kafka connector {version}",
     )
     bundled = {_artifact(p.name) for p in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
@@ -149,9 +145,9 @@ def _artifact(jar_name: str) -> str:
     return re.sub(r"-\d[\w.\-]*\.jar$", "", jar_name)
 
 
-def ensure_all() -> None:
+def ensure_all(cfg: Config | None = None) -> None:
     """Everything the local stack needs, for `camstream setup`."""
     java_executable()
-    kafka_jars_dir()
-    jars = spark_kafka_jars()
+    kafka_jars_dir(cfg)
+    jars = spark_kafka_jars(cfg)
     print(f"camstream: Spark Kafka connector jars: {len(jars)}", file=sys.stderr)

@@ -7,20 +7,17 @@ Listeners bind to 127.0.0.1 unless told otherwise.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
-import signal
-import socket
 import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
 
-from camstream import deps
-from camstream.processes import alive, pid_from_file
+from camstream.errors import BrokerError, KafkaUnavailableError
+from camstream.local import jars
+from camstream.local.layout import load_layout, save_layout
+from camstream.local.ports import port_is_free
+from camstream.local.supervisor import Supervisor
 
 MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
@@ -48,10 +45,6 @@ logger.apache.level = info
 """
 
 
-class BrokerError(RuntimeError):
-    """The broker could not be started or stopped; the message says why and what to do."""
-
-
 @dataclass(frozen=True)
 class LocalBroker:
     """One KRaft node acting as broker and controller (alone, or one voter of a cluster)."""
@@ -74,6 +67,18 @@ class LocalBroker:
     sasl_ssl_port: int | None = None
     tls_keystore_pem: str = ""
     scram_users: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    process: Supervisor = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        supervisor = Supervisor(
+            f"Kafka broker {self.node_id}",
+            self.logs_dir / "stdout.log",
+            pid_file=self.pid_file,
+            marker=MAIN_CLASS,
+            logs=[self.logs_dir / "server.log"],
+            error=BrokerError,
+        )
+        object.__setattr__(self, "process", supervisor)
 
     @property
     def secure_bootstrap(self) -> str:
@@ -103,8 +108,8 @@ class LocalBroker:
 
     # ---- state ----------------------------------------------------------------------------
     def pid(self) -> int | None:
-        """The broker's pid if our pid file names a live Kafka process."""
-        return pid_from_file(self.pid_file, MAIN_CLASS)
+        """The broker's pid if it runs (our pid file naming a live Kafka process)."""
+        return self.process.pid()
 
     def is_running(self) -> bool:
         return self.pid() is not None
@@ -213,12 +218,10 @@ class LocalBroker:
 
     def start(self, timeout_s: float = 90.0) -> str:
         """Start in the background and wait until it serves requests; returns the bootstrap."""
-        if self.is_running():
-            self._wait_ready(timeout_s)
-            return self.bootstrap
-        proc = self.spawn()
+        if not self.is_running():
+            self.spawn()
         try:
-            self._wait_ready(timeout_s, proc)
+            self.wait_ready(timeout_s)
         except BrokerError:
             self.stop()
             raise
@@ -237,68 +240,34 @@ class LocalBroker:
     def spawn(self) -> subprocess.Popen[bytes]:
         """Launch the broker JVM (configured and formatted first) without waiting for it."""
         self.check_ports()
-        java = deps.java_executable()
-        jars = deps.kafka_jars_dir()
+        java = jars.java_executable()
+        jar_dir = jars.kafka_jars_dir()
         self.write_config()
-        self.format_storage(java, jars)
-        cmd = self._java_command(java, jars, MAIN_CLASS, str(self.properties_file))
-        with open(self.logs_dir / "stdout.log", "ab") as console:
-            # A new session: the broker outlives this command and ignores the terminal's Ctrl-C.
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=console,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                cwd=self.directory,
-            )
-        self.pid_file.write_text(f"{proc.pid}\n")
-        return proc
+        self.format_storage(java, jar_dir)
+        command = self._java_command(java, jar_dir, MAIN_CLASS, str(self.properties_file))
+        return self.process.spawn(command, cwd=self.directory)
 
-    def _wait_ready(self, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    def wait_ready(self, timeout_s: float) -> None:
+        """Until the broker listens and answers a metadata request."""
         from camstream.config import Config
-        from camstream.kafka_io import BrokerUnavailableError, wait_for_broker
+        from camstream.kafka.topics import wait_for_broker
 
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if proc is not None and proc.poll() is not None:
-                raise BrokerError(
-                    f"Kafka exited with code {proc.returncode} while starting."
-                    f" Last log lines:\n{self.log_tail()}"
-                )
-            if not port_is_free(self.host, self.port):
-                break
-            time.sleep(0.2)
+        self.process.wait_ready(
+            lambda: not port_is_free(self.host, self.port), timeout_s, "listening"
+        )
         remaining = max(1.0, deadline - time.monotonic())
         try:
-            wait_for_broker(Config(bootstrap_servers=self.bootstrap), timeout_s=remaining)
-        except BrokerUnavailableError as exc:
+            wait_for_broker(Config(kafka_bootstrap=self.bootstrap), timeout_s=remaining)
+        except KafkaUnavailableError as exc:
             raise BrokerError(f"{exc}\nLast log lines:\n{self.log_tail()}") from None
 
     def stop(self, timeout_s: float = 30.0, kill: bool = False) -> bool:
         """SIGTERM (SIGKILL if `kill`), then SIGKILL after the timeout; False if not running."""
-        pid = self.pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and alive(pid):
-            time.sleep(0.2)
-        if alive(pid):
-            os.kill(pid, signal.SIGKILL)
-            while alive(pid):
-                time.sleep(0.1)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        return self.process.stop(timeout_s, kill=kill)
 
     def log_tail(self, lines: int = 25) -> str:
-        chunks = []
-        for name in ("stdout.log", "server.log"):
-            path = self.logs_dir / name
-            if path.exists():
-                chunks.extend(path.read_text(errors="replace").splitlines()[-lines:])
-        return "\n".join(chunks[-lines:])
+        return self.process.log_tail(lines)
 
 
 CLUSTER_FILE = "cluster.json"
@@ -383,11 +352,14 @@ class LocalCluster:
                 )
             object.__setattr__(self, "cluster_id", existing.cluster_id)
         self.save()
-        launched = [(node, node.spawn()) for node in self.nodes if not node.is_running()]
+        nodes = self.nodes
+        for node in nodes:
+            if not node.is_running():
+                node.spawn()
         try:
             deadline = time.monotonic() + timeout_s
-            for node, proc in launched:
-                node._wait_ready(max(1.0, deadline - time.monotonic()), proc)
+            for node in nodes:
+                node.wait_ready(max(1.0, deadline - time.monotonic()))
         except BrokerError:
             self.stop()
             raise
@@ -395,58 +367,15 @@ class LocalCluster:
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """Stop every node at once (one by one, the last ones would wait for a lost quorum)."""
-        running = [(node, node.pid()) for node in self.nodes]
-        running = [(node, pid) for node, pid in running if pid is not None]
-        for _, pid in running:
-            os.kill(pid, signal.SIGTERM)
-        for node, _ in running:
+        running = [node for node in self.nodes if node.is_running()]
+        for node in running:
+            node.process.signal()
+        for node in running:
             node.stop(timeout_s=timeout_s)
         return bool(running)
 
     def log_tail(self, lines: int = 10) -> str:
         return "\n".join(f"broker {n.node_id}:\n{n.log_tail(lines)}" for n in self.nodes)
-
-
-T = TypeVar("T")
-
-
-def load_layout(cls: type[T], directory: Path, name: str) -> T | None:
-    """A dataclass saved by `save_layout` in `directory`, or None if there is none."""
-    try:
-        saved = json.loads((directory / name).read_text())
-        return cls(directory, **saved)  # type: ignore[call-arg]
-    except (OSError, ValueError, TypeError):
-        return None
-
-
-def save_layout(obj: Any, name: str) -> None:
-    """A local cluster's settings (all fields but its folder) as JSON in its folder."""
-    obj.directory.mkdir(parents=True, exist_ok=True)
-    layout = {k: v for k, v in dataclasses.asdict(obj).items() if k != "directory"}
-    (obj.directory / name).write_text(json.dumps(layout, indent=2) + "\n")
-
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) != 0
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def free_port_block(count: int, host: str = "127.0.0.1") -> int:
-    """The first of `count` consecutive free ports (for a cluster's listeners)."""
-    import random
-
-    for _ in range(200):
-        base = random.randrange(20_000, 60_000 - count)
-        if all(port_is_free(host, port) for port in range(base, base + count)):
-            return base
-    raise BrokerError(f"found no {count} consecutive free ports on {host}")
 
 
 def _kafka_uuid() -> str:

@@ -1,14 +1,14 @@
-"""The per-frame function: JPEG bytes in, annotated JPEG bytes and face boxes out.
+"""The per-record function: the frame contract and the per-frame function, for one record.
 
-Plain Python over bytes and numpy; it knows nothing of Kafka or Spark, which only wrap it.
-`process_record` applies it to one record and never raises: whatever goes wrong with a
-record becomes a dead letter that carries the record as it came and the reason.
+Plain Python over bytes, like the per-frame function it applies: Spark (or anything else)
+only hands it a record's key, value and headers. `process_record` never raises: whatever
+goes wrong with a record becomes a dead letter that carries the record as it came and the
+reason, and every record it returns fits the topic it goes to.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,231 +17,25 @@ from typing import Any
 import cv2
 import numpy as np
 
-from camstream.annotation import annotate
-from camstream.config import DetectionSettings, RecordSettings
-from camstream.detection import detect_faces_grey
-from camstream.frames import (
+from camstream.core.analysis import detect_in_jpeg
+from camstream.core.annotation import annotate
+from camstream.core.contract import (
     H_FITTED,
     H_SKIPPED,
     H_VALUE_DROPPED,
-    MAX_FRAME_PIXELS,
-    FrameError,
     FrameMeta,
     analytics_headers,
     dead_letter_headers,
     record_bytes,
 )
-
-JPEG_MAGIC = b"\xff\xd8\xff"
+from camstream.core.jpeg import FittedJpeg, check_jpeg, decode_jpeg, encode_jpeg, fit_jpeg
+from camstream.core.settings import RecordSettings
+from camstream.errors import FrameError
 
 Headers = list[tuple[str, bytes | None]]
 Clock = Callable[[], int]
 
 
-@dataclass(frozen=True)
-class FrameAnalysis:
-    annotated_jpeg: bytes
-    boxes_xyxy: np.ndarray  # (N, 4) int32, full-frame pixels
-    width: int
-    height: int
-
-
-# ---- JPEG structure -----------------------------------------------------------------------
-# Start-of-frame markers carry the image size; C4, C8 and CC are other segments.
-_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-_EOI, _SOS = 0xD9, 0xDA
-# Markers without a length: TEM and the restart markers RST0-7.
-_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
-# Inside entropy-coded data FF is followed by 00 (a stuffed byte), a restart marker or
-# another FF (fill); any other byte after FF is the marker that ends the scan.
-_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
-
-
-@dataclass(frozen=True)
-class JpegInfo:
-    width: int
-    height: int
-    end: int  # offset just past the end-of-image marker; what follows is a trailer
-
-
-def scan_jpeg(jpeg: bytes) -> JpegInfo:
-    """Walk the JPEG's segments to its end-of-image marker, without decoding pixels.
-
-    Gives the size from the start-of-frame segment and where the image ends: bytes after
-    the end-of-image marker (trailers that cameras and phones append) are not part of it.
-    A JPEG cut short has no end-of-image marker and is refused: libjpeg would "decode" it
-    by padding it with grey.
-    """
-    if not jpeg:
-        raise FrameError("empty frame value")
-    if not jpeg.startswith(JPEG_MAGIC):
-        raise FrameError("value is not a JPEG (missing FF D8 FF start marker)")
-    size: tuple[int, int] | None = None
-    pos, length_of_data = 2, len(jpeg)
-    while pos + 2 <= length_of_data:
-        if jpeg[pos] != 0xFF:
-            raise FrameError(f"JPEG is corrupt: expected a marker at byte {pos}")
-        marker = jpeg[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker == _EOI:
-            if size is None:
-                raise FrameError("JPEG is corrupt: no start-of-frame segment before its end")
-            return JpegInfo(size[0], size[1], pos + 2)
-        if marker in _STANDALONE:
-            pos += 2
-            continue
-        if pos + 4 > length_of_data:
-            break
-        length = int.from_bytes(jpeg[pos + 2 : pos + 4], "big")
-        if length < 2:
-            raise FrameError(f"JPEG is corrupt: bad segment length at byte {pos}")
-        if marker in _SOF_MARKERS and size is None:
-            if pos + 9 > length_of_data:
-                break
-            height = int.from_bytes(jpeg[pos + 5 : pos + 7], "big")
-            width = int.from_bytes(jpeg[pos + 7 : pos + 9], "big")
-            if width == 0 or height == 0:
-                raise FrameError(f"JPEG declares a zero-size image ({width}x{height})")
-            size = (width, height)
-        pos += 2 + length
-        if marker == _SOS:
-            if size is None:
-                raise FrameError("JPEG is corrupt: image data before the start-of-frame segment")
-            found = _SCAN_END.search(jpeg, pos)
-            if found is None:
-                break
-            pos = found.start()
-    if size is None:
-        raise FrameError("JPEG is truncated or corrupt: no start-of-frame segment")
-    raise FrameError("JPEG is truncated (no end-of-image marker)")
-
-
-def check_jpeg(jpeg: bytes) -> JpegInfo:
-    """Validate what can be checked without decoding."""
-    info = scan_jpeg(jpeg)
-    # Checked before decoding so that a forged header cannot make the decoder allocate gigabytes.
-    if info.width * info.height > MAX_FRAME_PIXELS:
-        raise FrameError(
-            f"JPEG of {info.width}x{info.height} exceeds the {MAX_FRAME_PIXELS}-pixel limit"
-        )
-    return info
-
-
-def jpeg_size(jpeg: bytes) -> tuple[int, int]:
-    """(width, height) of a JPEG from its start-of-frame segment."""
-    info = scan_jpeg(jpeg)
-    return info.width, info.height
-
-
-# Pixels as stored: an EXIF Orientation tag would make OpenCV rotate the image, and then
-# the frame would no longer have the size its headers give, nor the boxes their place.
-_AS_STORED = cv2.IMREAD_IGNORE_ORIENTATION
-
-
-def decode_jpeg(jpeg: bytes, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
-    """Decode a JPEG (BGR by default) as stored; raises FrameError with the reason."""
-    check_jpeg(jpeg)
-    image = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), flags | _AS_STORED)
-    if image is None or image.size == 0:
-        raise FrameError("JPEG could not be decoded (corrupt or truncated)")
-    return image
-
-
-# JPEG can decode at 1/2, 1/4 or 1/8 size directly (DCT scaling), far cheaper than a full
-# decode followed by a resize.
-_REDUCED_GREY = ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
-                 (2, cv2.IMREAD_REDUCED_GRAYSCALE_2))  # fmt: skip
-
-
-def _grey_for_detection(jpeg: bytes, width: int, settings: DetectionSettings) -> np.ndarray:
-    flags = cv2.IMREAD_GRAYSCALE
-    if settings.detect_width is not None:
-        for factor, reduced in _REDUCED_GREY:
-            if width // factor >= settings.detect_width:
-                flags = reduced
-                break
-    return decode_jpeg(jpeg, flags)
-
-
-def encode_jpeg(image_bgr: np.ndarray, quality: int) -> bytes:
-    ok, buffer = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise FrameError("JPEG encoding failed")
-    return buffer.tobytes()
-
-
-def resize_to_width(image_bgr: np.ndarray, width: int | None) -> np.ndarray:
-    if not width or image_bgr.shape[1] <= width:
-        return image_bgr
-    height = max(1, round(image_bgr.shape[0] * width / image_bgr.shape[1]))
-    return cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_AREA)
-
-
-@dataclass(frozen=True)
-class FittedJpeg:
-    jpeg: bytes
-    quality: int
-    width: int
-    height: int
-
-
-def fit_jpeg(
-    image_bgr: np.ndarray,
-    fits: Callable[[FittedJpeg], bool],
-    quality: int,
-    min_quality: int,
-    min_width: int,
-) -> tuple[FittedJpeg | None, FittedJpeg]:
-    """Encode so that `fits` accepts it: lower the quality, then the resolution, if needed.
-
-    Quality goes down in steps of 10 to `min_quality`, then the image shrinks by a quarter
-    at a time while it stays at least `min_width` wide. Returns (the first encoding that
-    fits or None, the last one tried), so that a caller can say how close it came.
-    """
-    image = image_bgr
-    while True:
-        height, width = image.shape[:2]
-        candidate = FittedJpeg(encode_jpeg(image, quality), quality, width, height)
-        if fits(candidate):
-            return candidate, candidate
-        if quality > min_quality:
-            quality = max(min_quality, quality - 10)
-            continue
-        smaller = (width * 3) // 4
-        if smaller < min_width:
-            return None, candidate
-        image = resize_to_width(image, smaller)
-
-
-def analyze_jpeg(jpeg: bytes, settings: DetectionSettings, jpeg_quality: int = 80) -> FrameAnalysis:
-    """Detect faces and draw them: JPEG in, annotated JPEG and boxes out.
-
-    Detection decodes straight to grey (at reduced size when the preset detects on a
-    smaller copy). Only a frame with faces is decoded in colour, drawn on and re-encoded;
-    a frame without faces is passed on as it came, since there is nothing to draw.
-    """
-    info = check_jpeg(jpeg)
-    grey = _grey_for_detection(jpeg, info.width, settings)
-    boxes = detect_faces_grey(grey, settings, (info.width, info.height))
-    if len(boxes) == 0:
-        return FrameAnalysis(jpeg, boxes, info.width, info.height)
-    annotated = annotate(decode_jpeg(jpeg), boxes)
-    return FrameAnalysis(encode_jpeg(annotated, jpeg_quality), boxes, info.width, info.height)
-
-
-def thumbnail_jpeg(jpeg: bytes, width: int, quality: int = 75) -> bytes | None:
-    """A JPEG at most `width` pixels wide, or None when the input cannot be decoded."""
-    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR | _AS_STORED)
-    if image is None:
-        return None
-    image = resize_to_width(image, width)
-    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return buffer.tobytes() if ok else None
-
-
-# ---- one Kafka record -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class ProcessedRecord:
     """What the job writes for one input record: to the output or to the dead-letter topic."""
@@ -324,8 +118,7 @@ def _process(
         decode_jpeg(jpeg, cv2.IMREAD_REDUCED_GRAYSCALE_8)
         skipped = (H_SKIPPED, f"stale: {age_ms:.0f} ms old > {settings.max_age_ms} ms".encode())
         return _output(meta, jpeg, None, _NO_BOXES, headers, settings, clock, [skipped])
-    grey = _grey_for_detection(jpeg, info.width, settings.detection)
-    boxes = detect_faces_grey(grey, settings.detection, (info.width, info.height))
+    boxes = detect_in_jpeg(jpeg, info, settings.detection)
     if len(boxes) == 0:
         return _output(meta, jpeg, None, boxes, headers, settings, clock)
     annotated = annotate(decode_jpeg(jpeg), boxes)

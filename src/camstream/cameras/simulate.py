@@ -20,25 +20,21 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from camstream.cameras.encoding import encode_frame
 from camstream.config import Config
-from camstream.frames import FrameMeta
-from camstream.kafka_io import ensure_topics
-from camstream.producer import (
-    DeliveryStats,
-    FramePublisher,
-    ProgressPrinter,
-    fit_jpeg,
-    resize_to_width,
-)
+from camstream.core.contract import FrameMeta
+from camstream.core.jpeg import resize_to_width
+from camstream.kafka.publish import DeliveryStats, FramePublisher, ProgressPrinter
+from camstream.kafka.topics import ensure_topics
 
 
 def sample_video_path() -> Path:
-    return Path(str(resources.files("camstream").joinpath("data", "sample.avi")))
+    return Path(str(resources.files("camstream.cameras").joinpath("data", "sample.avi")))
 
 
 def sample_labels() -> dict:
     """Ground truth of the sample video: per frame index, the true face boxes (xyxy)."""
-    path = resources.files("camstream").joinpath("data", "sample_labels.json")
+    path = resources.files("camstream.cameras").joinpath("data", "sample_labels.json")
     return json.loads(path.read_text())
 
 
@@ -97,7 +93,7 @@ class CameraSimulator:
         self.topic = topic or cfg.input_topic
         frames = [resize_to_width(f, resize_width) for f in load_sample_frames()]
         # Encoded once, shared by all cameras: the expensive part of a camera is done once.
-        self.fitted = [fit_jpeg(frame, cfg) for frame in frames]
+        self.fitted = [encode_frame(frame, cfg) for frame in frames]
         self.jpegs = [f.jpeg for f in self.fitted]
         count = len(self.jpegs)
         ids = camera_ids(cameras, prefix)

@@ -10,17 +10,18 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-from camstream.broker import LocalBroker
 from camstream.config import Config
-from camstream.kafka_io import BrokerUnavailableError, ensure_topics, wait_for_broker
-from camstream.monitor import run_console_monitor
-from camstream.station import run_station
+from camstream.errors import KafkaUnavailableError
+from camstream.kafka.topics import ensure_topics, wait_for_broker
+from camstream.local.broker import LocalBroker
+from camstream.local.supervisor import Supervisor
+from camstream.viewers.console import run_console_monitor
+from camstream.viewers.station.server import run_station
 
 
 def say(message: str) -> None:
@@ -34,57 +35,23 @@ def _is_local(bootstrap: str) -> bool:
     return host in ("localhost", "127.0.0.1", "::1", "[::1]")
 
 
-class Component:
-    """A `camstream` subcommand in its own process group, logging to a file."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
-        self.name = name
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_dir / f"{name}.log"
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "camstream", *args],
-                env={**env, "PYTHONUNBUFFERED": "1"},
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def running(self) -> bool:
-        return self.proc.poll() is None
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        if self.running():
-            try:
-                # The leader first: it stops its query and session cleanly; its JVM follows.
-                self.proc.send_signal(signal.SIGTERM)
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        # Whatever the leader left in its group (a JVM, Python workers) goes too.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+def component(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Supervisor:
+    """A `camstream` subcommand started in its own process group, logging to a file."""
+    process = Supervisor(name, log_dir / f"{name}.log")
+    process.spawn([sys.executable, "-m", "camstream", *args], env={**env, "PYTHONUNBUFFERED": "1"})
+    return process
 
 
 def _start_broker_if_needed(cfg: Config) -> LocalBroker | None:
     """Use a broker that answers at the bootstrap address, or start the local one."""
     try:
         wait_for_broker(cfg, timeout_s=3)
-        say(f"demo: using the Kafka broker at {cfg.bootstrap_servers}")
+        say(f"demo: using the Kafka broker at {cfg.kafka_bootstrap}")
         return None
-    except BrokerUnavailableError:
-        if not _is_local(cfg.bootstrap_servers):
+    except KafkaUnavailableError:
+        if not _is_local(cfg.kafka_bootstrap):
             raise
-    port = int(cfg.bootstrap_servers.split(",")[0].rpartition(":")[2])
+    port = int(cfg.kafka_bootstrap.split(",")[0].rpartition(":")[2])
     broker = LocalBroker(cfg.home_path / "kafka", port=port, controller_port=port + 1)
     say(f"demo: starting Kafka (KRaft) in {broker.directory} ...")
     broker.start()
@@ -119,22 +86,22 @@ def run_demo(
     signal.signal(signal.SIGTERM, on_signal)
 
     broker = _start_broker_if_needed(cfg)
-    components: list[Component] = []
+    components: list[Supervisor] = []
     failed: list[str] = []
     log_dir = cfg.home_path / "logs"
     try:
         ensure_topics(cfg, [cfg.input_topic, cfg.output_topic, cfg.dead_letter_topic])
         env = {
             **os.environ,
-            "KAFKA_BOOTSTRAP": cfg.bootstrap_servers,
+            "KAFKA_BOOTSTRAP": cfg.kafka_bootstrap,
             "CAMSTREAM_HOME": cfg.home,
             "CAMSTREAM_DETECTION_PRESET": cfg.detection_preset,
         }
         components.append(
-            Component("analyze", ["analyze", "--starting-offsets", "latest"], env, log_dir)
+            component("analyze", ["analyze", "--starting-offsets", "latest"], env, log_dir)
         )
         components.append(
-            Component(
+            component(
                 "simulate",
                 ["simulate", "--cameras", str(cameras), "--fps", str(fps)],
                 env,
@@ -151,13 +118,13 @@ def run_demo(
             while not stop.is_set():
                 if deadline is not None and time.monotonic() >= deadline:
                     stop.set()
-                for component in components:
-                    if not component.running() and not stop.is_set():
-                        failed.append(component.name)
+                for process in components:
+                    if not process.is_running() and not stop.is_set():
+                        failed.append(process.name)
+                        code = process.proc.returncode if process.proc else "?"
                         say(
-                            f"demo: {component.name} exited with code"
-                            f" {component.proc.returncode}; its log ends with:\n"
-                            f"{component.log_tail()}"
+                            f"demo: {process.name} exited with code {code};"
+                            f" its log ends with:\n{process.log_tail(15)}"
                         )
                         stop.set()
                 stop.wait(0.5)
@@ -172,8 +139,10 @@ def run_demo(
         return 1 if failed else 0
     finally:
         say("demo: stopping ...")
-        for component in reversed(components):
-            component.stop()
+        for process in reversed(components):
+            # The leader first: it stops its query and session cleanly; its JVM and Python
+            # workers (same process group) follow, or are killed after the timeout.
+            process.stop(30.0)
         if broker is not None:
             broker.stop()
         say("demo: stopped; no process left running")

@@ -11,25 +11,21 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from camstream import deps
-from camstream.broker import load_layout, port_is_free, save_layout
-from camstream.processes import alive, pid_from_file
+from camstream.errors import SparkClusterError
+from camstream.local import jars
+from camstream.local.layout import load_layout, save_layout
+from camstream.local.ports import port_is_free
+from camstream.local.supervisor import Supervisor
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
 LAYOUT_FILE = "spark-cluster.json"
-
-
-class SparkClusterError(RuntimeError):
-    """The cluster could not be started; the message says why and where the logs are."""
 
 
 def spark_home() -> Path:
@@ -78,12 +74,21 @@ class LocalSparkCluster:
         save_layout(self, LAYOUT_FILE)
 
     # ---- processes ----------------------------------------------------------------------
+    def process(self, name: str) -> Supervisor:
+        """The master or worker `name` ('master', 'worker-1', ...) as a supervised process."""
+        return Supervisor(
+            f"Spark {name}",
+            self.logs_dir / f"{name}.log",
+            pid_file=self.directory / f"{name}.pid",
+            marker=MASTER_CLASS if name == "master" else WORKER_CLASS,
+            error=SparkClusterError,
+        )
+
     def _pid(self, name: str) -> int | None:
-        main_class = MASTER_CLASS if name == "master" else WORKER_CLASS
-        return pid_from_file(self.directory / f"{name}.pid", main_class)
+        return self.process(name).pid()
 
     def _env(self) -> dict[str, str]:
-        java = deps.java_executable()
+        java = jars.java_executable()
         env = dict(os.environ)
         env.update(
             SPARK_HOME=str(spark_home()),
@@ -99,20 +104,12 @@ class LocalSparkCluster:
         )
         return env
 
-    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        spark_class = spark_home() / "bin" / "spark-class"
-        with open(self.logs_dir / f"{name}.log", "ab") as log:
-            proc = subprocess.Popen(
-                [str(spark_class), *args],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self._env(),
-                cwd=self.directory,
-                start_new_session=True,  # outlives this command; spark-class execs the JVM
-            )
-        (self.directory / f"{name}.pid").write_text(f"{proc.pid}\n")
-        return proc
+    def _spawn(self, name: str, *args: str) -> Supervisor:
+        process = self.process(name)
+        # spark-class execs the JVM, so the pid stays the daemon's.
+        spark_class = str(spark_home() / "bin" / "spark-class")
+        process.spawn([spark_class, *args], self._env(), self.directory)
+        return process
 
     def start(self, timeout_s: float = 90.0) -> str:
         """Start the master and the workers; wait until all workers registered. Returns the URL."""
@@ -179,15 +176,11 @@ class LocalSparkCluster:
         state = self.master_state() or {}
         return sum(1 for w in state.get("workers", []) if w.get("state") == "ALIVE")
 
-    def _wait_workers(self, timeout_s: float, procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    def _wait_workers(self, timeout_s: float, procs: dict[str, Supervisor]) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            for name, proc in procs.items():
-                if proc.poll() is not None:
-                    raise SparkClusterError(
-                        f"Spark {name} exited with code {proc.returncode} while starting;"
-                        f" log: {self.logs_dir / (name + '.log')}\n{self.log_tail(name)}"
-                    )
+            for process in procs.values():
+                process.check_started()
             if self.alive_workers() >= self.workers:
                 return
             time.sleep(0.5)
@@ -200,11 +193,8 @@ class LocalSparkCluster:
         """Stop workers first (their executors with them), then the master."""
         stopped = False
         for name in reversed(self.process_names):
-            pid = self._pid(name)
-            if pid is not None:
-                stopped = True
-                _terminate_group(pid, timeout_s)
-            (self.directory / f"{name}.pid").unlink(missing_ok=True)
+            # The whole group: a worker's executors run in it.
+            stopped |= self.process(name).stop(timeout_s, group=True)
         return stopped
 
     def is_running(self) -> bool:
@@ -223,10 +213,7 @@ class LocalSparkCluster:
         )
 
     def log_tail(self, name: str, lines: int = 20) -> str:
-        path = self.logs_dir / f"{name}.log"
-        if not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        return self.process(name).log_tail(lines)
 
     def executor_logs(self) -> dict[str, Path]:
         """Each executor's stderr log, by 'worker-i/app-id/executor-id'."""
@@ -235,21 +222,3 @@ class LocalSparkCluster:
             for path in sorted(self.worker_dir(i).glob("app-*/*/stderr")):
                 logs[f"worker-{i}/{path.parent.parent.name}/{path.parent.name}"] = path
         return logs
-
-
-def _terminate_group(pid: int, timeout_s: float) -> None:
-    """SIGTERM the process group (the daemon and anything it started), then SIGKILL."""
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and alive(pid):
-        time.sleep(0.2)
-    if alive(pid):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
-        while alive(pid):
-            time.sleep(0.1)

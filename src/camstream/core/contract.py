@@ -14,6 +14,10 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from camstream.errors import FrameError
+
+__all__ = ["FrameError"]  # raised here, defined with the other errors
+
 SCHEMA_VERSION = "1"
 
 # Input headers, in the order they are written.
@@ -54,10 +58,6 @@ Headers = list[tuple[str, bytes]]
 # An upper bound on a frame's pixels: decoding a "JPEG" that claims to be larger would let
 # one bad record exhaust a worker's memory (a 16384x16384 BGR frame is already 768 MiB).
 MAX_FRAME_PIXELS = 8192 * 8192
-
-
-class FrameError(ValueError):
-    """A record does not follow the frame contract; the message says what is wrong."""
 
 
 @dataclass(frozen=True)
@@ -213,7 +213,6 @@ def dead_letter_headers(
 # Kafka's record format v2: a batch header, then per record varint lengths (at most 5 bytes
 # for an int, 10 for a long), attributes, key, value and headers.
 RECORD_BATCH_HEADER_BYTES = 61
-DEFAULT_MAX_MESSAGE_BYTES = 1_048_588  # the broker's default message.max.bytes
 # A dead letter is the record it carries plus two headers: the reason (at most
 # MAX_ERROR_BYTES) and the time. The dead-letter topic must accept this much more than the
 # input topic, so that every record the input accepts can be dead-lettered whole.

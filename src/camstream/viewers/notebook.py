@@ -14,12 +14,13 @@ from typing import Any
 
 import cv2
 
-from camstream.analysis import thumbnail_jpeg
+from camstream.cameras.capture import produce
+from camstream.cameras.simulate import sample_video_path
 from camstream.config import Config
-from camstream.frames import AnnotatedFrame, FrameMeta
-from camstream.monitor import MonitorStats, iter_annotated_frames
-from camstream.producer import DeliveryStats, produce
-from camstream.simulate import sample_video_path
+from camstream.core.contract import AnnotatedFrame, FrameMeta
+from camstream.core.jpeg import thumbnail_jpeg
+from camstream.kafka.consume import MonitorStats, iter_annotated_frames
+from camstream.kafka.publish import DeliveryStats
 
 
 def _display() -> tuple[Callable[..., Any], Any, Any]:
@@ -40,7 +41,7 @@ def default_source() -> str:
 
 
 def _config(kafkabrokers: str | None, **overrides: Any) -> Config:
-    return Config.from_env(bootstrap_servers=kafkabrokers or None, **overrides)
+    return Config.from_env(kafka_bootstrap=kafkabrokers or None, **overrides)
 
 
 def publish_camera(
@@ -194,6 +195,6 @@ def show_stream_progress(
 
     Runs until the query stops, or for `seconds` when it is > 0.
     """
-    from camstream.spark_job import follow_progress
+    from camstream.spark.progress import follow_progress
 
     follow_progress(query, display_fn or print, seconds=seconds)

@@ -1,0 +1,139 @@
+"""The benchmark's report: a table of every figure, and the plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def render_table(results: dict[str, Any]) -> str:
+    rows = [("measure", "value")]
+    for preset, value in results.get("raw_fps", {}).items():
+        rows.append((f"raw OpenCV loop, {preset} (frames/s)", f"{value['median']:.1f}"))
+    for preset, value in results.get("raw_fps_camstream_function", {}).items():
+        rows.append((f"loop of camstream's function, {preset}", f"{value['median']:.1f}"))
+    for preset, value in results.get("drain_fps", {}).items():
+        raw = results.get("raw_fps", {}).get(preset, {}).get("median")
+        ratio = f" ({value['median'] / raw:.0%} of raw)" if raw else ""
+        rows.append((f"Spark job drain, {preset} (frames/s)", f"{value['median']:.1f}{ratio}"))
+    if "reference" in results:
+        ref = results["reference"]
+        ours = results.get("drain_fps", {}).get("faithful", {}).get("median")
+        ratio = f" (ours {ours / ref['job_fps']:.1f}x faster)" if ours else ""
+        rows.append(("reference design job, faithful (frames/s)", f"{ref['job_fps']:.1f}{ratio}"))
+        rows.append(
+            ("reference producer, flush per frame (frames/s)", f"{ref['producer_fps']:.0f}")
+        )
+    if "our_producer_fps" in results:
+        rows.append(("our producer, batched (frames/s)", f"{results['our_producer_fps']:.0f}"))
+    for preset, acc in results.get("accuracy", {}).items():
+        rows.append(
+            (f"{preset}: recall / precision", f"{acc['recall']:.3f} / {acc['precision']:.3f}")
+        )
+    for item in results.get("latency", []):
+        rows.append(
+            (
+                f"latency {item['preset']}, {item['load']:.0%} load, {item['mode']} (ms)",
+                f"p50 {item['delay_ms_p50']:.0f}, p95 {item['delay_ms_p95']:.0f},"
+                f" p99 {item['delay_ms_p99']:.0f}",
+            )
+        )
+    if "pipeline" in results:
+        p = results["pipeline"]
+        rows.append(
+            (
+                f"whole pipeline at {p['offered_fps']:.0f} frames/s offered",
+                f"delivered {p['delivered_fps']:.0f}/s, p50 {p['delay_ms_p50']:.0f} ms,"
+                f" keeps up: {p['keeps_up']}",
+            )
+        )
+    for policy, o in results.get("overload", {}).items():
+        rows.append(
+            (
+                f"overload x2, policy {policy}",
+                f"p95 {o['delay_ms_p95']:.0f} ms,"
+                f" last 10 s p50 {o['delay_ms_p50_last_10s']:.0f} ms,"
+                f" skipped {o['skipped']} of {o['received']}",
+            )
+        )
+    for c in results.get("cameras", []):
+        rows.append(
+            (
+                f"{c['cameras']} cameras at 1 frame/s, fast",
+                f"delivered {c['delivered_fps']:.0f}/s, p50 {c['delay_ms_p50']:.0f} ms,"
+                f" keeps up: {c['keeps_up']}",
+            )
+        )
+    for resolution, cost in results.get("frame_costs", {}).items():
+        rows.append(
+            (
+                f"one core per frame, {resolution} (ms)",
+                f"faithful {cost['faithful_ms_per_frame']:.1f}, fast"
+                f" {cost['fast_ms_per_frame']:.1f}; JPEG {cost['jpeg_bytes_median'] / 1000:.0f} KB",
+            )
+        )
+    producer = results.get("producer_capacity")
+    if producer:
+        best = max(
+            (s for s in producer["steps"] if s["sustained"]),
+            key=lambda s: s["cameras"],
+            default=None,
+        )
+        value = f"{producer['max_sustained_cameras']}"
+        if best:
+            value += f" ({best['cpu_cores']:.2f} cores, {best['max_rss_mb']:.0f} MB)"
+        if not producer["limit_reached"]:
+            value += ", limit not reached"
+        rows.append(("cameras at 1 frame/s, one producer process", value))
+    width = max(len(r[0]) for r in rows)
+    lines = [f"| {a.ljust(width)} | {b} |" for a, b in rows]
+    lines.insert(1, f"| {'-' * width} | --- |")
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if results.get("cameras"):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        cams = [c["cameras"] for c in results["cameras"]]
+        ax.plot(cams, [c["offered_fps"] for c in results["cameras"]], "k--", label="offered")
+        ax.plot(cams, [c["delivered_fps"] for c in results["cameras"]], "o-", label="delivered")
+        ax.set(xlabel="cameras at 1 frame/s", ylabel="frames/s", title="Throughput vs cameras")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "throughput_vs_cameras.png", dpi=100)
+        plt.close(fig)
+    if results.get("latency"):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        fast = [i for i in results["latency"] if i["preset"] == "fast"]
+        for trigger in sorted({i["mode"] for i in fast}):
+            items = [i for i in fast if i["mode"] == trigger]
+            loads = [i["load"] * 100 for i in items]
+            for pct, style in (("p50", "o-"), ("p95", "s--"), ("p99", "^:")):
+                ax.plot(
+                    loads, [i[f"delay_ms_{pct}"] for i in items], style, label=f"{trigger} {pct}"
+                )
+        ax.set(xlabel="load (% of capacity)", ylabel="capture to station (ms)",
+               title="Latency vs load, fast preset")  # fmt: skip
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "latency_vs_load.png", dpi=100)
+        plt.close(fig)
+    if "reference" in results and "drain_fps" in results:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        labels = ["raw OpenCV loop", "camstream (Spark)", "reference design"]
+        values = [
+            results.get("raw_fps", {}).get("faithful", {}).get("median", 0),
+            results["drain_fps"]["faithful"]["median"],
+            results["reference"]["job_fps"],
+        ]
+        ax.bar(labels, values, color=["#888", "#2e7d32", "#c62828"])
+        ax.set(ylabel="frames/s (faithful preset)", title="Ours vs the reference design")
+        fig.tight_layout()
+        fig.savefig(out / "ours_vs_reference.png", dpi=100)
+        plt.close(fig)

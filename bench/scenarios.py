@@ -1,0 +1,292 @@
+"""The benchmark's scenarios, in the order they run; each writes its figures to ctx.results.
+
+raw        the plain OpenCV loop (decode, grey, detect, draw, encode), one process per core
+costs      one core's ms per frame at 640x480 and 1280x720, per preset (capacity plan)
+producer   how many cameras one `camstream simulate` process sustains at 1 frame/s
+accuracy   recall and precision of each preset on labelled frames
+drain      the Spark job draining a pre-filled topic, per preset
+reference  the reference demo's design (pickled base64 JSON, classifier per frame, flush
+           per send) draining the same frames
+latency    capture-to-station delay at a fraction of capacity, micro-batch and continuous
+pipeline   producers + broker + Spark + station consumer near capacity
+overload   twice the capacity: the `latest` freshness policy against `all`
+cameras    many cameras at 1 frame/s with the fast preset
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import statistics
+import time
+from typing import Any
+
+import cv2
+from registry import Context, say, scenario
+from stack import (
+    drain,
+    keeps_up,
+    our_producer_rate,
+    reference_drain,
+    run_load,
+    sample_jpegs,
+)
+
+from camstream.cameras.simulate import load_sample_frames, sample_labels
+from camstream.config import DETECTION_PRESETS
+from camstream.core.analysis import analyze_jpeg
+from camstream.core.annotation import annotate
+from camstream.core.detection import detect_faces
+from camstream.core.jpeg import decode_jpeg, encode_jpeg
+from camstream.spark.job import DEFAULT_CONTINUOUS_INTERVAL
+
+
+# ---- what the scenarios measure --------------------------------------------------------------
+def naive_frame(jpeg: bytes, settings: Any) -> bytes:
+    """The plain loop body: decode, grey, detect, draw, encode, for every frame."""
+    image = decode_jpeg(jpeg)
+    boxes = detect_faces(image, settings)
+    return encode_jpeg(annotate(image, boxes), 80)
+
+
+def _raw_worker(args: tuple[str, float, bool]) -> int:
+    preset, seconds, camstream_function = args
+    cv2.setNumThreads(1)
+    settings = DETECTION_PRESETS[preset]
+    jpegs = sample_jpegs()
+    step = analyze_jpeg if camstream_function else naive_frame
+    step(jpegs[0], settings)  # warm-up: classifier load
+    frames, deadline = 0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        step(jpegs[frames % len(jpegs)], settings)
+        frames += 1
+    return frames
+
+
+def raw_loop(
+    preset: str, seconds: float, processes: int, camstream_function: bool = False
+) -> float:
+    """Frames/s of one process per core running the loop body over the sample frames."""
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        counts = pool.map(_raw_worker, [(preset, seconds, camstream_function)] * processes)
+    return sum(counts) / seconds
+
+
+# ---- per-frame costs for the capacity plan -------------------------------------------------
+RESOLUTIONS = {"640x480": (640, 480), "1280x720": (1280, 720)}
+
+
+def frame_costs(seconds: float) -> dict[str, Any]:
+    """One core's milliseconds per frame of camstream's per-frame function, and JPEG sizes.
+
+    The sample frames are resized (720p is upscaled: the detector sees more pixels, as it
+    would with a real 720p camera). The capacity plan (bench/capacity_plan.py) builds on these.
+    """
+    cv2.setNumThreads(1)
+    costs: dict[str, Any] = {}
+    for name, size in RESOLUTIONS.items():
+        frames = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in load_sample_frames()]
+        jpegs = [encode_jpeg(f, 80) for f in frames]
+        started = time.perf_counter()
+        for frame in frames:
+            encode_jpeg(frame, 80)
+        costs[name] = {
+            "jpeg_bytes_median": statistics.median(len(j) for j in jpegs),
+            # What a producer that captures raw frames pays per frame to encode them.
+            "encode_ms": (time.perf_counter() - started) * 1000 / len(frames),
+        }
+        for preset, settings in DETECTION_PRESETS.items():
+            analyze_jpeg(jpegs[0], settings)  # warm-up: classifier load
+            done, started = 0, time.perf_counter()
+            while time.perf_counter() - started < seconds:
+                analyze_jpeg(jpegs[done % len(jpegs)], settings)
+                done += 1
+            costs[name][f"{preset}_ms_per_frame"] = (time.perf_counter() - started) * 1000 / done
+    return costs
+
+
+# ---- detection accuracy -------------------------------------------------------------------
+def accuracy(preset: str) -> dict[str, float]:
+    """Recall and precision on the labelled sample frames, plus darker and smaller copies."""
+    settings = DETECTION_PRESETS[preset]
+    tp = fp = fn = 0
+    labels = sample_labels()["frames"]
+    for frame, label in zip(load_sample_frames(), labels, strict=True):
+        truth = [list(map(float, b)) for b in label["faces"]]
+        variants = [(frame, truth, 1.0)]
+        variants.append((cv2.convertScaleAbs(frame, alpha=0.6, beta=0), truth, 1.0))
+        small = cv2.resize(frame, (480, 360), interpolation=cv2.INTER_AREA)
+        variants.append((small, [[v * 0.75 for v in b] for b in truth], 0.75))
+        for image, boxes, _scale in variants:
+            found = detect_faces(decode_jpeg(encode_jpeg(image, 80)), settings).tolist()
+            matched = set()
+            for box in boxes:
+                hit = next(
+                    (i for i, f in enumerate(found) if i not in matched and _iou(f, box) >= 0.3),
+                    None,
+                )
+                if hit is None:
+                    fn += 1
+                else:
+                    matched.add(hit)
+                    tp += 1
+            fp += len(found) - len(matched)
+    return {
+        "recall": tp / max(1, tp + fn),
+        "precision": tp / max(1, tp + fp),
+        "true_positives": tp,
+        "false_positives": fp,
+        "false_negatives": fn,
+    }
+
+
+def _iou(a: list[float], b: list[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+# ---- the scenarios ------------------------------------------------------------------------
+@scenario("raw", "the plain OpenCV loop, and a loop of camstream's per-frame function")
+def raw_scenario(ctx: Context) -> None:
+    ctx.results["raw_fps"] = {}
+    ctx.results["raw_fps_camstream_function"] = {}
+    for preset in DETECTION_PRESETS:
+        for key, ours in (("raw_fps", False), ("raw_fps_camstream_function", True)):
+            runs = []
+            for i in range(ctx.repeats):
+                what = "camstream's per-frame function" if ours else "plain OpenCV loop"
+                say(f"{what}, {preset}, {ctx.cores} processes, run {i + 1}/{ctx.repeats}")
+                runs.append(raw_loop(preset, 2.0 if ctx.quick else 8.0, ctx.cores, ours))
+            ctx.results[key][preset] = {"median": statistics.median(runs), "runs": runs}
+
+
+@scenario("costs", "one core's milliseconds per frame, per preset and resolution")
+def costs_scenario(ctx: Context) -> None:
+    say("per-frame cost on one core at 640x480 and 1280x720, both presets")
+    ctx.results["frame_costs"] = frame_costs(1.0 if ctx.quick else 5.0)
+
+
+@scenario("producer", "cameras one producer process sustains at 1 frame/s")
+def producer_scenario(ctx: Context) -> None:
+    import producer_capacity
+
+    say("cameras one producer process sustains at 1 frame/s")
+    ctx.results["producer_capacity"] = producer_capacity.run(quick=ctx.quick)
+
+
+@scenario("accuracy", "recall and precision of each preset on labelled frames")
+def accuracy_scenario(ctx: Context) -> None:
+    ctx.results["accuracy"] = {}
+    for preset in DETECTION_PRESETS:
+        say(f"accuracy of {preset} on labelled frames")
+        ctx.results["accuracy"][preset] = accuracy(preset)
+
+
+@scenario("drain", "the Spark job draining a pre-filled topic, per preset")
+def drain_scenario(ctx: Context) -> None:
+    ctx.results["drain_fps"] = {}
+    for preset in DETECTION_PRESETS:
+        count = 60 if ctx.quick else (400 if preset == "faithful" else 1600)
+        runs = []
+        profile: dict[str, Any] = {}
+        for i in range(ctx.repeats):
+            say(f"Spark drain, {preset}, {count} frames, run {i + 1}/{ctx.repeats}")
+            profile = {}
+            runs.append(drain(ctx.stack, preset, count, profile))
+        ctx.results["drain_fps"][preset] = {
+            "median": statistics.median(runs),
+            "runs": runs,
+            "cores_busy_by_role_last_run": profile,
+        }
+    say("our producer (batched, no flush per frame)")
+    ctx.results["our_producer_fps"] = our_producer_rate(ctx.stack, 200 if ctx.quick else 2000)
+
+
+@scenario("reference", "the reference demo's design draining the same frames")
+def reference_scenario(ctx: Context) -> None:
+    count = 30 if ctx.quick else 150
+    say(f"reference design, {count} frames (pickled base64 JSON, classifier per frame)")
+    try:
+        ctx.results["reference"] = reference_drain(ctx.stack, count)
+    except Exception as exc:  # keep the other scenarios' results
+        say(f"reference design failed: {type(exc).__name__}: {exc}")
+        ctx.results.setdefault("errors", []).append(f"reference: {exc}")
+
+
+def _capacity(ctx: Context, preset: str, fallback: float) -> float:
+    return ctx.results.get("drain_fps", {}).get(preset, {}).get("median") or fallback
+
+
+def _seconds(ctx: Context) -> float:
+    return 12 if ctx.quick else 40
+
+
+@scenario("latency", "capture-to-station delay at 25/50/75% of capacity, per mode")
+def latency_scenario(ctx: Context) -> None:
+    capacity = _capacity(ctx, "fast", 100.0)
+    capacity_faithful = _capacity(ctx, "faithful", 20.0)
+    seconds = _seconds(ctx)
+    results = ctx.results["latency"] = []
+    fractions = [0.5] if ctx.quick else [0.25, 0.5, 0.75]
+    modes = [("micro-batch", "0 seconds", False), ("micro-batch async", "0 seconds", True)]
+    for fraction in fractions:
+        for mode, trigger, async_progress in modes:
+            say(f"latency, fast, {fraction:.0%} of capacity, {mode}")
+            result = run_load(ctx.stack, preset="fast", total_fps=fraction * capacity,
+                              cameras=10, seconds=seconds, trigger=trigger,
+                              async_progress=async_progress)  # fmt: skip
+            results.append({"load": fraction, "mode": mode, **result})
+    # Continuous processing needs a core per partition (one endless task each). Its first
+    # half minute after a start is slower (workers and JIT warming), so these runs leave
+    # 20 s out before measuring, as a long-running job would be measured.
+    warm = {"warmup_s": 8.0} if ctx.quick else {"warmup_s": 20.0}
+    long = seconds if ctx.quick else seconds + 20
+    continuous = f"continuous, {DEFAULT_CONTINUOUS_INTERVAL} epochs"
+    for fraction in fractions:
+        say(f"latency, fast, {fraction:.0%} of capacity, {continuous}, partitions = cores")
+        result = run_load(ctx.stack, preset="fast", total_fps=fraction * capacity,
+                          cameras=10, seconds=long, trigger="continuous", **warm)  # fmt: skip
+        results.append({"load": fraction, "mode": continuous, **result})
+    for mode, trigger in (("micro-batch async", "0 seconds"), (continuous, "continuous")):
+        say(f"latency, faithful, 50% of capacity, {mode}")
+        result = run_load(ctx.stack, preset="faithful", total_fps=0.5 * capacity_faithful,
+                          cameras=5, seconds=long, trigger=trigger,
+                          async_progress=mode.endswith("async"), **warm)  # fmt: skip
+        results.append({"load": 0.5, "mode": mode, **result})
+
+
+@scenario("pipeline", "producers, broker, Spark and a station consumer near capacity")
+def pipeline_scenario(ctx: Context) -> None:
+    capacity = _capacity(ctx, "fast", 100.0)
+    raw_fast = ctx.results.get("raw_fps", {}).get("fast", {}).get("median") or capacity
+    say(f"whole pipeline at 85% of the raw loop's {raw_fast:.0f} frames/s")
+    result = run_load(ctx.stack, preset="fast", total_fps=0.85 * raw_fast, cameras=20,
+                      seconds=_seconds(ctx))  # fmt: skip
+    result["keeps_up"] = keeps_up(result)
+    ctx.results["pipeline"] = result
+
+
+@scenario("overload", "twice the capacity: the latest freshness policy against all")
+def overload_scenario(ctx: Context) -> None:
+    capacity = _capacity(ctx, "fast", 100.0)
+    seconds = 12 if ctx.quick else 60
+    ctx.results["overload"] = {}
+    for policy in ("latest", "all"):
+        say(f"overload: twice the capacity for {seconds} s, policy {policy}")
+        ctx.results["overload"][policy] = run_load(
+            ctx.stack, preset="fast", total_fps=2 * capacity, cameras=20,
+            seconds=seconds, freshness=policy,
+        )  # fmt: skip
+
+
+@scenario("cameras", "many cameras at 1 frame/s with the fast preset")
+def cameras_scenario(ctx: Context) -> None:
+    ctx.results["cameras"] = []
+    for cameras in [20] if ctx.quick else [100, 200, 300]:
+        say(f"{cameras} cameras at 1 frame/s, fast preset")
+        result = run_load(ctx.stack, preset="fast", total_fps=cameras, cameras=cameras,
+                          seconds=_seconds(ctx))  # fmt: skip
+        result["keeps_up"] = keeps_up(result)
+        ctx.results["cameras"].append(result)

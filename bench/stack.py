@@ -1,0 +1,405 @@
+"""The benchmark's stack and loads: a broker and Spark, prefilled topics, cameras at a rate,
+delays as a station sees them, and where each core's time and memory go (by role).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from registry import say
+
+from camstream.cameras.simulate import CameraSimulator, load_sample_frames
+from camstream.config import Config
+from camstream.core.contract import FrameMeta, headers_to_dict
+from camstream.core.jpeg import encode_jpeg
+from camstream.kafka.clients import make_consumer
+from camstream.kafka.publish import FramePublisher
+from camstream.kafka.topics import ensure_topics
+from camstream.local.broker import LocalBroker
+from camstream.local.ports import free_port
+from camstream.spark.job import stop_gracefully
+
+
+def sample_jpegs() -> list[bytes]:
+    return [encode_jpeg(frame, 80) for frame in load_sample_frames()]
+
+
+def percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+
+
+def steady_rate(timestamps_ns: list[int]) -> float:
+    """Frames/s between the 10th and 90th percentile of completion times (no warm-up/tail)."""
+    ts = sorted(timestamps_ns)
+    if len(ts) < 10:
+        return float("nan")
+    lo, hi = len(ts) // 10, (len(ts) * 9) // 10
+    return (hi - lo) / max(1e-9, (ts[hi] - ts[lo]) / 1e9)
+
+
+# ---- the stack ----------------------------------------------------------------------------
+@dataclass
+class Stack:
+    """A Kafka broker (ours, unless KAFKA_BOOTSTRAP names one) and a Spark session."""
+
+    base: Config
+    spark: Any
+    broker: LocalBroker | None
+    workdir: Path
+    jpegs: list[bytes] = field(default_factory=sample_jpegs)
+
+    @classmethod
+    def start(cls, cores: int) -> Stack:
+        from camstream.spark.session import spark_session
+
+        workdir = Path(tempfile.mkdtemp(prefix="camstream-bench-"))
+        broker = None
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
+        if not bootstrap:
+            say("starting a Kafka broker for the benchmark")
+            broker = LocalBroker(workdir / "kafka", port=free_port(), controller_port=free_port())
+            bootstrap = broker.start()
+        base = Config(
+            kafka_bootstrap=bootstrap,
+            partitions=2 * cores,
+            home=str(workdir),
+            spark_master=f"local[{cores}]",
+        )
+        say("starting Spark")
+        # The reference design moves 1.2 MB pickled frames through the JVM: give it room.
+        spark = spark_session(
+            base, app_name="camstream-bench", extra_conf={"spark.driver.memory": "4g"}
+        )
+        return cls(base, spark, broker, workdir)
+
+    def close(self) -> None:
+        try:
+            self.spark.stop()
+        finally:  # the broker goes even when Spark died first
+            if self.broker is not None:
+                self.broker.stop()
+            shutil.rmtree(self.workdir, ignore_errors=True)  # gigabytes of frames per run
+
+    def config(self, **overrides: Any) -> Config:
+        suffix = uuid.uuid4().hex[:8]
+        cfg = self.base.replace(
+            input_topic=f"bench-in-{suffix}",
+            output_topic=f"bench-out-{suffix}",
+            dead_letter_topic=f"bench-dlq-{suffix}",
+            checkpoint_location=str(self.workdir / f"ckpt-{suffix}"),
+            **overrides,
+        )
+        ensure_topics(cfg, [cfg.input_topic, cfg.output_topic, cfg.dead_letter_topic])
+        return cfg
+
+    def prefill(self, cfg: Config, count: int, cameras: int = 40) -> None:
+        publisher = FramePublisher(cfg)
+        for i in range(count):
+            camera = f"cam-{i % cameras:03d}"
+            meta = FrameMeta(camera, i // cameras, time.time_ns(), 640, 480)
+            publisher.publish(meta, self.jpegs[i % len(self.jpegs)])
+        publisher.close()
+        publisher.check_delivered()
+
+
+class DelayRecorder(threading.Thread):
+    """A station-like consumer: records (receive time, delay ms, skipped) per frame."""
+
+    def __init__(self, cfg: Config, from_beginning: bool = False) -> None:
+        super().__init__(daemon=True)
+        self.consumer = make_consumer(cfg, cfg.output_topic, from_beginning=from_beginning)
+        self.consumer.poll(timeout_ms=500)  # join the topic before the load starts
+        self.samples: list[tuple[float, float, bool, int]] = []
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            for records in self.consumer.poll(timeout_ms=200).values():
+                now_ns = time.time_ns()
+                for record in records:
+                    values = headers_to_dict(record.headers)
+                    delay = (now_ns - int(values["capture_ts_ns"])) / 1e6
+                    self.samples.append(
+                        (
+                            time.monotonic(),
+                            delay,
+                            "skipped" in values,
+                            int(values["analyzed_ts_ns"]),
+                        )
+                    )
+        self.consumer.close()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(timeout=10)
+
+
+def _processes_by_role() -> list[tuple[str, psutil.Process]]:
+    """(role, process) of the processes of this benchmark's stack."""
+    found = []
+    me = os.getpid()
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if "kafka.Kafka" in cmdline:
+            role = "kafka broker"
+        elif "org.apache.spark" in cmdline or "pyspark-shell" in cmdline:
+            role = "spark jvm"
+        elif any(w in cmdline for w in ("pyspark.daemon", "pyspark/daemon", "pyspark.worker")):
+            role = "python workers"
+        elif process.pid == me:
+            role = "bench driver (producer, consumer)"
+        else:
+            continue
+        found.append((role, process))
+    return found
+
+
+def cpu_seconds_by_role() -> dict[str, float]:
+    """CPU time (user + system) so far of the processes on this box, by role."""
+    roles: dict[str, float] = {}
+    for role, process in _processes_by_role():
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            roles[role] = roles.get(role, 0.0) + times.user + times.system
+    return roles
+
+
+def rss_mb_by_role() -> dict[str, float]:
+    """Resident memory now of the stack's processes, by role (MB)."""
+    roles: dict[str, float] = {}
+    for role, process in _processes_by_role():
+        with contextlib.suppress(psutil.Error):
+            roles[role] = roles.get(role, 0.0) + process.memory_info().rss / 2**20
+    return roles
+
+
+class MemorySampler(threading.Thread):
+    """Samples every role's resident memory every 2 s while a load runs."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.wait(2.0):
+            self.samples.append((time.monotonic(), rss_mb_by_role()))
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Per role: the peak in the first and in the second half (bounded: no growth)."""
+        self.stop_event.set()
+        self.join(timeout=5)
+        if len(self.samples) < 4:
+            return {}
+        middle = len(self.samples) // 2
+        halves = self.samples[:middle], self.samples[middle:]
+        roles = {role for _, sample in self.samples for role in sample}
+        return {
+            role: {
+                "first_half_peak_mb": round(max(s.get(role, 0.0) for _, s in halves[0]), 1),
+                "second_half_peak_mb": round(max(s.get(role, 0.0) for _, s in halves[1]), 1),
+            }
+            for role in sorted(roles)
+        }
+
+
+def drain(stack: Stack, preset: str, count: int, profile: dict[str, Any] | None = None) -> float:
+    cfg = stack.config(
+        detection_preset=preset, max_offsets_per_trigger=1_000_000, starting_offsets="earliest"
+    )
+    stack.prefill(cfg, count)
+    from camstream.spark.job import build_query
+
+    query = build_query(stack.spark, cfg)
+    consumer = make_consumer(cfg, cfg.output_topic, from_beginning=True)
+    cpu_before, wall_before = cpu_seconds_by_role(), time.monotonic()
+    done: list[int] = []
+    last_progress = time.monotonic()
+    while len(done) < count and time.monotonic() - last_progress < 120:
+        for records in consumer.poll(timeout_ms=500).values():
+            done.extend(int(headers_to_dict(r.headers)["analyzed_ts_ns"]) for r in records)
+            last_progress = time.monotonic()
+    if len(done) < count:
+        say(
+            f"drain: only {len(done)} of {count} frames came out (query error: {query.exception()})"
+        )
+    if profile is not None:
+        cpu_after, wall = cpu_seconds_by_role(), time.monotonic() - wall_before
+        profile.update(
+            {
+                role: round((cpu_after.get(role, 0) - cpu_before.get(role, 0)) / wall, 3)
+                for role in cpu_after
+            }
+        )
+    consumer.close()
+    stop_gracefully(stack.spark, query)
+    return steady_rate(done)
+
+
+def reference_drain(stack: Stack, count: int) -> dict[str, float]:
+    import reference_design
+
+    cfg = stack.config(detection_preset="faithful", starting_offsets="earliest")
+    frames = list(load_sample_frames())
+    for topic in (cfg.input_topic, cfg.output_topic):
+        _set_topic_max_bytes(cfg, topic, 4 * 1024 * 1024)
+    producer_fps = reference_design.publish_frames(cfg, cfg.input_topic, frames, count)
+    query = reference_design.build_reference_query(
+        stack.spark, cfg, cfg.input_topic, cfg.output_topic, cfg.checkpoint_path
+    )
+    consumer = make_consumer(
+        cfg, cfg.output_topic, from_beginning=True, max_partition_fetch_bytes=8 * 1024 * 1024
+    )
+    records: list[Any] = []
+    last_progress = time.monotonic()
+    while len(records) < count and time.monotonic() - last_progress < 180:
+        for batch in consumer.poll(timeout_ms=500).values():
+            records.extend(batch)
+            last_progress = time.monotonic()
+    consumer.close()
+    stop_gracefully(stack.spark, query)
+    return {
+        "job_fps": steady_rate(reference_design.analyzed_times(records)),
+        "producer_fps": producer_fps,
+    }
+
+
+def _set_topic_max_bytes(cfg: Config, topic: str, size: int) -> None:
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    from camstream.kafka.clients import make_admin
+
+    admin = make_admin(cfg)
+    try:
+        admin.alter_configs(
+            [
+                ConfigResource(
+                    ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": str(size)}
+                )
+            ]
+        )
+    finally:
+        admin.close()
+
+
+def our_producer_rate(stack: Stack, count: int) -> float:
+    cfg = stack.config()
+    started = time.perf_counter()
+    stack.prefill(cfg, count)
+    return count / (time.perf_counter() - started)
+
+
+def run_load(
+    stack: Stack,
+    *,
+    preset: str,
+    total_fps: float,
+    cameras: int,
+    seconds: float,
+    trigger: str = "0 seconds",
+    freshness: str = "all",
+    warmup_s: float = 8.0,
+    async_progress: bool = False,
+) -> dict[str, Any]:
+    """Cameras at a total rate through the running job; delays as a station sees them."""
+    from camstream.spark.job import build_query
+
+    continuous = trigger.startswith("continuous")
+    cfg = stack.config(
+        detection_preset=preset,
+        trigger_interval=trigger,
+        freshness=freshness,
+        starting_offsets="latest",
+        async_progress=async_progress,
+        # One endless task per partition in continuous mode: no more partitions than cores.
+        partitions=stack.spark.sparkContext.defaultParallelism if continuous else None,
+    )
+    query = build_query(stack.spark, cfg)
+    # Let the query start (and Python workers spawn) before the cameras do.
+    _wait_for_query(query)
+    recorder = DelayRecorder(cfg)
+    recorder.start()
+    memory = MemorySampler()
+    memory.start()
+    simulator = CameraSimulator(cfg, cameras=cameras, fps=total_fps / cameras)
+    started = time.monotonic()
+    stats = simulator.run(duration_s=seconds, progress=lambda *_: None)
+    time.sleep(2.0)  # the last frames in flight
+    recorder.stop()
+    memory_mb = memory.summary()
+    anatomy = batch_anatomy(query)
+    stop_gracefully(stack.spark, query)
+    window = [s for s in recorder.samples if s[0] - started >= warmup_s]
+    delays = [s[1] for s in window]
+    tail = [s[1] for s in window if s[0] - started >= seconds - 10]
+    head = [s[1] for s in window if s[0] - started < warmup_s + 10]
+    received = len(recorder.samples)
+    return {
+        "preset": preset,
+        "trigger": trigger,
+        "freshness": freshness,
+        "cameras": cameras,
+        "offered_fps": round(total_fps, 1),
+        "sent": stats.sent,
+        "received": received,
+        "delivered_fps": round(len(window) / max(1e-9, seconds - warmup_s), 1),
+        "skipped": sum(1 for s in recorder.samples if s[2]),
+        "delay_ms_p50": round(percentile(delays, 50), 1),
+        "delay_ms_p95": round(percentile(delays, 95), 1),
+        "delay_ms_p99": round(percentile(delays, 99), 1),
+        "delay_ms_p50_first_10s": round(percentile(head, 50), 1),
+        "delay_ms_p50_last_10s": round(percentile(tail, 50), 1),
+        "simulator_max_lag_ms": round(simulator.max_lag_s * 1000, 1),
+        "batch_anatomy_ms": anatomy,
+        "memory_mb": memory_mb,
+    }
+
+
+def batch_anatomy(query: Any) -> dict[str, float]:
+    """Median time of each part of a micro-batch (Spark's durationMs), where it applies."""
+    try:
+        reports = [p for p in query.recentProgress if p.get("numInputRows")]
+    except Exception:  # continuous queries report no micro-batches
+        return {}
+    parts: dict[str, list[float]] = {}
+    for report in reports:
+        for name, value in (report.get("durationMs") or {}).items():
+            parts.setdefault(name, []).append(float(value))
+    rows = [float(r["numInputRows"]) for r in reports]
+    anatomy = {name: statistics.median(values) for name, values in parts.items()}
+    if rows:
+        anatomy["frames_per_batch"] = statistics.median(rows)
+    return anatomy
+
+
+def _wait_for_query(query: Any, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = query.status
+        if status.get("isDataAvailable") is not None and not status.get("message", "").startswith(
+            "Initializing"
+        ):
+            return
+        time.sleep(0.2)
+
+
+def keeps_up(result: dict[str, Any]) -> bool:
+    """No growing lag: the last 10 s are not much later than the first, and all arrived."""
+    return (
+        result["delay_ms_p50_last_10s"] <= 2 * result["delay_ms_p50_first_10s"] + 250
+        and result["received"] >= 0.97 * result["sent"]
+    )

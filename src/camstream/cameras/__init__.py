@@ -1,0 +1,1 @@
+"""The cameras: OpenCV capture (webcam, file, RTSP/HTTP) and simulated cameras, to Kafka."""

@@ -1,0 +1,1 @@
+"""Kafka: clients for frame-sized records, topics, publishing frames, consuming results."""

@@ -1,0 +1,154 @@
+"""Kafka clients (kafka-python) configured for image payloads, and the security mapping."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+
+import kafka.errors as kafka_errors
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
+from camstream.config import Config
+from camstream.errors import KafkaUnavailableError
+
+log = logging.getLogger(__name__)
+
+# Bytes of headers and record overhead that a frame's request needs beyond its JPEG.
+REQUEST_HEADROOM_BYTES = 16 * 1024
+
+
+def unavailable(cfg: Config, cause: BaseException | None = None) -> KafkaUnavailableError:
+    """The error for a broker that did not answer, saying what to check.
+
+    kafka-python reports a refused login or a failed TLS handshake only in its log and
+    then times out like an unreachable broker, so the message names all three causes
+    that apply to these settings rather than guess one.
+    """
+    detail = f" ({type(cause).__name__}: {cause})" if cause else ""
+    message = f"cannot reach Kafka at {cfg.kafka_bootstrap}{detail}"
+    protocol = cfg.kafka_security_protocol
+    if protocol.startswith("SASL_"):
+        message += (
+            ", or it refused the credentials: check that it runs, KAFKA_SASL_USERNAME,"
+            " KAFKA_SASL_PASSWORD (or KAFKA_SASL_PASSWORD_FILE) and KAFKA_SASL_MECHANISM"
+        )
+    if "SSL" in protocol:
+        message += (
+            f"; with {protocol}, also that KAFKA_SSL_CA_FILE holds the CA that signed the"
+            " brokers' certificates"
+        )
+    if protocol == "PLAINTEXT":
+        message += (
+            ". Start the local broker with `camstream broker start`, or point KAFKA_BOOTSTRAP /"
+            " --kafka-bootstrap at a running one (with KAFKA_SECURITY_PROTOCOL if it needs TLS"
+            " or SASL)."
+        )
+    else:
+        message += ". `camstream -v` shows kafka-python's log of each attempt."
+    return KafkaUnavailableError(message)
+
+
+# How long a client waits for the first metadata answer before saying the broker is down.
+BOOTSTRAP_TIMEOUT_MS = 10_000
+
+
+def _common(cfg: Config) -> dict[str, object]:
+    _warn_without_fast_crc()
+    return {
+        "bootstrap_servers": cfg.kafka_bootstrap.split(","),
+        "client_id": "camstream",
+        "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
+        **security_settings(cfg.client_properties),
+    }
+
+
+@functools.cache
+def _warn_without_fast_crc() -> None:
+    from kafka.record import util
+
+    if util.crc32c_c is None:
+        log.warning(
+            "the `crc32c` package is missing: kafka-python checksums every frame in pure Python"
+            " (milliseconds per frame); `pip install crc32c`"
+        )
+
+
+_JAAS_VALUE = re.compile(r'(username|password)\s*=\s*"((?:[^"\\]|\\.)*)"')
+_JAAS_ESCAPE = re.compile(r"\\(.)")
+
+
+def security_settings(properties: tuple[tuple[str, str], ...]) -> dict[str, object]:
+    """Map the Java client's security properties (as Spark takes them) to kafka-python's."""
+    props = {name.removeprefix("kafka."): value for name, value in properties}
+    settings: dict[str, object] = {}
+    if "security.protocol" in props:
+        settings["security_protocol"] = props["security.protocol"]
+    if "sasl.mechanism" in props:
+        settings["sasl_mechanism"] = props["sasl.mechanism"]
+    if "sasl.jaas.config" in props:
+        found = {
+            k: _JAAS_ESCAPE.sub(r"\1", v) for k, v in _JAAS_VALUE.findall(props["sasl.jaas.config"])
+        }
+        if "username" in found:
+            settings["sasl_plain_username"] = found["username"]
+            settings["sasl_plain_password"] = found.get("password", "")
+    if "ssl.ca.location" in props:
+        settings["ssl_cafile"] = props["ssl.ca.location"]
+    if props.get("ssl.truststore.type", "").upper() == "PEM" and "ssl.truststore.location" in props:
+        settings["ssl_cafile"] = props["ssl.truststore.location"]
+    return settings
+
+
+def make_producer(cfg: Config, **overrides: object) -> KafkaProducer:
+    """A producer for JPEG frames: idempotent, acks=all, batched, never flushed per frame."""
+    settings: dict[str, object] = {
+        **_common(cfg),
+        "acks": "all",
+        "enable_idempotence": True,
+        # A few ms of lingering lets frames of many cameras share a request.
+        "linger_ms": 5,
+        "batch_size": 512 * 1024,
+        "max_request_size": cfg.max_frame_bytes + REQUEST_HEADROOM_BYTES,
+        # JPEG does not compress further; compression would only cost CPU.
+        "compression_type": None,
+        "max_block_ms": 10_000,
+        "request_timeout_ms": 15_000,
+        "delivery_timeout_ms": 60_000,
+    }
+    settings.update(overrides)
+    try:
+        return KafkaProducer(**settings)
+    except kafka_errors.KafkaTimeoutError as exc:
+        raise unavailable(cfg, exc) from None
+
+
+def make_consumer(
+    cfg: Config,
+    *topics: str,
+    group_id: str | None = None,
+    from_beginning: bool = False,
+    **overrides: object,
+) -> KafkaConsumer:
+    """A consumer sized for frames; group-less by default (a monitor reads, it does not commit)."""
+    settings: dict[str, object] = {
+        **_common(cfg),
+        "group_id": group_id,
+        "auto_offset_reset": "earliest" if from_beginning else "latest",
+        "enable_auto_commit": group_id is not None,
+        "max_partition_fetch_bytes": max(1024 * 1024, cfg.max_frame_bytes + REQUEST_HEADROOM_BYTES),
+        "fetch_max_wait_ms": 50,
+    }
+    settings.update(overrides)
+    try:
+        return KafkaConsumer(*topics, **settings)
+    except kafka_errors.KafkaTimeoutError as exc:
+        raise unavailable(cfg, exc) from None
+
+
+def make_admin(cfg: Config, bootstrap_timeout_ms: int = BOOTSTRAP_TIMEOUT_MS) -> KafkaAdminClient:
+    settings = {**_common(cfg), "bootstrap_timeout_ms": bootstrap_timeout_ms}
+    try:
+        return KafkaAdminClient(**settings, request_timeout_ms=15_000)
+    except kafka_errors.KafkaTimeoutError as exc:
+        raise unavailable(cfg, exc) from None

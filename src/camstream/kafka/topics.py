@@ -1,0 +1,147 @@
+"""Topics: created with frame-sized limits, their limits read back, the broker awaited."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+
+import kafka.errors as kafka_errors
+
+from camstream.config import Config
+from camstream.errors import CamstreamError, KafkaUnavailableError
+from camstream.kafka.clients import REQUEST_HEADROOM_BYTES, make_admin, unavailable
+
+log = logging.getLogger(__name__)
+
+
+def list_topics(cfg: Config) -> list[str]:
+    """The names of the cluster's topics, sorted."""
+    admin = make_admin(cfg)
+    try:
+        return sorted(admin.list_topics())
+    except kafka_errors.KafkaError as exc:
+        raise unavailable(cfg, exc) from None
+    finally:
+        admin.close()
+
+
+def partition_count(cfg: Config, topic: str) -> int:
+    """How many partitions `topic` has (0 if it does not exist)."""
+    admin = make_admin(cfg)
+    try:
+        (description,) = admin.describe_topics([topic])
+        return len(description.get("partitions") or [])
+    except kafka_errors.UnknownTopicOrPartitionError:
+        return 0
+    finally:
+        admin.close()
+
+
+def topic_max_message_bytes(cfg: Config, topics: Iterable[str]) -> dict[str, int | None]:
+    """Each topic's effective `max.message.bytes`, as its brokers enforce it now.
+
+    The topic's own setting if it has one, else the broker's `message.max.bytes`: read
+    from Kafka, since a topic may have been created by someone else, with other limits.
+    None for a topic whose configuration could not be read (it does not exist, or the
+    credentials may not describe it: kafka-python reports both as an empty answer).
+    """
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    wanted = list(dict.fromkeys(topics))
+    admin = make_admin(cfg)
+    try:
+        resources = [
+            ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": None})
+            for topic in wanted
+        ]
+        described = admin.describe_configs(resources, config_filter="all").get("topic", {})
+    finally:
+        admin.close()
+    limits: dict[str, int | None] = {}
+    for topic in wanted:
+        entry = (described.get(topic) or {}).get("max.message.bytes") or {}
+        try:
+            limits[topic] = int(entry["value"])
+        except (KeyError, TypeError, ValueError):
+            limits[topic] = None
+    return limits
+
+
+def topic_configs(cfg: Config, topic: str | None = None) -> dict[str, str]:
+    """Per-topic settings: large enough messages for frames, bounded retention for video.
+
+    The dead-letter topic takes a little more than the others: a dead letter is any record
+    of the input topic plus the reason it failed.
+    """
+    from camstream.core.contract import DEAD_LETTER_HEADROOM_BYTES
+
+    max_message_bytes = cfg.max_frame_bytes + REQUEST_HEADROOM_BYTES
+    if topic == cfg.dead_letter_topic:
+        max_message_bytes += DEAD_LETTER_HEADROOM_BYTES
+    configs = {
+        "max.message.bytes": str(max_message_bytes),
+        # Video is only useful live; keep an hour or 1 GiB per partition, whichever is less.
+        "retention.ms": str(60 * 60 * 1000),
+        "retention.bytes": str(1024**3),
+    }
+    if cfg.replication_factor > 1:
+        configs["min.insync.replicas"] = str(min(2, cfg.replication_factor))
+    return configs
+
+
+def ensure_topics(cfg: Config, topics: Iterable[str], partitions: int | None = None) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created.
+
+    Broker-side auto-creation stays off, so every command that needs a topic calls this.
+    """
+    wanted = list(dict.fromkeys(topics))
+    admin = make_admin(cfg)
+    try:
+        existing = set(admin.list_topics())
+        missing = [t for t in wanted if t not in existing]
+        if not missing:
+            return []
+        request = {
+            topic: {
+                "num_partitions": partitions or cfg.partitions,
+                "replication_factor": cfg.replication_factor,
+                "configs": topic_configs(cfg, topic),
+            }
+            for topic in missing
+        }
+        try:
+            # Another command may create a topic between our check and our request.
+            with contextlib.suppress(kafka_errors.TopicAlreadyExistsError):
+                admin.create_topics(request, timeout_ms=30_000, wait_for_metadata=True)
+        except kafka_errors.KafkaError as exc:
+            raise CamstreamError(
+                f"Kafka did not create topic(s) {', '.join(missing)} with {cfg.partitions}"
+                f" partitions and replication factor {cfg.replication_factor}: {exc}"
+            ) from None
+        log.info("created topics %s", ", ".join(missing))
+        return missing
+    finally:
+        admin.close()
+
+
+def wait_for_broker(cfg: Config, timeout_s: float = 30.0) -> None:
+    """Block until the cluster answers a metadata request, or raise KafkaUnavailableError."""
+    deadline = time.monotonic() + timeout_s
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            admin = make_admin(cfg, bootstrap_timeout_ms=2_000)
+        except KafkaUnavailableError as exc:
+            last_error = exc
+            continue
+        try:
+            admin.list_topics()
+            return
+        except kafka_errors.KafkaError as exc:
+            last_error = exc
+            time.sleep(0.5)
+        finally:
+            admin.close()
+    raise unavailable(cfg, last_error)

@@ -1,0 +1,1 @@
+"""Spark: the session, the streaming job, its executor side and packaging, its progress."""

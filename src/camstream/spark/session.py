@@ -1,0 +1,62 @@
+"""The SparkSession: the Kafka connector on the classpath, loopback binding, camstream shipped."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from camstream.config import Config
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+def spark_session(
+    cfg: Config, app_name: str = "camstream-analyze", extra_conf: dict[str, str] | None = None
+) -> SparkSession:
+    """A SparkSession for `cfg.master` with Spark's Kafka connector on the classpath."""
+    from pyspark.sql import SparkSession
+
+    from camstream.local.jars import spark_kafka_jars
+    from camstream.spark.packaging import package_zip
+
+    # PySpark picks the workers' interpreter from this variable when the context starts;
+    # by default they run this same interpreter (and so the same camstream and OpenCV).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = (
+        SparkSession.builder.master(cfg.spark_master)
+        .appName(app_name)
+        .config("spark.jars", ",".join(spark_kafka_jars(cfg)))
+        .config("spark.python.worker.reuse", "true")
+        .config("spark.sql.shuffle.partitions", str(max(2, cfg.partitions)))
+        # The web UI listens on every interface; keep it off unless asked for.
+        .config("spark.ui.enabled", str(cfg.spark_ui).lower())
+        .config("spark.ui.showConsoleProgress", "false")
+        # Kafka credentials travel as source/sink options: keep them out of plans and logs.
+        .config("spark.sql.redaction.options.regex", "(?i)url|jaas|password|secret|token")
+    )
+    if _runs_on_loopback(cfg.spark_master):
+        # A local job (or a cluster on this machine) binds to loopback, not to whatever
+        # address the hostname resolves to.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        builder = builder.config("spark.driver.host", "127.0.0.1").config(
+            "spark.driver.bindAddress", "127.0.0.1"
+        )
+    for key, value in (extra_conf or {}).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(cfg.spark_log_level)
+    if not cfg.spark_master.startswith("local"):
+        # Executors elsewhere get camstream the standard way: a zip on their Python path.
+        # Its dependencies (OpenCV, numpy, pyarrow) come from the executors' Python
+        # (PYSPARK_PYTHON / spark.pyspark.python, or an environment archive in spark.archives).
+        spark.sparkContext.addPyFile(str(package_zip()))
+    return spark
+
+
+def _runs_on_loopback(master: str) -> bool:
+    if master.startswith("local"):
+        return True
+    host = master.split("://", 1)[-1].split(",", 1)[0].rsplit(":", 1)[0]
+    return master.startswith("spark://") and host in ("127.0.0.1", "localhost", "::1", "[::1]")

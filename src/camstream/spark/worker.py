@@ -1,0 +1,117 @@
+"""The executor side of the job: the function Spark runs over Arrow batches of Kafka records.
+
+It only wraps the per-record function (`camstream.core.records.process_record`): one
+output row per input row, to the output or the dead-letter topic. This module and
+`camstream.core` are all that executors import.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from camstream.core.settings import RecordSettings
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from camstream.core.records import ProcessedRecord
+
+# The rows mapInArrow returns: the Kafka sink's columns, plus what the metrics count.
+OUTPUT_SCHEMA = (
+    "key binary, value binary, headers array<struct<key: string, value: binary>>,"
+    " topic string, ok boolean, faces int, error string, skipped boolean"
+)
+
+
+def sink_row(result: ProcessedRecord, output_topic: str, dead_letter_topic: str) -> dict[str, Any]:
+    """A processed record as a row of the Kafka sink: key, value, headers and its topic."""
+    return {
+        "key": result.key,
+        "value": result.value,
+        "headers": [{"key": k, "value": v} for k, v in result.headers],
+        "topic": output_topic if result.ok else dead_letter_topic,
+    }
+
+
+_worker_opencv_threads: int | None = None
+
+
+def configure_worker(opencv_threads: int) -> None:
+    """Once per Python worker: Spark already runs a task per core, so OpenCV's own
+    threads would only contend with the other tasks."""
+    global _worker_opencv_threads
+    if _worker_opencv_threads != opencv_threads:
+        import cv2
+
+        cv2.setNumThreads(opencv_threads)
+        _worker_opencv_threads = opencv_threads
+
+
+def make_batch_processor(
+    settings: RecordSettings,
+    output_topic: str,
+    dead_letter_topic: str,
+    opencv_threads: int = 1,
+) -> Any:
+    """The function that Spark runs in each Python worker over Arrow record batches.
+
+    One output row per input row, always: a record that fails becomes a dead letter.
+    """
+
+    def process_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import pyarrow as pa
+
+        from camstream.spark.worker import configure_worker, process_row
+
+        configure_worker(opencv_threads)
+
+        out_schema = pa.schema(
+            [
+                ("key", pa.binary()),
+                ("value", pa.binary()),
+                (
+                    "headers",
+                    pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())])),
+                ),
+                ("topic", pa.string()),
+                ("ok", pa.bool_()),
+                ("faces", pa.int32()),
+                ("error", pa.string()),
+                ("skipped", pa.bool_()),
+            ]
+        )
+        for batch in batches:
+            keys = batch.column("key").to_pylist()
+            values = batch.column("value").to_pylist()
+            header_lists = batch.column("headers").to_pylist()
+            rows: dict[str, list[Any]] = {name: [] for name in out_schema.names}
+            for key, value, headers in zip(keys, values, header_lists, strict=True):
+                result = process_row(key, value, headers, settings)
+                for name, cell in sink_row(result, output_topic, dead_letter_topic).items():
+                    rows[name].append(cell)
+                rows["ok"].append(result.ok)
+                rows["faces"].append(result.faces)
+                rows["error"].append(result.error)
+                rows["skipped"].append(result.skipped)
+            yield pa.RecordBatch.from_pydict(rows, schema=out_schema)
+
+    return process_batches
+
+
+def process_row(key: Any, value: Any, headers: Any, settings: RecordSettings) -> ProcessedRecord:
+    """`process_record` for one Spark row, with a last line of defence around it."""
+    from camstream.core.records import ProcessedRecord, process_record
+
+    try:
+        return process_record(key, value, headers, settings)
+    except Exception as exc:  # process_record never raises; should it, the row still goes on
+        reason = f"{type(exc).__name__}: {exc}"[:1000]
+        safe_key = key if isinstance(key, bytes) else None
+        safe_value = value if isinstance(value, bytes) else None
+        error_headers: list[tuple[str, bytes | None]] = [
+            ("error", reason.encode("utf-8", "replace")),
+            ("failed_ts_ns", str(time.time_ns()).encode()),
+        ]
+        return ProcessedRecord(False, safe_key, safe_value, error_headers, error=reason)

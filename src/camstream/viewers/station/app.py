@@ -1,0 +1,244 @@
+"""The station's web app: the page, its assets, the JSON API and the one WebSocket per browser.
+
+Browsers connect over one WebSocket each; every client gets the newest frame of each camera
+it shows, and a slow client simply skips frames: nothing queues, and the Kafka consumer
+never waits for a browser. A WebSocket rather than MJPEG because a browser opens at most
+about six HTTP/1.1 connections per host, so one MJPEG stream per tile cannot show hundreds
+of cameras; one WebSocket multiplexes them all, and the page subscribes only to the tiles
+it shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import struct
+import time
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from camstream.core.contract import AnnotatedFrame
+from camstream.viewers.station.guard import SameSiteGuard, SecurityHeaders
+from camstream.viewers.station.store import FrameStore
+
+if TYPE_CHECKING:
+    from camstream.viewers.station.server import StationConsumer
+
+TOKEN_COOKIE = "camstream_token"
+SEND_INTERVAL_S = 0.05  # how often a client's sender looks for newer frames
+# A client that takes no frame for this long is disconnected (it holds one frame until then).
+SEND_TIMEOUT_S = 30.0
+STATUS_INTERVAL_S = 1.0
+
+
+def pack_frame(frame: AnnotatedFrame, now: float | None = None) -> bytes:
+    """A WebSocket binary message: 4-byte length, JSON metadata, then the JPEG."""
+    now = time.time() if now is None else now
+    meta = json.dumps(
+        {
+            "camera_id": frame.camera_id,
+            "seq": frame.seq,
+            "faces": frame.faces,
+            "boxes_xyxy": frame.boxes_xyxy,
+            "width": frame.width,
+            "height": frame.height,
+            "delay_ms": round((now * 1e9 - frame.capture_ts_ns) / 1e6, 1),
+            "skipped": frame.skipped,
+        },
+        separators=(",", ":"),
+    ).encode()
+    return struct.pack(">I", len(meta)) + meta + frame.jpeg
+
+
+def unpack_frame(message: bytes) -> tuple[dict[str, Any], bytes]:
+    (length,) = struct.unpack(">I", message[:4])
+    return json.loads(message[4 : 4 + length]), message[4 + length :]
+
+
+def _asset(name: str) -> str:
+    return resources.files("camstream.viewers.station").joinpath("web", name).read_text()
+
+
+def _presented_token(headers: Any, query: Any, cookies: Any) -> str:
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return query.get("token") or cookies.get(TOKEN_COOKIE) or ""
+
+
+def create_app(
+    store: FrameStore,
+    token: str = "",
+    consumer: StationConsumer | None = None,
+    allowed_hosts: tuple[str, ...] = (),
+    allowed_origins: tuple[str, ...] = (),
+) -> Starlette:
+    """The station's ASGI app; `token` (if set) guards every route but /healthz.
+
+    Other sites are kept out in any case (`SameSiteGuard`): WebSockets only from the
+    station's own pages or `allowed_origins`, and without a token only requests addressed
+    to a loopback name or one of `allowed_hosts`.
+    """
+    assets = {"app.js": _asset("app.js"), "style.css": _asset("style.css")}
+    index_html = _asset("index.html")
+
+    def authorized(conn: Request | WebSocket) -> bool:
+        if not token:
+            return True
+        presented = _presented_token(conn.headers, conn.query_params, conn.cookies)
+        return hmac.compare_digest(presented.encode(), token.encode())
+
+    def denied() -> Response:
+        return PlainTextResponse("unauthorized: pass the station token", status_code=401)
+
+    async def index(request: Request) -> Response:
+        if not authorized(request):
+            return denied()
+        response = HTMLResponse(index_html)
+        if token and request.query_params.get("token"):
+            # Later requests (assets, API, WebSocket) carry the token as a cookie.
+            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+        return response
+
+    async def asset(request: Request) -> Response:
+        if not authorized(request):
+            return denied()
+        name = request.url.path.rsplit("/", 1)[-1]
+        media = "text/javascript" if name.endswith(".js") else "text/css"
+        return Response(assets[name], media_type=media)
+
+    async def stats(request: Request) -> Response:
+        if not authorized(request):
+            return denied()
+        cameras = store.camera_stats()
+        return JSONResponse(
+            {
+                "cameras": cameras,
+                "camera_count": len(cameras),
+                "frames_total": store.frames_total,
+                "duplicates_hidden": store.duplicates_hidden,
+                "stale_after_s": store.stale_after_s,
+            }
+        )
+
+    async def events(request: Request) -> Response:
+        if not authorized(request):
+            return denied()
+        return JSONResponse({"events": [e.to_json() for e in store.events()]})
+
+    async def latest_frame(request: Request) -> Response:
+        if not authorized(request):
+            return denied()
+        found = store.latest(request.path_params["camera_id"])  # a dict lookup, not a file
+        if found is None:
+            return PlainTextResponse("unknown camera", status_code=404)
+        return Response(found[1].jpeg, media_type="image/jpeg")
+
+    async def health(request: Request) -> Response:
+        healthy = consumer is None or (consumer.is_alive() and consumer.connected)
+        body = {
+            "status": "ok" if healthy else "degraded",
+            "kafka_connected": None if consumer is None else consumer.connected,
+            "cameras": store.camera_count(),
+        }
+        return JSONResponse(body, status_code=200 if healthy else 503)
+
+    async def stream(websocket: WebSocket) -> None:
+        if not authorized(websocket):
+            await websocket.close(code=4401)
+            return
+        await websocket.accept()
+        await _serve_client(websocket, store)
+
+    routes = [
+        Route("/", index),
+        Route("/static/app.js", asset),
+        Route("/static/style.css", asset),
+        Route("/api/stats", stats),
+        Route("/api/events", events),
+        Route("/api/frame/{camera_id}", latest_frame),
+        Route("/healthz", health),
+        WebSocketRoute("/ws", stream),
+    ]
+    guard = Middleware(
+        SameSiteGuard,
+        check_host=not token,
+        allowed_hosts=allowed_hosts,
+        allowed_origins=allowed_origins,
+    )
+    return Starlette(routes=routes, middleware=[guard, Middleware(SecurityHeaders)])
+
+
+async def _serve_client(websocket: WebSocket, store: FrameStore) -> None:
+    """Send each subscribed camera's newest frame, and a status message every second."""
+    subscribed: set[str] | None = None  # None: every camera
+    sent_versions: dict[str, int] = {}
+    last_event_id = 0
+    last_status = 0.0
+
+    async def receive() -> None:
+        nonlocal subscribed
+        while True:
+            message = await websocket.receive_text()
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                wanted = json.loads(message).get("subscribe")
+                if wanted == "*":
+                    subscribed = None
+                elif isinstance(wanted, list):
+                    subscribed = {str(c) for c in wanted[:1000]}
+
+    async def send(message: bytes | str) -> None:
+        # Awaiting the send is this client's back-pressure: the server takes no more from
+        # us while the client's socket is full, so at most one message waits per client,
+        # and the store moves on without it. A client that reads nothing is let go.
+        sender = websocket.send_bytes if isinstance(message, bytes) else websocket.send_text
+        await asyncio.wait_for(sender(message), timeout=SEND_TIMEOUT_S)  # type: ignore[arg-type]
+
+    receiver = asyncio.create_task(receive())
+    try:
+        while not receiver.done():
+            versions = store.versions()
+            for gone in set(sent_versions) - set(versions):
+                del sent_versions[gone]  # a forgotten camera
+            for camera_id, version in versions.items():
+                if subscribed is not None and camera_id not in subscribed:
+                    continue
+                if sent_versions.get(camera_id) == version:
+                    continue
+                found = store.latest(camera_id)
+                if found is None:
+                    continue
+                sent_versions[camera_id] = found[0]
+                await send(pack_frame(found[1]))
+            now = time.monotonic()
+            if now - last_status >= STATUS_INTERVAL_S:
+                last_status = now
+                new_events = store.events(last_event_id)
+                if new_events:
+                    last_event_id = new_events[-1].event_id
+                await send(
+                    json.dumps(
+                        {
+                            "type": "status",
+                            "cameras": store.camera_stats(),
+                            "events": [e.to_json() for e in new_events],
+                        }
+                    )
+                )
+            await asyncio.sleep(SEND_INTERVAL_S)
+    except (WebSocketDisconnect, RuntimeError, TimeoutError):
+        pass
+    finally:
+        receiver.cancel()
+        # A client that stopped reading cannot take a close frame either: do not wait on it.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(websocket.close(), timeout=1.0)

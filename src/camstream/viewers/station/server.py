@@ -1,0 +1,99 @@
+"""Serving the station: a Kafka consumer thread feeding the store, and uvicorn serving the app.
+
+One consumer keeps only the latest annotated frame per camera; it reconnects by itself
+when the broker goes away, and /healthz says so meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from camstream.config import Config
+from camstream.viewers.station.app import create_app
+from camstream.viewers.station.guard import check_exposure, host_name, is_loopback_host
+from camstream.viewers.station.store import FrameStore
+
+log = logging.getLogger(__name__)
+
+
+class StationConsumer(threading.Thread):
+    """Feeds the store from the output topic; reconnects when the broker goes away."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        store: FrameStore,
+        topic: str | None = None,
+        from_beginning: bool = False,
+    ) -> None:
+        super().__init__(name="station-consumer", daemon=True)
+        self.from_beginning = from_beginning
+        self.cfg = cfg
+        self.store = store
+        self.topic = topic or cfg.output_topic
+        self.stop_event = threading.Event()
+        self.connected = False
+        self.last_error: str | None = None
+
+    def run(self) -> None:
+        from camstream.kafka.consume import iter_annotated_frames
+
+        while not self.stop_event.is_set():
+            try:
+                self.connected = True
+                for frame in iter_annotated_frames(
+                    self.cfg, self.topic, from_beginning=self.from_beginning, stop=self.stop_event
+                ):
+                    self.store.update(frame)
+            except Exception as exc:  # keep serving the page; report in /healthz and retry
+                self.connected = False
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("station consumer: %s; retrying", self.last_error)
+                self.stop_event.wait(2.0)
+        self.connected = False
+
+
+def run_station(cfg: Config, topic: str | None = None, stop: threading.Event | None = None) -> None:
+    """Serve the station on cfg.station_host:cfg.station_port until Ctrl-C or `stop`."""
+    import uvicorn
+
+    host, port, token = cfg.station_host, cfg.station_port, cfg.station_token
+    check_exposure(cfg)
+    store = FrameStore(stale_after_s=cfg.station_stale_s, forget_after_s=cfg.station_forget_after_s)
+    consumer = StationConsumer(cfg, store, topic)
+    consumer.start()
+    allowed_hosts = cfg.station_allowed_host_names
+    if not is_loopback_host(host_name(host)) and host not in ("0.0.0.0", "::", "[::]"):
+        allowed_hosts = (*allowed_hosts, host_name(host))  # the address it was told to serve
+    app = create_app(
+        store,
+        token=token,
+        consumer=consumer,
+        allowed_hosts=allowed_hosts,
+        allowed_origins=cfg.station_allowed_origin_list,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            ws="websockets-sansio",
+            server_header=False,
+        )
+    )
+    if stop is not None:
+
+        def watch() -> None:
+            stop.wait()
+            server.should_exit = True
+
+        threading.Thread(target=watch, daemon=True).start()
+    url = f"http://{host}:{port}/" + ("?token=..." if token else "")
+    print(f"station: serving the camera wall on {url}", flush=True)
+    try:
+        server.run()
+    finally:
+        consumer.stop_event.set()
+        consumer.join(timeout=10)

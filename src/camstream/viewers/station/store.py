@@ -1,0 +1,189 @@
+"""What the station holds: the latest frame per camera, bounded statistics, recent detections.
+
+Memory follows the cameras that are live, not the frame rate: one frame per camera, fixed
+windows of delays and capture times, a fixed number of events; cameras silent for long
+are forgotten.
+"""
+
+from __future__ import annotations
+
+import base64
+import statistics
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from camstream.core.contract import AnnotatedFrame
+from camstream.core.jpeg import thumbnail_jpeg
+from camstream.kafka.consume import Deduplicator
+
+DELAY_WINDOW = 256  # delays kept per camera for p50/p95
+FPS_WINDOW_S = 5.0
+EVENT_HISTORY = 50
+EVENT_REPEAT_S = 3.0  # a camera that keeps seeing faces raises an event at most this often
+THUMBNAIL_WIDTH = 160
+
+
+@dataclass
+class CameraState:
+    camera_id: str
+    frame: AnnotatedFrame
+    version: int = 0
+    frames: int = 0
+    last_seen: float = 0.0  # wall-clock seconds
+    arrivals: deque[float] = field(default_factory=lambda: deque(maxlen=256))
+    delays_ms: deque[float] = field(default_factory=lambda: deque(maxlen=DELAY_WINDOW))
+    last_event_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Event:
+    event_id: int
+    ts: float
+    camera_id: str
+    seq: int
+    faces: int
+    thumbnail_jpeg: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.event_id,
+            "time": time.strftime("%H:%M:%S", time.localtime(self.ts)),
+            "ts": self.ts,
+            "camera_id": self.camera_id,
+            "seq": self.seq,
+            "faces": self.faces,
+            "thumbnail": "data:image/jpeg;base64," + base64.b64encode(self.thumbnail_jpeg).decode(),
+        }
+
+
+class FrameStore:
+    """Latest frame and bounded statistics per camera; safe to use from several threads."""
+
+    def __init__(self, stale_after_s: float = 5.0, forget_after_s: float = 1800.0) -> None:
+        self.stale_after_s = stale_after_s
+        self.forget_after_s = forget_after_s
+        self._next_sweep = 0.0
+        self.cameras_forgotten = 0
+        self._cameras: dict[str, CameraState] = {}
+        self._events: deque[Event] = deque(maxlen=EVENT_HISTORY)
+        self._next_event_id = 1
+        self._lock = threading.Lock()
+        self._dedup = Deduplicator()
+        self.frames_total = 0
+        # At-least-once delivery repeats frames after a retry or a job restart: shown once.
+        self.duplicates_hidden = 0
+
+    def update(self, frame: AnnotatedFrame, now: float | None = None) -> bool:
+        """Show `frame` unless it repeats (or predates) one shown already; False if hidden."""
+        now = time.time() if now is None else now
+        delay_ms = (now * 1e9 - frame.capture_ts_ns) / 1e6
+        with self._lock:
+            self._sweep(now)
+            if not self._dedup.is_new(frame):
+                self.duplicates_hidden += 1
+                return False
+            state = self._cameras.get(frame.camera_id)
+            if state is None:
+                state = self._cameras[frame.camera_id] = CameraState(frame.camera_id, frame)
+            state.frame = frame  # the previous frame is dropped here: only the latest is kept
+            state.version += 1
+            state.frames += 1
+            state.last_seen = now
+            state.arrivals.append(now)
+            state.delays_ms.append(delay_ms)
+            self.frames_total += 1
+            raise_event = frame.faces > 0 and now - state.last_event_at >= EVENT_REPEAT_S
+            if raise_event:
+                state.last_event_at = now
+        if raise_event:
+            # The thumbnail is made outside the lock: only the append needs it.
+            thumbnail = thumbnail_jpeg(frame.jpeg, THUMBNAIL_WIDTH, 70) or b""
+            with self._lock:
+                self._events.append(
+                    Event(
+                        self._next_event_id, now, frame.camera_id, frame.seq, frame.faces, thumbnail
+                    )
+                )
+                self._next_event_id += 1
+        return True
+
+    def _sweep(self, now: float) -> None:
+        """Drop cameras silent for `forget_after_s` (at most every few seconds; under lock).
+
+        Memory then follows the cameras that are live, not every id ever seen.
+        """
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + min(5.0, self.forget_after_s / 10)
+        silent = [c for c, s in self._cameras.items() if now - s.last_seen > self.forget_after_s]
+        for camera_id in silent:
+            del self._cameras[camera_id]
+            self._dedup.forget(camera_id)
+        self.cameras_forgotten += len(silent)
+
+    def forget_silent(self, now: float | None = None) -> None:
+        with self._lock:
+            self._next_sweep = 0.0
+            self._sweep(time.time() if now is None else now)
+
+    def versions(self) -> dict[str, int]:
+        with self._lock:
+            return {cid: state.version for cid, state in self._cameras.items()}
+
+    def latest(self, camera_id: str) -> tuple[int, AnnotatedFrame] | None:
+        with self._lock:
+            state = self._cameras.get(camera_id)
+            return None if state is None else (state.version, state.frame)
+
+    def events(self, after_id: int = 0) -> list[Event]:
+        with self._lock:
+            return [e for e in self._events if e.event_id > after_id]
+
+    def camera_stats(self, now: float | None = None) -> list[dict[str, Any]]:
+        now = time.time() if now is None else now
+        with self._lock:
+            self._sweep(now)
+            states = [
+                (s.camera_id, s.frame, s.frames, s.last_seen, list(s.arrivals), list(s.delays_ms))
+                for s in self._cameras.values()
+            ]
+        stats = []
+        for camera_id, frame, frames, last_seen, arrivals, delays in sorted(states):
+            recent = [t for t in arrivals if now - t <= FPS_WINDOW_S]
+            fps = 0.0
+            if len(recent) >= 2 and recent[-1] > recent[0]:
+                fps = (len(recent) - 1) / (recent[-1] - recent[0])
+            stats.append(
+                {
+                    "camera_id": camera_id,
+                    "frames": frames,
+                    "seq": frame.seq,
+                    "faces": frame.faces,
+                    "fps": round(fps, 2),
+                    "delay_ms_last": round(delays[-1], 1),
+                    "delay_ms_p50": round(statistics.median(delays), 1),
+                    "delay_ms_p95": round(_percentile(delays, 95), 1),
+                    "last_seen_s_ago": round(now - last_seen, 2),
+                    "stale": now - last_seen > self.stale_after_s,
+                }
+            )
+        return stats
+
+    def memory_bytes(self) -> int:
+        """Bytes of frame data held: the latest JPEG per camera and the event thumbnails."""
+        with self._lock:
+            frames = sum(len(s.frame.jpeg) for s in self._cameras.values())
+            return frames + sum(len(e.thumbnail_jpeg) for e in self._events)
+
+    def camera_count(self) -> int:
+        with self._lock:
+            return len(self._cameras)
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]

@@ -1,0 +1,59 @@
+"""The documentation holds together: links resolve, the README stays short, tables are current."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DOCUMENTS = [
+    REPO / "README.md",
+    REPO / "bench" / "README.md",
+    *sorted((REPO / "docs").glob("*.md")),
+]
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_relative_link_resolves(document: Path) -> None:
+    targets = [t for t in LINK.findall(document.read_text()) if "://" not in t]
+    missing = [t for t in targets if not (document.parent / t).exists()]
+    assert targets or document.name != "README.md"
+    assert not missing, f"{document.name} links to missing files: {missing}"
+
+
+def test_the_readme_reads_in_five_minutes() -> None:
+    lines = (REPO / "README.md").read_text().splitlines()
+    assert len(lines) <= 250
+    for doc in (
+        "configuration",
+        "performance",
+        "scaling",
+        "security",
+        "databricks",
+        "contributing",
+    ):
+        assert f"docs/{doc}.md" in "\n".join(lines)
+
+
+def test_the_settings_table_is_generated_from_the_config() -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "settings_doc.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_version_is_reported() -> None:
+    from camstream import __version__
+
+    done = subprocess.run(
+        [sys.executable, "-m", "camstream", "--version"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stdout.strip() == f"camstream {__version__}"
+    assert __version__[0].isdigit() and "unknown" not in __version__
