@@ -1,7 +1,7 @@
 """Writes the settings table of docs/configuration.md from camstream.config (one source).
 
-    .venv/bin/python scripts/settings_doc.py          # rewrite the table in place
-    .venv/bin/python scripts/settings_doc.py --check  # exit 1 if it is out of date (tests)
+.venv/bin/python scripts/settings_doc.py          # rewrite the table in place
+.venv/bin/python scripts/settings_doc.py --check  # exit 1 if it is out of date (tests)
 """
 
 from __future__ import annotations
