@@ -33,7 +33,9 @@ def topics_with_limits(bootstrap: str, tmp_path, **limits: int | None) -> Config
                     else {"max.message.bytes": str(limits[role])},
                 )
                 for role in names
-            ]
+            ],
+            timeout_ms=30_000,
+            wait_for_metadata=True,  # described right after: the topics must be known
         )
     finally:
         admin.close()

@@ -39,34 +39,43 @@ def partition_count(cfg: Config, topic: str) -> int:
         admin.close()
 
 
-def topic_max_message_bytes(cfg: Config, topics: Iterable[str]) -> dict[str, int | None]:
+def topic_max_message_bytes(
+    cfg: Config, topics: Iterable[str], wait_s: float = 5.0
+) -> dict[str, int | None]:
     """Each topic's effective `max.message.bytes`, as its brokers enforce it now.
 
     The topic's own setting if it has one, else the broker's `message.max.bytes`: read
     from Kafka, since a topic may have been created by someone else, with other limits.
     None for a topic whose configuration could not be read (it does not exist, or the
-    credentials may not describe it: kafka-python reports both as an empty answer).
+    credentials may not describe it: kafka-python reports both as an empty answer); a
+    topic created a moment ago may take a moment to be described, so that is retried
+    for `wait_s`.
     """
     from kafka.admin import ConfigResource, ConfigResourceType
 
     wanted = list(dict.fromkeys(topics))
+    limits: dict[str, int | None] = dict.fromkeys(wanted)
+    deadline = time.monotonic() + wait_s
     admin = make_admin(cfg)
     try:
-        resources = [
-            ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": None})
-            for topic in wanted
-        ]
-        described = admin.describe_configs(resources, config_filter="all").get("topic", {})
+        while True:
+            unknown = [topic for topic in wanted if limits[topic] is None]
+            resources = [
+                ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": None})
+                for topic in unknown
+            ]
+            described = admin.describe_configs(resources, config_filter="all").get("topic", {})
+            for topic in unknown:
+                entry = (described.get(topic) or {}).get("max.message.bytes") or {}
+                with contextlib.suppress(KeyError, TypeError, ValueError):
+                    limits[topic] = int(entry["value"])
+            if all(v is not None for v in limits.values()) or time.monotonic() > deadline:
+                return limits
+            time.sleep(0.25)
+    except kafka_errors.KafkaError as exc:
+        raise unavailable(cfg, exc) from None
     finally:
         admin.close()
-    limits: dict[str, int | None] = {}
-    for topic in wanted:
-        entry = (described.get(topic) or {}).get("max.message.bytes") or {}
-        try:
-            limits[topic] = int(entry["value"])
-        except (KeyError, TypeError, ValueError):
-            limits[topic] = None
-    return limits
 
 
 def topic_configs(cfg: Config, topic: str | None = None) -> dict[str, str]:
