@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # Broker data, logs and Spark checkpoints of the demo stay inside this checkout.
 export CAMSTREAM_HOME ?= $(CURDIR)/.camstream
 
-.PHONY: setup browser demo test test-fast bench capacity lint format lock broker-start \
+.PHONY: setup test-tools demo test test-fast bench capacity lint format lock broker-start \
 	broker-stop cluster-start cluster-stop arch notebooks-clean clean
 
 # The tested stack from the lock (requirements.txt: every package pinned, with its hashes),
@@ -36,19 +36,20 @@ demo: setup
 	$(CAMSTREAM) demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests scripts databricks bench
-	$(VENV)/bin/ruff format --check src tests scripts databricks bench
+	$(VENV)/bin/ruff check src tests scripts databricks bench jupyter
+	$(VENV)/bin/ruff format --check src tests scripts databricks bench jupyter
 
 format: $(STAMP)
-	$(VENV)/bin/ruff check --fix src tests scripts databricks bench
-	$(VENV)/bin/ruff format src tests scripts databricks bench
+	$(VENV)/bin/ruff check --fix src tests scripts databricks bench jupyter
+	$(VENV)/bin/ruff format src tests scripts databricks bench jupyter
 
-# Chromium for the browser test of the station (Debian packages; skipped once installed).
-browser:
-	@scripts/install-browser.sh
+# Chromium for the station's browser tests and an RTSP server for the network-camera test
+# (Debian packages; skipped once installed).
+test-tools:
+	@scripts/install-test-tools.sh
 
 # pytest exits 5 when it collects no test: say so and fail, never pass silently.
-test: setup browser lint
+test: setup test-tools lint
 	@$(PY) -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
 	exit $$status

@@ -30,6 +30,20 @@ T = TypeVar("T")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Against an outside broker (KAFKA_BOOTSTRAP), tests that start, stop or kill brokers of
+    their own cannot run as meant: skip them, saying why."""
+    if not os.environ.get("KAFKA_BOOTSTRAP"):
+        return
+    skip = pytest.mark.skip(
+        reason="starts, stops or kills brokers of its own: run it without KAFKA_BOOTSTRAP"
+        " (or leave it out with -m 'not own_brokers')"
+    )
+    for item in items:
+        if item.get_closest_marker("own_brokers"):
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     external = os.environ.get("KAFKA_BOOTSTRAP")

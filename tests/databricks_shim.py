@@ -1,10 +1,11 @@
 """Runs a Databricks source-format notebook locally, the way Databricks runs it.
 
 Cells are split at `# COMMAND ----------`. A cell whose lines all start with `# MAGIC` is a
-magic cell: `%md` is documentation (rendered, not run) and `%pip` runs pip in this
-interpreter, as Databricks does for notebook-scoped libraries. Other cells run as Python in
-one namespace that holds what Databricks provides: `spark`, `dbutils` (widgets, secrets)
-and `display`.
+magic cell: `%md` is documentation (rendered, not run) and `%pip` is resolved by the real
+pip against the real index (`--dry-run`: the test environment keeps its own packages, and
+the notebook must work with both). Other cells run as Python in one namespace that holds
+what Databricks provides: `spark`, `dbutils` (widgets, secrets, library) and `display`;
+`dbutils.library.restartPython()` empties that namespace, as a restart of Python does.
 """
 
 from __future__ import annotations
@@ -66,10 +67,23 @@ class Secrets:
         return self.values[(scope, key)]
 
 
+class Library:
+    def __init__(self, run: NotebookRun) -> None:
+        self.run = run
+
+    def restartPython(self) -> None:
+        """What survives a restart of Python: the notebook's widgets, not its variables."""
+        self.run.restarts += 1
+        keep = {name: self.run.namespace[name] for name in ("spark", "dbutils", "display")}
+        self.run.namespace.clear()
+        self.run.namespace.update(keep)
+
+
 @dataclass
 class DBUtils:
     widgets: Widgets
     secrets: Secrets
+    library: Library | None = None
 
 
 @dataclass
@@ -78,6 +92,7 @@ class NotebookRun:
     displayed: list[Any] = field(default_factory=list)
     pip_commands: list[str] = field(default_factory=list)
     markdown_cells: int = 0
+    restarts: int = 0
 
 
 def run_notebook(
@@ -90,8 +105,8 @@ def run_notebook(
 ) -> NotebookRun:
     import os
 
-    dbutils = DBUtils(Widgets(widgets), Secrets(secrets or {}))
     run = run or NotebookRun(namespace={})
+    dbutils = DBUtils(Widgets(widgets), Secrets(secrets or {}), Library(run))
     run.namespace.update(spark=spark, dbutils=dbutils, display=run.displayed.append)
     old_cwd = Path.cwd()
     os.chdir(cwd or path.parent)  # Databricks runs a notebook in its own folder
@@ -105,7 +120,7 @@ def run_notebook(
             elif magic.startswith("%pip"):
                 args = shlex.split(magic.removeprefix("%pip"))
                 run.pip_commands.append(" ".join(args))
-                subprocess.run([sys.executable, "-m", "pip", *args, "-q"], check=True)
+                subprocess.run([sys.executable, "-m", "pip", *args, "--dry-run", "-q"], check=True)
             else:
                 raise ValueError(f"unsupported magic in cell {index}: {magic.split()[0]}")
     finally:

@@ -27,7 +27,7 @@ from camstream.local.ports import free_port
 from camstream.local.spark_cluster import LocalSparkCluster
 from conftest import consume
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.own_brokers]
 
 CAMERAS = 4
 FRAMES_PER_CAMERA = 10

@@ -157,6 +157,7 @@ def pipeline_in(spark: Any, cfg: Config) -> Iterator[tuple[FrameFeed, OutputTall
         tally.close()
 
 
+@pytest.mark.own_brokers
 def test_broker_restart_mid_stream_loses_nothing(spark: Any, tmp_path: Path) -> None:
     broker = LocalBroker(tmp_path / "kafka", port=free_port(), controller_port=free_port())
     broker.start()
@@ -220,6 +221,7 @@ def test_job_killed_with_sigkill_and_restarted_from_its_checkpoint_loses_nothing
 
 
 @pytest.mark.cluster
+@pytest.mark.own_brokers
 def test_one_broker_of_three_killed_and_restarted_loses_nothing(
     spark: Any, kafka_cluster: LocalCluster, cluster_cfg: Config, tmp_path: Path
 ) -> None:

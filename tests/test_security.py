@@ -22,7 +22,7 @@ import pytest
 from camstream.local.broker import LocalBroker
 from camstream.local.ports import free_port
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.own_brokers]
 
 USER = "camstream-app"
 

@@ -2,8 +2,8 @@
 
 The rooms: `core` (frame contract, JPEG, detection, the per-frame and per-record
 functions), `cameras` (capture and simulated cameras), `kafka` (clients, topics,
-publishing, consuming), `spark` (the streaming job), `viewers` (console, browser station,
-notebooks), `local` (brokers, Spark cluster, the demo), with `config`, `errors` and `cli`.
+publishing, consuming), `spark` (the streaming job), `viewers` (console, browser
+station), `local` (brokers, Spark cluster, the demo), with `config`, `errors` and `cli`.
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -124,6 +124,12 @@ class LocalBroker:
     def write_config(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(exist_ok=True)
+        properties = self.properties()
+        self.properties_file.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
+        (self.directory / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
+
+    def properties(self) -> dict[str, str]:
+        """The broker's server.properties (docker-compose.yml mirrors the shared ones)."""
         replicas = str(min(3, self.cluster_size))
         min_insync = str(max(1, min(3, self.cluster_size) - 1))
         voters = self.quorum_voters or f"{self.node_id}@{self.host}:{self.controller_port}"
@@ -158,8 +164,7 @@ class LocalBroker:
         }
         if self.sasl_ssl_port is not None:
             properties.update(self._sasl_ssl_properties(properties))
-        self.properties_file.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
-        (self.directory / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
+        return properties
 
     def _sasl_ssl_properties(self, base: dict[str, str]) -> dict[str, str]:
         if not self.tls_keystore_pem or not Path(self.tls_keystore_pem).is_file():

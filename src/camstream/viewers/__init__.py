@@ -1,1 +1,1 @@
-"""The monitoring station's viewers: the console, the browser wall, the notebook helpers."""
+"""The monitoring station's viewers: the console monitor and the browser wall."""
