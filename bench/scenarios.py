@@ -7,10 +7,15 @@ accuracy   recall and precision of each preset on labelled frames
 drain      the Spark job draining a pre-filled topic, per preset
 reference  the reference demo's design (pickled base64 JSON, classifier per frame, flush
            per send) draining the same frames
-latency    capture-to-station delay at a fraction of capacity, micro-batch and continuous
+latency    capture-to-station delay at a share of each mode's capacity (micro-batch,
+           continuous, Real-time Mode)
 pipeline   producers + broker + Spark + station consumer near capacity
 overload   twice the capacity: the `latest` freshness policy against `all`
 cameras    many cameras at 1 frame/s with the fast preset
+uneven     the job against the plain loop on uneven cameras: uniform, unequal cost, 3 cameras
+           on 4 partitions, 8 unevenly hashed cameras on 4 (per preset, order checked)
+demo       `camstream demo` with its defaults and a browser on the wall: the latest frame's
+           delay per camera after 2 minutes, and the fps the tiles show
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from typing import Any
 import cv2
 from registry import Context, say, scenario
 from stack import (
+    LoadShape,
     drain,
+    drain_frames,
     keeps_up,
     our_producer_rate,
     reference_drain,
@@ -37,7 +44,7 @@ from camstream.core.analysis import analyze_jpeg
 from camstream.core.annotation import annotate
 from camstream.core.detection import detect_faces
 from camstream.core.jpeg import decode_jpeg, encode_jpeg
-from camstream.spark.job import DEFAULT_CONTINUOUS_INTERVAL
+from camstream.spark.job import DEFAULT_CONTINUOUS_INTERVAL, DEFAULT_REALTIME_INTERVAL
 
 
 # ---- what the scenarios measure --------------------------------------------------------------
@@ -223,38 +230,61 @@ def _seconds(ctx: Context) -> float:
     return 12 if ctx.quick else 40
 
 
-@scenario("latency", "capture-to-station delay at 25/50/75% of capacity, per mode")
+# Each mode at a share of its own capacity: the modes differ in what they carry (a continuous
+# or real-time task analyses one frame at a time), so "half load" is half of what that mode
+# drains. Long-running modes (a task per partition) run with partitions = cores.
+LATENCY_MODES: dict[str, dict[str, Any]] = {
+    "micro-batch": {"trigger": "0 seconds"},
+    "micro-batch async": {"trigger": "0 seconds", "async_progress": True},
+    f"continuous, {DEFAULT_CONTINUOUS_INTERVAL} epochs": {"trigger": "continuous"},
+    f"realtime, {DEFAULT_REALTIME_INTERVAL} checkpoints": {"trigger": "realtime"},
+}
+
+
+def _mode_capacity(ctx: Context, preset: str, mode: str) -> float:
+    """Frames/s the mode drains from a pre-filled topic (measured once per run)."""
+    capacities = ctx.results.setdefault("capacity_by_mode", {}).setdefault(preset, {})
+    if mode not in capacities:
+        settings = LATENCY_MODES[mode]
+        if mode == "micro-batch" and ctx.results.get("drain_fps", {}).get(preset):
+            capacities[mode] = ctx.results["drain_fps"][preset]["median"]
+        elif mode == "micro-batch async" and "micro-batch" in capacities:
+            capacities[mode] = capacities["micro-batch"]
+        else:
+            per_second = 150 if preset == "fast" else 25
+            count = per_second * (6 if ctx.quick else 30)
+            say(f"capacity of {mode}, {preset}: draining {count} frames")
+            capacities[mode] = round(drain(ctx.stack, preset, count, **settings), 1)
+        say(f"  {mode}, {preset}: {capacities[mode]:.1f} frames/s")
+    return capacities[mode]
+
+
+@scenario("latency", "capture-to-station delay at 25/50/75% of each mode's capacity")
 def latency_scenario(ctx: Context) -> None:
-    capacity = _capacity(ctx, "fast", 100.0)
-    capacity_faithful = _capacity(ctx, "faithful", 20.0)
     seconds = _seconds(ctx)
     results = ctx.results["latency"] = []
     fractions = [0.5] if ctx.quick else [0.25, 0.5, 0.75]
-    modes = [("micro-batch", "0 seconds", False), ("micro-batch async", "0 seconds", True)]
-    for fraction in fractions:
-        for mode, trigger, async_progress in modes:
-            say(f"latency, fast, {fraction:.0%} of capacity, {mode}")
-            result = run_load(ctx.stack, preset="fast", total_fps=fraction * capacity,
-                              cameras=10, seconds=seconds, trigger=trigger,
-                              async_progress=async_progress)  # fmt: skip
-            results.append({"load": fraction, "mode": mode, **result})
-    # Continuous processing needs a core per partition (one endless task each). Its first
-    # half minute after a start is slower (workers and JIT warming), so these runs leave
-    # 20 s out before measuring, as a long-running job would be measured.
-    warm = {"warmup_s": 8.0} if ctx.quick else {"warmup_s": 20.0}
-    long = seconds if ctx.quick else seconds + 20
-    continuous = f"continuous, {DEFAULT_CONTINUOUS_INTERVAL} epochs"
-    for fraction in fractions:
-        say(f"latency, fast, {fraction:.0%} of capacity, {continuous}, partitions = cores")
-        result = run_load(ctx.stack, preset="fast", total_fps=fraction * capacity,
-                          cameras=10, seconds=long, trigger="continuous", **warm)  # fmt: skip
-        results.append({"load": fraction, "mode": continuous, **result})
-    for mode, trigger in (("micro-batch async", "0 seconds"), (continuous, "continuous")):
-        say(f"latency, faithful, 50% of capacity, {mode}")
-        result = run_load(ctx.stack, preset="faithful", total_fps=0.5 * capacity_faithful,
-                          cameras=5, seconds=long, trigger=trigger,
-                          async_progress=mode.endswith("async"), **warm)  # fmt: skip
-        results.append({"load": 0.5, "mode": mode, **result})
+    plan = [("fast", fraction, mode) for fraction in fractions for mode in LATENCY_MODES]
+    plan += [("faithful", 0.5, mode) for mode in LATENCY_MODES if mode != "micro-batch"]
+    for preset, fraction, mode in plan:
+        settings = LATENCY_MODES[mode]
+        capacity = _mode_capacity(ctx, preset, mode)
+        long_running = not settings["trigger"].startswith("0")
+        # A long-running query's first half minute is slower (workers and JIT warming): those
+        # runs leave 20 s out before measuring, as a long-running job would be measured. A
+        # real-time run lasts past its first checkpoint (at 60 s), whose pause it includes.
+        warmup = 8.0 if ctx.quick else (20.0 if long_running else 8.0)
+        length = seconds + (0 if ctx.quick or not long_running else 20)
+        if settings["trigger"] == "realtime" and not ctx.quick:
+            length = seconds + 40
+        say(f"latency, {preset}, {fraction:.0%} of {mode}'s capacity ({fraction * capacity:.0f}"
+            f" frames/s), {length:.0f} s")  # fmt: skip
+        result = run_load(ctx.stack, preset=preset, total_fps=fraction * capacity,
+                          cameras=10 if preset == "fast" else 5, seconds=length,
+                          warmup_s=warmup, **settings)  # fmt: skip
+        results.append({"load": fraction, "mode": mode, "capacity_fps": capacity, **result})
+        say(f"  p50 {result['delay_ms_p50']:.0f} ms, p99 {result['delay_ms_p99']:.0f} ms,"
+            f" {result['received']} of {result['sent']} frames")  # fmt: skip
 
 
 @scenario("pipeline", "producers, broker, Spark and a station consumer near capacity")
@@ -290,3 +320,123 @@ def cameras_scenario(ctx: Context) -> None:
                           seconds=_seconds(ctx))  # fmt: skip
         result["keeps_up"] = keeps_up(result)
         ctx.results["cameras"].append(result)
+
+
+# ---- uneven cameras -----------------------------------------------------------------------
+LOAD_SHAPES = {
+    shape.name: shape
+    for shape in (
+        LoadShape("uniform", 4, [1, 1, 1, 1], ["portrait"]),
+        LoadShape("unequal cost", 4, [1, 1, 1, 1], ["portrait", "crowd", "corridor", "texture"]),
+        LoadShape("3 cameras on 4 partitions", 4, [1, 1, 1, 0], ["portrait", "crowd", "corridor"]),
+        LoadShape("8 cameras on 4, uneven", 4, [4, 2, 1, 1],
+                  ["portrait", "crowd", "corridor", "texture"]),
+    )
+}  # fmt: skip
+
+
+def _shape_worker(preset: str, shape: str, per_camera: int, seconds: float,
+                  claimed: Any, results: Any) -> None:  # fmt: skip
+    """One process of the plain loop: it takes the next frame of the shape's sequence from a
+    counter shared with the other processes (frames are made here: none cross processes),
+    until `seconds` pass; then it reports how many it did and when it finished."""
+    cv2.setNumThreads(1)
+    settings = DETECTION_PRESETS[preset]
+    jpegs = [jpeg for _, _, jpeg in LOAD_SHAPES[shape].frames(per_camera)]
+    naive_frame(jpegs[0], settings)  # warm-up: classifier load
+    results.put(("ready", 0, 0.0))
+    while claimed.value < 0:  # the start signal
+        time.sleep(0.001)
+    done, deadline = 0, time.time() + seconds
+    while time.time() < deadline:
+        with claimed.get_lock():
+            index = claimed.value
+            claimed.value += 1
+        naive_frame(jpegs[index % len(jpegs)], settings)
+        done += 1
+    results.put(("done", done, time.time()))
+
+
+def shape_loop(preset: str, shape: str, per_camera: int, seconds: float, processes: int) -> float:
+    """Frames/s of the plain OpenCV loop, one process per core, on a load shape's frames in
+    their order, each process taking the next frame when it is free (perfectly balanced:
+    the best the machine can do on those frames)."""
+    context = multiprocessing.get_context("spawn")
+    claimed = context.Value("q", -1)
+    results = context.Queue()
+    workers = [
+        context.Process(target=_shape_worker,
+                        args=(preset, shape, per_camera, seconds, claimed, results))
+        for _ in range(processes)
+    ]  # fmt: skip
+    for worker in workers:
+        worker.start()
+    for _ in workers:
+        results.get(timeout=120)  # ready
+    started = time.time()
+    claimed.value = 0
+    finished = [results.get(timeout=seconds + 120) for _ in workers]
+    for worker in workers:
+        worker.join()
+    return sum(count for _, count, _ in finished) / (max(t for _, _, t in finished) - started)
+
+
+# Measured side by side: the job as it ran before (one thread per task, batches of at most
+# 200 frames, a produce request per frame) and with its defaults now (a task's frames
+# analysed by as many threads as the machine has cores, batches of up to 1000 frames,
+# frames gathered into produce requests for 5 ms).
+BEFORE = {
+    "frame_threads": 1,
+    "max_offsets_per_trigger": 200,
+    "kafka_properties": (("linger.ms", "0"), ("batch.size", "16384")),
+}
+VARIANTS = {"before": BEFORE, "now": {}}
+
+
+@scenario("uneven", "the job against the plain loop on uneven cameras, per load shape")
+def uneven_scenario(ctx: Context) -> None:
+    results = ctx.results["uneven"] = []
+    drain_s = 6 if ctx.quick else 40
+    presets = ["fast"] if ctx.quick else list(DETECTION_PRESETS)
+    variants = {"now": {}} if ctx.quick else VARIANTS
+    say("uneven load: warming up the Spark session (JIT, Python workers)")
+    drain_frames(ctx.stack, presets[0], LOAD_SHAPES["uniform"].frames(4), 4)
+    for preset in presets:
+        for shape in LOAD_SHAPES.values():
+            probe = 4 if ctx.quick else 12
+            say(f"uneven load: plain loop, {preset}, {shape.name}")
+            loop_fps = shape_loop(preset, shape.name, probe, 2 if ctx.quick else 8, ctx.cores)
+            cameras = len(shape.cameras())
+            per_camera = max(probe, round(loop_fps * drain_s / cameras))
+            for variant, settings in variants.items():
+                say(f"uneven load: the job, {variant}, draining {per_camera * cameras} frames,"
+                    f" {preset}, {shape.name}")  # fmt: skip
+                drained = drain_frames(ctx.stack, preset, shape.frames(per_camera),
+                                       shape.partitions, **settings)  # fmt: skip
+                ratio = drained["steady_fps"] / loop_fps if loop_fps else float("nan")
+                results.append({"preset": preset, "shape": shape.name, "variant": variant,
+                                "cameras": cameras, "loop_fps": round(loop_fps, 2),
+                                "ratio": round(ratio, 3), **drained})  # fmt: skip
+                say(f"  loop {loop_fps:.1f} frames/s, job {drained['steady_fps']:.1f}:"
+                    f" {ratio:.2f}, in order: {drained['in_order']}")  # fmt: skip
+
+
+@scenario("demo", "`camstream demo` with its defaults, a browser on the wall: delay and fps")
+def demo_scenario(ctx: Context) -> None:
+    from stack import run_demo_and_sample
+
+    results = ctx.results["demo"] = {}
+    warmup = 30 if ctx.quick else 120
+    sample = 15 if ctx.quick else 40
+    before = {
+        "CAMSTREAM_FRAME_THREADS": "1",
+        "CAMSTREAM_MAX_OFFSETS_PER_TRIGGER": "200",
+        "KAFKA_PROPERTIES": "linger.ms=0;batch.size=16384",
+    }
+    for name, env in ({"now": {}} if ctx.quick else {"before": before, "now": {}}).items():
+        say(f"the demo ({name}): 3 cameras x 4 frames/s, faithful; {warmup} s, then the latest"
+            f" frame's delay per camera every 5 s for {sample} s")  # fmt: skip
+        results[name] = run_demo_and_sample(env, warmup_s=warmup, sample_s=sample)
+        say(f"  p50 {results[name]['latest_delay_ms_p50']:.0f} ms,"
+            f" p95 {results[name]['latest_delay_ms_p95']:.0f} ms, tiles"
+            f" {results[name]['tile_fps_min']}-{results[name]['tile_fps_max']} fps")  # fmt: skip

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from kafka import TopicPartition
 from registry import say
 
 from camstream.cameras.simulate import CameraSimulator, load_sample_frames
@@ -82,7 +83,10 @@ class Stack:
         say("starting Spark")
         # The reference design moves 1.2 MB pickled frames through the JVM: give it room.
         spark = spark_session(
-            base, app_name="camstream-bench", extra_conf={"spark.driver.memory": "4g"}
+            base,
+            app_name="camstream-bench",
+            extra_conf={"spark.driver.memory": "4g"},
+            realtime=True,  # the latency scenario runs Real-time Mode too
         )
         return cls(base, spark, broker, workdir)
 
@@ -217,9 +221,22 @@ class MemorySampler(threading.Thread):
         }
 
 
-def drain(stack: Stack, preset: str, count: int, profile: dict[str, Any] | None = None) -> float:
+def drain(
+    stack: Stack,
+    preset: str,
+    count: int,
+    profile: dict[str, Any] | None = None,
+    trigger: str = "0 seconds",
+    async_progress: bool = False,
+) -> float:
+    """Frames/s of the job draining `count` pre-filled frames (steady rate at the output)."""
     cfg = stack.config(
-        detection_preset=preset, max_offsets_per_trigger=1_000_000, starting_offsets="earliest"
+        detection_preset=preset,
+        max_offsets_per_trigger=1_000_000,
+        starting_offsets="earliest",
+        trigger_interval=trigger,
+        async_progress=async_progress,
+        partitions=_partitions_for(stack, trigger),
     )
     stack.prefill(cfg, count)
     from camstream.spark.job import build_query
@@ -246,7 +263,7 @@ def drain(stack: Stack, preset: str, count: int, profile: dict[str, Any] | None 
             }
         )
     consumer.close()
-    stop_gracefully(stack.spark, query)
+    stop_gracefully(stack.spark, query, wait=not trigger.startswith(("continuous", "realtime")))
     return steady_rate(done)
 
 
@@ -303,6 +320,14 @@ def our_producer_rate(stack: Stack, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
+def _partitions_for(stack: Stack, trigger: str) -> int:
+    """One endless task per partition in continuous and real-time modes: as many partitions
+    as cores; micro-batches get the stack's default."""
+    if trigger.startswith(("continuous", "realtime")):
+        return int(stack.spark.sparkContext.defaultParallelism)
+    return stack.base.partitions
+
+
 def run_load(
     stack: Stack,
     *,
@@ -318,15 +343,13 @@ def run_load(
     """Cameras at a total rate through the running job; delays as a station sees them."""
     from camstream.spark.job import build_query
 
-    continuous = trigger.startswith("continuous")
     cfg = stack.config(
         detection_preset=preset,
         trigger_interval=trigger,
         freshness=freshness,
         starting_offsets="latest",
         async_progress=async_progress,
-        # One endless task per partition in continuous mode: no more partitions than cores.
-        partitions=stack.spark.sparkContext.defaultParallelism if continuous else None,
+        partitions=_partitions_for(stack, trigger),
     )
     query = build_query(stack.spark, cfg)
     # Let the query start (and Python workers spawn) before the cameras do.
@@ -342,7 +365,7 @@ def run_load(
     recorder.stop()
     memory_mb = memory.summary()
     anatomy = batch_anatomy(query)
-    stop_gracefully(stack.spark, query)
+    stop_gracefully(stack.spark, query, wait=not trigger.startswith(("continuous", "realtime")))
     window = [s for s in recorder.samples if s[0] - started >= warmup_s]
     delays = [s[1] for s in window]
     tail = [s[1] for s in window if s[0] - started >= seconds - 10]
@@ -403,3 +426,188 @@ def keeps_up(result: dict[str, Any]) -> bool:
         result["delay_ms_p50_last_10s"] <= 2 * result["delay_ms_p50_first_10s"] + 250
         and result["received"] >= 0.97 * result["sent"]
     )
+
+
+# ---- uneven cameras -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class LoadShape:
+    """Cameras of given scenes, placed on given partitions of a topic."""
+
+    name: str
+    partitions: int
+    cameras_per_partition: list[int]
+    scenes: list[str]  # one per camera, cycled
+
+    def cameras(self) -> list[tuple[str, str]]:
+        """(camera id, scene) per camera."""
+        from scenes import cameras_on
+
+        ids = cameras_on(self.cameras_per_partition, self.partitions)
+        return [(cid, self.scenes[i % len(self.scenes)]) for i, cid in enumerate(ids)]
+
+    def frames(self, per_camera: int) -> list[tuple[str, int, bytes]]:
+        """(camera id, seq, JPEG), the cameras interleaved as they would arrive."""
+        from scenes import scene_jpegs
+
+        cameras = self.cameras()
+        return [
+            (cid, seq, scene_jpegs(scene)[seq % len(scene_jpegs(scene))])
+            for seq in range(per_camera)
+            for cid, scene in cameras
+        ]
+
+
+def drain_frames(
+    stack: Stack,
+    preset: str,
+    frames: list[tuple[str, int, bytes]],
+    partitions: int,
+    **settings: Any,
+) -> dict[str, Any]:
+    """The job (default settings but the preset) draining pre-filled frames: its steady rate,
+    whether each camera's order held, and where the cores' time went."""
+    from camstream.spark.job import build_query
+
+    cfg = stack.config(detection_preset=preset, partitions=partitions, starting_offsets="earliest",
+                       **settings)  # fmt: skip
+    publisher = FramePublisher(cfg)
+    for camera_id, seq, jpeg in frames:
+        publisher.publish(FrameMeta(camera_id, seq, time.time_ns(), 640, 480), jpeg)
+    publisher.close()
+    publisher.check_delivered()
+    cpu_before, wall_before = cpu_seconds_by_role(), time.monotonic()
+    query = build_query(stack.spark, cfg)
+    # While the job drains, only the output's end offsets are watched (one small request a
+    # second): the frames are read after it, so that reading them takes no core from the job.
+    consumer = make_consumer(cfg)
+    output = [TopicPartition(cfg.output_topic, p)
+              for p in consumer.partitions_for_topic(cfg.output_topic) or ()]  # fmt: skip
+    written, last_progress = 0, time.monotonic()
+    while written < len(frames) and time.monotonic() - last_progress < 180:
+        time.sleep(1.0)
+        now_written = sum(consumer.end_offsets(output).values())
+        if now_written > written:
+            written, last_progress = now_written, time.monotonic()
+    wall = time.monotonic() - wall_before
+    cpu_after = cpu_seconds_by_role()
+    anatomy = batch_anatomy(query)
+    stop_gracefully(stack.spark, query)
+    consumer.assign(output)
+    consumer.seek_to_beginning()
+    done: list[int] = []
+    order: dict[str, list[int]] = {}
+    while len(done) < written:
+        batch = consumer.poll(timeout_ms=2000)
+        if not batch:
+            break
+        for records in batch.values():
+            for record in records:
+                values = headers_to_dict(record.headers)
+                done.append(int(values["analyzed_ts_ns"]))
+                order.setdefault(values["camera_id"], []).append(int(values["seq"]))
+    consumer.close()
+    return {
+        "frames": len(frames),
+        "received": len(done),
+        "steady_fps": round(steady_rate(done), 2),
+        "in_order": all(seqs == sorted(seqs) for seqs in order.values()),
+        "cores_busy_by_role": {
+            role: round((cpu_after.get(role, 0) - cpu_before.get(role, 0)) / wall, 2)
+            for role in cpu_after
+        },
+        "batch_anatomy_ms": anatomy,
+    }
+
+
+# ---- the demo, as a user runs it ----------------------------------------------------------
+def run_demo_and_sample(
+    env_overrides: dict[str, str],
+    warmup_s: float = 120.0,
+    sample_s: float = 40.0,
+    every_s: float = 5.0,
+    browser: bool = True,
+) -> dict[str, Any]:
+    """`camstream demo` with its defaults (and `env_overrides`), a browser on the wall; after
+    `warmup_s`, the delay of the latest frame per camera and each camera's frames/s from
+    /api/stats every `every_s` for `sample_s`, as a user would read them off the wall."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    workdir = Path(tempfile.mkdtemp(prefix="camstream-bench-demo-"))
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CAMSTREAM_")},
+        "KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",  # its own broker, started by the demo
+        "CAMSTREAM_HOME": str(workdir),
+        "CAMSTREAM_STATION_PORT": str(port),
+        "PYTHONUNBUFFERED": "1",
+        **env_overrides,
+    }
+    log = open(workdir / "demo.log", "wb")  # noqa: SIM115  (closed below)
+    demo = subprocess.Popen([sys.executable, "-m", "camstream", "demo"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    viewer = None
+    samples: list[dict[str, Any]] = []
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except httpx.HTTPError:
+                time.sleep(1)
+        if browser:
+            viewer = _open_wall(f"http://127.0.0.1:{port}/")
+        started = time.monotonic()
+        time.sleep(max(0.0, warmup_s - (time.monotonic() - started)))
+        end = time.monotonic() + sample_s
+        while time.monotonic() < end:
+            stats = httpx.get(f"http://127.0.0.1:{port}/api/stats", timeout=5).json()
+            samples.append({c["camera_id"]: c for c in stats["cameras"]})
+            time.sleep(every_s)
+    finally:
+        if viewer is not None:
+            viewer.quit()
+        demo.send_signal(2)  # Ctrl-C
+        try:
+            demo.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(demo.pid, 9)
+        log.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    delays = [c["delay_ms_last"] for s in samples for c in s.values()]
+    fps = [c["fps"] for s in samples for c in s.values()]
+    return {
+        "settings": env_overrides,
+        "samples": len(samples),
+        "cameras_seen": len({cid for s in samples for cid in s}),
+        "latest_delay_ms_p50": round(percentile(delays, 50), 1),
+        "latest_delay_ms_p95": round(percentile(delays, 95), 1),
+        "latest_delay_ms_max": round(max(delays), 1) if delays else float("nan"),
+        "tile_fps_min": round(min(fps), 2) if fps else float("nan"),
+        "tile_fps_max": round(max(fps), 2) if fps else float("nan"),
+        "browser": viewer is not None,
+    }
+
+
+def _open_wall(url: str) -> Any:
+    """Debian's headless Chromium showing the wall (None where it is not installed)."""
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        return None
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-sync",
+                 "--disable-component-update", "--disable-dev-shm-usage",
+                 f"--user-data-dir={tempfile.mkdtemp(prefix='camstream-bench-chromium-')}",
+                 "--window-size=1400,900"):  # fmt: skip
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(driver), options=options)
+    browser.get(url)
+    return browser

@@ -75,17 +75,18 @@ def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClu
 @pytest.fixture
 def cluster_cfg(kafka_cluster: LocalCluster, tmp_path: Path) -> Config:
     """Like `cfg`, on the three-broker cluster: replication factor 3, min.insync.replicas 2."""
-    return _config_with_topics(
-        kafka_cluster.bootstrap, tmp_path, partitions=4, replication_factor=3
-    )
+    return config_with_topics(kafka_cluster.bootstrap, tmp_path, partitions=4, replication_factor=3)
 
 
 @pytest.fixture(scope="session")
 def spark(kafka_bootstrap: str) -> Iterator[Any]:
-    """One local Spark session (with the Kafka connector) for the tests that need it."""
+    """One local Spark session (with the Kafka connector and the Real-time Mode function)
+    for the tests that need it."""
     from camstream.spark.session import spark_session
 
-    session = spark_session(Config(spark_master="local[2]"), app_name="camstream-tests")
+    session = spark_session(
+        Config(spark_master="local[2]"), app_name="camstream-tests", realtime=True
+    )
     yield session
     session.stop()
 
@@ -93,7 +94,7 @@ def spark(kafka_bootstrap: str) -> Iterator[Any]:
 @pytest.fixture
 def cfg(kafka_bootstrap: str, tmp_path: Path) -> Config:
     """A config whose topics are unique to this test (and created), state under tmp_path."""
-    return _config_with_topics(kafka_bootstrap, tmp_path, partitions=2)
+    return config_with_topics(kafka_bootstrap, tmp_path, partitions=2)
 
 
 def unique_topics(bootstrap: str, tmp_path: Path, **settings: Any) -> Config:
@@ -110,7 +111,7 @@ def unique_topics(bootstrap: str, tmp_path: Path, **settings: Any) -> Config:
     )
 
 
-def _config_with_topics(bootstrap: str, tmp_path: Path, **settings: Any) -> Config:
+def config_with_topics(bootstrap: str, tmp_path: Path, **settings: Any) -> Config:
     config = unique_topics(bootstrap, tmp_path, **settings)
     ensure_topics(config, [config.input_topic, config.output_topic, config.dead_letter_topic])
     return config

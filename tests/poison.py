@@ -103,3 +103,51 @@ def large_face_frame() -> np.ndarray:
     scene = cv2.resize(texture, (3200, 2400), interpolation=cv2.INTER_LINEAR)
     scene[700:1724, 1100:2124] = cv2.resize(astronaut_bgr(), (1024, 1024))
     return scene
+
+
+HOUR_NS = 3600 * 10**9
+
+
+def poison_records(jpeg: bytes) -> tuple[dict[str, Record], dict[str, Record]]:
+    """(bad records that must be dead-lettered, tricky valid ones that must come out)."""
+    now = time.time_ns()
+
+    def headers(number: int, width: int = 512, height: int = 512, ts: int = now, **changes: bytes):
+        base = FrameMeta(CAMERA, number, ts, width, height).to_headers()
+        return [(name, changes.get(name, value)) for name, value in base]
+
+    key = CAMERA.encode()
+    bad = {
+        kind: record
+        for kind, record in bad_records(jpeg, 20_000).items()
+        if kind != "oversized frame value"  # this job runs with the default frame limit
+    }
+    bad |= {
+        "capture_ts_ns of 400 digits": (key, jpeg, headers(20_100, capture_ts_ns=b"9" * 400)),
+        "null key": (None, jpeg, headers(20_101)),
+        "seq header twice": (key, jpeg, [*headers(20_102), ("seq", b"7")]),
+        "seq in Arabic-Indic digits": (key, jpeg, headers(20_103, seq="١٢٣".encode())),
+        "stale and truncated": (key, jpeg[: len(jpeg) // 2], headers(20_104, ts=now - HOUR_NS)),
+        "over the frame limit (1 MB)": (
+            key,
+            b"\xff\xd8\xff" + os.urandom(1_005_000),
+            headers(20_105),
+        ),
+    }
+    wide = cv2.resize(astronaut_bgr(), (640, 480), interpolation=cv2.INTER_AREA)
+    big = encode_jpeg(large_face_frame(), 30)
+    valid = {
+        "3200x2400 face frame that annotated exceeds its topic": (
+            key,
+            big,
+            headers(30_000, 3200, 2400),
+        ),
+        "EXIF orientation 6": (
+            key,
+            with_exif_orientation(encode_jpeg(wide, 80), 6),
+            headers(30_001, 640, 480),
+        ),
+        "bytes after the end-of-image marker": (key, jpeg + os.urandom(3000), headers(30_002)),
+        "stale but valid (the latest policy)": (key, jpeg, headers(30_003, ts=now - HOUR_NS)),
+    }
+    return bad, valid

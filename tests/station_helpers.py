@@ -83,16 +83,24 @@ class AnnotatedFramePublisher:
         self.producer = make_producer(cfg)
         self.frames = annotated_sample_frames()
         self.sent: dict[str, int] = {}
+        self.captured_ns: dict[str, list[int]] = {}
 
     def send(self, camera_id: str, frame_index: int) -> None:
         jpeg, boxes = self.frames[frame_index % len(self.frames)]
         seq = self.sent.get(camera_id, 0)
         meta = FrameMeta(camera_id, seq, time.time_ns(), 640, 480)
+        self.captured_ns.setdefault(camera_id, []).append(meta.capture_ts_ns)
         headers = analytics_headers(meta.to_headers(), boxes, time.time_ns())
         self.producer.send(
             self.cfg.output_topic, key=camera_id.encode(), value=jpeg, headers=headers
         )
         self.sent[camera_id] = seq + 1
+
+    def rate(self, camera_id: str, window_s: float = 5.0) -> float:
+        """Frames/s this camera sent over its last `window_s`, from its capture times."""
+        captured = self.captured_ns[camera_id]
+        recent = [t for t in captured if captured[-1] - t <= window_s * 1e9]
+        return (len(recent) - 1) / ((recent[-1] - recent[0]) / 1e9)
 
     def flush(self) -> None:
         self.producer.flush()

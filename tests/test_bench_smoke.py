@@ -20,7 +20,7 @@ pytestmark = pytest.mark.spark
 def test_benchmark_smoke_run(cfg: Config, tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, str(REPO / "bench" / "run.py"), "--quick",
-         "--scenarios", "raw,accuracy,drain", "--out", str(tmp_path)],
+         "--scenarios", "raw,accuracy,drain,uneven", "--out", str(tmp_path)],
         env={**os.environ, "KAFKA_BOOTSTRAP": cfg.kafka_bootstrap},
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
@@ -32,3 +32,12 @@ def test_benchmark_smoke_run(cfg: Config, tmp_path: Path) -> None:
         assert results["drain_fps"][preset]["median"] > 0
         assert results["accuracy"][preset]["recall"] > 0.9
     assert "| raw OpenCV loop, fast (frames/s)" in out.stdout
+    # The uneven-load shapes run (not timed here: the figures come from `make bench`), and
+    # every camera's frames came out in order.
+    shapes = {item["shape"]: item for item in results["uneven"]}
+    assert set(shapes) == {"uniform", "unequal cost", "3 cameras on 4 partitions",
+                           "8 cameras on 4, uneven"}  # fmt: skip
+    for item in shapes.values():
+        assert item["received"] == item["frames"] and item["in_order"], item
+        assert item["loop_fps"] > 0 and item["steady_fps"] > 0
+    assert (tmp_path / "uneven_load.png").exists()

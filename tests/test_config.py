@@ -52,6 +52,8 @@ def test_environment_and_overrides() -> None:
         ({"CAMSTREAM_STATION_STALE_S": "soon"}, "CAMSTREAM_STATION_STALE_S='soon' is not a number"),
         ({"CAMSTREAM_STATION_PORT": "0"}, "station_port must be between 1 and 65535"),
         ({"CAMSTREAM_ASYNC_PROGRESS": "maybe"}, "CAMSTREAM_ASYNC_PROGRESS='maybe' is not true"),
+        ({"CAMSTREAM_TRIGGER_INTERVAL": "realtime:soon"}, ".got 'realtime:soon'"),
+        ({"CAMSTREAM_TRIGGER_INTERVAL": "fast"}, "trigger_interval must be an interval"),
         ({"CAMSTREAM_FRESHNESS": "newest"}, "freshness must be one of all, latest"),
         ({"CAMSTREAM_DLQ_TOPIC": "dlq"}, "CAMSTREAM_DLQ_TOPIC is now called CAMSTREAM_DEAD_LETTER"),
     ],

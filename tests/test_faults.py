@@ -33,12 +33,18 @@ from camstream.local.broker import LocalBroker, LocalCluster
 from camstream.local.ports import free_port
 from camstream.local.supervisor import process_rss_mb, tree_rss_mb
 from camstream.spark.job import build_query
-from conftest import group_alive, wait_until
+from conftest import config_with_topics, group_alive, wait_until
 from station_helpers import AnnotatedFramePublisher
 
 pytestmark = pytest.mark.spark
 
 Frame = tuple[str, int]
+
+# Each fault in both kinds of query: micro-batches (the default) and Real-time Mode, whose
+# long-running tasks read, analyse and write frames as they come (checkpoints every 5 s).
+MODES = pytest.mark.parametrize(
+    "trigger", ["0 seconds", "realtime:5 seconds"], ids=["micro-batch", "realtime"]
+)
 
 
 class FrameFeed(threading.Thread):
@@ -157,8 +163,9 @@ def pipeline_in(spark: Any, cfg: Config) -> Iterator[tuple[FrameFeed, OutputTall
         tally.close()
 
 
+@MODES
 @pytest.mark.own_brokers
-def test_broker_restart_mid_stream_loses_nothing(spark: Any, tmp_path: Path) -> None:
+def test_broker_restart_mid_stream_loses_nothing(spark: Any, tmp_path: Path, trigger: str) -> None:
     broker = LocalBroker(tmp_path / "kafka", port=free_port(), controller_port=free_port())
     broker.start()
     cfg = Config(
@@ -168,6 +175,7 @@ def test_broker_restart_mid_stream_loses_nothing(spark: Any, tmp_path: Path) -> 
         detection_preset="fast",
         checkpoint_location=str(tmp_path / "checkpoint"),
         home=str(tmp_path),
+        trigger_interval=trigger,
     )
     ensure_topics(cfg, [cfg.input_topic, cfg.output_topic, cfg.dead_letter_topic])
     try:
@@ -181,33 +189,34 @@ def test_broker_restart_mid_stream_loses_nothing(spark: Any, tmp_path: Path) -> 
         broker.stop()
 
 
-def _analyze(cfg: Config, checkpoint: Path) -> subprocess.Popen[str]:
+def _analyze(cfg: Config, checkpoint: Path, trigger: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "camstream", "analyze",
          "--kafka-bootstrap", cfg.kafka_bootstrap,
          "--input-topic", cfg.input_topic, "--output-topic", cfg.output_topic,
          "--dead-letter-topic", cfg.dead_letter_topic, "--checkpoint-location", str(checkpoint),
          "--starting-offsets", "earliest", "--spark-master", "local[2]",
-         "--detection-preset", "fast"],
+         "--detection-preset", "fast", "--trigger-interval", trigger],
         env={**os.environ, "CAMSTREAM_HOME": cfg.home},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
         start_new_session=True,  # its own group: the JVM and Python workers die with it
     )  # fmt: skip
 
 
+@MODES
 def test_job_killed_with_sigkill_and_restarted_from_its_checkpoint_loses_nothing(
-    cfg: Config, tmp_path: Path
+    cfg: Config, tmp_path: Path, trigger: str
 ) -> None:
     checkpoint = tmp_path / "checkpoint"
     feed, tally = FrameFeed(cfg), OutputTally(cfg)
-    job = _analyze(cfg, checkpoint)
+    job = _analyze(cfg, checkpoint, trigger)
     try:
         feed.start()
         wait_for_progress(feed, tally, 12, "the job to process frames before the kill")
         os.killpg(job.pid, signal.SIGKILL)  # no shutdown hook, no final commit
         job.wait(timeout=30)
         wait_until(lambda: not group_alive(job.pid), 30, what="the killed job's processes to go")
-        job = _analyze(cfg, checkpoint)
+        job = _analyze(cfg, checkpoint, trigger)
         wait_for_progress(feed, tally, 24, "the restarted job to catch up")
         acked = feed.finish()
         assert_nothing_lost(acked, tally, "job SIGKILL + restart")
@@ -220,13 +229,20 @@ def test_job_killed_with_sigkill_and_restarted_from_its_checkpoint_loses_nothing
             job.wait(timeout=60)
 
 
+@MODES
 @pytest.mark.cluster
 @pytest.mark.own_brokers
 def test_one_broker_of_three_killed_and_restarted_loses_nothing(
-    spark: Any, kafka_cluster: LocalCluster, cluster_cfg: Config, tmp_path: Path
+    spark: Any, kafka_cluster: LocalCluster, cluster_cfg: Config, tmp_path: Path, trigger: str
 ) -> None:
+    if trigger.startswith("realtime"):  # a long-running task per partition: 2 for 2 cores
+        cluster_cfg = config_with_topics(
+            kafka_cluster.bootstrap, tmp_path, partitions=2, replication_factor=3
+        )
     cfg = cluster_cfg.replace(
-        detection_preset="fast", checkpoint_location=str(tmp_path / "checkpoint")
+        detection_preset="fast",
+        checkpoint_location=str(tmp_path / "checkpoint"),
+        trigger_interval=trigger,
     )
     victim = kafka_cluster.node(2)
     try:

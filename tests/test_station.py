@@ -166,3 +166,25 @@ def test_each_frame_is_shown_once_however_often_kafka_delivers_it() -> None:
     # A camera that restarted (seq from 0 again, later capture time) is not a duplicate.
     restarted = _frame("cam-dup", 0, jpeg, faces=0)
     assert store.update(restarted) and store.frames_total == 6
+
+
+def test_frames_per_second_come_from_capture_times_not_bursty_arrivals() -> None:
+    """A camera sends 4 frames/s; micro-batches deliver them in bursts of 12 every 3 s."""
+    jpeg = annotated_sample_frames()[0][0]
+    store = FrameStore()
+    start = time.time()
+    seq = 0
+    for burst in range(5):
+        arrival = start + 3.0 * (burst + 1)
+        for _ in range(12):
+            capture_ns = int((start + seq * 0.25) * 1e9)
+            headers = analytics_headers(
+                FrameMeta("cam-4fps", seq, capture_ns, 640, 480).to_headers(), [], capture_ns
+            )
+            store.update(AnnotatedFrame.from_record(jpeg, headers), now=arrival)
+            seq += 1
+        (stats,) = store.camera_stats(now=arrival + 0.5)
+        assert abs(stats["fps"] - 4.0) <= 0.4, stats  # within 10% of what the camera sends
+    # A camera that stopped sending shows no rate.
+    (stats,) = store.camera_stats(now=start + 60)
+    assert stats["fps"] == 0.0 and stats["stale"]

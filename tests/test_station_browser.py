@@ -7,6 +7,7 @@ import shutil
 import tempfile
 import threading
 
+import httpx
 import pytest
 
 from camstream.config import Config
@@ -95,6 +96,17 @@ def test_the_wall_shows_every_camera_live(browser, cfg: Config) -> None:
 
             wait_until(lambda: "fps" in caption("cam-3") and " ms" in caption("cam-3"), 15,
                        what="delay and fps in the caption")  # fmt: skip
+
+            # The tile, the stats API and the camera agree on its rate (within 10%).
+            def rates() -> tuple[float, float, float] | None:
+                tile = float(caption("cam-3").split(" fps")[0].split()[-1])
+                stats = httpx.get(f"http://{address}/api/stats").json()["cameras"]
+                api = next(c["fps"] for c in stats if c["camera_id"] == "cam-3")
+                sent = publisher.rate("cam-3")
+                close = abs(tile - sent) <= 0.1 * sent and abs(api - sent) <= 0.1 * sent
+                return (tile, api, sent) if close else None
+
+            wait_until(rates, 20, what="the tile and /api/stats to show the camera's rate")
             assert "faces 1" in caption("cam-3") and "faces 0" in caption("cam-2")
 
             def classes(camera: str) -> str:

@@ -206,7 +206,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     _need("pyspark", "spark", "the Spark job")
-    from camstream.spark.job import build_query, is_continuous, stop_gracefully
+    from camstream.spark.job import build_query, is_continuous, is_long_running, stop_gracefully
     from camstream.spark.progress import LossMonitor, describe_failure, follow_progress
     from camstream.spark.session import spark_session
 
@@ -230,7 +230,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 losses.close()
         error = query.exception()
         if query.isActive:
-            stop_gracefully(spark, query)
+            stop_gracefully(spark, query, wait=not is_long_running(cfg))
         if error is not None:
             raise QueryFailedError(f"the query stopped: {describe_failure(error)}")
         print("analyze: stopped", flush=True)
@@ -386,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_settings(p, *KAFKA, *TOPICS, "spark_master", "checkpoint_location", "starting_offsets",
                  "detection_preset", "trigger_interval", "max_offsets_per_trigger", "freshness",
-                 "max_frame_age_ms", "async_progress", "opencv_threads", "max_frame_bytes",
+                 "max_frame_age_ms", "async_progress", "opencv_threads", "frame_threads",
+                 "max_frame_bytes",
                  "jpeg_quality", "min_jpeg_quality", "min_frame_width", "spark_ui",
                  "spark_log_level")  # fmt: skip
 

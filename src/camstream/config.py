@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -87,6 +88,20 @@ def _offsets_problem(value: str) -> str | None:
     if value in ("latest", "earliest") or value.startswith("{"):
         return None
     return f"must be 'latest', 'earliest' or a JSON offsets object (got {value!r})"
+
+
+# Spark's interval strings: "0 seconds", "250 milliseconds", "1 minute 30 seconds", "5s".
+_INTERVAL = r"\s*(?:interval\s+)?(?:\d+(?:\.\d+)?\s*[a-z]+\s*)+"
+_TRIGGER = re.compile(rf"(?:{_INTERVAL})|(?:continuous|realtime)(?::{_INTERVAL})?", re.IGNORECASE)
+
+
+def _trigger_problem(value: str) -> str | None:
+    if _TRIGGER.fullmatch(value.strip()):
+        return None
+    return (
+        f"must be an interval ('0 seconds', '10 seconds'), 'continuous[:<interval>]' or"
+        f" 'realtime[:<interval>]' (got {value!r})"
+    )
 
 
 def _origins_problem(value: str) -> str | None:
@@ -179,11 +194,14 @@ class Config:
     )
     trigger_interval: str = setting(
         "0 seconds",
-        "micro-batch trigger interval, or 'continuous' (250 ms epochs) for the lowest latency"
-        " (needs a Spark core per Kafka partition)",
+        "micro-batch trigger interval; 'realtime[:<checkpoint interval>]' for Spark's Real-time"
+        " Mode through the Java per-record function (tens of ms; default checkpoints every"
+        " 60 seconds); 'continuous[:<epoch>]' (250 ms epochs). Both need a Spark core per Kafka"
+        " partition",
+        check=_trigger_problem,
     )
     max_offsets_per_trigger: int | None = setting(
-        200, "frames per micro-batch at most (unlimited: no limit)", minimum=1
+        1000, "frames per micro-batch at most (unlimited: no limit)", minimum=1
     )
     detection_preset: str = setting(
         "faithful", "detection settings", choices=tuple(DETECTION_PRESETS)
@@ -202,6 +220,12 @@ class Config:
     )
     opencv_threads: int = setting(
         1, "OpenCV threads per Spark task (1: Spark already runs a task per core)", minimum=0
+    )
+    frame_threads: int = setting(
+        0,
+        "threads per Spark task that analyse a partition's frames in parallel, in order"
+        " (0: the machine's cores)",
+        minimum=0,
     )
     spark_ui: bool = setting(False, "Spark's web UI (it listens on every interface)")
     spark_log_level: str = setting(

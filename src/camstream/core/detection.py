@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import os
+import threading
 
 import cv2
 import numpy as np
@@ -19,9 +19,24 @@ def cascade_path(name: str) -> str:
     return os.path.join(cv2.data.haarcascades, name)
 
 
-@functools.lru_cache(maxsize=8)
+_per_thread = threading.local()
+
+
 def load_cascade(name: str) -> cv2.CascadeClassifier:
-    """Load a cascade once per process: Spark reuses Python workers, so this runs once each."""
+    """The cascade, loaded once per thread of a process.
+
+    Spark reuses Python workers, so a worker loads it once per thread that analyses frames
+    (`camstream.spark.worker.frame_pool`), not per frame. One per thread because
+    `CascadeClassifier.detectMultiScale` is not safe to call on one classifier from several
+    threads at once: shared, it missed faces (seen in the end-to-end test).
+    """
+    cache: dict[str, cv2.CascadeClassifier] = _per_thread.__dict__.setdefault("cascades", {})
+    if name not in cache:
+        cache[name] = _load(name)
+    return cache[name]
+
+
+def _load(name: str) -> cv2.CascadeClassifier:
     if not hasattr(cv2, "CascadeClassifier"):
         raise DetectorUnavailableError(
             f"OpenCV {cv2.__version__} has no CascadeClassifier: install opencv-python-headless 4.x"

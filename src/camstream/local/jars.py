@@ -94,6 +94,12 @@ def _resolve(pom_name: str, target: Path, label: str) -> Path:
         "-DincludeScope=runtime",
         f"-DoutputDirectory={partial}",
     ]
+    _maven(cmd, label, partial)
+    return _complete(partial, target, cmd, label)
+
+
+def _maven(cmd: list[str], label: str, partial: Path) -> None:
+    """Run Maven, showing each download as it happens; a failure says why."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     tail: list[str] = []
@@ -104,8 +110,12 @@ def _resolve(pom_name: str, target: Path, label: str) -> Path:
     if proc.wait() != 0:
         shutil.rmtree(partial, ignore_errors=True)
         raise DependencyError(
-            f"Maven could not resolve {label} (exit {proc.returncode}):\n" + "\n".join(tail)
+            f"Maven could not make {label} (exit {proc.returncode}):\n" + "\n".join(tail)
         )
+
+
+def _complete(partial: Path, target: Path, cmd: list[str], label: str) -> Path:
+    """Move a finished folder into place (a crash halfway leaves only the partial one)."""
     (partial / COMPLETE_MARKER).write_text(" ".join(cmd) + "\n")
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
@@ -145,9 +155,57 @@ def _artifact(jar_name: str) -> str:
     return re.sub(r"-\d[\w.\-]*\.jar$", "", jar_name)
 
 
+def realtime_jars(cfg: Config | None = None) -> list[str]:
+    """The Real-time Mode UDF (built here from its Java sources) and OpenCV's Java jar.
+
+    Built once per version of the sources, with Maven, into the cache; the Haar cascades of
+    the Python OpenCV go into the jar, so that executors need nothing else.
+    """
+    import hashlib
+
+    import cv2
+
+    from camstream.spark.job import REALTIME_CASCADES
+
+    module = Path(str(resources.files("camstream.spark").joinpath("realtime")))
+    sources = sorted(p for p in module.rglob("*") if p.is_file() and p.suffix in (".java", ".xml"))
+    digest = hashlib.sha256()
+    for path in sources:
+        digest.update(str(path.relative_to(module)).encode() + b"\0" + path.read_bytes())
+    target = cache_dir(cfg) / f"realtime-{digest.hexdigest()[:12]}"
+    if not (target / COMPLETE_MARKER).exists():
+        mvn = shutil.which("mvn")
+        if not mvn:
+            raise DependencyError(
+                "Maven (`mvn`) is needed once to build the Real-time Mode UDF: install it"
+                " (e.g. `apt-get install maven`)"
+            )
+        label = "the Real-time Mode UDF (Java) and OpenCV's Java jar"
+        print(f"camstream: building {label} into {target}", file=sys.stderr)
+        partial = target.with_name(target.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        build = partial / "build"
+        shutil.copytree(module, build)  # Maven writes target/ next to the sources
+        (build / "cascades").mkdir()
+        for name in REALTIME_CASCADES:
+            shutil.copy(Path(cv2.data.haarcascades) / name, build / "cascades" / name)
+        cmd = [
+            mvn, "-B", "-f", str(build / "pom.xml"), "package",
+            f"{MAVEN_DEPENDENCY_PLUGIN}:copy-dependencies", "-DincludeScope=runtime",
+            f"-DoutputDirectory={partial}",
+        ]  # fmt: skip
+        _maven(cmd, label, partial)
+        shutil.copy(build / "target" / "camstream-realtime.jar", partial)
+        shutil.rmtree(build)
+        _complete(partial, target, cmd, label)
+    return [str(p) for p in sorted(target.glob("*.jar"))]
+
+
 def ensure_all(cfg: Config | None = None) -> None:
     """Everything the local stack needs, for `camstream setup`."""
     java_executable()
     kafka_jars_dir(cfg)
     jars = spark_kafka_jars(cfg)
     print(f"camstream: Spark Kafka connector jars: {len(jars)}", file=sys.stderr)
+    realtime = realtime_jars(cfg)
+    print(f"camstream: Real-time Mode jars: {len(realtime)}", file=sys.stderr)

@@ -13,13 +13,27 @@ if TYPE_CHECKING:
 
 
 def spark_session(
-    cfg: Config, app_name: str = "camstream-analyze", extra_conf: dict[str, str] | None = None
+    cfg: Config,
+    app_name: str = "camstream-analyze",
+    extra_conf: dict[str, str] | None = None,
+    realtime: bool | None = None,
 ) -> SparkSession:
-    """A SparkSession for `cfg.master` with Spark's Kafka connector on the classpath."""
+    """A SparkSession for `cfg.master` with Spark's Kafka connector on the classpath.
+
+    With `realtime` (by default: when `cfg` asks for Real-time Mode), also the Java
+    per-record function and OpenCV's Java build, built on first use.
+    """
     from pyspark.sql import SparkSession
 
     from camstream.local.jars import spark_kafka_jars
+    from camstream.spark.job import is_realtime
     from camstream.spark.packaging import package_zip
+
+    jars = spark_kafka_jars(cfg)
+    if realtime or (realtime is None and is_realtime(cfg)):
+        from camstream.local.jars import realtime_jars
+
+        jars = [*jars, *realtime_jars(cfg)]
 
     # PySpark picks the workers' interpreter from this variable when the context starts;
     # by default they run this same interpreter (and so the same camstream and OpenCV).
@@ -27,7 +41,7 @@ def spark_session(
     builder = (
         SparkSession.builder.master(cfg.spark_master)
         .appName(app_name)
-        .config("spark.jars", ",".join(spark_kafka_jars(cfg)))
+        .config("spark.jars", ",".join(jars))
         .config("spark.python.worker.reuse", "true")
         .config("spark.sql.shuffle.partitions", str(max(2, cfg.partitions)))
         # The web UI listens on every interface; keep it off unless asked for.

@@ -7,8 +7,10 @@ output row per input row, to the output or the dead-letter topic. This module an
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from camstream.core.settings import RecordSettings
@@ -49,23 +51,49 @@ def configure_worker(opencv_threads: int) -> None:
         _worker_opencv_threads = opencv_threads
 
 
+_frame_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def frame_pool(threads: int) -> ThreadPoolExecutor:
+    """Threads of this Python worker that analyse a task's frames in parallel.
+
+    Spark runs one task per Kafka partition, and a micro-batch lasts as long as its biggest
+    task: with cameras of unequal cost or uneven hashing, the other cores sat idle while one
+    task worked through its partition alone. OpenCV releases the GIL while it decodes,
+    detects and encodes, so a task's frames can share every core; the pool is made once
+    per worker (Spark reuses workers), with `threads` threads (0: the machine's cores).
+    """
+    global _frame_pool
+    wanted = threads or os.cpu_count() or 1
+    if _frame_pool is None or _frame_pool[0] != wanted:
+        pool = ThreadPoolExecutor(max_workers=wanted, thread_name_prefix="camstream-frame")
+        _frame_pool = (wanted, pool)
+    return _frame_pool[1]
+
+
 def make_batch_processor(
     settings: RecordSettings,
     output_topic: str,
     dead_letter_topic: str,
     opencv_threads: int = 1,
+    frame_threads: int = 0,
 ) -> Any:
     """The function that Spark runs in each Python worker over Arrow record batches.
 
-    One output row per input row, always: a record that fails becomes a dead letter.
+    One output row per input row, always, in the input's order: a record that fails becomes
+    a dead letter. A batch's records are analysed by `frame_threads` threads at once
+    (`frame_pool`); the results are taken in order, so a camera's frames stay in order.
     """
 
     def process_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from itertools import repeat
+
         import pyarrow as pa
 
-        from camstream.spark.worker import configure_worker, process_row
+        from camstream.spark.worker import configure_worker, frame_pool, process_row
 
         configure_worker(opencv_threads)
+        pool = frame_pool(frame_threads)
 
         out_schema = pa.schema(
             [
@@ -87,8 +115,8 @@ def make_batch_processor(
             values = batch.column("value").to_pylist()
             header_lists = batch.column("headers").to_pylist()
             rows: dict[str, list[Any]] = {name: [] for name in out_schema.names}
-            for key, value, headers in zip(keys, values, header_lists, strict=True):
-                result = process_row(key, value, headers, settings)
+            # Executor.map yields the results in the order of the records.
+            for result in pool.map(process_row, keys, values, header_lists, repeat(settings)):
                 for name, cell in sink_row(result, output_topic, dead_letter_topic).items():
                     rows[name].append(cell)
                 rows["ok"].append(result.ok)

@@ -33,7 +33,9 @@ class CameraState:
     version: int = 0
     frames: int = 0
     last_seen: float = 0.0  # wall-clock seconds
-    arrivals: deque[float] = field(default_factory=lambda: deque(maxlen=256))
+    # Capture times (ns) of the latest frames: the camera's own rate, whatever the bursts in
+    # which micro-batches deliver them.
+    captures: deque[int] = field(default_factory=lambda: deque(maxlen=256))
     delays_ms: deque[float] = field(default_factory=lambda: deque(maxlen=DELAY_WINDOW))
     last_event_at: float = 0.0
 
@@ -92,7 +94,7 @@ class FrameStore:
             state.version += 1
             state.frames += 1
             state.last_seen = now
-            state.arrivals.append(now)
+            state.captures.append(frame.capture_ts_ns)
             state.delays_ms.append(delay_ms)
             self.frames_total += 1
             raise_event = frame.faces > 0 and now - state.last_event_at >= EVENT_REPEAT_S
@@ -147,15 +149,12 @@ class FrameStore:
         with self._lock:
             self._sweep(now)
             states = [
-                (s.camera_id, s.frame, s.frames, s.last_seen, list(s.arrivals), list(s.delays_ms))
+                (s.camera_id, s.frame, s.frames, s.last_seen, list(s.captures), list(s.delays_ms))
                 for s in self._cameras.values()
             ]
         stats = []
-        for camera_id, frame, frames, last_seen, arrivals, delays in sorted(states):
-            recent = [t for t in arrivals if now - t <= FPS_WINDOW_S]
-            fps = 0.0
-            if len(recent) >= 2 and recent[-1] > recent[0]:
-                fps = (len(recent) - 1) / (recent[-1] - recent[0])
+        for camera_id, frame, frames, last_seen, captures, delays in sorted(states):
+            fps = capture_rate(captures) if now - last_seen <= FPS_WINDOW_S else 0.0
             stats.append(
                 {
                     "camera_id": camera_id,
@@ -181,6 +180,16 @@ class FrameStore:
     def camera_count(self) -> int:
         with self._lock:
             return len(self._cameras)
+
+
+def capture_rate(captures_ns: list[int], window_s: float = FPS_WINDOW_S) -> float:
+    """Frames per second the camera sent: its capture times over the last `window_s`."""
+    if len(captures_ns) < 2:
+        return 0.0
+    newest = captures_ns[-1]
+    recent = [t for t in captures_ns if newest - t <= window_s * 1e9]
+    span_s = (newest - recent[0]) / 1e9
+    return (len(recent) - 1) / span_s if span_s > 0 else 0.0
 
 
 def _percentile(values: list[float], pct: float) -> float:

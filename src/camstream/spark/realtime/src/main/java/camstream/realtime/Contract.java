@@ -1,0 +1,192 @@
+package camstream.realtime;
+
+import java.nio.ByteBuffer;
+import java.nio.CharBuffer;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CharsetDecoder;
+import java.nio.charset.CodingErrorAction;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.regex.Pattern;
+
+/** The frame contract, as camstream.core.contract: headers in, headers out, record sizes. */
+final class Contract {
+  /** One Kafka header: a name and a value that may be null. */
+  record Header(String name, byte[] value) {}
+
+  /** The metadata of a frame, from its headers. */
+  record Meta(String cameraId, long seq, long captureTsNs, int width, int height) {}
+
+  static final List<String> INPUT = List.of(
+      "camera_id", "seq", "capture_ts_ns", "width", "height", "schema_version");
+  static final Set<String> RESULTS = Set.of(
+      "faces", "boxes_xyxy", "analyzed_ts_ns", "error", "failed_ts_ns", "skipped", "fitted",
+      "value_dropped");
+  static final long MAX_FRAME_PIXELS = 8192L * 8192L;
+  static final int MAX_JPEG_SIDE = 65535;
+  static final int MAX_ERROR_BYTES = 1000;
+  static final int RECORD_BATCH_HEADER_BYTES = 61;
+  private static final Pattern DECIMAL = Pattern.compile("-?[0-9]+");
+
+  private Contract() {}
+
+  /** Header values as text; contract names must appear once; the last value wins otherwise. */
+  static Map<String, String> values(List<Header> headers, Set<String> unique) {
+    Map<String, String> result = new HashMap<>();
+    Set<String> seen = new HashSet<>();
+    for (Header header : headers) {
+      if (unique.contains(header.name())) {
+        if (!seen.add(header.name())) {
+          long count = headers.stream().filter(h -> h.name().equals(header.name())).count();
+          throw new FrameError(
+              "header '" + header.name() + "' appears " + count + " times (once expected)");
+        }
+      }
+      if (header.value() == null) {
+        continue;
+      }
+      result.put(header.name(), utf8(header.name(), header.value()));
+    }
+    return result;
+  }
+
+  private static String utf8(String name, byte[] raw) {
+    CharsetDecoder decoder = StandardCharsets.UTF_8.newDecoder()
+        .onMalformedInput(CodingErrorAction.REPORT)
+        .onUnmappableCharacter(CodingErrorAction.REPORT);
+    try {
+      return decoder.decode(ByteBuffer.wrap(raw)).toString();
+    } catch (CharacterCodingException e) {
+      throw new FrameError("header '" + name + "' is not valid UTF-8");
+    }
+  }
+
+  static Meta meta(List<Header> headers) {
+    Map<String, String> values = values(headers, Set.copyOf(INPUT));
+    List<String> missing = new ArrayList<>();
+    for (String name : INPUT) {
+      if (!values.containsKey(name)) {
+        missing.add(name);
+      }
+    }
+    if (!missing.isEmpty()) {
+      throw new FrameError("missing header(s): " + String.join(", ", missing));
+    }
+    String version = values.get("schema_version");
+    if (!version.equals("1")) {
+      throw new FrameError("unsupported schema_version '" + version + "' (this job reads '1')");
+    }
+    String cameraId = values.get("camera_id");
+    int length = cameraId.codePointCount(0, cameraId.length());
+    if (length == 0 || length > 255) {
+      throw new FrameError("camera_id header must be 1-255 characters");
+    }
+    long seq = integer(values, "seq", 0, Long.MAX_VALUE);
+    long captureTsNs = integer(values, "capture_ts_ns", 0, Long.MAX_VALUE);
+    int width = (int) integer(values, "width", 1, MAX_JPEG_SIDE);
+    int height = (int) integer(values, "height", 1, MAX_JPEG_SIDE);
+    if ((long) width * height > MAX_FRAME_PIXELS) {
+      throw new FrameError(
+          "frame of " + width + "x" + height + " exceeds " + MAX_FRAME_PIXELS + " pixels");
+    }
+    return new Meta(cameraId, seq, captureTsNs, width, height);
+  }
+
+  /** An ASCII decimal integer within [minimum, maximum], as camstream's _parse_int. */
+  static long integer(Map<String, String> values, String name, long minimum, long maximum) {
+    String raw = values.get(name);
+    if (!DECIMAL.matcher(raw).matches()) {
+      String shown = raw.length() <= 40 ? raw : raw.substring(0, 40) + "... (" + raw.length()
+          + " characters)";
+      throw new FrameError("header '" + name + "' is not an ASCII decimal integer: '" + shown + "'");
+    }
+    String digits = raw.replaceFirst("^-?0*", "");
+    if (digits.length() > 19) {
+      boolean negative = raw.startsWith("-");
+      throw new FrameError("header '" + name + "' must be " + (negative ? ">= " + minimum
+          : "<= " + maximum) + " (got a number of " + raw.replace("-", "").length() + " digits)");
+    }
+    java.math.BigInteger value = new java.math.BigInteger(raw);
+    if (value.compareTo(java.math.BigInteger.valueOf(minimum)) < 0) {
+      throw new FrameError("header '" + name + "' must be >= " + minimum + " (got " + value + ")");
+    }
+    if (value.compareTo(java.math.BigInteger.valueOf(maximum)) > 0) {
+      throw new FrameError("header '" + name + "' must be <= " + maximum + " (got " + raw + ")");
+    }
+    return value.longValue();
+  }
+
+  /** All input headers (null values left out) plus the detection results. */
+  static List<Header> analytics(List<Header> input, List<int[]> boxes, long analyzedTsNs,
+      int[] size, List<Header> extra) {
+    List<Header> out = new ArrayList<>();
+    for (Header header : input) {
+      if (header.value() == null || RESULTS.contains(header.name())) {
+        continue;
+      }
+      if (size != null && header.name().equals("width")) {
+        out.add(new Header("width", ascii(Integer.toString(size[0]))));
+      } else if (size != null && header.name().equals("height")) {
+        out.add(new Header("height", ascii(Integer.toString(size[1]))));
+      } else {
+        out.add(header);
+      }
+    }
+    out.add(new Header("faces", ascii(Integer.toString(boxes.size()))));
+    out.add(new Header("boxes_xyxy", ascii(boxesJson(boxes))));
+    out.add(new Header("analyzed_ts_ns", ascii(Long.toString(analyzedTsNs))));
+    out.addAll(extra);
+    return out;
+  }
+
+  static String boxesJson(List<int[]> boxes) {
+    StringBuilder json = new StringBuilder("[");
+    for (int i = 0; i < boxes.size(); i++) {
+      int[] b = boxes.get(i);
+      json.append(i == 0 ? "" : ",").append('[').append(b[0]).append(',').append(b[1])
+          .append(',').append(b[2]).append(',').append(b[3]).append(']');
+    }
+    return json.append(']').toString();
+  }
+
+  /** The original headers untouched (null values stay null), the reason and the time. */
+  static List<Header> deadLetter(List<Header> input, String error, long failedTsNs) {
+    byte[] reason = error.getBytes(StandardCharsets.UTF_8);
+    if (reason.length > MAX_ERROR_BYTES) {
+      CharsetDecoder lenient = StandardCharsets.UTF_8.newDecoder()
+          .onMalformedInput(CodingErrorAction.IGNORE);
+      String cut;
+      try {
+        CharBuffer chars = lenient.decode(ByteBuffer.wrap(reason, 0, MAX_ERROR_BYTES - 3));
+        cut = chars.toString();
+      } catch (CharacterCodingException e) {
+        cut = "";
+      }
+      reason = (cut + "...").getBytes(StandardCharsets.UTF_8);
+    }
+    List<Header> out = new ArrayList<>(input);
+    out.add(new Header("error", reason));
+    out.add(new Header("failed_ts_ns", ascii(Long.toString(failedTsNs))));
+    return out;
+  }
+
+  /** An upper bound on what a broker counts against max.message.bytes for this record. */
+  static long recordBytes(byte[] key, byte[] value, List<Header> headers) {
+    long size = RECORD_BATCH_HEADER_BYTES + 5 + 1 + 10 + 5;
+    size += 5 + (key == null ? 0 : key.length) + 5 + (value == null ? 0 : value.length) + 5;
+    for (Header header : headers) {
+      size += 5 + header.name().getBytes(StandardCharsets.UTF_8).length + 5
+          + (header.value() == null ? 0 : header.value().length);
+    }
+    return size;
+  }
+
+  static byte[] ascii(String text) {
+    return text.getBytes(StandardCharsets.US_ASCII);
+  }
+}

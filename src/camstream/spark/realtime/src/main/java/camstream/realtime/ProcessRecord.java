@@ -1,0 +1,175 @@
+package camstream.realtime;
+
+import camstream.realtime.Contract.Header;
+import camstream.realtime.Contract.Meta;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.RowFactory;
+import org.apache.spark.sql.api.java.UDF4;
+import org.opencv.core.Mat;
+import org.opencv.imgcodecs.Imgcodecs;
+import scala.collection.Iterator;
+import scala.collection.Seq;
+
+/**
+ * The per-record function for Spark's Real-time Mode: camstream.core.records.process_record in
+ * Java, as a UDF (Real-time Mode runs JVM UDFs, not Python ones).
+ *
+ * <p>(key, value, headers, settings) in; a row for the Kafka sink out: key, value, headers and
+ * the topic, the output topic for an analysed frame or the dead-letter topic for a record that
+ * could not be, with the reason. It never throws: whatever fails on one record, the record
+ * becomes a dead letter. Kept equal to the Python function by camstream's tests.
+ */
+public final class ProcessRecord implements UDF4<byte[], byte[], Seq<Row>, String, Row> {
+  private static final long serialVersionUID = 1L;
+
+  @Override
+  public Row call(byte[] key, byte[] value, Seq<Row> headers, String settingsText) {
+    Settings settings = Settings.of(settingsText);
+    List<Header> pairs = new ArrayList<>();
+    Outcome outcome;
+    try {
+      if (headers != null) {
+        Iterator<Row> rows = headers.iterator();
+        while (rows.hasNext()) {
+          Row row = rows.next();
+          pairs.add(new Header(row.getString(0), row.isNullAt(1) ? null : (byte[]) row.get(1)));
+        }
+      }
+      outcome = process(key, value, pairs, settings);
+    } catch (VirtualMachineError fatal) {
+      if (!(fatal instanceof StackOverflowError)) {
+        throw fatal; // out of memory: the JVM, not this record, is in trouble
+      }
+      outcome = deadLetter(key, value, pairs, reason(fatal), settings);
+    } catch (Throwable failure) { // the per-record guarantee: one record never stops the job
+      outcome = deadLetter(key, value, pairs, reason(failure), settings);
+    }
+    List<Row> headerRows = new ArrayList<>();
+    for (Header header : outcome.headers()) {
+      headerRows.add(RowFactory.create(header.name(), header.value()));
+    }
+    String topic = outcome.ok() ? settings.outputTopic : settings.deadLetterTopic;
+    return RowFactory.create(outcome.key(), outcome.value(), headerRows, topic);
+  }
+
+  /** What the job writes for one record. */
+  record Outcome(boolean ok, byte[] key, byte[] value, List<Header> headers) {}
+
+  private static String reason(Throwable failure) {
+    return failure.getClass().getSimpleName() + ": " + failure.getMessage();
+  }
+
+  static Outcome process(byte[] key, byte[] value, List<Header> headers, Settings settings) {
+    if (value == null) {
+      throw new FrameError("frame value is null");
+    }
+    if (settings.maxFrameBytes >= 0 && value.length > settings.maxFrameBytes) {
+      throw new FrameError("frame value is " + value.length + " bytes, over the "
+          + settings.maxFrameBytes + "-byte limit (CAMSTREAM_MAX_FRAME_BYTES)");
+    }
+    Meta meta = Contract.meta(headers);
+    byte[] cameraKey = meta.cameraId().getBytes(StandardCharsets.UTF_8);
+    if (key == null) {
+      throw new FrameError("record key is null: it must be the camera id ('" + meta.cameraId()
+          + "'), which keeps a camera's frames on one partition and in order");
+    }
+    if (!Arrays.equals(key, cameraKey)) {
+      throw new FrameError("record key differs from camera_id '" + meta.cameraId() + "'");
+    }
+    Jpeg.Info info = Jpeg.check(value);
+    if (info.width() != meta.width() || info.height() != meta.height()) {
+      throw new FrameError("width/height headers say " + meta.width() + "x" + meta.height()
+          + " but the JPEG is " + info.width() + "x" + info.height());
+    }
+    byte[] jpeg = Arrays.copyOf(value, info.end()); // a trailer after the image is not passed on
+    double ageMs = (now() - (double) meta.captureTsNs()) / 1e6;
+    if (settings.maxAgeMs >= 0 && ageMs > settings.maxAgeMs) {
+      Jpeg.decode(jpeg, Imgcodecs.IMREAD_REDUCED_GRAYSCALE_8); // validated, not analysed
+      String skipped = String.format("stale: %.0f ms old > %d ms", ageMs, settings.maxAgeMs);
+      return output(meta, cameraKey, jpeg, null, List.of(), headers, settings,
+          List.of(new Header("skipped", skipped.getBytes(StandardCharsets.UTF_8))));
+    }
+    List<int[]> boxes = Detector.detect(jpeg, info, settings);
+    if (boxes.isEmpty()) {
+      return output(meta, cameraKey, jpeg, null, boxes, headers, settings, List.of());
+    }
+    Mat annotated = Detector.annotate(Jpeg.decode(jpeg, Imgcodecs.IMREAD_COLOR), boxes);
+    byte[] drawn = Jpeg.encode(annotated, settings.jpegQuality);
+    return output(meta, cameraKey, drawn, annotated, boxes, headers, settings, List.of());
+  }
+
+  /** The output record, re-encoded smaller when it would not fit the output topic. */
+  private static Outcome output(Meta meta, byte[] key, byte[] jpeg, Mat image, List<int[]> boxes,
+      List<Header> headers, Settings settings, List<Header> extra) {
+    List<Header> out = Contract.analytics(headers, boxes, now(), null, extra);
+    if (Contract.recordBytes(key, jpeg, out) <= settings.outputMaxBytes) {
+      return new Outcome(true, key, jpeg, out);
+    }
+    Mat current = image != null ? image : Jpeg.decode(jpeg, Imgcodecs.IMREAD_COLOR);
+    int quality = Math.min(settings.jpegQuality, 100);
+    int lowest = Math.min(settings.minJpegQuality, settings.jpegQuality);
+    while (true) {
+      byte[] candidate = Jpeg.encode(current, quality);
+      List<Header> candidateHeaders = fittedHeaders(meta, current, quality, boxes, headers, extra);
+      long size = Contract.recordBytes(key, candidate, candidateHeaders);
+      if (size <= settings.outputMaxBytes) {
+        return new Outcome(true, key, candidate, candidateHeaders);
+      }
+      if (quality > lowest) {
+        quality = Math.max(lowest, quality - 10);
+        continue;
+      }
+      int smaller = (current.cols() * 3) / 4;
+      if (smaller < settings.minFrameWidth) {
+        throw new FrameError("the annotated frame does not fit the output topic: still " + size
+            + " bytes at JPEG quality " + quality + " and " + current.cols() + "x"
+            + current.rows() + ", over its max.message.bytes of " + settings.outputMaxBytes
+            + " (raise it, or lower CAMSTREAM_MIN_JPEG_QUALITY or CAMSTREAM_MIN_FRAME_WIDTH)");
+      }
+      current = Jpeg.resizeToWidth(current, smaller);
+    }
+  }
+
+  private static List<Header> fittedHeaders(Meta meta, Mat image, int quality,
+      List<int[]> boxes, List<Header> headers, List<Header> extra) {
+    double scale = image.cols() / (double) meta.width();
+    List<int[]> scaled = new ArrayList<>();
+    for (int[] b : boxes) {
+      scaled.add(new int[] {
+          (int) Math.rint(b[0] * scale), (int) Math.rint(b[1] * scale),
+          (int) Math.rint(b[2] * scale), (int) Math.rint(b[3] * scale)});
+    }
+    String fitted = "{\"jpeg_quality\":" + quality + ",\"source_width\":" + meta.width()
+        + ",\"source_height\":" + meta.height() + "}";
+    List<Header> all = new ArrayList<>(extra);
+    all.add(new Header("fitted", fitted.getBytes(StandardCharsets.UTF_8)));
+    return Contract.analytics(headers, scaled, now(), new int[] {image.cols(), image.rows()}, all);
+  }
+
+  /** The record as it came, plus the reason; it fits the dead-letter topic. */
+  static Outcome deadLetter(byte[] key, byte[] value, List<Header> headers, String error,
+      Settings settings) {
+    List<Header> out = Contract.deadLetter(headers, error, now());
+    if (Contract.recordBytes(key, value, out) > settings.deadLetterMaxBytes) {
+      String note = (value == null ? 0 : value.length) + " bytes left out: the dead letter would"
+          + " exceed the dead-letter topic's max.message.bytes of " + settings.deadLetterMaxBytes;
+      out = new ArrayList<>(out);
+      out.add(new Header("value_dropped", note.getBytes(StandardCharsets.UTF_8)));
+      value = null;
+      if (Contract.recordBytes(key, null, out) > settings.deadLetterMaxBytes) {
+        out.removeIf(h -> !List.of("error", "failed_ts_ns", "value_dropped").contains(h.name()));
+      }
+    }
+    return new Outcome(false, key, value, out);
+  }
+
+  /** Unix time in nanoseconds (microsecond resolution on Linux), as Python's time.time_ns. */
+  static long now() {
+    java.time.Instant instant = java.time.Instant.now();
+    return instant.getEpochSecond() * 1_000_000_000L + instant.getNano();
+  }
+}

@@ -1,0 +1,58 @@
+package camstream.realtime;
+
+import java.util.HashMap;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * What the per-record function needs, as camstream's RecordSettings: passed by the job as one
+ * literal "name=value;name=value" argument of the UDF, parsed once per distinct text.
+ */
+final class Settings {
+  final String cascade;
+  final double scaleFactor;
+  final int minNeighbors;
+  final int minSize;
+  final int detectWidth; // 0: detect on the full frame
+  final boolean equalizeHistogram;
+  final int jpegQuality;
+  final int minJpegQuality;
+  final int minFrameWidth;
+  final long maxFrameBytes; // -1: no limit
+  final long maxAgeMs; // -1: every frame is analysed (the `all` freshness policy)
+  final long outputMaxBytes;
+  final long deadLetterMaxBytes;
+  final String outputTopic;
+  final String deadLetterTopic;
+
+  private static final Map<String, Settings> PARSED = new ConcurrentHashMap<>();
+
+  static Settings of(String text) {
+    return PARSED.computeIfAbsent(text, Settings::new);
+  }
+
+  private Settings(String text) {
+    Map<String, String> values = new HashMap<>();
+    for (String pair : text.split(";")) {
+      int eq = pair.indexOf('=');
+      if (eq > 0) {
+        values.put(pair.substring(0, eq), pair.substring(eq + 1));
+      }
+    }
+    cascade = values.get("cascade");
+    scaleFactor = Double.parseDouble(values.get("scale_factor"));
+    minNeighbors = Integer.parseInt(values.get("min_neighbors"));
+    minSize = Integer.parseInt(values.get("min_size"));
+    detectWidth = Integer.parseInt(values.get("detect_width"));
+    equalizeHistogram = Boolean.parseBoolean(values.get("equalize_histogram"));
+    jpegQuality = Integer.parseInt(values.get("jpeg_quality"));
+    minJpegQuality = Integer.parseInt(values.get("min_jpeg_quality"));
+    minFrameWidth = Integer.parseInt(values.get("min_frame_width"));
+    maxFrameBytes = Long.parseLong(values.get("max_frame_bytes"));
+    maxAgeMs = Long.parseLong(values.get("max_age_ms"));
+    outputMaxBytes = Long.parseLong(values.get("output_max_bytes"));
+    deadLetterMaxBytes = Long.parseLong(values.get("dead_letter_max_bytes"));
+    outputTopic = values.get("output_topic");
+    deadLetterTopic = values.get("dead_letter_topic");
+  }
+}

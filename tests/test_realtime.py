@@ -1,0 +1,275 @@
+"""Real-time Mode: the Java per-record function against the Python one, and the mode end to end.
+
+The Java function (src/camstream/spark/realtime) is a second implementation of
+`process_record`; these tests keep the two equal on one shared set of records: the sample
+video and harder copies of it, the poison records, and records spoilt at random (seeded).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from camstream.cameras.simulate import load_sample_frames
+from camstream.config import DETECTION_PRESETS, Config, RecordSettings
+from camstream.core.contract import FrameMeta, headers_to_dict, record_bytes
+from camstream.core.jpeg import encode_jpeg
+from camstream.core.records import ProcessedRecord, process_record
+from camstream.errors import ConfigError
+from camstream.kafka.clients import make_producer
+from camstream.spark.job import build_query, realtime_rows, realtime_settings_text
+from conftest import astronaut_bgr, consume, iou
+from poison import CAMERA, bad_records, poison_records
+
+pytestmark = pytest.mark.spark
+
+Headers = list[tuple[str, bytes | None]]
+Record = tuple[bytes | None, bytes | None, Headers | None]
+OUT, DLQ = "out-topic", "dead-letter-topic"
+INPUT_SCHEMA = "key binary, value binary, headers array<struct<key: string, value: binary>>"
+# Differ by when each ran, not by what it decided.
+TIMES = {"analyzed_ts_ns", "failed_ts_ns"}
+FRAME_LIMIT = 1_000_000
+
+
+def frame_record(camera_id: str, seq: int, image: np.ndarray, quality: int = 80) -> Record:
+    meta = FrameMeta(camera_id, seq, time.time_ns(), image.shape[1], image.shape[0])
+    return camera_id.encode(), encode_jpeg(image, quality), meta.to_headers()
+
+
+def spoilt(record: Record, rng: random.Random) -> Record:
+    """A valid record spoilt one random way: bytes flipped, cut, appended; a header changed,
+    dropped or doubled."""
+    key, value, headers = record
+    assert value is not None and headers is not None
+    kind = rng.randrange(7)
+    if kind == 0:  # bytes flipped anywhere, the markers included
+        data = bytearray(value)
+        for _ in range(rng.randint(1, 20)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        return key, bytes(data), headers
+    if kind == 1:
+        return key, value[: rng.randrange(len(value))], headers
+    if kind == 2:
+        return key, value + rng.randbytes(rng.randint(1, 500)), headers
+    name = rng.choice([n for n, _ in headers])
+    if kind == 3:
+        junk = rng.choice([b"", b"-1", b"0", b"9" * 25, b"\xff", "١".encode(), b" 7", b"1e3"])
+        return key, value, [(n, junk if n == name else v) for n, v in headers]
+    if kind == 4:
+        return key, value, [(n, v) for n, v in headers if n != name]
+    if kind == 5:
+        return key, value, [*headers, (name, dict(headers)[name])]
+    return key, value, [*headers, ("extra", rng.randbytes(rng.randint(0, 40)))]
+
+
+def shared_records() -> dict[str, Record]:
+    """What both implementations must treat alike, by name."""
+    frames = load_sample_frames()
+    records: dict[str, Record] = {}
+    for index in range(0, len(frames), 3):
+        frame = frames[index]
+        records[f"sample {index}"] = frame_record("cam-a", index, frame)
+        records[f"sample {index}, darker"] = frame_record(
+            "cam-b", index, cv2.convertScaleAbs(frame, alpha=0.45)
+        )
+        records[f"sample {index}, half size"] = frame_record(
+            "cam-c", index, cv2.resize(frame, (320, 240), interpolation=cv2.INTER_AREA)
+        )
+    records["astronaut"] = frame_record("cam-d", 0, astronaut_bgr())
+    records["astronaut at 1280x1280"] = frame_record(
+        "cam-d", 1, cv2.resize(astronaut_bgr(), (1280, 1280), interpolation=cv2.INTER_LINEAR)
+    )
+    jpeg = encode_jpeg(astronaut_bgr(), 80)
+    bad, tricky = poison_records(jpeg)
+    for kind, record in {**bad_records(jpeg, 20_000), **bad, **tricky}.items():
+        records[f"poison: {kind}"] = record
+    records["poison: null headers"] = (CAMERA.encode(), jpeg, None)
+    rng = random.Random(20261130)
+    valid = [r for name, r in records.items() if name.startswith("sample")]
+    for number in range(60):
+        records[f"spoilt {number}"] = spoilt(rng.choice(valid), rng)
+    return records
+
+
+def settings_for(preset: str, output_max_bytes: int = 1_048_588) -> RecordSettings:
+    # A frame limit that the 3200x2400 frame passes and the 1 MB record does not; the latest
+    # policy with a generous age (only the hour-old records take its path).
+    return RecordSettings(
+        detection=DETECTION_PRESETS[preset],
+        max_frame_bytes=FRAME_LIMIT,
+        max_age_ms=600_000,
+        output_max_bytes=output_max_bytes,
+    )
+
+
+def run_java(spark: Any, records: list[Record], settings_text: str) -> list[dict[str, Any]]:
+    rows = [
+        (key, value, None if headers is None else [(n, v) for n, v in headers])
+        for key, value, headers in records
+    ]
+    frames = spark.createDataFrame(rows, INPUT_SCHEMA).coalesce(1)  # in order, one task
+    return [
+        row.asDict(recursive=True) for row in realtime_rows(spark, frames, settings_text).collect()
+    ]
+
+
+def java_headers(row: dict[str, Any]) -> Headers:
+    return [(h["key"], None if h["value"] is None else bytes(h["value"])) for h in row["headers"]]
+
+
+def matched_ious(python_boxes: list[list[int]], java_boxes: list[list[int]]) -> list[float]:
+    """Each Python box's best IoU with a Java box."""
+    return [max((iou(p, j) for j in java_boxes), default=0.0) for p in python_boxes]
+
+
+def compare(name: str, python: ProcessedRecord, java: dict[str, Any]) -> list[str]:
+    """How the two outcomes of one record differ (empty: they agree)."""
+    problems: list[str] = []
+    topic = OUT if python.ok else DLQ
+    if java["topic"] != topic:
+        reason = headers_to_dict(java_headers(java)).get("error")
+        return [f"{name}: Python sent it to {topic}, Java to {java['topic']} ({reason})"]
+    py_headers = [(n, v) for n, v in python.headers if n not in TIMES]
+    j_headers = [(n, v) for n, v in java_headers(java) if n not in TIMES]
+    if python.ok:
+        py, jv = dict(py_headers), dict(j_headers)
+        py_boxes = json.loads(py.pop("boxes_xyxy"))
+        j_boxes = json.loads(jv.pop("boxes_xyxy"))
+        if len(py_boxes) != len(j_boxes) or min(matched_ious(py_boxes, j_boxes), default=1) < 0.95:
+            problems.append(f"{name}: boxes {py_boxes} (Python) vs {j_boxes} (Java)")
+        for varying in ("skipped", "fitted"):  # an age in ms; a JPEG quality found by trying
+            if (varying in py) != (varying in jv):
+                problems.append(f"{name}: {varying} header only on one side")
+            py.pop(varying, None)
+            jv.pop(varying, None)
+        if "fitted" not in dict(python.headers):
+            for header in ("width", "height"):
+                if py.get(header) != jv.get(header):
+                    problems.append(f"{name}: {header} {py.get(header)} vs {jv.get(header)}")
+        py.pop("width", None), py.pop("height", None), jv.pop("width", None), jv.pop("height", None)
+        if py != jv or [n for n, _ in py_headers] != [n for n, _ in j_headers]:
+            problems.append(f"{name}: headers {py_headers} vs {j_headers}")
+        if not (java["value"] or b"").startswith(b"\xff\xd8\xff"):
+            problems.append(f"{name}: Java's output value is not a JPEG")
+        if java["key"] != python.key:
+            problems.append(f"{name}: key {python.key!r} vs {java['key']!r}")
+    else:
+        py_error = dict(py_headers).get("error", b"").decode()
+        j_error = dict(j_headers).get("error", b"").decode()
+        if py_error.split(":")[0] != j_error.split(":")[0]:
+            problems.append(f"{name}: reason {py_error!r} (Python) vs {j_error!r} (Java)")
+        without_error = [(n, v) for n, v in py_headers if n != "error"]
+        if without_error != [(n, v) for n, v in j_headers if n != "error"]:
+            problems.append(f"{name}: dead-letter headers differ")
+        if (java["key"], java["value"]) != (python.key, python.value):
+            problems.append(f"{name}: the dead letter does not carry the record as it came")
+    return problems
+
+
+@pytest.mark.parametrize("preset", list(DETECTION_PRESETS))
+def test_the_java_function_decides_as_the_python_one(spark: Any, preset: str) -> None:
+    records = shared_records()
+    settings = settings_for(preset)
+    java = run_java(spark, list(records.values()), realtime_settings_text(settings, OUT, DLQ))
+    python = [process_record(k, v, h or [], settings) for k, v, h in records.values()]
+    problems = [
+        problem
+        for name, py, jv in zip(records, python, java, strict=True)
+        for problem in compare(name, py, jv)
+    ]
+    faces = sum(p.faces for p in python)
+    dead = sum(not p.ok for p in python)
+    print(f"{preset}: {len(records)} records, {dead} dead letters, {faces} faces; {problems}")
+    assert not problems, "\n".join(problems)
+    assert faces > 20 and dead > 40  # the set exercises both paths
+
+
+def test_the_java_function_fits_an_annotated_frame_to_a_small_output_topic(spark: Any) -> None:
+    """An output topic of 60 KB: the annotated 3200x2400 frame is re-encoded until it fits,
+    as in Python, and every record written fits."""
+    records = shared_records()
+    limit = 60_000
+    settings = settings_for("fast", output_max_bytes=limit)
+    java = run_java(spark, list(records.values()), realtime_settings_text(settings, OUT, DLQ))
+    fitted = 0
+    for name, row in zip(records, java, strict=True):
+        if row["topic"] != OUT:
+            continue
+        headers = java_headers(row)
+        size = record_bytes(row["key"], row["value"], headers)
+        assert size <= limit, f"{name}: {size} bytes for a {limit}-byte topic"
+        fitted += "fitted" in dict(headers)
+    key, value, headers = records["poison: 3200x2400 face frame that annotated exceeds its topic"]
+    python = process_record(key, value, headers or [], settings)
+    assert python.ok and python.fitted and fitted >= 1
+
+
+def test_an_exception_in_java_on_a_record_makes_a_dead_letter_with_the_reason(
+    spark: Any,
+) -> None:
+    """Whatever fails in Java on one record (here: a cascade that is not there) becomes a
+    dead letter that carries the record and the reason; the query itself does not fail."""
+    key, value, headers = frame_record("cam-x", 0, astronaut_bgr())
+    text = realtime_settings_text(settings_for("fast"), OUT, DLQ).replace(
+        "haarcascade_frontalface_default.xml", "haarcascade_missing.xml"
+    )
+    [row] = run_java(spark, [(key, value, headers)], text)
+    assert row["topic"] == DLQ and (row["key"], row["value"]) == (key, value)
+    error = dict(java_headers(row))["error"].decode()
+    assert error.startswith("IllegalStateException: no Haar cascade haarcascade_missing.xml")
+
+
+def test_real_time_mode_refuses_a_cascade_its_jar_does_not_carry() -> None:
+    settings = RecordSettings(detection=DETECTION_PRESETS["fast"].__class__(cascade="my.xml"))
+    with pytest.raises(ConfigError, match="use micro-batches"):
+        realtime_settings_text(settings, OUT, DLQ)
+
+
+def test_real_time_mode_carries_frames_as_they_come_in_order(spark: Any, cfg: Config) -> None:
+    """Frames come out while the query's first batch is still running (a micro-batch query
+    would write them only at its end), each camera's in order, bad ones dead-lettered."""
+    jpeg = encode_jpeg(astronaut_bgr(), 80)
+    producer = make_producer(cfg)
+    sent: dict[str, list[int]] = {"cam-1": [], "cam-2": [], "cam-3": []}
+    for seq in range(8):
+        for camera_id in sent:
+            meta = FrameMeta(camera_id, seq, time.time_ns(), 512, 512)
+            value = b"not a jpeg" if (seq, camera_id) == (5, "cam-2") else jpeg
+            producer.send(cfg.input_topic, key=camera_id.encode(), value=value,
+                          headers=meta.to_headers())  # fmt: skip
+            sent[camera_id].append(seq)
+    producer.flush()
+    producer.close()
+    query = build_query(spark, cfg.replace(detection_preset="fast",
+                                           trigger_interval="realtime:10 minutes"))  # fmt: skip
+    try:
+        out = consume(cfg, cfg.output_topic, 23, timeout_s=180)
+        dead = consume(cfg, cfg.dead_letter_topic, 1, timeout_s=30)
+        # Still in the first (ten-minute) batch: nothing was committed yet.
+        assert query.isActive and query.lastProgress is None
+    finally:
+        query.stop()
+    order: dict[str, list[int]] = {}
+    for record in out:
+        values = headers_to_dict(record.headers)
+        assert values["faces"] == "1" and record.key == values["camera_id"].encode()
+        order.setdefault(values["camera_id"], []).append(int(values["seq"]))
+    assert order == {c: [s for s in seqs if (s, c) != (5, "cam-2")] for c, seqs in sent.items()}
+    reason = headers_to_dict(dead[0].headers)["error"]
+    assert reason == "FrameError: value is not a JPEG (missing FF D8 FF start marker)"
+
+
+def test_real_time_mode_refuses_more_partitions_than_cores(spark: Any, cfg: Config) -> None:
+    wide = cfg.replace(
+        input_topic=f"{cfg.input_topic}-wide", partitions=4, trigger_interval="realtime"
+    )
+    with pytest.raises(ConfigError, match=r"Real-time Mode needs a core per Kafka partition"):
+        build_query(spark, wide)
+    assert not spark.streams.active
