@@ -40,8 +40,9 @@ def plan(
     frames_s = cameras * fps
     # Analytics: core-seconds per second of video, divided by what Spark keeps of a core.
     cores = math.ceil(frames_s * ms_per_frame / 1000 / (efficiency * UTILISATION))
-    # A partition's frames in a micro-batch go through one task on one core, in order:
-    # a partition carries at most UTILISATION * 1000 / ms_per_frame frames/s.
+    # At most one core's worth per partition (UTILISATION * 1000 / ms_per_frame frames/s):
+    # frame threads let a micro-batch task use more, but Real-time Mode runs a task per
+    # partition, a frame at a time, and small partitions spread cameras over executors.
     per_partition_fps = UTILISATION * 1000 / ms_per_frame
     partitions = max(cores, math.ceil(frames_s / per_partition_fps))
     partitions = math.ceil(partitions / cores) * cores  # an even share per executor core

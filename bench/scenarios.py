@@ -8,7 +8,7 @@ drain      the Spark job draining a pre-filled topic, per preset
 reference  the reference demo's design (pickled base64 JSON, classifier per frame, flush
            per send) draining the same frames
 latency    capture-to-station delay at a share of each mode's capacity (micro-batch,
-           continuous, Real-time Mode)
+           micro-batch with async progress, Real-time Mode)
 pipeline   producers + broker + Spark + station consumer near capacity
 overload   twice the capacity: the `latest` freshness policy against `all`
 cameras    many cameras at 1 frame/s with the fast preset
@@ -31,6 +31,7 @@ from stack import (
     LoadShape,
     drain,
     drain_frames,
+    java_frame_ms,
     keeps_up,
     our_producer_rate,
     reference_drain,
@@ -44,7 +45,7 @@ from camstream.core.analysis import analyze_jpeg
 from camstream.core.annotation import annotate
 from camstream.core.detection import detect_faces
 from camstream.core.jpeg import decode_jpeg, encode_jpeg
-from camstream.spark.job import DEFAULT_CONTINUOUS_INTERVAL, DEFAULT_REALTIME_INTERVAL
+from camstream.spark.job import DEFAULT_REALTIME_INTERVAL
 
 
 # ---- what the scenarios measure --------------------------------------------------------------
@@ -230,13 +231,12 @@ def _seconds(ctx: Context) -> float:
     return 12 if ctx.quick else 40
 
 
-# Each mode at a share of its own capacity: the modes differ in what they carry (a continuous
-# or real-time task analyses one frame at a time), so "half load" is half of what that mode
+# Each mode at a share of its own capacity: the modes differ in what they carry (a real-time
+# task analyses one frame at a time), so "half load" is half of what that mode
 # drains. Long-running modes (a task per partition) run with partitions = cores.
 LATENCY_MODES: dict[str, dict[str, Any]] = {
     "micro-batch": {"trigger": "0 seconds"},
     "micro-batch async": {"trigger": "0 seconds", "async_progress": True},
-    f"continuous, {DEFAULT_CONTINUOUS_INTERVAL} epochs": {"trigger": "continuous"},
     f"realtime, {DEFAULT_REALTIME_INTERVAL} checkpoints": {"trigger": "realtime"},
 }
 
@@ -264,19 +264,22 @@ def latency_scenario(ctx: Context) -> None:
     seconds = _seconds(ctx)
     results = ctx.results["latency"] = []
     fractions = [0.5] if ctx.quick else [0.25, 0.5, 0.75]
+    # Real-time Mode's own per-frame time (the Java function), beside the Python one (costs).
+    java = ctx.results["java_ms_per_frame"] = {}
+    for preset in ("fast", "faithful"):
+        java[preset] = round(java_frame_ms(ctx.stack, preset, 60 if ctx.quick else 200), 1)
+        say(f"Java per-record function, {preset}: {java[preset]} ms per frame on one core")
     plan = [("fast", fraction, mode) for fraction in fractions for mode in LATENCY_MODES]
     plan += [("faithful", 0.5, mode) for mode in LATENCY_MODES if mode != "micro-batch"]
     for preset, fraction, mode in plan:
         settings = LATENCY_MODES[mode]
         capacity = _mode_capacity(ctx, preset, mode)
-        long_running = not settings["trigger"].startswith("0")
-        # A long-running query's first half minute is slower (workers and JIT warming): those
-        # runs leave 20 s out before measuring, as a long-running job would be measured. A
-        # real-time run lasts past its first checkpoint (at 60 s), whose pause it includes.
-        warmup = 8.0 if ctx.quick else (20.0 if long_running else 8.0)
-        length = seconds + (0 if ctx.quick or not long_running else 20)
-        if settings["trigger"] == "realtime" and not ctx.quick:
-            length = seconds + 40
+        # A real-time query's first seconds are slower (workers and JIT warming): those runs
+        # leave 20 s out before measuring, as a long-running job would be measured, and last
+        # past the first checkpoint (at 60 s), whose pause they include.
+        realtime = settings["trigger"] == "realtime"
+        warmup = 20.0 if realtime and not ctx.quick else 8.0
+        length = seconds + 40 if realtime and not ctx.quick else seconds
         say(f"latency, {preset}, {fraction:.0%} of {mode}'s capacity ({fraction * capacity:.0f}"
             f" frames/s), {length:.0f} s")  # fmt: skip
         result = run_load(ctx.stack, preset=preset, total_fps=fraction * capacity,

@@ -263,7 +263,7 @@ def drain(
             }
         )
     consumer.close()
-    stop_gracefully(stack.spark, query, wait=not trigger.startswith(("continuous", "realtime")))
+    stop_gracefully(stack.spark, query, wait=not trigger.startswith("realtime"))
     return steady_rate(done)
 
 
@@ -320,10 +320,36 @@ def our_producer_rate(stack: Stack, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
+def java_frame_ms(stack: Stack, preset: str, count: int = 200) -> float:
+    """One core's milliseconds per frame of the Java per-record function (Real-time Mode's):
+    the sample frames through it as one batch task, after a warm-up pass (classifier, JIT)."""
+    from pyspark.sql.types import ArrayType, BinaryType, StringType, StructField, StructType
+
+    from camstream.spark.job import realtime_rows, realtime_settings_text
+
+    cfg = stack.base.replace(detection_preset=preset)
+    settings = cfg.record_settings(output_max_bytes=2_000_000, dead_letter_max_bytes=2_000_000)
+    text = realtime_settings_text(settings, cfg.output_topic, cfg.dead_letter_topic)
+    header = StructType([StructField("key", StringType()), StructField("value", BinaryType())])
+    schema = StructType([StructField("key", BinaryType()), StructField("value", BinaryType()),
+                         StructField("headers", ArrayType(header))])  # fmt: skip
+    rows = [
+        (b"cam-01", stack.jpegs[i % len(stack.jpegs)],
+         FrameMeta("cam-01", i, time.time_ns(), 640, 480).to_headers())
+        for i in range(count)
+    ]  # fmt: skip
+    frames = stack.spark.createDataFrame(rows, schema).coalesce(1)  # one task: one core
+    processed = realtime_rows(stack.spark, frames, text)
+    processed.write.format("noop").mode("overwrite").save()  # warm-up
+    started = time.perf_counter()
+    processed.write.format("noop").mode("overwrite").save()
+    return (time.perf_counter() - started) * 1000 / count
+
+
 def _partitions_for(stack: Stack, trigger: str) -> int:
-    """One endless task per partition in continuous and real-time modes: as many partitions
+    """One endless task per partition in Real-time Mode: as many partitions
     as cores; micro-batches get the stack's default."""
-    if trigger.startswith(("continuous", "realtime")):
+    if trigger.startswith("realtime"):
         return int(stack.spark.sparkContext.defaultParallelism)
     return stack.base.partitions
 
@@ -365,7 +391,7 @@ def run_load(
     recorder.stop()
     memory_mb = memory.summary()
     anatomy = batch_anatomy(query)
-    stop_gracefully(stack.spark, query, wait=not trigger.startswith(("continuous", "realtime")))
+    stop_gracefully(stack.spark, query, wait=not trigger.startswith("realtime"))
     window = [s for s in recorder.samples if s[0] - started >= warmup_s]
     delays = [s[1] for s in window]
     tail = [s[1] for s in window if s[0] - started >= seconds - 10]
@@ -396,7 +422,7 @@ def batch_anatomy(query: Any) -> dict[str, float]:
     """Median time of each part of a micro-batch (Spark's durationMs), where it applies."""
     try:
         reports = [p for p in query.recentProgress if p.get("numInputRows")]
-    except Exception:  # continuous queries report no micro-batches
+    except Exception:  # real-time queries report no micro-batches
         return {}
     parts: dict[str, list[float]] = {}
     for report in reports:

@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from camstream.cameras.simulate import CameraSimulator
+from camstream.cameras.simulate import CameraSimulator, camera_ids
 from camstream.config import Config
 from camstream.core.contract import AnnotatedFrame
 from camstream.kafka.clients import make_admin
 from camstream.local.broker import LocalCluster
 from camstream.local.ports import free_port
 from camstream.local.spark_cluster import LocalSparkCluster
-from conftest import consume
+from conftest import config_with_topics, consume
 
 pytestmark = [pytest.mark.cluster, pytest.mark.own_brokers]
 
@@ -79,39 +79,33 @@ def test_three_broker_cluster_replicates_every_partition(
     assert len(pids) == 3 and None not in pids, "each broker is its own JVM"
 
 
-def test_pipeline_on_spark_standalone_and_kafka_cluster(
+def _analyze_on_cluster(
     spark_cluster: LocalSparkCluster,
-    cluster_cfg: Config,
-    python_without_camstream: str,
-    tmp_path: Path,
-) -> None:
-    simulator = CameraSimulator(cluster_cfg, CAMERAS, fps=20.0)
-    stats = simulator.run(max_frames=FRAMES_PER_CAMERA, progress=lambda *_: None)
-    total = CAMERAS * FRAMES_PER_CAMERA
-    assert stats.acked == total
-
-    env = {
-        **os.environ,
-        "CAMSTREAM_HOME": cluster_cfg.home,
-        "CAMSTREAM_REPLICATION_FACTOR": "3",
-        # The executors' interpreter: it has OpenCV, numpy and pyarrow but not camstream.
-        "PYSPARK_PYTHON": python_without_camstream,
-    }
+    cfg: Config,
+    checkpoint: Path,
+    total: int,
+    extra_args: list[str],
+    extra_env: dict[str, str],
+) -> tuple[list[AnnotatedFrame], str]:
+    """`camstream analyze` as the driver of the standalone cluster until `total` frames are
+    out; its frames and its output."""
+    env = {**os.environ, "CAMSTREAM_HOME": cfg.home, "CAMSTREAM_REPLICATION_FACTOR": "3",
+           **extra_env}  # fmt: skip
     analyze = subprocess.Popen(
         [sys.executable, "-m", "camstream", "analyze",
          "--spark-master", spark_cluster.master_url,
-         "--kafka-bootstrap", cluster_cfg.kafka_bootstrap,
-         "--input-topic", cluster_cfg.input_topic,
-         "--output-topic", cluster_cfg.output_topic,
-         "--dead-letter-topic", cluster_cfg.dead_letter_topic,
-         "--checkpoint-location", str(tmp_path / "checkpoint"),
+         "--kafka-bootstrap", cfg.kafka_bootstrap,
+         "--input-topic", cfg.input_topic,
+         "--output-topic", cfg.output_topic,
+         "--dead-letter-topic", cfg.dead_letter_topic,
+         "--checkpoint-location", str(checkpoint),
          "--starting-offsets", "earliest",
-         "--conf", "spark.executor.memory=1g"],
+         "--conf", "spark.executor.memory=1g", *extra_args],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
     )  # fmt: skip
     try:
-        records = consume(cluster_cfg, cluster_cfg.output_topic, total, timeout_s=240)
+        records = consume(cfg, cfg.output_topic, total, timeout_s=240)
         assert analyze.poll() is None, "the Spark job exited early"
         state = spark_cluster.master_state() or {}
         running = [app["name"] for app in state.get("activeapps", [])]
@@ -130,6 +124,23 @@ def test_pipeline_on_spark_standalone_and_kafka_cluster(
         seqs = [f.seq for f in frames if f.camera_id == camera]
         assert seqs == sorted(seqs), f"{camera} out of order: {seqs}"
     assert sum(f.faces for f in frames) > 0
+    return frames, output
+
+
+def test_pipeline_on_spark_standalone_and_kafka_cluster(
+    spark_cluster: LocalSparkCluster,
+    cluster_cfg: Config,
+    python_without_camstream: str,
+    tmp_path: Path,
+) -> None:
+    simulator = CameraSimulator(cluster_cfg, CAMERAS, fps=20.0)
+    stats = simulator.run(max_frames=FRAMES_PER_CAMERA, progress=lambda *_: None)
+    total = CAMERAS * FRAMES_PER_CAMERA
+    assert stats.acked == total
+
+    # The executors' interpreter: it has OpenCV, numpy and pyarrow but not camstream.
+    _analyze_on_cluster(spark_cluster, cluster_cfg, tmp_path / "checkpoint", total, [],
+                        {"PYSPARK_PYTHON": python_without_camstream})  # fmt: skip
 
     # Spark's own executor logs: tasks ran in executors on both workers.
     finished = {
@@ -138,3 +149,24 @@ def test_pipeline_on_spark_standalone_and_kafka_cluster(
     }
     busy_workers = {name.split("/")[0] for name, count in finished.items() if count > 0}
     assert busy_workers == {"worker-1", "worker-2"}, finished
+
+
+def test_realtime_mode_on_spark_standalone_and_kafka_cluster(
+    spark_cluster: LocalSparkCluster, kafka_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """Real-time Mode on the cluster: the Java function and OpenCV's Java jar reach the
+    executors through spark.jars (no Python on the executors' path at all); one endless task
+    per partition, so two partitions for the cluster's two cores."""
+    cfg = config_with_topics(kafka_cluster.bootstrap, tmp_path, partitions=2,
+                             replication_factor=3)  # fmt: skip
+    simulator = CameraSimulator(cfg, CAMERAS, fps=20.0)
+    assert simulator.run(max_frames=FRAMES_PER_CAMERA, progress=lambda *_: None).acked == 40
+    frames, _ = _analyze_on_cluster(spark_cluster, cfg, tmp_path / "checkpoint", 40,
+                                    ["--trigger-interval", "realtime"], {})  # fmt: skip
+    assert {f.camera_id for f in frames} == set(camera_ids(CAMERAS))
+    # Both workers' executors ran a real-time task (one per partition).
+    started = {
+        name: len(re.findall(r"Running task", path.read_text(errors="replace")))
+        for name, path in spark_cluster.executor_logs().items()
+    }
+    assert {name.split("/")[0] for name, n in started.items() if n} == {"worker-1", "worker-2"}

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from camstream.config import Config, ConfigError
+from camstream.config import Config
 from camstream.core.contract import FrameMeta, headers_to_dict
 from camstream.core.jpeg import encode_jpeg
 from camstream.kafka.clients import make_producer
@@ -64,39 +64,6 @@ def test_bad_input_is_counted_and_dead_lettered_without_stopping_the_job(
     finally:
         producer.close()
         query.stop()
-
-
-def test_continuous_processing_mode_carries_frames_end_to_end(spark, cfg: Config) -> None:
-    jpeg = encode_jpeg(astronaut_bgr(), 80)
-    producer = make_producer(cfg)
-    for seq in range(6):
-        meta = FrameMeta("cam-c", seq, time.time_ns(), 512, 512)
-        value = jpeg if seq != 3 else b"not a jpeg"
-        producer.send(cfg.input_topic, key=b"cam-c", value=value, headers=meta.to_headers())
-    producer.flush()
-    producer.close()
-    batch_rows = spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")
-    query = build_query(spark, cfg.replace(trigger_interval="continuous"))
-    # The query keeps its one-row Arrow batches; the caller's session gets its value back.
-    assert spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch") == batch_rows
-    try:
-        out = consume(cfg, cfg.output_topic, 5, timeout_s=120)
-        dead = consume(cfg, cfg.dead_letter_topic, 1, timeout_s=30)
-    finally:
-        query.stop()
-    assert [headers_to_dict(r.headers)["seq"] for r in out] == ["0", "1", "2", "4", "5"]
-    assert all(headers_to_dict(r.headers)["faces"] == "1" for r in out)
-    assert headers_to_dict(dead[0].headers)["error"].startswith("FrameError: value is not a JPEG")
-
-
-def test_continuous_mode_refuses_more_partitions_than_cores(spark, cfg: Config) -> None:
-    """Partitions without a task would never be read: their cameras would go dark silently."""
-    wide = cfg.replace(
-        input_topic=f"{cfg.input_topic}-wide", partitions=4, trigger_interval="continuous"
-    )
-    with pytest.raises(ConfigError, match=r"has 4 partitions but Spark has 2 cores"):
-        build_query(spark, wide)
-    assert not spark.streams.active
 
 
 def test_a_failed_query_ends_the_command_with_its_root_cause_in_one_line(

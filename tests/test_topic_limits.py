@@ -11,7 +11,11 @@ from camstream.config import Config, ConfigError
 from camstream.core.contract import DEAD_LETTER_HEADROOM_BYTES
 from camstream.kafka.clients import REQUEST_HEADROOM_BYTES, make_admin
 from camstream.kafka.topics import topic_max_message_bytes
-from camstream.spark.job import kafka_sink_options, record_settings_for_topics
+from camstream.spark.job import (
+    kafka_sink_options,
+    kafka_source_options,
+    record_settings_for_topics,
+)
 from conftest import unique_topics
 
 
@@ -79,3 +83,15 @@ def test_topics_camstream_creates_fit_together(cfg: Config) -> None:
     assert limits[cfg.input_topic] == cfg.max_frame_bytes + REQUEST_HEADROOM_BYTES
     assert limits[cfg.dead_letter_topic] == limits[cfg.input_topic] + DEAD_LETTER_HEADROOM_BYTES
     record_settings_for_topics(cfg)  # accepted as created
+
+
+@pytest.mark.parametrize(
+    ("freshness", "configured", "expected"),
+    [("all", 1000, "1000"), ("all", None, None), ("latest", 1000, "200"),
+     ("latest", None, "200"), ("latest", 50, "50")],
+)  # fmt: skip
+def test_batches_stay_small_under_the_latest_policy(
+    freshness: str, configured: int | None, expected: str | None
+) -> None:
+    cfg = Config(freshness=freshness, max_offsets_per_trigger=configured)
+    assert kafka_source_options(cfg).get("maxOffsetsPerTrigger") == expected

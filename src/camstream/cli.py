@@ -206,7 +206,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     _need("pyspark", "spark", "the Spark job")
-    from camstream.spark.job import build_query, is_continuous, is_long_running, stop_gracefully
+    from camstream.spark.job import build_query, is_long_running, stop_gracefully
     from camstream.spark.progress import LossMonitor, describe_failure, follow_progress
     from camstream.spark.session import spark_session
 
@@ -221,13 +221,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             f" checkpoint {cfg.checkpoint_path}",
             flush=True,
         )
-        # Continuous processing reports no per-batch offsets to check.
-        losses = None if is_continuous(cfg) else LossMonitor(cfg)
+        losses = LossMonitor(cfg)
         try:
             follow_progress(query, lambda line: print(line, flush=True), stop=stop, losses=losses)
         finally:
-            if losses is not None:
-                losses.close()
+            losses.close()
         error = query.exception()
         if query.isActive:
             stop_gracefully(spark, query, wait=not is_long_running(cfg))

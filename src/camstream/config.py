@@ -92,15 +92,20 @@ def _offsets_problem(value: str) -> str | None:
 
 # Spark's interval strings: "0 seconds", "250 milliseconds", "1 minute 30 seconds", "5s".
 _INTERVAL = r"\s*(?:interval\s+)?(?:\d+(?:\.\d+)?\s*[a-z]+\s*)+"
-_TRIGGER = re.compile(rf"(?:{_INTERVAL})|(?:continuous|realtime)(?::{_INTERVAL})?", re.IGNORECASE)
+_TRIGGER = re.compile(rf"(?:{_INTERVAL})|realtime(?::{_INTERVAL})?", re.IGNORECASE)
 
 
 def _trigger_problem(value: str) -> str | None:
     if _TRIGGER.fullmatch(value.strip()):
         return None
+    if value.strip().lower().startswith("continuous"):
+        return (
+            "'continuous' was removed in 0.3: Spark's Real-time Mode ('realtime') has a tenth"
+            " of its latency at more capacity (docs/performance.md)"
+        )
     return (
-        f"must be an interval ('0 seconds', '10 seconds'), 'continuous[:<interval>]' or"
-        f" 'realtime[:<interval>]' (got {value!r})"
+        f"must be an interval ('0 seconds', '10 seconds') or 'realtime[:<interval>]'"
+        f" (got {value!r})"
     )
 
 
@@ -196,12 +201,13 @@ class Config:
         "0 seconds",
         "micro-batch trigger interval; 'realtime[:<checkpoint interval>]' for Spark's Real-time"
         " Mode through the Java per-record function (tens of ms; default checkpoints every"
-        " 60 seconds); 'continuous[:<epoch>]' (250 ms epochs). Both need a Spark core per Kafka"
-        " partition",
+        " 60 seconds; needs a Spark core per Kafka partition)",
         check=_trigger_problem,
     )
     max_offsets_per_trigger: int | None = setting(
-        1000, "frames per micro-batch at most (unlimited: no limit)", minimum=1
+        1000,
+        "frames per micro-batch at most (unlimited: no limit); with freshness latest, at most 200",
+        minimum=1,
     )
     detection_preset: str = setting(
         "faithful", "detection settings", choices=tuple(DETECTION_PRESETS)

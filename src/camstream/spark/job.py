@@ -10,10 +10,8 @@ in order, and the sink writes them in that order, keyed by camera id.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from camstream.config import Config
 from camstream.core.settings import DEFAULT_MAX_MESSAGE_BYTES, RecordSettings
@@ -28,6 +26,8 @@ if TYPE_CHECKING:
 OBSERVATION_NAME = "camstream"
 # Bytes of frames the sink's producer gathers per partition into one batch at most.
 SINK_BATCH_BYTES = 512 * 1024
+# Frames per micro-batch at most under the `latest` freshness policy (see below).
+LATEST_MAX_OFFSETS = 200
 
 
 def kafka_source_options(cfg: Config) -> dict[str, str]:
@@ -40,8 +40,14 @@ def kafka_source_options(cfg: Config) -> dict[str, str]:
         "failOnDataLoss": "false",
         "kafka.max.partition.fetch.bytes": str(max(1 << 20, 2 * cfg.max_frame_bytes)),
     }
-    if cfg.max_offsets_per_trigger is not None:
-        options["maxOffsetsPerTrigger"] = str(cfg.max_offsets_per_trigger)
+    limit = cfg.max_offsets_per_trigger
+    if cfg.freshness == "latest":
+        # Under `latest` the job is behind by definition and freshness is the goal: small
+        # batches end sooner. Overload x2, fast preset, 2 cores: p95 1.8 s with 200, 2.2-3.0 s
+        # with 1000 (interleaved runs; docs/performance.md).
+        limit = min(limit or LATEST_MAX_OFFSETS, LATEST_MAX_OFFSETS)
+    if limit is not None:
+        options["maxOffsetsPerTrigger"] = str(limit)
     return {**options, **_kafka_properties(cfg)}
 
 
@@ -74,7 +80,7 @@ def kafka_sink_options(cfg: Config, settings: RecordSettings | None = None) -> d
         **_kafka_properties(cfg),
     }
     # Real-time Mode tracks progress asynchronously by itself (every batch is checkpointed).
-    if cfg.async_progress and not is_continuous(cfg) and not is_realtime(cfg):
+    if cfg.async_progress and not is_realtime(cfg):
         # Offsets are written to the checkpoint off the critical path (Kafka sink only):
         # tens of ms less per micro-batch; after a crash, batches since the last
         # checkpointed offset are processed again (at-least-once, as before).
@@ -83,32 +89,13 @@ def kafka_sink_options(cfg: Config, settings: RecordSettings | None = None) -> d
     return options
 
 
-def is_continuous(cfg: Config) -> bool:
-    return cfg.trigger_interval.startswith("continuous")
-
-
 def is_realtime(cfg: Config) -> bool:
     return cfg.trigger_interval.startswith("realtime")
 
 
 def is_long_running(cfg: Config) -> bool:
-    """Modes that run one never-ending task per Kafka partition."""
-    return is_continuous(cfg) or is_realtime(cfg)
-
-
-# Epochs of 250 ms measured best here (fast preset, 55 frames/s): 100 ms epochs cost more
-# than they saved and fell behind; 1 s epochs held frames longer (bench/README).
-DEFAULT_CONTINUOUS_INTERVAL = "250 milliseconds"
-
-# Continuous mode hands rows to the Python UDF in Arrow batches that otherwise close only at
-# an epoch's end or after 10,000 rows, and Spark fills a 64 KB buffer (about three frames)
-# before it writes to the Python worker. One row per batch and a small buffer let each frame
-# go as soon as it arrives: p50 189 ms instead of 323-385 ms at 55 frames/s on 2 cores
-# (interleaved runs; README Performance). The price: about half the micro-batch throughput.
-CONTINUOUS_LATENCY_CONF = {
-    "spark.sql.execution.arrow.maxRecordsPerBatch": "1",
-    "spark.sql.execution.pandas.udf.buffer.size": "1024",
-}
+    """Modes that run one never-ending task per Kafka partition (Real-time Mode)."""
+    return is_realtime(cfg)
 
 
 # Real-time Mode's trigger duration is how often it checkpoints, not a latency: frames flow
@@ -118,55 +105,9 @@ DEFAULT_REALTIME_INTERVAL = "60 seconds"
 
 
 def _mode_interval(cfg: Config, default: str) -> str:
-    """'continuous' or 'continuous:1 second' -> the checkpoint interval ('1 second')."""
+    """'realtime' or 'realtime:30 seconds' -> the checkpoint interval ('30 seconds')."""
     _, _, interval = cfg.trigger_interval.partition(":")
     return interval.strip() or default
-
-
-@contextlib.contextmanager
-def _session_conf(spark: SparkSession, conf: dict[str, str]) -> Iterator[None]:
-    """Set SQL confs while a query starts (it keeps a copy), then restore the caller's."""
-    previous = {key: spark.conf.get(key, None) for key in conf}
-    for key, value in conf.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
-
-
-def continuous_dataframe(spark: SparkSession, cfg: Config, settings: RecordSettings) -> DataFrame:
-    """The same per-record function for continuous processing.
-
-    Continuous processing has no mapInArrow and no observed metrics, so frames go through
-    an Arrow-optimised Python UDF, record by record; dead letters and skipped frames are
-    still routed and marked, and counted on their topics.
-    """
-    from pyspark.sql import functions as F
-
-    output_topic, dead_letter_topic = cfg.output_topic, cfg.dead_letter_topic
-    threads = cfg.opencv_threads
-
-    def process(key: bytes | None, value: bytes | None, headers: Any) -> dict[str, Any]:
-        from camstream.spark.worker import configure_worker, process_row, sink_row
-
-        configure_worker(threads)
-        result = process_row(key, value, headers, settings)
-        return sink_row(result, output_topic, dead_letter_topic)
-
-    process_udf = F.udf(
-        process,
-        "struct<key: binary, value: binary, headers: array<struct<key: string, value: binary>>,"
-        " topic: string>",
-        useArrow=True,
-    )
-    options = {k: v for k, v in kafka_source_options(cfg).items() if k != "maxOffsetsPerTrigger"}
-    source = spark.readStream.format("kafka").options(**options).load()
-    return source.select(process_udf("key", "value", "headers").alias("r")).select("r.*")
 
 
 # The Java per-record function (src/camstream/spark/realtime), for Real-time Mode, which runs
@@ -274,19 +215,18 @@ def analytics_dataframe(
 
 
 def _check_cores_for_long_running(spark: SparkSession, cfg: Config) -> None:
-    """Continuous processing and Real-time Mode run one never-ending task per partition.
+    """Real-time Mode runs one never-ending task per partition.
 
     With fewer cores than partitions, the partitions left without a task are never read:
     their cameras would go dark without an error. Refuse to start instead.
     """
     from camstream.kafka.topics import partition_count
 
-    mode = "Real-time Mode" if is_realtime(cfg) else "continuous processing"
     partitions = partition_count(cfg, cfg.input_topic)
     cores = spark.sparkContext.defaultParallelism
     if partitions > cores:
         raise ConfigError(
-            f"{mode} needs a core per Kafka partition: {cfg.input_topic} has"
+            f"Real-time Mode needs a core per Kafka partition: {cfg.input_topic} has"
             f" {partitions} partitions but Spark has {cores} cores, so the frames of"
             f" {partitions - cores} partitions would never be processed. Give Spark"
             f" {partitions} cores, or use micro-batches (CAMSTREAM_TRIGGER_INTERVAL)"
@@ -362,9 +302,7 @@ def build_query(
     settings = record_settings_for_topics(cfg)
     if is_long_running(cfg):
         _check_cores_for_long_running(spark, cfg)
-    if is_continuous(cfg):
-        frames = continuous_dataframe(spark, cfg, settings)
-    elif is_realtime(cfg):
+    if is_realtime(cfg):
         frames = realtime_dataframe(spark, cfg, settings)
     else:
         frames = analytics_dataframe(spark, cfg, settings).select(
@@ -380,10 +318,7 @@ def build_query(
         # anyway: there is no aggregation).
         interval = _mode_interval(cfg, DEFAULT_REALTIME_INTERVAL)
         return writer.outputMode("update").trigger(realTime=interval).start()
-    if not is_continuous(cfg):
-        return writer.trigger(processingTime=cfg.trigger_interval).start()
-    with _session_conf(spark, CONTINUOUS_LATENCY_CONF):
-        return writer.trigger(continuous=_mode_interval(cfg, DEFAULT_CONTINUOUS_INTERVAL)).start()
+    return writer.trigger(processingTime=cfg.trigger_interval).start()
 
 
 def stop_gracefully(
@@ -393,7 +328,7 @@ def stop_gracefully(
 
     Stopping in the middle of a batch works (the checkpoint makes the next run redo it),
     but Spark logs the cancelled tasks as errors; waiting for a gap avoids both. A
-    continuous or real-time query has no gap to wait for (`wait=False`).
+    real-time query has no gap to wait for (`wait=False`).
     """
     deadline = time.monotonic() + (timeout_s if wait else 0.0)
     while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
