@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pyarrow as pa
+import pytest
 
 from camstream.cameras.simulate import load_sample_frames, sample_labels
 from camstream.config import DETECTION_PRESETS, RecordSettings
@@ -54,3 +55,20 @@ def test_threads_give_the_same_frames_in_the_same_order() -> None:
             assert many["faces"] == one["faces"] and many["value"] == one["value"]
         # And they are right: a face exactly where the sample video has one.
         assert [min(r["faces"], 1) for r in together] == [min(n, 1) for n in labels]
+
+
+def test_frame_threads_default_to_the_cores_at_most_four(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An executor runs a Python worker per running task: on a big executor, a pool of every
+    core per worker would hold cores x cores frames in flight."""
+    from camstream.spark import worker
+
+    monkeypatch.setattr(worker, "_frame_pool", None)
+    monkeypatch.setattr(worker.os, "cpu_count", lambda: 64)
+    assert worker.frame_pool(0) is worker.frame_pool(0)  # made once per worker
+    assert worker._frame_pool is not None and worker._frame_pool[0] == 4
+    monkeypatch.setattr(worker.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(worker, "_frame_pool", None)
+    worker.frame_pool(0)
+    assert worker._frame_pool is not None and worker._frame_pool[0] == 2
+    worker.frame_pool(6)  # an explicit setting wins
+    assert worker._frame_pool[0] == 6

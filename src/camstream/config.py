@@ -230,7 +230,7 @@ class Config:
     frame_threads: int = setting(
         0,
         "threads per Spark task that analyse a partition's frames in parallel, in order"
-        " (0: the machine's cores)",
+        " (0: the machine's cores, at most 4)",
         minimum=0,
     )
     spark_ui: bool = setting(False, "Spark's web UI (it listens on every interface)")

@@ -52,6 +52,7 @@ def configure_worker(opencv_threads: int) -> None:
 
 
 _frame_pool: tuple[int, ThreadPoolExecutor] | None = None
+DEFAULT_MAX_FRAME_THREADS = 4
 
 
 def frame_pool(threads: int) -> ThreadPoolExecutor:
@@ -61,10 +62,12 @@ def frame_pool(threads: int) -> ThreadPoolExecutor:
     task: with cameras of unequal cost or uneven hashing, the other cores sat idle while one
     task worked through its partition alone. OpenCV releases the GIL while it decodes,
     detects and encodes, so a task's frames can share every core; the pool is made once
-    per worker (Spark reuses workers), with `threads` threads (0: the machine's cores).
+    per worker (Spark reuses workers), with `threads` threads (0: the machine's cores, at
+    most DEFAULT_MAX_FRAME_THREADS: an executor runs a Python worker per running task, so
+    on a 64-core executor 64 threads each would hold 4,096 frames in flight at once).
     """
     global _frame_pool
-    wanted = threads or os.cpu_count() or 1
+    wanted = threads or min(os.cpu_count() or 1, DEFAULT_MAX_FRAME_THREADS)
     if _frame_pool is None or _frame_pool[0] != wanted:
         pool = ThreadPoolExecutor(max_workers=wanted, thread_name_prefix="camstream-frame")
         _frame_pool = (wanted, pool)
