@@ -82,19 +82,19 @@ final class Detector {
     if (settings.detectWidth > 0 && grey.cols() > settings.detectWidth) {
       int height = Math.max(1,
           (int) Math.rint(grey.rows() * (double) settings.detectWidth / grey.cols()));
-      Mat small = new Mat();
+      Mat small = Mats.own(new Mat());
       Imgproc.resize(grey, small, new Size(settings.detectWidth, height), 0, 0,
           Imgproc.INTER_AREA);
       grey = small;
     }
     double scale = info.width() / (double) grey.cols();
     if (settings.equalizeHistogram) {
-      Mat equalized = new Mat();
+      Mat equalized = Mats.own(new Mat());
       Imgproc.equalizeHist(grey, equalized);
       grey = equalized;
     }
     int minSide = Math.max(1, (int) Math.rint(settings.minSize / scale));
-    MatOfRect found = new MatOfRect();
+    MatOfRect found = Mats.own(new MatOfRect());
     classifier(settings.cascade).detectMultiScale(grey, found, settings.scaleFactor,
         settings.minNeighbors, 0, new Size(minSide, minSide), new Size());
     List<int[]> boxes = new ArrayList<>();
@@ -116,7 +116,7 @@ final class Detector {
 
   /** A copy of the image with a red rectangle per box. */
   static Mat annotate(Mat image, List<int[]> boxes) {
-    Mat scene = image.clone();
+    Mat scene = Mats.own(image.clone());
     int thickness = Math.max(2, (int) Math.rint(Math.min(scene.cols(), scene.rows()) / 240.0));
     for (int[] b : boxes) {
       Imgproc.rectangle(scene, new Point(b[0], b[1]), new Point(b[2], b[3]),

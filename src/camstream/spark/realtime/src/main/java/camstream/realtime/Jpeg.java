@@ -122,7 +122,7 @@ final class Jpeg {
 
   static Mat decode(byte[] jpeg, int flags) {
     check(jpeg);
-    Mat image = Imgcodecs.imdecode(new MatOfByte(jpeg), flags | AS_STORED);
+    Mat image = Mats.own(Imgcodecs.imdecode(Mats.own(new MatOfByte(jpeg)), flags | AS_STORED));
     if (image == null || image.empty()) {
       throw new FrameError("JPEG could not be decoded (corrupt or truncated)");
     }
@@ -130,9 +130,9 @@ final class Jpeg {
   }
 
   static byte[] encode(Mat image, int quality) {
-    MatOfByte buffer = new MatOfByte();
+    MatOfByte buffer = Mats.own(new MatOfByte());
     if (!Imgcodecs.imencode(".jpg", image, buffer,
-        new MatOfInt(Imgcodecs.IMWRITE_JPEG_QUALITY, quality))) {
+        Mats.own(new MatOfInt(Imgcodecs.IMWRITE_JPEG_QUALITY, quality)))) {
       throw new FrameError("JPEG encoding failed");
     }
     return buffer.toArray();
@@ -143,7 +143,7 @@ final class Jpeg {
       return image;
     }
     int height = Math.max(1, (int) Math.rint(image.rows() * (double) width / image.cols()));
-    Mat smaller = new Mat();
+    Mat smaller = Mats.own(new Mat());
     Imgproc.resize(image, smaller, new Size(width, height), 0, 0, Imgproc.INTER_AREA);
     return smaller;
   }

@@ -47,6 +47,8 @@ public final class ProcessRecord implements UDF4<byte[], byte[], Seq<Row>, Strin
       outcome = deadLetter(key, value, pairs, reason(fatal), settings);
     } catch (Throwable failure) { // the per-record guarantee: one record never stops the job
       outcome = deadLetter(key, value, pairs, reason(failure), settings);
+    } finally {
+      Mats.releaseAll(); // the outcome holds bytes only: the record's images can go now
     }
     List<Row> headerRows = new ArrayList<>();
     for (Header header : outcome.headers()) {
