@@ -104,10 +104,11 @@ class Stack:
             input_topic=f"bench-in-{suffix}",
             output_topic=f"bench-out-{suffix}",
             dead_letter_topic=f"bench-dlq-{suffix}",
+            events_topic=f"bench-events-{suffix}",
             checkpoint_location=str(self.workdir / f"ckpt-{suffix}"),
             **overrides,
         )
-        ensure_topics(cfg, [cfg.input_topic, cfg.output_topic, cfg.dead_letter_topic])
+        ensure_topics(cfg, cfg.pipeline_topics)
         return cfg
 
     def prefill(self, cfg: Config, count: int, cameras: int = 40) -> None:

@@ -105,6 +105,7 @@ def unique_topics(bootstrap: str, tmp_path: Path, **settings: Any) -> Config:
         input_topic=f"camera-stream-{suffix}",
         output_topic=f"camera-analytics-stream-{suffix}",
         dead_letter_topic=f"camera-stream-dlq-{suffix}",
+        events_topic=f"camera-detections-{suffix}",
         starting_offsets="earliest",
         home=str(tmp_path / "home"),
         **settings,
@@ -113,7 +114,7 @@ def unique_topics(bootstrap: str, tmp_path: Path, **settings: Any) -> Config:
 
 def config_with_topics(bootstrap: str, tmp_path: Path, **settings: Any) -> Config:
     config = unique_topics(bootstrap, tmp_path, **settings)
-    ensure_topics(config, [config.input_topic, config.output_topic, config.dead_letter_topic])
+    ensure_topics(config, config.pipeline_topics)
     return config
 
 

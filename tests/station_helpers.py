@@ -12,7 +12,7 @@ import uvicorn
 from camstream.cameras.simulate import load_sample_frames, sample_labels
 from camstream.config import Config
 from camstream.core.annotation import annotate
-from camstream.core.contract import FrameMeta, analytics_headers
+from camstream.core.contract import FrameMeta, analytics_headers, detection_event
 from camstream.core.jpeg import encode_jpeg
 from camstream.kafka.clients import make_producer
 from camstream.local.ports import free_port
@@ -33,6 +33,8 @@ def served_station(
     # From the beginning: a test's topic is new, and no frame is missed while it connects.
     consumer = StationConsumer(cfg, store, from_beginning=True)
     consumer.start()
+    detections = StationConsumer(cfg, store, from_beginning=True, events=True)
+    detections.start()
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
@@ -61,8 +63,10 @@ def served_station(
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-        consumer.stop_event.set()
-        consumer.join(timeout=10)
+        for thread in (consumer, detections):
+            thread.stop_event.set()
+        for thread in (consumer, detections):
+            thread.join(timeout=10)
 
 
 def annotated_sample_frames() -> list[tuple[bytes, list[list[int]]]]:
@@ -94,6 +98,9 @@ class AnnotatedFramePublisher:
         self.producer.send(
             self.cfg.output_topic, key=camera_id.encode(), value=jpeg, headers=headers
         )
+        if boxes:  # and its detection event, as the job writes it
+            event = detection_event(headers, self.cfg.output_topic, 1 << 20)
+            self.producer.send(self.cfg.events_topic, key=camera_id.encode(), value=event)
         self.sent[camera_id] = seq + 1
 
     def rate(self, camera_id: str, window_s: float = 5.0) -> float:

@@ -68,11 +68,12 @@ def test_topics_create_and_list(cfg: Config) -> None:
         "CAMSTREAM_INPUT_TOPIC": cfg.input_topic + "-cli",
         "CAMSTREAM_OUTPUT_TOPIC": cfg.output_topic + "-cli",
         "CAMSTREAM_DEAD_LETTER_TOPIC": cfg.dead_letter_topic + "-cli",
+        "CAMSTREAM_EVENTS_TOPIC": cfg.events_topic + "-cli",
     }
     out = run("topics", "create", env=env)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.count("created") == 3
-    assert run("topics", "create", env=env).stdout.count("exists") == 3
+    assert out.stdout.count("created") == 4
+    assert run("topics", "create", env=env).stdout.count("exists") == 4
     listed = run("topics", "list", env=env).stdout.split()
     assert cfg.input_topic + "-cli" in listed
 

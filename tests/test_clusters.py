@@ -97,7 +97,7 @@ def _analyze_on_cluster(
          "--kafka-bootstrap", cfg.kafka_bootstrap,
          "--input-topic", cfg.input_topic,
          "--output-topic", cfg.output_topic,
-         "--dead-letter-topic", cfg.dead_letter_topic,
+         "--dead-letter-topic", cfg.dead_letter_topic, "--events-topic", cfg.events_topic,
          "--checkpoint-location", str(checkpoint),
          "--starting-offsets", "earliest",
          "--conf", "spark.executor.memory=1g", *extra_args],

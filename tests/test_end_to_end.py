@@ -13,7 +13,12 @@ import pytest
 
 from camstream.cameras.simulate import CameraSimulator, sample_labels
 from camstream.config import Config
-from camstream.core.contract import OUTPUT_HEADERS, AnnotatedFrame
+from camstream.core.contract import (
+    OUTPUT_HEADERS,
+    AnnotatedFrame,
+    DetectionEvent,
+    headers_to_dict,
+)
 from conftest import consume, group_alive, wait_until
 
 pytestmark = pytest.mark.spark
@@ -41,7 +46,7 @@ def test_simulated_cameras_through_the_spark_job(cfg: Config, tmp_path: Path) ->
         "analyze",
         "--input-topic", cfg.input_topic,
         "--output-topic", cfg.output_topic,
-        "--dead-letter-topic", cfg.dead_letter_topic,
+        "--dead-letter-topic", cfg.dead_letter_topic, "--events-topic", cfg.events_topic,
         "--checkpoint-location", str(tmp_path / "checkpoint"),
         "--starting-offsets", "earliest",
         "--spark-master", "local[2]",
@@ -60,6 +65,8 @@ def test_simulated_cameras_through_the_spark_job(cfg: Config, tmp_path: Path) ->
 
         total = CAMERAS * FRAMES_PER_CAMERA
         records = consume(cfg, cfg.output_topic, total, timeout_s=240)
+        with_faces = sum(headers_to_dict(r.headers)["faces"] != "0" for r in records)
+        event_records = consume(cfg, cfg.events_topic, with_faces, timeout_s=60)
         assert analyze.poll() is None, "the Spark job exited early"
     finally:
         analyze.send_signal(signal.SIGTERM)
@@ -103,6 +110,34 @@ def test_simulated_cameras_through_the_spark_job(cfg: Config, tmp_path: Path) ->
             assert frame.analyzed_ts_ns >= frame.capture_ts_ns
             assert frame.jpeg[:3] == b"\xff\xd8\xff"
     assert face_frames > 0 and empty_frames > 0
+    # One detection event per output frame with faces, keyed by camera, in each camera's
+    # order, naming the frame (camera id, seq) and the topic it is on, with its boxes.
+    events = [DetectionEvent.from_json(r.value) for r in event_records]
+    assert [r.key for r in event_records] == [e.camera_id.encode() for e in events]
+    shown = {(f.camera_id, f.seq): f for f in frames if f.faces}
+    assert {(e.camera_id, e.seq) for e in events} == set(shown) and len(events) == len(shown)
+    for event in events:
+        frame = shown[(event.camera_id, event.seq)]
+        assert (event.boxes_xyxy, event.faces, event.capture_ts_ns, event.topic) == (
+            frame.boxes_xyxy,
+            frame.faces,
+            frame.capture_ts_ns,
+            cfg.output_topic,
+        )
+        assert not event.carried  # the gate is off by default
+    for camera_id in by_camera:
+        seqs = [e.seq for e in events if e.camera_id == camera_id]
+        assert seqs == sorted(seqs)
+    # `camstream events` prints them.
+    printed = subprocess.run(
+        [sys.executable, "-m", "camstream", "events", "--from-beginning", "--json",
+         "--max-events", str(len(events)), "--idle-timeout", "30",
+         "--events-topic", cfg.events_topic, *topics],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert printed.returncode == 0, printed.stderr
+    lines = [json.loads(line) for line in printed.stdout.splitlines()]
+    assert [(e["camera_id"], e["seq"]) for e in lines] == [(e.camera_id, e.seq) for e in events]
     (tmp_path / "e2e-summary.json").write_text(
         json.dumps({"frames": total, "face_frames": face_frames, "empty_frames": empty_frames})
     )

@@ -177,7 +177,7 @@ def test_broker_restart_mid_stream_loses_nothing(spark: Any, tmp_path: Path, tri
         home=str(tmp_path),
         trigger_interval=trigger,
     )
-    ensure_topics(cfg, [cfg.input_topic, cfg.output_topic, cfg.dead_letter_topic])
+    ensure_topics(cfg, cfg.pipeline_topics)
     try:
         with pipeline_in(spark, cfg) as (feed, tally):
             broker.stop()  # SIGTERM: the broker shuts down while frames keep coming
@@ -194,7 +194,8 @@ def _analyze(cfg: Config, checkpoint: Path, trigger: str) -> subprocess.Popen[st
         [sys.executable, "-m", "camstream", "analyze",
          "--kafka-bootstrap", cfg.kafka_bootstrap,
          "--input-topic", cfg.input_topic, "--output-topic", cfg.output_topic,
-         "--dead-letter-topic", cfg.dead_letter_topic, "--checkpoint-location", str(checkpoint),
+         "--dead-letter-topic", cfg.dead_letter_topic,
+         "--events-topic", cfg.events_topic, "--checkpoint-location", str(checkpoint),
          "--starting-offsets", "earliest", "--spark-master", "local[2]",
          "--detection-preset", "fast", "--trigger-interval", trigger],
         env={**os.environ, "CAMSTREAM_HOME": cfg.home},

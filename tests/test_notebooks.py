@@ -319,7 +319,7 @@ def test_the_databricks_notebook_and_camstream_analyze_agree(
     configs = {}
     for name in ("notebook", "cli"):
         cfg = unique_topics(kafka_bootstrap, tmp_path / name)
-        ensure_topics(cfg, [cfg.input_topic, cfg.output_topic, cfg.dead_letter_topic])
+        ensure_topics(cfg, cfg.pipeline_topics)
         publish_tagged(cfg, records)
         configs[name] = cfg
     nb_cfg, cli_cfg = configs["notebook"], configs["cli"]

@@ -40,7 +40,8 @@ def analyze(cfg: Config, checkpoint: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "camstream", "analyze",
          "--input-topic", cfg.input_topic, "--output-topic", cfg.output_topic,
-         "--dead-letter-topic", cfg.dead_letter_topic, "--checkpoint-location", str(checkpoint),
+         "--dead-letter-topic", cfg.dead_letter_topic,
+         "--events-topic", cfg.events_topic, "--checkpoint-location", str(checkpoint),
          "--starting-offsets", "earliest", "--spark-master", "local[2]",
          # Small batches, so that the kill lands in the middle of the stream; the latest
          # policy with a generous age, so that only the hour-old records take its path.

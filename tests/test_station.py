@@ -12,10 +12,10 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from camstream.config import Config
-from camstream.core.contract import AnnotatedFrame, FrameMeta, analytics_headers
+from camstream.core.contract import AnnotatedFrame, DetectionEvent, FrameMeta, analytics_headers
 from camstream.viewers.station.app import unpack_frame
 from camstream.viewers.station.guard import SECURITY_HEADERS
-from camstream.viewers.station.store import FrameStore
+from camstream.viewers.station.store import FACE_FRAMES_KEPT, FrameStore
 from conftest import wait_until
 from station_helpers import AnnotatedFramePublisher, annotated_sample_frames, served_station
 
@@ -71,10 +71,15 @@ def test_three_cameras_become_three_live_streams(cfg: Config) -> None:
         assert all(c["seq"] == 5 and not c["stale"] for c in by_id.values())
         assert all(0 <= c["delay_ms_p50"] <= c["delay_ms_p95"] for c in by_id.values())
         assert body["frames_total"] == 18 == sum(publisher.sent.values())
-        # Events: detections on the face cameras, with thumbnails.
-        events = httpx.get(f"http://{address}/api/events").json()["events"]
-        assert {e["camera_id"] for e in events} == {"cam-a", "cam-c"}
+
+        # Detections, from the events topic: on the face cameras, with their pictures.
+        def detections() -> list[dict] | None:
+            events = httpx.get(f"http://{address}/api/events").json()["events"]
+            return events if {e["camera_id"] for e in events} == {"cam-a", "cam-c"} else None
+
+        events = wait_until(detections, 30, what="detections of cam-a and cam-c")
         assert all(e["thumbnail"].startswith("data:image/jpeg;base64,") for e in events)
+        assert all(not e["carried"] for e in events)
         # The latest frame of a camera, straight from memory.
         latest = httpx.get(f"http://{address}/api/frame/cam-c")
         assert latest.status_code == 200 and latest.content[:3] == b"\xff\xd8\xff"
@@ -133,7 +138,13 @@ def test_memory_holds_only_the_latest_frame_per_camera() -> None:
             for i, camera_id in enumerate(cameras):
                 # A fresh copy per frame, as from Kafka: a kept frame would show as growth.
                 jpeg = bytes(bytearray(jpegs[(i + r) % len(jpegs)]))
-                store.update(_frame(camera_id, r, jpeg, faces=r % 2))
+                frame = _frame(camera_id, r, jpeg, faces=r % 2)
+                store.update(frame)
+                if frame.faces:  # and its detection event, as from the events topic
+                    store.add_detection(DetectionEvent(
+                        camera_id, r, frame.capture_ts_ns, frame.analyzed_ts_ns, 1,
+                        frame.boxes_xyxy, 640, 480, False, None, "out",
+                    ))  # fmt: skip
 
     feed(300, 0)  # past every bounded window (256 delays per camera)
     tracemalloc.start()
@@ -144,12 +155,13 @@ def test_memory_holds_only_the_latest_frame_per_camera() -> None:
     tracemalloc.stop()
     assert store.camera_count() == 100 and store.frames_total == 500 * 100
     largest = max(len(j) for j in jpegs)
-    # Frame data held: one JPEG per camera plus at most 50 small event thumbnails.
-    assert store.memory_bytes() <= 100 * largest + 50 * 20_000
+    # Frame data held: per camera its latest JPEG and its last few with faces (the pictures
+    # of detections), plus at most 50 small event thumbnails.
+    assert store.memory_bytes() <= 100 * largest * (1 + FACE_FRAMES_KEPT) + 50 * 20_000
     # Steady state: 10,000 frames (about 250 MB) later the store holds no more than before,
-    # within a frame plus the event list, whose 50 thumbnails change size as events replace
-    # each other (when they fire depends on the clock).
-    assert after - before < largest + 50 * 20_000
+    # within a frame per camera (frames differ in size) plus the event list, whose 50
+    # thumbnails change size as events replace each other (when they fire depends on the clock).
+    assert after - before < 100 * largest + 50 * 20_000
 
 
 def test_each_frame_is_shown_once_however_often_kafka_delivers_it() -> None:

@@ -76,7 +76,8 @@ def config_from(args: argparse.Namespace, **extra: Any) -> Config:
 
 
 KAFKA = ("kafka_bootstrap",)
-TOPICS = ("input_topic", "output_topic", "dead_letter_topic", "partitions", "replication_factor")
+TOPICS = ("input_topic", "output_topic", "dead_letter_topic", "events_topic", "partitions",
+          "replication_factor")  # fmt: skip
 
 
 # ---- helpers --------------------------------------------------------------------------------
@@ -163,7 +164,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
     cfg = config_from(args)
     if args.action == "create":
-        topics = [cfg.input_topic, cfg.output_topic, cfg.dead_letter_topic]
+        topics = cfg.pipeline_topics
         created = ensure_topics(cfg, topics)
         for topic in topics:
             print(f"{topic}: {'created' if topic in created else 'exists'}")
@@ -283,6 +284,21 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_events(args: argparse.Namespace) -> int:
+    from camstream.viewers.console import run_event_printer
+
+    run_event_printer(
+        config_from(args),
+        camera_id=args.camera_id,
+        max_events=args.max_events,
+        from_beginning=args.from_beginning,
+        idle_timeout_s=args.idle_timeout,
+        as_json=args.json,
+        stop=_stop_event(),
+    )
+    return 0
+
+
 def cmd_station(args: argparse.Namespace) -> int:
     _need("uvicorn", "station", "the station")
     from camstream.viewers.station.server import run_station
@@ -353,7 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="KRaft controller port (default: %(default)s)",
     )
 
-    p = add("topics", cmd_topics, "create the input, output and dead-letter topics, or list topics")
+    p = add(
+        "topics",
+        cmd_topics,
+        "create the input, output, dead-letter and events topics, or list topics",
+    )
     p.add_argument("action", choices=["create", "list"])
     add_settings(p, *KAFKA, *TOPICS, "max_frame_bytes")
 
@@ -383,7 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
         " spark.archives=env.tar.gz#env); $SPARK_CONF_DIR/spark-defaults.conf is read too",
     )
     add_settings(p, *KAFKA, *TOPICS, "spark_master", "checkpoint_location", "starting_offsets",
-                 "detection_preset", "trigger_interval", "max_offsets_per_trigger", "freshness",
+                 "detection_preset", "motion_gate", "motion_keyframe_s", "motion_pixel_threshold",
+                 "motion_min_changed", "motion_forget_s",
+                 "trigger_interval", "max_offsets_per_trigger", "freshness",
                  "max_frame_age_ms", "async_progress", "opencv_threads", "frame_threads",
                  "max_frame_bytes",
                  "jpeg_quality", "min_jpeg_quality", "min_frame_width", "spark_ui",
@@ -416,10 +438,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idle-timeout", type=float, help="stop after this many seconds without frames")
     add_settings(p, *KAFKA, "output_topic", "partitions")
 
+    p = add("events", cmd_events, "print detection events: camera, seq, faces, boxes, carried")
+    p.add_argument("--camera-id", help="only this camera (default: all)")
+    p.add_argument("--max-events", type=int, help="stop after this many events")
+    p.add_argument("--from-beginning", action="store_true", help="replay the topic from its start")
+    p.add_argument("--idle-timeout", type=float, help="stop after this many seconds without events")
+    p.add_argument("--json", action="store_true", help="print each event as its JSON line")
+    add_settings(p, *KAFKA, "events_topic", "partitions")
+
     p = add("station", cmd_station, "serve the browser wall of all cameras (live, with alerts)")
-    add_settings(p, *KAFKA, "output_topic", "partitions", "station_host", "station_port",
-                 "station_stale_s", "station_forget_after_s", "station_allowed_hosts",
-                 "station_allowed_origins", "insecure_no_token")  # fmt: skip
+    add_settings(p, *KAFKA, "output_topic", "events_topic", "partitions", "station_host",
+                 "station_port", "station_stale_s", "station_forget_after_s",
+                 "station_allowed_hosts", "station_allowed_origins",
+                 "insecure_no_token")  # fmt: skip
 
     p = add("demo", cmd_demo, "run the whole local stack: broker, Spark job, cameras, monitor")
     cameras(p, fps=4.0)

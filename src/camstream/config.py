@@ -26,7 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from camstream.core.settings import DETECTION_PRESETS, DetectionSettings, RecordSettings
+from camstream.core.settings import (
+    DETECTION_PRESETS,
+    DetectionSettings,
+    MotionSettings,
+    RecordSettings,
+)
 from camstream.errors import ConfigError
 
 __all__ = ["DETECTION_PRESETS", "Config", "ConfigError", "DetectionSettings", "RecordSettings"]
@@ -123,6 +128,9 @@ def _properties_problem(value: tuple[tuple[str, str], ...]) -> str | None:
     return None
 
 
+# The preset of many mostly still cameras: the fast detector behind the motion gate.
+GATED_PRESET = "fast-gated"
+
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = {
     "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
@@ -148,6 +156,10 @@ class Config:
     dead_letter_topic: str = setting(
         "camera-stream-dlq", "topic of the records the job could not process", check=_topic_problem
     )
+    events_topic: str = setting(
+        "camera-detections", "topic of the detection events (JSON, one per frame with faces)",
+        check=_topic_problem,
+    )  # fmt: skip
     partitions: int = setting(4, "partitions of the topics camstream creates", minimum=1)
     replication_factor: int = setting(
         1, "replicas of the topics camstream creates (3 on a cluster)", minimum=1
@@ -210,8 +222,31 @@ class Config:
         minimum=1,
     )
     detection_preset: str = setting(
-        "faithful", "detection settings", choices=tuple(DETECTION_PRESETS)
+        "faithful",
+        "detection settings; fast-gated is fast with the motion gate (many mostly still cameras)",
+        choices=(*DETECTION_PRESETS, GATED_PRESET),
     )
+    motion_gate: bool = setting(
+        False,
+        "run the detector on a camera's frame only when its scene moved since its last"
+        " analysed frame; else carry that frame's boxes (marked carried_from_seq)",
+    )
+    motion_keyframe_s: float = setting(
+        30.0, "with the motion gate: a full detection per camera at least this often",
+        minimum=0.001,
+    )  # fmt: skip
+    motion_pixel_threshold: int = setting(
+        25, "with the motion gate: grey levels a thumbnail pixel must change by to count as moved",
+        minimum=0, maximum=254,
+    )  # fmt: skip
+    motion_min_changed: float = setting(
+        0.001, "with the motion gate: share of thumbnail pixels that must move to analyse a frame",
+        minimum=0.0, maximum=0.999,
+    )  # fmt: skip
+    motion_forget_s: float = setting(
+        300.0, "with the motion gate: a camera silent this long is forgotten (bounded state)",
+        minimum=0.001,
+    )  # fmt: skip
     # `all` analyses every frame however late; `latest` passes frames older than
     # max_frame_age_ms through unanalysed (marked and counted) to stay fresh under overload.
     freshness: str = setting(
@@ -323,7 +358,7 @@ class Config:
                 raise ConfigError(f"{name} {problem} ({env_var(name)}{_or_flag(name)})")
         topics = {name: getattr(self, name) for name in TOPIC_SETTINGS}
         if len(set(topics.values())) != len(topics):
-            raise ConfigError(f"input, output and dead-letter topics must differ: {topics}")
+            raise ConfigError(f"input, output, dead-letter and events topics must differ: {topics}")
         if self.min_jpeg_quality > self.jpeg_quality:
             raise ConfigError(
                 f"min_jpeg_quality ({self.min_jpeg_quality}) must not exceed"
@@ -336,6 +371,7 @@ class Config:
             )
         self._validate_security()
         self.detection.validate()
+        self.motion.validate()
         return self
 
     def _validate_security(self) -> None:
@@ -373,7 +409,24 @@ class Config:
     @property
     def detection(self) -> DetectionSettings:
         """The preset's detection settings, unless custom ones were given."""
-        return self.custom_detection or DETECTION_PRESETS[self.detection_preset]
+        preset = "fast" if self.detection_preset == GATED_PRESET else self.detection_preset
+        return self.custom_detection or DETECTION_PRESETS[preset]
+
+    @property
+    def motion(self) -> MotionSettings:
+        """The motion gate's settings: on with CAMSTREAM_MOTION_GATE or the fast-gated preset."""
+        return MotionSettings(
+            enabled=self.motion_gate or self.detection_preset == GATED_PRESET,
+            keyframe_s=self.motion_keyframe_s,
+            pixel_threshold=self.motion_pixel_threshold,
+            min_changed=self.motion_min_changed,
+            forget_s=self.motion_forget_s,
+        )
+
+    @property
+    def pipeline_topics(self) -> list[str]:
+        """The topics of the pipeline: the cameras', the job's three outputs."""
+        return [self.input_topic, self.output_topic, self.dead_letter_topic, self.events_topic]
 
     @property
     def home_path(self) -> Path:
@@ -399,9 +452,13 @@ class Config:
         return str(self.home_path / "checkpoints" / f"{self.input_topic}--{self.output_topic}")
 
     def record_settings(
-        self, output_max_bytes: int | None = None, dead_letter_max_bytes: int | None = None
+        self,
+        output_max_bytes: int | None = None,
+        dead_letter_max_bytes: int | None = None,
+        events_max_bytes: int | None = None,
     ) -> RecordSettings:
-        """The per-record function's settings, with the topics' size limits as read at start."""
+        """The per-record function's settings, with the topics' size limits as read at start
+        (no events unless the events topic's limit is given)."""
         limits = {
             "output_max_bytes": output_max_bytes,
             "dead_letter_max_bytes": dead_letter_max_bytes,
@@ -413,6 +470,9 @@ class Config:
             min_frame_width=self.min_frame_width,
             max_frame_bytes=self.max_frame_bytes,
             max_age_ms=self.max_frame_age_ms if self.freshness == "latest" else None,
+            motion=self.motion,
+            events_max_bytes=events_max_bytes,
+            output_topic=self.output_topic,
             **{name: value for name, value in limits.items() if value is not None},
         )
 
@@ -447,7 +507,7 @@ class Config:
 SETTINGS: dict[str, Setting] = {
     f.name: f.metadata["setting"] for f in dataclasses.fields(Config) if "setting" in f.metadata
 }
-TOPIC_SETTINGS = ("input_topic", "output_topic", "dead_letter_topic")
+TOPIC_SETTINGS = ("input_topic", "output_topic", "dead_letter_topic", "events_topic")
 _TYPES: dict[str, Any] = typing.get_type_hints(Config)
 
 # Variables of earlier versions, to say what they are called now instead of ignoring them.

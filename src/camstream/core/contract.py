@@ -41,6 +41,10 @@ H_SKIPPED = "skipped"
 # JPEG quality used and the frame's size as it came (`width`/`height` then give the new size).
 H_FITTED = "fitted"
 
+# Added by the motion gate when it carried the boxes of the camera's last analysed frame
+# (whose seq this is) instead of running the detector on this one.
+H_CARRIED_FROM_SEQ = "carried_from_seq"
+
 # Added to dead-letter records.
 H_ERROR = "error"
 H_FAILED_TS_NS = "failed_ts_ns"
@@ -187,7 +191,7 @@ def analytics_headers(
 
 _RESULT_NAMES = frozenset(
     (H_FACES, H_BOXES_XYXY, H_ANALYZED_TS_NS, H_ERROR, H_FAILED_TS_NS, H_SKIPPED, H_FITTED,
-     H_VALUE_DROPPED)
+     H_VALUE_DROPPED, H_CARRIED_FROM_SEQ)
 )  # fmt: skip
 
 
@@ -245,13 +249,14 @@ class AnnotatedFrame:
     boxes_xyxy: list[list[int]]
     jpeg: bytes
     skipped: str | None = None  # why detection was skipped (`latest` policy), if it was
+    carried_from_seq: int | None = None  # the motion gate carried that frame's boxes
 
     @classmethod
     def from_record(
         cls, value: bytes | None, headers: Iterable[tuple[str, bytes | None]]
     ) -> AnnotatedFrame:
         meta = FrameMeta.from_headers(headers)
-        values = headers_to_dict(headers, unique=OUTPUT_HEADERS)
+        values = headers_to_dict(headers, unique=(*OUTPUT_HEADERS, H_CARRIED_FROM_SEQ))
         for name in (H_FACES, H_BOXES_XYXY, H_ANALYZED_TS_NS):
             if name not in values:
                 raise FrameError(f"missing header: {name}")
@@ -275,8 +280,88 @@ class AnnotatedFrame:
             boxes_xyxy=boxes,
             jpeg=bytes(value or b""),
             skipped=values.get(H_SKIPPED),
+            carried_from_seq=(
+                _parse_int(values, H_CARRIED_FROM_SEQ, minimum=0)
+                if H_CARRIED_FROM_SEQ in values
+                else None
+            ),
         )
 
     def delay_ms(self, now_ns: int | None = None) -> float:
         """End-to-end delay: now minus the capture time."""
         return ((now_ns if now_ns is not None else time.time_ns()) - self.capture_ts_ns) / 1e6
+
+
+# ---- detection events (`camera-detections`) ---------------------------------------------
+EVENT_SCHEMA_VERSION = "1"
+
+
+def detection_event(
+    output_headers: Sequence[tuple[str, bytes | None]], output_topic: str, max_bytes: int
+) -> bytes:
+    """The JSON event of an output frame with faces, from the output record's own headers.
+
+    Built from what was written, so that the event and the annotated frame agree (boxes in
+    the stored frame's pixels, even when it was shrunk to fit). The key is the camera id;
+    an event larger than `max_bytes` leaves its boxes out (`boxes_xyxy` null,
+    `boxes_left_out` true); the face count stays.
+    """
+    values = headers_to_dict(output_headers)
+    carried = values.get(H_CARRIED_FROM_SEQ)
+    fields = {
+        "schema_version": EVENT_SCHEMA_VERSION,
+        "camera_id": values[H_CAMERA_ID],
+        "seq": int(values[H_SEQ]),
+        "capture_ts_ns": int(values[H_CAPTURE_TS_NS]),
+        "analyzed_ts_ns": int(values[H_ANALYZED_TS_NS]),
+        "faces": int(values[H_FACES]),
+        "boxes_xyxy": json.loads(values[H_BOXES_XYXY]),
+        "width": int(values[H_WIDTH]),
+        "height": int(values[H_HEIGHT]),
+        "carried": carried is not None,
+        "carried_from_seq": None if carried is None else int(carried),
+        "topic": output_topic,
+    }
+    event = json.dumps(fields, separators=(",", ":")).encode()
+    key = values[H_CAMERA_ID].encode()
+    if record_bytes(key, event, []) > max_bytes:
+        fields["boxes_xyxy"] = None
+        fields["boxes_left_out"] = True
+        event = json.dumps(fields, separators=(",", ":")).encode()
+    return event
+
+
+@dataclass(frozen=True)
+class DetectionEvent:
+    """A record of `camera-detections`, parsed: faces seen on a camera's frame."""
+
+    camera_id: str
+    seq: int
+    capture_ts_ns: int
+    analyzed_ts_ns: int
+    faces: int
+    boxes_xyxy: list[list[int]] | None
+    width: int
+    height: int
+    carried: bool
+    carried_from_seq: int | None
+    topic: str
+
+    @classmethod
+    def from_json(cls, value: bytes | None) -> DetectionEvent:
+        """Parse and check an event; raises FrameError on anything else."""
+        try:
+            data = json.loads(value or b"")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise FrameError(f"detection event is not JSON: {exc}") from None
+        if not isinstance(data, dict) or data.get("schema_version") != EVENT_SCHEMA_VERSION:
+            raise FrameError(f"not a detection event of schema_version {EVENT_SCHEMA_VERSION}")
+        try:
+            event = cls(**{name: data[name] for name in cls.__dataclass_fields__})
+        except KeyError as exc:
+            raise FrameError(f"detection event lacks {exc.args[0]!r}") from None
+        ints = (event.seq, event.capture_ts_ns, event.analyzed_ts_ns, event.faces,
+                event.width, event.height)  # fmt: skip
+        if not all(type(v) is int and v >= 0 for v in ints) or not isinstance(event.camera_id, str):
+            raise FrameError("detection event has a field of the wrong type")
+        return event

@@ -8,6 +8,7 @@ reason, and every record it returns fits the topic it goes to.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -20,15 +21,17 @@ import numpy as np
 from camstream.core.analysis import detect_in_jpeg
 from camstream.core.annotation import annotate
 from camstream.core.contract import (
+    H_CARRIED_FROM_SEQ,
     H_FITTED,
     H_SKIPPED,
     H_VALUE_DROPPED,
     FrameMeta,
     analytics_headers,
     dead_letter_headers,
+    detection_event,
     record_bytes,
 )
-from camstream.core.jpeg import FittedJpeg, check_jpeg, decode_jpeg, encode_jpeg, fit_jpeg
+from camstream.core.jpeg import FittedJpeg, JpegInfo, check_jpeg, decode_jpeg, encode_jpeg, fit_jpeg
 from camstream.core.settings import RecordSettings
 from camstream.errors import FrameError
 
@@ -48,6 +51,11 @@ class ProcessedRecord:
     faces: int = 0
     skipped: bool = False
     fitted: bool = False
+    # The motion gate: boxes carried from an earlier frame, or detected on this one.
+    carried: bool = False
+    analysed: bool = False
+    # The detection event (JSON) of an output frame with faces, when events are written.
+    event: bytes | None = None
 
 
 def process_record(
@@ -69,27 +77,49 @@ def process_record(
     longer ago than that is validated like any other but not run through detection: it is
     passed on marked with a `skipped` header, so that a job that fell behind catches up
     with the present instead of lagging ever more.
+
+    A batch of records with the motion gate goes through the same stages
+    (`check_record`, `detect_frame`, `finish_frame`) in `camstream.core.batch`.
     """
-    key, value, headers, problem = _normalise(key, value, headers)
+    key, value, headers, problem = normalise(key, value, headers)
     try:
         if problem:
             raise FrameError(problem)
-        return _process(key, value, headers, settings, clock)
+        checked = check_record(key, value, headers, settings, clock)
+        if isinstance(checked, ProcessedRecord):
+            return checked
+        return finish_frame(checked, detect_frame(checked, settings), settings, clock)
     except Exception as exc:  # the per-record guarantee: one bad record never stops the job
-        return dead_letter(key, value, headers, _reason(exc), settings, clock)
+        return dead_letter(key, value, headers, reason(exc), settings, clock)
 
 
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _process(
+@dataclass(frozen=True)
+class CheckedFrame:
+    """A record that passed the frame contract: its trimmed JPEG, parsed headers and size."""
+
+    key: bytes
+    jpeg: bytes
+    info: JpegInfo
+    meta: FrameMeta
+    headers: Headers
+
+
+def check_record(
     key: bytes | None,
     value: bytes | None,
     headers: Headers,
     settings: RecordSettings,
     clock: Clock,
-) -> ProcessedRecord:
+) -> CheckedFrame | ProcessedRecord:
+    """The contract's checks; raises FrameError naming what is wrong.
+
+    A valid frame too old for the `latest` policy is finished here (the output record,
+    marked skipped); any other valid frame comes back as a CheckedFrame to analyse.
+    """
     if value is None:
         raise FrameError("frame value is null")
     if settings.max_frame_bytes is not None and len(value) > settings.max_frame_bytes:
@@ -118,12 +148,38 @@ def _process(
         decode_jpeg(jpeg, cv2.IMREAD_REDUCED_GRAYSCALE_8)
         skipped = (H_SKIPPED, f"stale: {age_ms:.0f} ms old > {settings.max_age_ms} ms".encode())
         return _output(meta, jpeg, None, _NO_BOXES, headers, settings, clock, [skipped])
-    boxes = detect_in_jpeg(jpeg, info, settings.detection)
+    return CheckedFrame(key, jpeg, info, meta, headers)
+
+
+def detect_frame(frame: CheckedFrame, settings: RecordSettings) -> np.ndarray:
+    """The frame's faces, (N, 4) int32 xyxy in its pixels."""
+    return detect_in_jpeg(frame.jpeg, frame.info, settings.detection)
+
+
+def finish_frame(
+    frame: CheckedFrame,
+    boxes: np.ndarray,
+    settings: RecordSettings,
+    clock: Clock,
+    carried_from_seq: int | None = None,
+) -> ProcessedRecord:
+    """The output record of an analysed frame: drawn on when it has boxes, fitted to the
+    output topic, with its detection event. `carried_from_seq` marks boxes that the motion
+    gate carried forward from that frame of the camera instead of detecting them."""
+    extra = (
+        [] if carried_from_seq is None else [(H_CARRIED_FROM_SEQ, str(carried_from_seq).encode())]
+    )
     if len(boxes) == 0:
-        return _output(meta, jpeg, None, boxes, headers, settings, clock)
-    annotated = annotate(decode_jpeg(jpeg), boxes)
-    drawn = encode_jpeg(annotated, settings.jpeg_quality)
-    return _output(meta, drawn, annotated, boxes, headers, settings, clock)
+        result = _output(frame.meta, frame.jpeg, None, boxes, frame.headers, settings, clock, extra)
+    else:
+        annotated = annotate(decode_jpeg(frame.jpeg), boxes)
+        drawn = encode_jpeg(annotated, settings.jpeg_quality)
+        result = _output(frame.meta, drawn, annotated, boxes, frame.headers, settings, clock, extra)
+    event = None
+    if result.faces and settings.events_max_bytes is not None:
+        event = detection_event(result.headers, settings.output_topic, settings.events_max_bytes)
+    carried = carried_from_seq is not None
+    return dataclasses.replace(result, carried=carried, analysed=not carried, event=event)
 
 
 _NO_BOXES = np.zeros((0, 4), dtype=np.int32)
@@ -141,7 +197,7 @@ def _output(
 ) -> ProcessedRecord:
     """The output record, re-encoded smaller when it would not fit the output topic."""
     key = meta.camera_id.encode()
-    skipped = bool(extra)
+    skipped = any(name == H_SKIPPED for name, _ in extra)
     out_headers = analytics_headers(headers, boxes.tolist(), clock(), extra=extra)
     if record_bytes(key, jpeg, out_headers) <= settings.output_max_bytes:
         return ProcessedRecord(True, key, jpeg, out_headers, faces=len(boxes), skipped=skipped)
@@ -242,7 +298,7 @@ def _as_bytes(raw: Any) -> bytes | None:
     raise TypeError(f"{type(raw).__name__} where bytes were expected")
 
 
-def _normalise(
+def normalise(
     key: Any, value: Any, headers: Any
 ) -> tuple[bytes | None, bytes | None, Headers, str]:
     """Key, value and headers as bytes and (name, bytes | None) pairs, whatever came.

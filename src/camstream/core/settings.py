@@ -1,4 +1,4 @@
-"""What the per-frame function needs to know: detection settings and per-record limits.
+"""What the per-frame function needs to know: detection, motion gate and per-record limits.
 
 Plain frozen values, so that Spark can ship them to its Python workers as they are.
 """
@@ -48,6 +48,37 @@ DETECTION_PRESETS: dict[str, DetectionSettings] = {
     ),
 }
 
+
+@dataclass(frozen=True)
+class MotionSettings:
+    """How the gate decides; `enabled=False` analyses every frame."""
+
+    enabled: bool = False
+    # A full detection at least this often per camera, in capture time.
+    keyframe_s: float = 30.0
+    # A thumbnail pixel "moved" when it differs from the model by more than this (0-255).
+    pixel_threshold: int = 25
+    # The scene moved when more than this share of the thumbnail's pixels did.
+    min_changed: float = 0.001
+    # Width of the grey thumbnail compared (Frigate compares at about 100 pixels high).
+    thumb_width: int = 80
+    # Cameras not seen for this long (wall-clock seconds) are forgotten.
+    forget_s: float = 300.0
+    # At most this many cameras per worker; the least recently seen go first.
+    max_cameras: int = 20_000
+
+    def validate(self) -> MotionSettings:
+        if self.keyframe_s <= 0:
+            raise ConfigError(f"motion keyframe interval must be > 0 s (got {self.keyframe_s})")
+        if not 0 <= self.pixel_threshold <= 254:
+            raise ConfigError(f"motion pixel threshold must be 0-254 (got {self.pixel_threshold})")
+        if not 0 <= self.min_changed < 1:
+            raise ConfigError(f"motion min_changed must be in [0, 1) (got {self.min_changed})")
+        if self.thumb_width < 8 or self.max_cameras < 1 or self.forget_s <= 0:
+            raise ConfigError("motion thumb_width >= 8, max_cameras >= 1 and forget_s > 0")
+        return self
+
+
 # The broker's default message.max.bytes: what a topic accepts unless told otherwise.
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
 
@@ -69,3 +100,9 @@ class RecordSettings:
     # The topics' max.message.bytes as the job read them at start.
     output_max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     dead_letter_max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    # The motion gate (off: every frame analysed in full).
+    motion: MotionSettings = field(default_factory=MotionSettings)
+    # Detection events: None = not written; else the events topic's max.message.bytes.
+    events_max_bytes: int | None = None
+    # Named in each event, so that a consumer can find the annotated frame.
+    output_topic: str = "camera-analytics-stream"

@@ -1,7 +1,9 @@
-"""The one consumer of annotated frames: each frame once, in order, whatever Kafka repeats.
+"""The one consumer of the job's outputs: each frame (or event) once, in order, whatever
+Kafka repeats.
 
-The console monitor, the station and the notebooks all read the output topic through
-`iter_annotated_frames`.
+The console monitor, the station and the notebooks read the output topic through
+`iter_annotated_frames`; `camstream events` and the station's detections list read the
+events topic through `iter_detection_events`.
 """
 
 from __future__ import annotations
@@ -9,11 +11,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
 from camstream.config import Config
-from camstream.core.contract import AnnotatedFrame, FrameError
+from camstream.core.contract import AnnotatedFrame, DetectionEvent, FrameError
 from camstream.kafka.clients import make_consumer
 from camstream.kafka.topics import ensure_topics
 
@@ -28,6 +31,15 @@ class MonitorStats:
     per_camera: dict[str, int] = field(default_factory=dict)
 
 
+class Positioned(Protocol):
+    camera_id: str
+    seq: int
+    capture_ts_ns: int
+
+
+P = TypeVar("P", bound=Positioned)
+
+
 class Deduplicator:
     """Shows each frame once: Kafka delivery is at-least-once, so a retried write can repeat
     a frame. Per camera, only a frame captured after the last one shown passes; ordering by
@@ -40,7 +52,7 @@ class Deduplicator:
     def forget(self, camera_id: str) -> None:
         self.last_shown.pop(camera_id, None)
 
-    def is_new(self, frame: AnnotatedFrame) -> bool:
+    def is_new(self, frame: Positioned) -> bool:
         position = (frame.capture_ts_ns, frame.seq)
         last = self.last_shown.get(frame.camera_id)
         if last is not None and position <= last:
@@ -64,7 +76,41 @@ def iter_annotated_frames(
     Ends after `max_frames`, after `idle_timeout_s` without a frame, or when `stop` is set.
     Records that break the contract are counted in `stats.bad_records` and skipped.
     """
-    topic = topic or cfg.output_topic
+    return _iter_parsed(
+        cfg, topic or cfg.output_topic, lambda record: AnnotatedFrame.from_record(
+            record.value, record.headers),
+        camera_id, max_frames, from_beginning, idle_timeout_s, stop, stats,
+    )  # fmt: skip
+
+
+def iter_detection_events(
+    cfg: Config,
+    topic: str | None = None,
+    camera_id: str | None = None,
+    max_events: int | None = None,
+    from_beginning: bool = False,
+    idle_timeout_s: float | None = None,
+    stop: threading.Event | None = None,
+    stats: MonitorStats | None = None,
+) -> Iterator[DetectionEvent]:
+    """Detection events from the events topic, each once, in each camera's order."""
+    return _iter_parsed(
+        cfg, topic or cfg.events_topic, lambda record: DetectionEvent.from_json(record.value),
+        camera_id, max_events, from_beginning, idle_timeout_s, stop, stats,
+    )  # fmt: skip
+
+
+def _iter_parsed(
+    cfg: Config,
+    topic: str,
+    parse: Callable[[Any], P],
+    camera_id: str | None,
+    max_frames: int | None,
+    from_beginning: bool,
+    idle_timeout_s: float | None,
+    stop: threading.Event | None,
+    stats: MonitorStats | None,
+) -> Iterator[P]:
     stats = stats if stats is not None else MonitorStats()
     ensure_topics(cfg, [topic])
     consumer = make_consumer(cfg, topic, from_beginning=from_beginning)
@@ -80,7 +126,7 @@ def iter_annotated_frames(
             for records in batches.values():
                 for record in records:
                     try:
-                        frame = AnnotatedFrame.from_record(record.value, record.headers)
+                        frame = parse(record)
                     except FrameError as exc:
                         stats.bad_records += 1
                         log.warning("skipping record %s@%s: %s", topic, record.offset, exc)

@@ -90,7 +90,7 @@ def run_demo(
     failed: list[str] = []
     log_dir = cfg.home_path / "logs"
     try:
-        ensure_topics(cfg, [cfg.input_topic, cfg.output_topic, cfg.dead_letter_topic])
+        ensure_topics(cfg, cfg.pipeline_topics)
         env = {
             **os.environ,
             "KAFKA_BOOTSTRAP": cfg.kafka_bootstrap,

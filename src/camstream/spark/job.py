@@ -201,16 +201,21 @@ def analytics_dataframe(
         cfg.dead_letter_topic,
         opencv_threads=cfg.opencv_threads,
         frame_threads=cfg.frame_threads,
+        events_topic=cfg.events_topic,
     )
     processed = source.select("key", "value", "headers").mapInArrow(processor, OUTPUT_SCHEMA)
-    # Counted in every batch's progress (observedMetrics): nothing is dropped silently.
+    # Counted in every batch's progress (observedMetrics): nothing is dropped silently. Event
+    # rows have a null `ok`: count() and sum() of the frames' columns leave them out.
     return processed.observe(
         OBSERVATION_NAME,
-        F.count(F.lit(1)).alias("frames_in"),
+        F.count(F.col("ok")).alias("frames_in"),
         F.sum(F.col("ok").cast("long")).alias("frames_ok"),
         F.sum((~F.col("ok")).cast("long")).alias("frames_dead_lettered"),
         F.sum(F.col("skipped").cast("long")).alias("frames_skipped"),
+        F.sum(F.col("analysed").cast("long")).alias("frames_analysed"),
+        F.sum(F.col("carried").cast("long")).alias("frames_gated"),
         F.sum("faces").alias("faces"),
+        F.sum(F.col("ok").isNull().cast("long")).alias("events"),
     )
 
 
@@ -251,6 +256,7 @@ def record_settings_for_topics(cfg: Config) -> RecordSettings:
         "input": cfg.input_topic,
         "output": cfg.output_topic,
         "dead-letter": cfg.dead_letter_topic,
+        "events": cfg.events_topic,
     }
     limits = topic_max_message_bytes(cfg, topics.values())
     unreadable = [topic for topic in topics.values() if limits.get(topic) is None]
@@ -261,7 +267,7 @@ def record_settings_for_topics(cfg: Config) -> RecordSettings:
             " to describe topic configurations (DescribeConfigs)"
         )
     sizes = {role: int(limits[topic] or 0) for role, topic in topics.items()}
-    for role in ("output", "dead-letter"):
+    for role in ("output", "dead-letter", "events"):
         if sizes[role] < MIN_TOPIC_MESSAGE_BYTES:
             raise ConfigError(
                 f"the {role} topic {topics[role]} accepts records of at most {sizes[role]} bytes"
@@ -280,7 +286,10 @@ def record_settings_for_topics(cfg: Config) -> RecordSettings:
             f" max.message.bytes={needed}), or lower the input topic's"
         )
     return cfg.record_settings(
-        output_max_bytes=sizes["output"], dead_letter_max_bytes=sizes["dead-letter"]
+        output_max_bytes=sizes["output"],
+        dead_letter_max_bytes=sizes["dead-letter"],
+        # Real-time Mode's Java function writes no events (docs/realtime.md says why).
+        events_max_bytes=None if is_realtime(cfg) else sizes["events"],
     )
 
 
@@ -298,7 +307,13 @@ def build_query(
     if create_topics:
         from camstream.kafka.topics import ensure_topics
 
-        ensure_topics(cfg, [cfg.input_topic, cfg.output_topic, cfg.dead_letter_topic])
+        ensure_topics(cfg, cfg.pipeline_topics)
+    if is_realtime(cfg) and cfg.motion.enabled:
+        raise ConfigError(
+            "the motion gate runs in the Python per-record stages, which Real-time Mode cannot"
+            " run (it analyses every frame through the Java function): turn the gate off"
+            " (CAMSTREAM_MOTION_GATE, preset fast rather than fast-gated) or use micro-batches"
+        )
     settings = record_settings_for_topics(cfg)
     if is_long_running(cfg):
         _check_cores_for_long_running(spark, cfg)

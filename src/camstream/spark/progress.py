@@ -155,6 +155,13 @@ def describe_progress(progress: dict[str, Any], lost: int = 0) -> str:
         f" {metrics.get('frames_skipped') or 0}, dead-lettered"
         f" {metrics.get('frames_dead_lettered') or 0}, faces {metrics.get('faces') or 0}"
     )
+    if metrics.get("frames_gated"):  # the motion gate carried boxes instead of detecting
+        line += (
+            f", analysed {metrics.get('frames_analysed') or 0}"
+            f" gated {metrics.get('frames_gated')} (still scenes)"
+        )
+    if metrics.get("events"):
+        line += f", events {metrics.get('events')}"
     if lost:
         line += f", LOST {lost} (deleted from Kafka before they were read)"
     return line

@@ -1,8 +1,8 @@
 """The executor side of the job: the function Spark runs over Arrow batches of Kafka records.
 
-It only wraps the per-record function (`camstream.core.records.process_record`): one
-output row per input row, to the output or the dead-letter topic. This module and
-`camstream.core` are all that executors import.
+It only wraps the per-record stages (`camstream.core.batch.process_batch`): one output row
+per input row, to the output or the dead-letter topic, followed by the frame's detection
+event when it has faces. This module and `camstream.core` are all that executors import.
 """
 
 from __future__ import annotations
@@ -18,12 +18,15 @@ from camstream.core.settings import RecordSettings
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from camstream.core.motion import MotionGate
     from camstream.core.records import ProcessedRecord
 
-# The rows mapInArrow returns: the Kafka sink's columns, plus what the metrics count.
+# The rows mapInArrow returns: the Kafka sink's columns, plus what the metrics count. An
+# event row has null `ok`, so that counts of frames leave it out.
 OUTPUT_SCHEMA = (
     "key binary, value binary, headers array<struct<key: string, value: binary>>,"
-    " topic string, ok boolean, faces int, error string, skipped boolean"
+    " topic string, ok boolean, faces int, error string, skipped boolean,"
+    " carried boolean, analysed boolean"
 )
 
 
@@ -80,23 +83,27 @@ def make_batch_processor(
     dead_letter_topic: str,
     opencv_threads: int = 1,
     frame_threads: int = 0,
+    events_topic: str | None = None,
 ) -> Any:
     """The function that Spark runs in each Python worker over Arrow record batches.
 
     One output row per input row, always, in the input's order: a record that fails becomes
-    a dead letter. A batch's records are analysed by `frame_threads` threads at once
-    (`frame_pool`); the results are taken in order, so a camera's frames stay in order.
+    a dead letter; a frame with faces is followed by its event row to `events_topic` (when
+    `settings.events_max_bytes` is set). A batch's records are analysed by `frame_threads`
+    threads at once (`frame_pool`); the results are taken in order, so a camera's frames
+    stay in order, and the motion gate (`settings.motion`), kept per worker, decides per
+    camera in that order.
     """
 
     def process_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from itertools import repeat
-
         import pyarrow as pa
 
-        from camstream.spark.worker import configure_worker, frame_pool, process_row
+        from camstream.core.motion import worker_gate
+        from camstream.spark.worker import configure_worker, frame_pool, process_rows
 
         configure_worker(opencv_threads)
         pool = frame_pool(frame_threads)
+        gate = worker_gate(settings.motion) if settings.motion.enabled else None
 
         out_schema = pa.schema(
             [
@@ -111,6 +118,8 @@ def make_batch_processor(
                 ("faces", pa.int32()),
                 ("error", pa.string()),
                 ("skipped", pa.bool_()),
+                ("carried", pa.bool_()),
+                ("analysed", pa.bool_()),
             ]
         )
         for batch in batches:
@@ -118,31 +127,64 @@ def make_batch_processor(
             values = batch.column("value").to_pylist()
             header_lists = batch.column("headers").to_pylist()
             rows: dict[str, list[Any]] = {name: [] for name in out_schema.names}
+            records = list(zip(keys, values, header_lists, strict=True))
             # Executor.map yields the results in the order of the records.
-            for result in pool.map(process_row, keys, values, header_lists, repeat(settings)):
+            for result in process_rows(records, settings, gate, pool.map):
                 for name, cell in sink_row(result, output_topic, dead_letter_topic).items():
                     rows[name].append(cell)
                 rows["ok"].append(result.ok)
                 rows["faces"].append(result.faces)
                 rows["error"].append(result.error)
                 rows["skipped"].append(result.skipped)
+                rows["carried"].append(result.carried)
+                rows["analysed"].append(result.analysed)
+                if result.event is not None and events_topic:
+                    for name, cell in event_row(result, events_topic).items():
+                        rows[name].append(cell)
             yield pa.RecordBatch.from_pydict(rows, schema=out_schema)
 
     return process_batches
 
 
-def process_row(key: Any, value: Any, headers: Any, settings: RecordSettings) -> ProcessedRecord:
-    """`process_record` for one Spark row, with a last line of defence around it."""
-    from camstream.core.records import ProcessedRecord, process_record
+def event_row(result: ProcessedRecord, events_topic: str) -> dict[str, Any]:
+    """The detection event of an output frame, as a sink row keyed by camera id."""
+    return {
+        "key": result.key,
+        "value": result.event,
+        "headers": [],
+        "topic": events_topic,
+        "ok": None,
+        "faces": None,
+        "error": None,
+        "skipped": None,
+        "carried": None,
+        "analysed": None,
+    }
+
+
+def process_rows(
+    records: list[tuple[Any, Any, Any]],
+    settings: RecordSettings,
+    gate: MotionGate | None,
+    mapper: Any = map,
+) -> list[ProcessedRecord]:
+    """`process_batch` for a batch of Spark rows, with a last line of defence around it."""
+    from camstream.core.batch import process_batch
 
     try:
-        return process_record(key, value, headers, settings)
-    except Exception as exc:  # process_record never raises; should it, the row still goes on
-        reason = f"{type(exc).__name__}: {exc}"[:1000]
-        safe_key = key if isinstance(key, bytes) else None
-        safe_value = value if isinstance(value, bytes) else None
-        error_headers: list[tuple[str, bytes | None]] = [
-            ("error", reason.encode("utf-8", "replace")),
-            ("failed_ts_ns", str(time.time_ns()).encode()),
-        ]
-        return ProcessedRecord(False, safe_key, safe_value, error_headers, error=reason)
+        return process_batch(records, settings, gate, mapper)
+    except Exception as exc:  # process_batch never raises; should it, every row still goes on
+        return [_last_resort(key, value, exc) for key, value, _ in records]
+
+
+def _last_resort(key: Any, value: Any, exc: BaseException) -> ProcessedRecord:
+    from camstream.core.records import ProcessedRecord
+
+    reason = f"{type(exc).__name__}: {exc}"[:1000]
+    safe_key = key if isinstance(key, bytes) else None
+    safe_value = value if isinstance(value, bytes) else None
+    error_headers: list[tuple[str, bytes | None]] = [
+        ("error", reason.encode("utf-8", "replace")),
+        ("failed_ts_ns", str(time.time_ns()).encode()),
+    ]
+    return ProcessedRecord(False, safe_key, safe_value, error_headers, error=reason)

@@ -1,7 +1,8 @@
-"""Serving the station: a Kafka consumer thread feeding the store, and uvicorn serving the app.
+"""Serving the station: Kafka consumer threads feeding the store, and uvicorn serving the app.
 
-One consumer keeps only the latest annotated frame per camera; it reconnects by itself
-when the broker goes away, and /healthz says so meanwhile.
+One consumer keeps only the latest annotated frame per camera, another feeds the detections
+list from the events topic; each reconnects by itself when the broker goes away, and
+/healthz says so meanwhile.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ log = logging.getLogger(__name__)
 
 
 class StationConsumer(threading.Thread):
-    """Feeds the store from the output topic; reconnects when the broker goes away."""
+    """Feeds the store from the output topic (or, with `events=True`, its detections list
+    from the events topic); reconnects when the broker goes away."""
 
     def __init__(
         self,
@@ -26,22 +28,31 @@ class StationConsumer(threading.Thread):
         store: FrameStore,
         topic: str | None = None,
         from_beginning: bool = False,
+        events: bool = False,
     ) -> None:
-        super().__init__(name="station-consumer", daemon=True)
+        super().__init__(name=f"station-{'events' if events else 'frames'}", daemon=True)
         self.from_beginning = from_beginning
         self.cfg = cfg
         self.store = store
-        self.topic = topic or cfg.output_topic
+        self.events = events
+        self.topic = topic or (cfg.events_topic if events else cfg.output_topic)
         self.stop_event = threading.Event()
         self.connected = False
         self.last_error: str | None = None
 
     def run(self) -> None:
-        from camstream.kafka.consume import iter_annotated_frames
+        from camstream.kafka.consume import iter_annotated_frames, iter_detection_events
 
         while not self.stop_event.is_set():
             try:
                 self.connected = True
+                if self.events:
+                    for event in iter_detection_events(
+                        self.cfg, self.topic, from_beginning=self.from_beginning,
+                        stop=self.stop_event,
+                    ):  # fmt: skip
+                        self.store.add_detection(event)
+                    continue
                 for frame in iter_annotated_frames(
                     self.cfg, self.topic, from_beginning=self.from_beginning, stop=self.stop_event
                 ):
@@ -63,6 +74,8 @@ def run_station(cfg: Config, topic: str | None = None, stop: threading.Event | N
     store = FrameStore(stale_after_s=cfg.station_stale_s, forget_after_s=cfg.station_forget_after_s)
     consumer = StationConsumer(cfg, store, topic)
     consumer.start()
+    detections = StationConsumer(cfg, store, events=True)
+    detections.start()
     allowed_hosts = cfg.station_allowed_host_names
     if not is_loopback_host(host_name(host)) and host not in ("0.0.0.0", "::", "[::]"):
         allowed_hosts = (*allowed_hosts, host_name(host))  # the address it was told to serve
@@ -95,5 +108,7 @@ def run_station(cfg: Config, topic: str | None = None, stop: threading.Event | N
     try:
         server.run()
     finally:
-        consumer.stop_event.set()
-        consumer.join(timeout=10)
+        for thread in (consumer, detections):
+            thread.stop_event.set()
+        for thread in (consumer, detections):
+            thread.join(timeout=10)

@@ -1,8 +1,9 @@
 """What the station holds: the latest frame per camera, bounded statistics, recent detections.
 
-Memory follows the cameras that are live, not the frame rate: one frame per camera, fixed
-windows of delays and capture times, a fixed number of events; cameras silent for long
-are forgotten.
+Memory follows the cameras that are live, not the frame rate: one frame per camera (and
+its last few frames with faces, for the detections' pictures), fixed windows of delays and
+capture times, a fixed number of detections; cameras silent for long are forgotten. The
+detections list is fed by the job's events topic (`add_detection`), not by the frames.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from camstream.core.contract import AnnotatedFrame
+from camstream.core.contract import AnnotatedFrame, DetectionEvent
 from camstream.core.jpeg import thumbnail_jpeg
 from camstream.kafka.consume import Deduplicator
 
@@ -24,6 +25,8 @@ FPS_WINDOW_S = 5.0
 EVENT_HISTORY = 50
 EVENT_REPEAT_S = 3.0  # a camera that keeps seeing faces raises an event at most this often
 THUMBNAIL_WIDTH = 160
+PICTURE_WAIT_S = 2.0  # how long a detection waits for its frame before it shows without it
+FACE_FRAMES_KEPT = 4  # per camera: the frames an event arriving before or after can show
 
 
 @dataclass
@@ -38,16 +41,21 @@ class CameraState:
     captures: deque[int] = field(default_factory=lambda: deque(maxlen=256))
     delays_ms: deque[float] = field(default_factory=lambda: deque(maxlen=DELAY_WINDOW))
     last_event_at: float = 0.0
+    # The latest frames with faces, by seq: the picture of a detection event.
+    face_frames: deque[AnnotatedFrame] = field(
+        default_factory=lambda: deque(maxlen=FACE_FRAMES_KEPT)
+    )
 
 
-@dataclass(frozen=True)
+@dataclass
 class Event:
     event_id: int
     ts: float
     camera_id: str
     seq: int
     faces: int
-    thumbnail_jpeg: bytes
+    thumbnail_jpeg: bytes  # empty until the event's frame has arrived
+    carried: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -57,7 +65,12 @@ class Event:
             "camera_id": self.camera_id,
             "seq": self.seq,
             "faces": self.faces,
-            "thumbnail": "data:image/jpeg;base64," + base64.b64encode(self.thumbnail_jpeg).decode(),
+            "carried": self.carried,
+            "thumbnail": (
+                "data:image/jpeg;base64," + base64.b64encode(self.thumbnail_jpeg).decode()
+                if self.thumbnail_jpeg
+                else ""
+            ),
         }
 
 
@@ -74,6 +87,7 @@ class FrameStore:
         self._next_event_id = 1
         self._lock = threading.Lock()
         self._dedup = Deduplicator()
+        self._event_dedup = Deduplicator()
         self.frames_total = 0
         # At-least-once delivery repeats frames after a retry or a job restart: shown once.
         self.duplicates_hidden = 0
@@ -97,19 +111,40 @@ class FrameStore:
             state.captures.append(frame.capture_ts_ns)
             state.delays_ms.append(delay_ms)
             self.frames_total += 1
-            raise_event = frame.faces > 0 and now - state.last_event_at >= EVENT_REPEAT_S
-            if raise_event:
-                state.last_event_at = now
-        if raise_event:
-            # The thumbnail is made outside the lock: only the append needs it.
+            if frame.faces > 0:
+                state.face_frames.append(frame)
+            waiting = [
+                e for e in self._events
+                if e.camera_id == frame.camera_id and e.seq == frame.seq and not e.thumbnail_jpeg
+            ]  # fmt: skip
+        if waiting:  # the event came first: its picture now
             thumbnail = thumbnail_jpeg(frame.jpeg, THUMBNAIL_WIDTH, 70) or b""
             with self._lock:
-                self._events.append(
-                    Event(
-                        self._next_event_id, now, frame.camera_id, frame.seq, frame.faces, thumbnail
-                    )
-                )
-                self._next_event_id += 1
+                for event in waiting:
+                    event.thumbnail_jpeg = thumbnail
+        return True
+
+    def add_detection(self, detection: DetectionEvent, now: float | None = None) -> bool:
+        """A detection event from the events topic; False if it repeats one, or if its camera
+        raised one less than EVENT_REPEAT_S ago (a camera that keeps seeing faces)."""
+        now = time.time() if now is None else now
+        with self._lock:
+            if not self._event_dedup.is_new(detection):
+                return False
+            state = self._cameras.get(detection.camera_id)
+            if state is not None and now - state.last_event_at < EVENT_REPEAT_S:
+                return False
+            if state is not None:
+                state.last_event_at = now
+            frames = [] if state is None else [*state.face_frames, state.frame]
+            frame = next((f for f in frames if f.seq == detection.seq), None)
+            event = Event(self._next_event_id, now, detection.camera_id, detection.seq,
+                          detection.faces, b"", detection.carried)  # fmt: skip
+            self._next_event_id += 1
+        if frame is not None:  # the thumbnail is made outside the lock
+            event.thumbnail_jpeg = thumbnail_jpeg(frame.jpeg, THUMBNAIL_WIDTH, 70) or b""
+        with self._lock:
+            self._events.append(event)
         return True
 
     def _sweep(self, now: float) -> None:
@@ -124,6 +159,7 @@ class FrameStore:
         for camera_id in silent:
             del self._cameras[camera_id]
             self._dedup.forget(camera_id)
+            self._event_dedup.forget(camera_id)
         self.cameras_forgotten += len(silent)
 
     def forget_silent(self, now: float | None = None) -> None:
@@ -140,9 +176,19 @@ class FrameStore:
             state = self._cameras.get(camera_id)
             return None if state is None else (state.version, state.frame)
 
-    def events(self, after_id: int = 0) -> list[Event]:
+    def events(self, after_id: int = 0, now: float | None = None) -> list[Event]:
+        """Detections after `after_id`, in order. One whose frame has not arrived yet is held
+        back (with those after it) for up to PICTURE_WAIT_S, so that it shows its picture."""
+        now = time.time() if now is None else now
+        ready = []
         with self._lock:
-            return [e for e in self._events if e.event_id > after_id]
+            for event in self._events:
+                if event.event_id <= after_id:
+                    continue
+                if not event.thumbnail_jpeg and now - event.ts < PICTURE_WAIT_S:
+                    break
+                ready.append(event)
+        return ready
 
     def camera_stats(self, now: float | None = None) -> list[dict[str, Any]]:
         now = time.time() if now is None else now
@@ -174,7 +220,10 @@ class FrameStore:
     def memory_bytes(self) -> int:
         """Bytes of frame data held: the latest JPEG per camera and the event thumbnails."""
         with self._lock:
-            frames = sum(len(s.frame.jpeg) for s in self._cameras.values())
+            frames = sum(
+                len(s.frame.jpeg) + sum(len(f.jpeg) for f in s.face_frames if f is not s.frame)
+                for s in self._cameras.values()
+            )
             return frames + sum(len(e.thumbnail_jpeg) for e in self._events)
 
     def camera_count(self) -> int:

@@ -93,12 +93,16 @@ function showStatus(status) {
 
 function addEvent(ev) {
   const li = document.createElement("li");
-  const img = document.createElement("img");
-  img.src = ev.thumbnail;
-  img.alt = "";
   const text = document.createElement("span");
-  text.textContent = `${ev.time} ${ev.camera_id}: ${ev.faces} face${ev.faces === 1 ? "" : "s"}`;
-  li.append(img, text);
+  const carried = ev.carried ? " (still scene)" : "";
+  text.textContent = `${ev.time} ${ev.camera_id}: ${ev.faces} face${ev.faces === 1 ? "" : "s"}${carried}`;
+  if (ev.thumbnail) {
+    const img = document.createElement("img");
+    img.src = ev.thumbnail;
+    img.alt = "";
+    li.append(img);
+  }
+  li.append(text);
   li.addEventListener("click", () => openFocus(ev.camera_id));
   eventsList.prepend(li);
   while (eventsList.children.length > 50) eventsList.lastChild.remove();

@@ -1,0 +1,145 @@
+"""A batch of records through the per-record stages, with the motion gate between them.
+
+The gate decides per camera in the camera's order, so it cannot run inside the parallel
+per-record map; the expensive stages around it still can:
+
+1. check each record against the contract, and make its motion thumbnail (parallel);
+2. decide per frame, in the batch's order: analyse, or carry the boxes of the camera's last
+   analysed frame (sequential, about 10 us a frame);
+3. detect faces on the frames to analyse (parallel);
+4. draw, fit and make each output record and its detection event (parallel).
+
+One result per record, in the records' order, and none of it raises: a record that fails
+at any stage becomes a dead letter with the reason. Plain Python: the caller hands in the
+records and a `map` (a thread pool's, or the builtin).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from camstream.core.motion import GateDecision, MotionGate, motion_thumbnail
+from camstream.core.records import (
+    CheckedFrame,
+    Clock,
+    Headers,
+    ProcessedRecord,
+    check_record,
+    dead_letter,
+    detect_frame,
+    finish_frame,
+    normalise,
+    reason,
+)
+from camstream.core.settings import RecordSettings
+from camstream.errors import FrameError
+
+Mapper = Callable[..., Iterable[Any]]
+
+
+@dataclass
+class _Item:
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    result: ProcessedRecord | None = None  # set once the record's outcome is known
+    frame: CheckedFrame | None = None
+    thumb: np.ndarray | None = None
+    decision: GateDecision | None = None
+    boxes: np.ndarray | None = None
+
+
+def process_batch(
+    records: Sequence[tuple[Any, Any, Any]],
+    settings: RecordSettings,
+    gate: MotionGate | None = None,
+    mapper: Mapper = map,
+    clock: Clock = time.time_ns,
+) -> list[ProcessedRecord]:
+    """The records' outcomes, in order. Without a gate every valid frame is analysed."""
+    normalised = [normalise(key, value, headers) for key, value, headers in records]
+    items = [_Item(key, value, headers) for key, value, headers, _ in normalised]
+    problems = [problem for *_, problem in normalised]
+
+    def fail(item: _Item, exc: BaseException) -> None:
+        item.result = dead_letter(item.key, item.value, item.headers, reason(exc), settings, clock)
+
+    def check(item: _Item, problem: str) -> _Item:
+        try:
+            if problem:
+                raise FrameError(problem)
+            checked = check_record(item.key, item.value, item.headers, settings, clock)
+            if isinstance(checked, ProcessedRecord):
+                item.result = checked
+            else:
+                item.frame = checked
+                if gate is not None:
+                    item.thumb = motion_thumbnail(
+                        checked.jpeg, checked.info, settings.motion.thumb_width
+                    )
+        except Exception as exc:
+            fail(item, exc)
+        return item
+
+    _run(mapper(check, items, problems))
+    pending = [item for item in items if item.result is None and item.frame is not None]
+
+    if gate is not None:
+        for item in pending:
+            try:
+                meta = item.frame.meta  # type: ignore[union-attr]
+                item.decision = gate.decide(
+                    meta.camera_id, meta.seq, meta.capture_ts_ns, (meta.width, meta.height),
+                    item.thumb,  # type: ignore[arg-type]
+                )  # fmt: skip
+            except Exception:  # no decision is a decision to analyse
+                item.decision = None
+
+    def detect(item: _Item) -> _Item:
+        try:
+            item.boxes = detect_frame(item.frame, settings)  # type: ignore[arg-type]
+            if item.decision is not None:
+                item.decision.reference.boxes_xyxy = item.boxes
+        except Exception as exc:
+            fail(item, exc)
+        return item
+
+    _run(mapper(detect, [item for item in pending if _analyse(item)]))
+    if gate is not None:  # a model whose detection failed is no model: analyse the next frame
+        for item in pending:
+            if item.decision is not None and item.decision.analyse and item.result is not None:
+                gate.drop(item.frame.meta.camera_id, item.decision.reference)  # type: ignore[union-attr]
+
+    def finish(item: _Item) -> _Item:
+        try:
+            frame = item.frame
+            assert frame is not None
+            carried_from = None
+            if not _analyse(item):
+                reference = item.decision.reference  # type: ignore[union-attr]
+                if reference.boxes_xyxy is None:  # its detection failed: detect this one
+                    item.boxes = detect_frame(frame, settings)
+                else:
+                    item.boxes, carried_from = reference.boxes_xyxy, reference.seq
+            assert item.boxes is not None
+            item.result = finish_frame(frame, item.boxes, settings, clock, carried_from)
+        except Exception as exc:
+            fail(item, exc)
+        return item
+
+    _run(mapper(finish, [item for item in pending if item.result is None]))
+    return [item.result for item in items]  # type: ignore[misc]
+
+
+def _analyse(item: _Item) -> bool:
+    return item.decision is None or item.decision.analyse
+
+
+def _run(results: Iterator[Any] | Iterable[Any]) -> None:
+    for _ in results:  # a lazy map does its work as it is consumed
+        pass
