@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import statistics
 import time
 from typing import Any
 
@@ -99,3 +100,23 @@ def evaluate(preset: str, motion: MotionSettings | None = None,
         "totals": totals,
         "clips": per_clip,
     }
+
+
+def stage_costs(repeats: int = 3) -> dict[str, float]:
+    """One core's milliseconds per frame of the per-record stages, fast preset, 640x480:
+    a frame analysed (motion gate off) and a frame gated (a still scene, gate on)."""
+    settings = RecordSettings(detection=DETECTION_PRESETS["fast"])
+    still = clip_records("empty-corridor", "cam-still") + clip_records("empty-brick", "cam-b")
+    gated_settings = dataclasses.replace(settings, motion=MotionSettings(enabled=True))
+    analysed_ms, gated_ms = [], []
+    for _ in range(repeats):  # interleaved, medians: these machines are shared
+        started = time.perf_counter()
+        process_batch(still, settings)
+        analysed_ms.append((time.perf_counter() - started) * 1000 / len(still))
+        gate = MotionGate(MotionSettings(enabled=True, keyframe_s=1e9))
+        process_batch(still[:1] + still[60:61], gated_settings, gate)  # the models
+        started = time.perf_counter()
+        results = process_batch(still, gated_settings, gate)
+        gated_ms.append((time.perf_counter() - started) * 1000 / len(still))
+        assert sum(r.carried for r in results) >= len(still) - 4
+    return {"analysed_ms": statistics.median(analysed_ms), "gated_ms": statistics.median(gated_ms)}

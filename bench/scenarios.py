@@ -16,6 +16,8 @@ uneven     the job against the plain loop on uneven cameras: uniform, unequal co
            on 4 partitions, 8 unevenly hashed cameras on 4 (per preset, order checked)
 demo       `camstream demo` with its defaults and a browser on the wall: the latest frame's
            delay per camera after 2 minutes, and the fps the tiles show
+gating     the motion gate on the labelled still scenes: recall and share gated per preset,
+           then cameras at 1 frame/s sustained with and without it (fast preset)
 """
 
 from __future__ import annotations
@@ -443,3 +445,34 @@ def demo_scenario(ctx: Context) -> None:
         say(f"  p50 {results[name]['latest_delay_ms_p50']:.0f} ms,"
             f" p95 {results[name]['latest_delay_ms_p95']:.0f} ms, tiles"
             f" {results[name]['tile_fps_min']}-{results[name]['tile_fps_max']} fps")  # fmt: skip
+
+
+# ---- the motion gate ----------------------------------------------------------------------
+# Cameras at 1 frame/s on the still scenes: ungated at the fast preset's known limit and at
+# 500, gated at 500 and beyond.
+GATED_LOADS = (("fast", 100), ("fast", 500), ("fast-gated", 500), ("fast-gated", 800))
+
+
+@scenario("gating", "the motion gate: recall and share gated, cameras sustained with and without")
+def gating_scenario(ctx: Context) -> None:
+    import gating
+
+    result: dict[str, Any] = {"recall": {}, "loads": []}
+    for preset in ("fast", "faithful"):
+        say(f"gating: recall on the still scenes with and without the gate, {preset}")
+        result["recall"][preset] = gating.evaluate(preset)
+        row = result["recall"][preset]
+        say(f"  recall {row['recall_ungated']:.3f} ungated, {row['recall_gated']:.3f} gated;"
+            f" {row['share_gated']:.0%} of frames gated")  # fmt: skip
+    result["ms_per_frame"] = gating.stage_costs()
+    loads = [("fast-gated", 40)] if ctx.quick else GATED_LOADS
+    for preset, cameras in loads:
+        say(f"gating: {cameras} still-scene cameras at 1 frame/s, {preset}")
+        load = run_load(ctx.stack, preset=preset, total_fps=cameras, cameras=cameras,
+                        seconds=_seconds(ctx) + 20, scene="still", warmup_s=15.0)  # fmt: skip
+        load["keeps_up"] = keeps_up(load) and load["delay_ms_p50"] < 2000
+        say(f"  delivered {load['delivered_fps']} frames/s, delay p50 {load['delay_ms_p50']} ms"
+            f" (first 10 s {load['delay_ms_p50_first_10s']}, last {load['delay_ms_p50_last_10s']}),"
+            f" analysed {load['frames_analysed']} gated {load['frames_gated']}")  # fmt: skip
+        result["loads"].append(load)
+    ctx.results["gating"] = result

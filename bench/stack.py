@@ -30,6 +30,7 @@ from camstream.kafka.topics import ensure_topics
 from camstream.local.broker import LocalBroker
 from camstream.local.ports import free_port
 from camstream.spark.job import stop_gracefully
+from camstream.spark.progress import observed_totals
 
 
 def sample_jpegs() -> list[bytes]:
@@ -366,8 +367,11 @@ def run_load(
     freshness: str = "all",
     warmup_s: float = 8.0,
     async_progress: bool = False,
+    scene: str = "sample",
 ) -> dict[str, Any]:
-    """Cameras at a total rate through the running job; delays as a station sees them."""
+    """Cameras at a total rate through the running job; delays as a station sees them.
+
+    `scene="still"`: the cameras play the labelled still scenes (the motion gate's load)."""
     from camstream.spark.job import build_query
 
     cfg = stack.config(
@@ -385,13 +389,17 @@ def run_load(
     recorder.start()
     memory = MemorySampler()
     memory.start()
-    simulator = CameraSimulator(cfg, cameras=cameras, fps=total_fps / cameras)
+    simulator = CameraSimulator(cfg, cameras=cameras, fps=total_fps / cameras, scene=scene)
+    cpu_before = cpu_seconds_by_role()
     started = time.monotonic()
     stats = simulator.run(duration_s=seconds, progress=lambda *_: None)
     time.sleep(2.0)  # the last frames in flight
     recorder.stop()
+    elapsed = time.monotonic() - started
+    cpu_after = cpu_seconds_by_role()
     memory_mb = memory.summary()
     anatomy = batch_anatomy(query)
+    totals = observed_totals(query)
     stop_gracefully(stack.spark, query, wait=not trigger.startswith("realtime"))
     window = [s for s in recorder.samples if s[0] - started >= warmup_s]
     delays = [s[1] for s in window]
@@ -416,6 +424,12 @@ def run_load(
         "simulator_max_lag_ms": round(simulator.max_lag_s * 1000, 1),
         "batch_anatomy_ms": anatomy,
         "memory_mb": memory_mb,
+        "cores_busy_by_role": {
+            role: round((cpu_after.get(role, 0.0) - cpu_before.get(role, 0.0)) / elapsed, 3)
+            for role in cpu_after
+        },
+        "frames_analysed": totals.get("frames_analysed", 0),
+        "frames_gated": totals.get("frames_gated", 0),
     }
 
 

@@ -20,10 +20,11 @@ from conftest import unique_topics
 
 
 def topics_with_limits(bootstrap: str, tmp_path, **limits: int | None) -> Config:
-    """A config whose input, output and dead-letter topics exist with the given limits
+    """A config whose input, output, dead-letter and events topics exist with the given limits
     (None: the broker's default), created here as someone else might have created them."""
     cfg = unique_topics(bootstrap, tmp_path)
-    names = {"input": cfg.input_topic, "output": cfg.output_topic, "dlq": cfg.dead_letter_topic}
+    names = {"input": cfg.input_topic, "output": cfg.output_topic, "dlq": cfg.dead_letter_topic,
+             "events": cfg.events_topic}  # fmt: skip
     admin = make_admin(cfg)
     try:
         admin.create_topics(
@@ -47,11 +48,14 @@ def topics_with_limits(bootstrap: str, tmp_path, **limits: int | None) -> Config
 
 
 def test_the_limits_are_read_from_kafka_not_assumed(kafka_bootstrap: str, tmp_path) -> None:
-    cfg = topics_with_limits(kafka_bootstrap, tmp_path, input=500_000, output=200_000, dlq=700_000)
+    cfg = topics_with_limits(
+        kafka_bootstrap, tmp_path, input=500_000, output=200_000, dlq=700_000, events=100_000
+    )
     limits = topic_max_message_bytes(cfg, [cfg.input_topic, cfg.output_topic, "no-such-topic"])
     assert limits == {cfg.input_topic: 500_000, cfg.output_topic: 200_000, "no-such-topic": None}
     settings = record_settings_for_topics(cfg)
     assert settings.output_max_bytes == 200_000 and settings.dead_letter_max_bytes == 700_000
+    assert settings.events_max_bytes == 100_000
     # The sink's client never refuses what a topic accepts.
     assert int(kafka_sink_options(cfg, settings)["kafka.max.request.size"]) >= 700_000
 

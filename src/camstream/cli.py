@@ -195,8 +195,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from camstream.cameras.simulate import CameraSimulator
 
     simulator = CameraSimulator(
-        config_from(args), args.cameras, fps=args.fps, resize_width=args.resize_width
-    )
+        config_from(args), args.cameras, fps=args.fps, resize_width=args.resize_width,
+        scene=args.scene,
+    )  # fmt: skip
     stats = simulator.run(max_frames=args.max_frames, duration_s=args.duration, stop=_stop_event())
     print(
         f"simulated {args.cameras} cameras: sent {stats.sent} frames, {stats.acked} acknowledged,"
@@ -389,6 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("simulate", cmd_simulate, "simulate N cameras playing the bundled sample video")
     cameras(p, fps=5.0)
+    p.add_argument(
+        "--scene", choices=("sample", "still"), default="sample",
+        help="sample: the sample video (a face moving); still: the labelled still scenes, one"
+        " per camera in turn, mostly nothing moving (default: %(default)s)",
+    )  # fmt: skip
     p.add_argument("--resize-width", type=int, help="downscale the 640x480 sample")
     p.add_argument("--max-frames", type=int, help="frames per camera, then stop")
     p.add_argument("--duration", type=float, help="seconds, then stop")

@@ -1,8 +1,9 @@
-"""Simulated cameras: many cameras from one process, each playing the bundled sample video.
+"""Simulated cameras: many cameras from one process, each playing the bundled sample video,
+or (`scene="still"`) one of the labelled still scenes, as security cameras mostly see.
 
-The sample frames are decoded and JPEG-encoded once and shared by every camera, so a
-camera costs only a Kafka send per frame; each camera starts at its own phase in the
-video and keeps its own `seq`.
+The frames are decoded and JPEG-encoded once and shared by every camera, so a camera
+costs only a Kafka send per frame; each camera starts at its own phase in its clip and
+keeps its own `seq`.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ def load_sample_frames(path: str | None = None) -> tuple[np.ndarray, ...]:
     return tuple(frames)
 
 
+SCENES = ("sample", "still")
+
+
 def camera_ids(count: int, prefix: str = "cam") -> list[str]:
     digits = max(2, len(str(count)))
     return [f"{prefix}-{i:0{digits}d}" for i in range(1, count + 1)]
@@ -65,9 +69,11 @@ def camera_ids(count: int, prefix: str = "cam") -> list[str]:
 @dataclass(frozen=True)
 class SimulatedCamera:
     camera_id: str
-    phase: int  # index of the sample frame this camera starts on
+    phase: int  # index of the frame of its clip this camera starts on
+    clip_start: int = 0  # where its clip starts among the simulator's frames
 
     def frame_index(self, seq: int, frame_count: int) -> int:
+        """The index of the camera's frame `seq` within its clip of `frame_count` frames."""
         return (self.phase + seq) % frame_count
 
 
@@ -83,6 +89,7 @@ class CameraSimulator:
         resize_width: int | None = None,
         prefix: str = "cam",
         phases: list[int] | None = None,
+        scene: str = "sample",
     ) -> None:
         if cameras < 1:
             raise ValueError("cameras must be >= 1")
@@ -91,21 +98,42 @@ class CameraSimulator:
         self.cfg = cfg
         self.fps = fps
         self.topic = topic or cfg.input_topic
-        frames = [resize_to_width(f, resize_width) for f in load_sample_frames()]
+        if scene not in SCENES:
+            raise ValueError(f"scene must be one of {', '.join(SCENES)} (got {scene!r})")
         # Encoded once, shared by all cameras: the expensive part of a camera is done once.
-        self.fitted = [encode_frame(frame, cfg) for frame in frames]
+        # Clip c is frames [c * clip_length, (c + 1) * clip_length) of `fitted`.
+        if scene == "sample":
+            clips = [load_sample_frames()]
+        else:
+            from camstream.cameras import still_scenes
+
+            clips = [
+                [still_scenes.render(clip, i) for i in range(still_scenes.FRAMES)]
+                for clip in still_scenes.CLIPS
+            ]
+        self.clip_length = len(clips[0])
+        self.fitted = [
+            encode_frame(resize_to_width(frame, resize_width), cfg)
+            for clip in clips
+            for frame in clip
+        ]
         self.jpegs = [f.jpeg for f in self.fitted]
-        count = len(self.jpegs)
+        count = self.clip_length
         ids = camera_ids(cameras, prefix)
         if phases is None:
             phases = [(i * count) // cameras for i in range(cameras)]
-        self.cameras = [SimulatedCamera(cid, p % count) for cid, p in zip(ids, phases, strict=True)]
+        # Camera i plays clip i mod (number of clips): cameras of every scene alike.
+        self.cameras = [
+            SimulatedCamera(cid, p % count, (i % len(clips)) * count)
+            for i, (cid, p) in enumerate(zip(ids, phases, strict=True))
+        ]
         # How far behind its schedule the simulator fell at worst: >> 1/fps means overloaded.
         self.max_lag_s = 0.0
 
     @property
     def frame_count(self) -> int:
-        return len(self.jpegs)
+        """Frames per clip (the sample video's, or a still scene's)."""
+        return self.clip_length
 
     def run(
         self,
@@ -137,7 +165,7 @@ class CameraSimulator:
                     break
                 self.max_lag_s = max(self.max_lag_s, -delay)
                 camera = self.cameras[index]
-                frame = self.fitted[camera.frame_index(seq, self.frame_count)]
+                frame = self.fitted[camera.clip_start + camera.frame_index(seq, self.frame_count)]
                 meta = FrameMeta(camera.camera_id, seq, time.time_ns(), frame.width, frame.height)
                 publisher.publish(meta, frame.jpeg)
                 progress(publisher.stats, False)
