@@ -65,7 +65,7 @@ class Stack:
     jpegs: list[bytes] = field(default_factory=sample_jpegs)
 
     @classmethod
-    def start(cls, cores: int) -> Stack:
+    def start(cls, cores: int, **settings: Any) -> Stack:
         from camstream.spark.session import spark_session
 
         workdir = Path(tempfile.mkdtemp(prefix="camstream-bench-"))
@@ -80,6 +80,7 @@ class Stack:
             partitions=2 * cores,
             home=str(workdir),
             spark_master=f"local[{cores}]",
+            **settings,
         )
         say("starting Spark")
         # The reference design moves 1.2 MB pickled frames through the JVM: give it room.

@@ -31,6 +31,7 @@ from camstream.core.contract import (
 )
 from camstream.core.jpeg import check_jpeg, decode_jpeg
 from camstream.core.motion import MotionGate, motion_thumbnail
+from camstream.core.records import ProcessedRecord
 from camstream.core.settings import DETECTION_PRESETS, MotionSettings, RecordSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
@@ -109,16 +110,22 @@ def test_carried_boxes_wait_for_their_detection_and_a_failed_one_is_not_carried(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Frames gated against a frame whose detection failed are analysed themselves."""
-    real_detect = batch_module.detect_frame
+    records = clip_records("lobby", "cam-lobby")[20:30]
+    real_detect, real_regions = batch_module.detect_frame, batch_module.detect_in_regions
 
     def failing(frame, settings):  # type: ignore[no-untyped-def]
         if frame.meta.seq == 24:  # the person has just stood still here
             raise RuntimeError("detector crashed")
         return real_detect(frame, settings)
 
+    def failing_regions(jpeg, info, detection, regions):  # type: ignore[no-untyped-def]
+        if jpeg == records[4][1]:  # seq 24 again, analysed on its moving regions
+            raise RuntimeError("detector crashed")
+        return real_regions(jpeg, info, detection, regions)
+
     monkeypatch.setattr(batch_module, "detect_frame", failing)
+    monkeypatch.setattr(batch_module, "detect_in_regions", failing_regions)
     gate = MotionGate(MOTION)
-    records = clip_records("lobby", "cam-lobby")[20:30]
     with ThreadPoolExecutor(4) as pool:
         results = process_batch(records, FAST, gate, pool.map)
     by_seq = {int(headers_to_dict(r.headers)["seq"]): r for r in results}
@@ -232,3 +239,52 @@ def test_an_event_is_the_output_frame_in_json() -> None:
     parsed = DetectionEvent.from_json(event)
     assert parsed.faces == len(many) and parsed.boxes_xyxy is None
     assert DetectionEvent.from_json(detection_event(headers, "out", 1 << 20)).boxes_xyxy == many
+
+
+def test_a_frame_that_moved_is_analysed_on_its_moving_regions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A guard stands the whole minute while someone walks past: the detector looks only
+    where the walker is, and the guard's box (outside that region) is kept, not lost."""
+    calls = {"whole": 0, "regions": 0}
+    real_detect, real_regions = batch_module.detect_frame, batch_module.detect_in_regions
+
+    def whole(frame, settings):  # type: ignore[no-untyped-def]
+        calls["whole"] += 1
+        return real_detect(frame, settings)
+
+    def regions(jpeg, info, detection, boxes):  # type: ignore[no-untyped-def]
+        calls["regions"] += 1
+        assert sum((b[2] - b[0]) * (b[3] - b[1]) for b in boxes) <= 0.6 * 640 * 480
+        return real_regions(jpeg, info, detection, boxes)
+
+    monkeypatch.setattr(batch_module, "detect_frame", whole)
+    monkeypatch.setattr(batch_module, "detect_in_regions", regions)
+    truth = still_scenes.labels(still_scenes.clip_named("gravel-guard"))
+    results = process_batch(clip_records("gravel-guard", "cam-g"), FAST, MotionGate(MOTION))
+    guard = truth[0]["faces"][0]
+    # The first frame and the keyframe (30 s) on the whole frame; the walker on regions.
+    assert calls["whole"] == 2 and calls["regions"] >= 5
+    ungated = process_batch(clip_records("gravel-guard", "cam-g"), FAST)
+
+    def finds_guard(result: ProcessedRecord) -> bool:
+        boxes = json.loads(headers_to_dict(result.headers)["boxes_xyxy"])
+        return any(iou(guard, box) >= 0.5 for box in boxes)
+
+    # Wherever the detector finds the guard on the whole frame, the gated job has the box.
+    found = [i for i, result in enumerate(ungated) if finds_guard(result)]
+    assert len(found) > 50 and all(finds_guard(results[i]) for i in found)
+    # The same clip with the whole frame analysed on motion (the bench compares the two
+    # over the whole labelled set).
+    whole_frame = dataclasses.replace(MOTION, regions=False)
+    plain = process_batch(
+        clip_records("gravel-guard", "cam-g"),
+        dataclasses.replace(FAST, motion=whole_frame),
+        MotionGate(whole_frame),
+    )
+    for label, a, b in zip(truth, plain, results, strict=True):
+        boxes_a = json.loads(headers_to_dict(a.headers)["boxes_xyxy"])
+        boxes_b = json.loads(headers_to_dict(b.headers)["boxes_xyxy"])
+        for face in label["faces"]:  # what the whole-frame gate finds, the regions find
+            if any(iou(face, box) >= 0.5 for box in boxes_a):
+                assert any(iou(face, box) >= 0.5 for box in boxes_b), label["index"]

@@ -410,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_settings(p, *KAFKA, *TOPICS, "spark_master", "checkpoint_location", "starting_offsets",
                  "detection_preset", "motion_gate", "motion_keyframe_s", "motion_pixel_threshold",
-                 "motion_min_changed", "motion_forget_s",
+                 "motion_min_changed", "motion_regions", "motion_forget_s",
                  "trigger_interval", "max_offsets_per_trigger", "freshness",
                  "max_frame_age_ms", "async_progress", "opencv_threads", "frame_threads",
                  "max_frame_bytes",

@@ -232,7 +232,7 @@ class Config:
         " analysed frame; else carry that frame's boxes (marked carried_from_seq)",
     )
     motion_keyframe_s: float = setting(
-        30.0, "with the motion gate: a full detection per camera at least this often",
+        60.0, "with the motion gate: a full detection per camera at least this often",
         minimum=0.001,
     )  # fmt: skip
     motion_pixel_threshold: int = setting(
@@ -243,6 +243,11 @@ class Config:
         0.001, "with the motion gate: share of thumbnail pixels that must move to analyse a frame",
         minimum=0.0, maximum=0.999,
     )  # fmt: skip
+    motion_regions: bool = setting(
+        True,
+        "with the motion gate: on a frame that moved, detect on the moving regions only and"
+        " keep the camera's boxes outside them",
+    )
     motion_forget_s: float = setting(
         300.0, "with the motion gate: a camera silent this long is forgotten (bounded state)",
         minimum=0.001,
@@ -420,6 +425,7 @@ class Config:
             keyframe_s=self.motion_keyframe_s,
             pixel_threshold=self.motion_pixel_threshold,
             min_changed=self.motion_min_changed,
+            regions=self.motion_regions,
             forget_s=self.motion_forget_s,
         )
 

@@ -116,6 +116,14 @@ CLIPS: tuple[Clip, ...] = (
 )
 
 
+# What simulated still-scene cameras play, one clip per camera in turn: the empty scenes
+# twice, so that about 1 frame in 10 shows someone moving ("1 camera in 10 with activity").
+CAMERA_MIX = (
+    *("lobby", "brick-visitor", "hall-dimming", "gravel-guard", "grass-stroll", "dim-lobby"),
+    *("empty-corridor", "empty-brick", "empty-corridor", "hall-dimming"),
+)
+
+
 @cache
 def _astronaut_crop(scale: float) -> np.ndarray:
     from skimage import data

@@ -6,7 +6,8 @@ per-record map; the expensive stages around it still can:
 1. check each record against the contract, and make its motion thumbnail (parallel);
 2. decide per frame, in the batch's order: analyse, or carry the boxes of the camera's last
    analysed frame (sequential, about 10 us a frame);
-3. detect faces on the frames to analyse (parallel);
+3. detect faces on the frames to analyse (parallel): on the whole frame, or, for a frame
+   that moved, on its moving regions, keeping its camera's boxes outside them (in order);
 4. draw, fit and make each output record and its detection event (parallel).
 
 One result per record, in the records' order, and none of it raises: a record that fails
@@ -23,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from camstream.core.motion import GateDecision, MotionGate, motion_thumbnail
+from camstream.core.analysis import detect_in_regions
+from camstream.core.motion import GateDecision, MotionGate, motion_thumbnail, overlaps
 from camstream.core.records import (
     CheckedFrame,
     Clock,
@@ -52,6 +54,7 @@ class _Item:
     thumb: np.ndarray | None = None
     decision: GateDecision | None = None
     boxes: np.ndarray | None = None
+    in_regions: bool = False  # detected on the moving regions only
 
 
 def process_batch(
@@ -102,14 +105,40 @@ def process_batch(
 
     def detect(item: _Item) -> _Item:
         try:
-            item.boxes = detect_frame(item.frame, settings)  # type: ignore[arg-type]
-            if item.decision is not None:
-                item.decision.reference.boxes_xyxy = item.boxes
+            frame, decision = item.frame, item.decision
+            assert frame is not None
+            if decision is not None and decision.regions:
+                item.boxes = detect_in_regions(
+                    frame.jpeg, frame.info, settings.detection, decision.regions
+                )
+                item.in_regions = True
+            else:
+                item.boxes = detect_frame(frame, settings)
+                if decision is not None:
+                    decision.reference.boxes_xyxy = item.boxes
         except Exception as exc:
             fail(item, exc)
         return item
 
     _run(mapper(detect, [item for item in pending if _analyse(item)]))
+    # In order: a frame analysed on its moving regions keeps the boxes of the frame it moved
+    # from that lie outside them (the person who stood still while another walked by). That
+    # frame's boxes are known by now, from an earlier batch or earlier in this one.
+    for item in pending:
+        if not item.in_regions or item.result is not None:
+            continue
+        try:
+            decision = item.decision
+            assert decision is not None and decision.previous is not None
+            before = decision.previous.boxes_xyxy
+            if before is None:  # its detection failed: no boxes to keep, look at it all
+                item.boxes = detect_frame(item.frame, settings)  # type: ignore[arg-type]
+            else:
+                kept = [box for box in before if not overlaps(box, decision.regions)]
+                item.boxes = np.concatenate([item.boxes, np.asarray(kept, np.int32).reshape(-1, 4)])
+            decision.reference.boxes_xyxy = item.boxes
+        except Exception as exc:
+            fail(item, exc)
     if gate is not None:  # a model whose detection failed is no model: analyse the next frame
         for item in pending:
             if item.decision is not None and item.decision.analyse and item.result is not None:

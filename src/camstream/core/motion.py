@@ -60,6 +60,49 @@ def changed_share(thumb: np.ndarray, model: np.ndarray, pixel_threshold: int) ->
     return cv2.countNonZero(moved) / moved.size
 
 
+def moving_regions(
+    thumb: np.ndarray, model: np.ndarray, settings: MotionSettings, frame_size: tuple[int, int]
+) -> tuple[Box, ...]:
+    """Boxes (full-frame pixels) around what moved, widened by the margin, overlaps merged;
+    none when together they cover more than `max_region_share` of the frame (then the whole
+    frame is cheaper to analyse at once)."""
+    difference = cv2.absdiff(thumb, model)
+    _, moved = cv2.threshold(difference, settings.pixel_threshold, 255, cv2.THRESH_BINARY)
+    moved = cv2.dilate(moved, np.ones((3, 3), np.uint8), iterations=1)
+    contours, _ = cv2.findContours(moved, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    width, height = frame_size
+    sx, sy = width / thumb.shape[1], height / thumb.shape[0]
+    margin = round(settings.region_margin * width)
+    boxes: list[list[int]] = []
+    for contour in contours:
+        x, y, w, h = cv2.boundingRect(contour)
+        boxes.append([max(0, int(x * sx) - margin), max(0, int(y * sy) - margin),
+                      min(width, int((x + w) * sx) + margin),
+                      min(height, int((y + h) * sy) + margin)])  # fmt: skip
+    merged = True
+    while merged:  # widened boxes that overlap become one
+        merged = False
+        for i, a in enumerate(boxes):
+            for j in range(i + 1, len(boxes)):
+                b = boxes[j]
+                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
+                    boxes[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
+                    del boxes[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    area = sum((b[2] - b[0]) * (b[3] - b[1]) for b in boxes)
+    if not boxes or area > settings.max_region_share * width * height:
+        return ()
+    return tuple((b[0], b[1], b[2], b[3]) for b in boxes)
+
+
+def overlaps(box: Box | list[int], regions: tuple[Box, ...]) -> bool:
+    return any(box[0] < r[2] and r[0] < box[2] and box[1] < r[3] and r[1] < box[3]
+               for r in regions)  # fmt: skip
+
+
 class Reference:
     """A camera's last analysed frame: the model the gate compares with, and its boxes.
 
@@ -78,14 +121,24 @@ class Reference:
         self.boxes_xyxy: np.ndarray | None = None
 
 
+Box = tuple[int, int, int, int]
+
+
 @dataclass(frozen=True)
 class GateDecision:
-    """Analyse the frame (why), or carry `reference`'s boxes forward."""
+    """Analyse the frame (why), or carry `reference`'s boxes forward.
+
+    For a frame analysed because it moved, `regions` (full-frame pixels) may say where, and
+    `previous` is the model it moved from: the detector then runs on the regions only, and
+    the previous boxes outside them carry (`camstream.core.batch`).
+    """
 
     analyse: bool
     reason: str  # new, size, keyframe, clock, motion; or still (carried)
     reference: Reference
     changed: float = 0.0
+    regions: tuple[Box, ...] = ()
+    previous: Reference | None = None
 
 
 class MotionGate:
@@ -103,6 +156,11 @@ class MotionGate:
 
     def __contains__(self, camera_id: str) -> bool:
         return camera_id in self._cameras
+
+    def reference(self, camera_id: str) -> Reference | None:
+        """The camera's model now (its last analysed frame), if the gate has one."""
+        known = self._cameras.get(camera_id)
+        return None if known is None else known[0]
 
     def decide(
         self, camera_id: str, seq: int, capture_ts_ns: int, frame_size: tuple[int, int],
@@ -130,13 +188,17 @@ class MotionGate:
                     self._cameras.move_to_end(camera_id)
                     return GateDecision(False, "still", reference, changed)
                 reason = "motion"
+        regions: tuple[Box, ...] = ()
+        if reason == "motion" and self.settings.regions:
+            regions = moving_regions(thumb, known[0].thumb, self.settings, frame_size)  # type: ignore[index]
         reference = Reference(seq, capture_ts_ns, frame_size, thumb)
         self._cameras[camera_id] = (reference, now)
         self._cameras.move_to_end(camera_id)
         while len(self._cameras) > self.settings.max_cameras:
             self._cameras.popitem(last=False)
             self.forgotten += 1
-        return GateDecision(True, reason, reference, changed)
+        previous = known[0] if regions else None  # type: ignore[index]
+        return GateDecision(True, reason, reference, changed, regions, previous)
 
     def drop(self, camera_id: str, reference: Reference) -> None:
         """Forget a camera's model if it is still `reference` (its detection failed)."""

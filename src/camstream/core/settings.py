@@ -55,13 +55,20 @@ class MotionSettings:
 
     enabled: bool = False
     # A full detection at least this often per camera, in capture time.
-    keyframe_s: float = 30.0
+    keyframe_s: float = 60.0
     # A thumbnail pixel "moved" when it differs from the model by more than this (0-255).
     pixel_threshold: int = 25
     # The scene moved when more than this share of the thumbnail's pixels did.
     min_changed: float = 0.001
     # Width of the grey thumbnail compared (Frigate compares at about 100 pixels high).
     thumb_width: int = 80
+    # On a frame analysed because something moved, run the detector only on the moving
+    # regions (widened by `region_margin` of the frame's width each side) and carry the
+    # boxes that lie outside them, as Frigate seeds its detector with motion boxes.
+    regions: bool = True
+    region_margin: float = 0.08
+    # Regions covering more than this share of the frame: the whole frame is analysed.
+    max_region_share: float = 0.6
     # Cameras not seen for this long (wall-clock seconds) are forgotten.
     forget_s: float = 300.0
     # At most this many cameras per worker; the least recently seen go first.
@@ -74,6 +81,8 @@ class MotionSettings:
             raise ConfigError(f"motion pixel threshold must be 0-254 (got {self.pixel_threshold})")
         if not 0 <= self.min_changed < 1:
             raise ConfigError(f"motion min_changed must be in [0, 1) (got {self.min_changed})")
+        if not 0 <= self.region_margin <= 1 or not 0 < self.max_region_share <= 1:
+            raise ConfigError("motion region_margin must be in [0, 1], max_region_share in (0, 1]")
         if self.thumb_width < 8 or self.max_cameras < 1 or self.forget_s <= 0:
             raise ConfigError("motion thumb_width >= 8, max_cameras >= 1 and forget_s > 0")
         return self

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import TYPE_CHECKING
 
@@ -57,6 +58,13 @@ def spark_session(
         builder = builder.config("spark.driver.host", "127.0.0.1").config(
             "spark.driver.bindAddress", "127.0.0.1"
         )
+    cores = _local_cores(cfg.spark_master)
+    if cfg.motion.enabled and cores > 1:
+        # One task at a time holding every core, so one Python worker (its frame threads
+        # use the cores): the motion gate's models live in a worker, and with a worker per
+        # core a camera's frames would alternate between models, each needing its own full
+        # detections. On a cluster: spark.task.cpus = spark.executor.cores does the same.
+        builder = builder.config("spark.task.cpus", str(cores))
     for key, value in (extra_conf or {}).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
@@ -67,6 +75,17 @@ def spark_session(
         # (PYSPARK_PYTHON / spark.pyspark.python, or an environment archive in spark.archives).
         spark.sparkContext.addPyFile(str(package_zip()))
     return spark
+
+
+def _local_cores(master: str) -> int:
+    """The cores of a local master (`local[4]`: 4, `local[*]`: the machine's); 0 otherwise."""
+    match = re.fullmatch(r"local(?:\[(\d+|\*)(?:,\s*\d+)?\])?", master.strip())
+    if match is None:
+        return 0
+    count = match.group(1)
+    if count is None:
+        return 1
+    return (os.cpu_count() or 1) if count == "*" else int(count)
 
 
 def _runs_on_loopback(master: str) -> bool:
