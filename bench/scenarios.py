@@ -452,7 +452,8 @@ def demo_scenario(ctx: Context) -> None:
 # fast preset's known limit and at 500; gated at 500 with the whole frame analysed on
 # motion, and with the moving regions only (the default), at 500 and beyond.
 UNGATED_LOADS = (100, 500)
-GATED_LOADS = (("whole frame", 500), ("regions", 500), ("regions", 800), ("regions", 1000))
+GATED_LOADS = (("whole frame", 500), ("regions", 300), ("regions", 400), ("regions", 500),
+               ("regions", 600))  # fmt: skip
 
 
 @scenario("gating", "the motion gate: recall and share gated, cameras sustained with and without")

@@ -8,8 +8,10 @@ instead of drifting away unnoticed. A frame is analysed in full when:
 
 - the gate holds no model of its camera (a new worker, a camera it has not seen, or one it
   forgot), or the model's frame size differs;
-- more than `keyframe_s` of capture time passed since the camera's last analysed frame, or
-  the capture clock went backwards (a camera restarted, or frames replayed);
+- more than `keyframe_s` of capture time passed since the camera's last analysed frame (the
+  first interval after a camera appears is shortened by up to half, a fixed share per
+  camera, so that cameras that appear together do not all hit their keyframes together),
+  or the capture clock went backwards (a camera restarted, or frames replayed);
 - the scene moved: more than `min_changed` of the thumbnail's pixels differ from the model
   by more than `pixel_threshold` grey levels.
 
@@ -20,6 +22,7 @@ any doubt means a full detection. Plain Python over numpy: it knows nothing of K
 from __future__ import annotations
 
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -110,7 +113,7 @@ class Reference:
     frames gated against it are then analysed after all.
     """
 
-    __slots__ = ("boxes_xyxy", "capture_ts_ns", "frame_size", "seq", "thumb")
+    __slots__ = ("boxes_xyxy", "capture_ts_ns", "first", "frame_size", "seq", "thumb")
 
     def __init__(self, seq: int, capture_ts_ns: int, frame_size: tuple[int, int],
                  thumb: np.ndarray) -> None:  # fmt: skip
@@ -119,6 +122,7 @@ class Reference:
         self.frame_size = frame_size
         self.thumb = thumb
         self.boxes_xyxy: np.ndarray | None = None
+        self.first = False  # the camera's first model in this gate
 
 
 Box = tuple[int, int, int, int]
@@ -179,7 +183,7 @@ class MotionGate:
                 reason = "size"
             elif elapsed_ns < 0:
                 reason = "clock"
-            elif elapsed_ns >= self.settings.keyframe_s * 1e9:
+            elif elapsed_ns >= self._keyframe_ns(camera_id, reference):
                 reason = "keyframe"
             else:
                 changed = changed_share(thumb, reference.thumb, self.settings.pixel_threshold)
@@ -192,6 +196,7 @@ class MotionGate:
         if reason == "motion" and self.settings.regions:
             regions = moving_regions(thumb, known[0].thumb, self.settings, frame_size)  # type: ignore[index]
         reference = Reference(seq, capture_ts_ns, frame_size, thumb)
+        reference.first = known is None
         self._cameras[camera_id] = (reference, now)
         self._cameras.move_to_end(camera_id)
         while len(self._cameras) > self.settings.max_cameras:
@@ -199,6 +204,15 @@ class MotionGate:
             self.forgotten += 1
         previous = known[0] if regions else None  # type: ignore[index]
         return GateDecision(True, reason, reference, changed, regions, previous)
+
+    def _keyframe_ns(self, camera_id: str, reference: Reference) -> float:
+        """The keyframe interval, shortened by up to half for a camera's first model: cameras
+        that appear together (a new worker) then spread their keyframes over the interval
+        instead of all analysing at once every interval."""
+        interval = self.settings.keyframe_s * 1e9
+        if reference.first:
+            return interval * (0.5 + (zlib.crc32(camera_id.encode()) % 1000) / 2000)
+        return interval
 
     def drop(self, camera_id: str, reference: Reference) -> None:
         """Forget a camera's model if it is still `reference` (its detection failed)."""
