@@ -15,19 +15,16 @@ import statistics
 import time
 from typing import Any
 
-import cv2
 import numpy as np
 
 from camstream.cameras.still_scenes import CLIPS, FPS, clip_jpegs, labels
-from camstream.core.analysis import detect_in_jpeg
+from camstream.core.analysis import detect_in_jpeg, detect_in_regions
 from camstream.core.batch import process_batch
 from camstream.core.contract import FrameMeta, headers_to_dict
-from camstream.core.detection import detect_faces_grey
-from camstream.core.jpeg import check_jpeg, decode_jpeg
-from camstream.core.motion import MotionGate, motion_thumbnail
+from camstream.core.jpeg import check_jpeg
+from camstream.core.motion import MotionGate, motion_thumbnail, overlaps
 from camstream.core.settings import (
     DETECTION_PRESETS,
-    DetectionSettings,
     MotionSettings,
     RecordSettings,
 )
@@ -134,113 +131,47 @@ def stage_costs(repeats: int = 3) -> dict[str, float]:
 
 
 # ---- Frigate's next step, measured: the detector on the moving regions only -------------
-def motion_regions(
-    thumb: np.ndarray, model: np.ndarray, pixel_threshold: int, full_size: tuple[int, int],
-    margin_px: int = 48,
-) -> list[tuple[int, int, int, int]]:  # fmt: skip
-    """Boxes (full-frame pixels) around what moved, widened by a margin; overlaps merged."""
-    difference = cv2.absdiff(thumb, model)
-    _, moved = cv2.threshold(difference, pixel_threshold, 255, cv2.THRESH_BINARY)
-    moved = cv2.dilate(moved, np.ones((3, 3), np.uint8), iterations=2)
-    contours, _ = cv2.findContours(moved, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    sx, sy = full_size[0] / thumb.shape[1], full_size[1] / thumb.shape[0]
-    boxes = []
-    for contour in contours:
-        x, y, w, h = cv2.boundingRect(contour)
-        boxes.append([max(0, int(x * sx) - margin_px), max(0, int(y * sy) - margin_px),
-                      min(full_size[0], int((x + w) * sx) + margin_px),
-                      min(full_size[1], int((y + h) * sy) + margin_px)])  # fmt: skip
-    merged = True
-    while merged:  # merge overlapping boxes until none overlap
-        merged = False
-        for i in range(len(boxes)):
-            for j in range(i + 1, len(boxes)):
-                a, b = boxes[i], boxes[j]
-                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
-                    boxes[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
-                    del boxes[j]
-                    merged = True
-                    break
-            if merged:
-                break
-    return [tuple(b) for b in boxes]  # type: ignore[misc]
-
-
-def detect_in_regions(jpeg: bytes, settings: DetectionSettings,
-                      regions: list[tuple[int, int, int, int]]) -> np.ndarray:  # fmt: skip
-    """The cascade on each region only, at the scale the whole-frame detection uses."""
-    info = check_jpeg(jpeg)
-    flags, factor = cv2.IMREAD_GRAYSCALE, 1
-    if settings.detect_width is not None:
-        for f, reduced in ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
-                           (2, cv2.IMREAD_REDUCED_GRAYSCALE_2)):  # fmt: skip
-            if info.width // f >= settings.detect_width:
-                flags, factor = reduced, f
-                break
-    grey = decode_jpeg(jpeg, flags)
-    scale = factor * (grey.shape[1] / settings.detect_width if settings.detect_width else 1)
-    if settings.detect_width is not None and grey.shape[1] > settings.detect_width:
-        size = (settings.detect_width, round(grey.shape[0] * settings.detect_width / grey.shape[1]))
-        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
-    found = []
-    plain = dataclasses.replace(settings, detect_width=None)
-    for x1, y1, x2, y2 in regions:
-        crop = grey[int(y1 / scale) : int(y2 / scale), int(x1 / scale) : int(x2 / scale)]
-        if crop.shape[0] < 8 or crop.shape[1] < 8:
-            continue
-        full = (round(crop.shape[1] * scale), round(crop.shape[0] * scale))
-        boxes = detect_faces_grey(crop, plain, full)
-        found.extend([[b[0] + x1, b[1] + y1, b[2] + x1, b[3] + y1] for b in boxes.tolist()])
-    return np.asarray(found, dtype=np.int32).reshape(-1, 4)
-
-
 def evaluate_regions(preset: str, repeats: int = 3) -> dict[str, Any]:
     """On the frames the gate analyses because something moved: the cascade's time on the
     whole frame against on the moving regions, and the recall of each (boxes of the last
     analysed frame outside the regions carried, as Frigate keeps its tracked objects)."""
     detection = DETECTION_PRESETS[preset]
-    motion = MotionSettings(enabled=True)
+    motion = MotionSettings(enabled=True, regions=True)
     whole_ms: list[float] = []
     region_ms: list[float] = []
     faces = found_whole = found_regions = frames = 0
     for clip in CLIPS:
         truth = labels(clip)
-        jpegs = clip_jpegs(clip.name)
-        gate = MotionGate(motion)
+        gate = MotionGate(motion)  # regions on: a motion decision says where it moved
         last_boxes = np.zeros((0, 4), np.int32)
-        for seq, jpeg in enumerate(jpegs):
+        for seq, jpeg in enumerate(clip_jpegs(clip.name)):
             info = check_jpeg(jpeg)
             thumb = motion_thumbnail(jpeg, info, motion.thumb_width)
-            previous = gate.reference(clip.name)  # the model before this frame
-            model = None if previous is None else previous.thumb
             decision = gate.decide(clip.name, seq, int(seq * 1e9 / FPS), (640, 480), thumb)
             if not decision.analyse:
                 continue
-            if decision.reason != "motion" or model is None:
+            if not decision.regions:
                 last_boxes = detect_in_jpeg(jpeg, info, detection)
                 decision.reference.boxes_xyxy = last_boxes
                 continue
-            regions = motion_regions(thumb, model, motion.pixel_threshold, (640, 480))
             timings_whole, timings_regions = [], []
             for _ in range(repeats):
                 started = time.perf_counter()
                 whole = detect_in_jpeg(jpeg, info, detection)
                 middle = time.perf_counter()
-                in_regions = detect_in_regions(jpeg, detection, regions)
+                in_regions = detect_in_regions(jpeg, info, detection, decision.regions)
                 timings_whole.append(middle - started)
                 timings_regions.append(time.perf_counter() - middle)
             whole_ms.append(statistics.median(timings_whole) * 1000)
             region_ms.append(statistics.median(timings_regions) * 1000)
-            kept = [b for b in last_boxes.tolist()
-                    if not any(b[0] < r[2] and r[0] < b[2] and b[1] < r[3] and r[1] < b[3]
-                               for r in regions)]  # fmt: skip
+            kept = [b for b in last_boxes.tolist() if not overlaps(b, decision.regions)]
             combined = in_regions.tolist() + kept
             frames += 1
             for face in truth[seq]["faces"]:
                 faces += 1
                 found_whole += any(iou(face, b) >= IOU_MATCH for b in whole.tolist())
                 found_regions += any(iou(face, b) >= IOU_MATCH for b in combined)
-            last_boxes = whole
+            last_boxes = whole  # the whole-frame gate's boxes carry on from here
             decision.reference.boxes_xyxy = whole
     return {
         "preset": preset,

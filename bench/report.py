@@ -111,6 +111,34 @@ def render_table(results: dict[str, Any]) -> str:
                 f" = {item['ratio']:.2f}" + ("" if item["in_order"] else ", ORDER BROKEN"),
             )
         )
+    gating = results.get("gating", {})
+    for name, row in gating.get("recall", {}).items():
+        rows.append(
+            (
+                f"motion gate, still scenes, {name}: recall ungated / gated, gated",
+                f"{row['recall_ungated']:.3f} / {row['recall_gated']:.3f}"
+                f" (ratio {row['recall_ratio']:.3f}); {row['share_gated']:.0%} of frames gated",
+            )
+        )
+    for preset, row in gating.get("regions", {}).items():
+        rows.append(
+            (
+                f"motion gate, {preset}: cascade on frames that moved, whole frame / regions",
+                f"{row['cascade_ms_whole_frame']:.1f} / {row['cascade_ms_regions']:.1f} ms"
+                f" median; recall {row['recall_whole_frame']:.3f} / {row['recall_regions']:.3f}",
+            )
+        )
+    for row in gating.get("loads", []):
+        analysed = row["frames_analysed"] + row["frames_gated"]
+        share = f", {row['frames_gated'] / analysed:.0%} gated" if row["frames_gated"] else ""
+        rows.append(
+            (
+                f"{row['cameras']} still-scene cameras at 1 frame/s, {row['label']}",
+                f"delivered {row['delivered_fps']:.0f}/s, p50 {row['delay_ms_p50']:.0f} ms"
+                f" (first 10 s {row['delay_ms_p50_first_10s']:.0f}, last 10 s"
+                f" {row['delay_ms_p50_last_10s']:.0f}){share}, keeps up: {row['keeps_up']}",
+            )
+        )
     for name, demo in results.get("demo", {}).items():
         rows.append(
             (

@@ -452,8 +452,7 @@ def demo_scenario(ctx: Context) -> None:
 # fast preset's known limit and at 500; gated at 500 with the whole frame analysed on
 # motion, and with the moving regions only (the default), at 500 and beyond.
 UNGATED_LOADS = (100, 500)
-GATED_LOADS = (("whole frame", 500), ("regions", 300), ("regions", 400), ("regions", 500),
-               ("regions", 600))  # fmt: skip
+GATED_LOADS = (("whole frame", 500), ("regions", 400), ("regions", 500))
 
 
 @scenario("gating", "the motion gate: recall and share gated, cameras sustained with and without")
@@ -473,10 +472,11 @@ def gating_scenario(ctx: Context) -> None:
         result.setdefault("regions", {})[preset] = gating.evaluate_regions(preset)
     result["ms_per_frame"] = gating.stage_costs()
 
-    def load(stack: Any, preset: str, cameras: int, label: str) -> None:
+    def load(stack: Any, preset: str, cameras: int, label: str, warmup_s: float) -> None:
         say(f"gating: {cameras} still-scene cameras at 1 frame/s, {label}")
         row = run_load(stack, preset=preset, total_fps=cameras, cameras=cameras,
-                       seconds=_seconds(ctx) + 20, scene="still", warmup_s=15.0)  # fmt: skip
+                       seconds=warmup_s + _seconds(ctx) + 20, scene="still",
+                       warmup_s=warmup_s)  # fmt: skip
         row["label"] = label
         row["keeps_up"] = keeps_up(row) and row["delay_ms_p50"] < 2000
         say(f"  delivered {row['delivered_fps']} frames/s, delay p50 {row['delay_ms_p50']} ms"
@@ -485,7 +485,7 @@ def gating_scenario(ctx: Context) -> None:
         result["loads"].append(row)
 
     for cameras in [40] if ctx.quick else UNGATED_LOADS:
-        load(ctx.stack, "fast", cameras, "ungated")
+        load(ctx.stack, "fast", cameras, "ungated", 15.0)
     # The gate's own session: one task at a time holding both cores (one model per camera,
     # as `camstream analyze` does with the gate on).
     ctx.close()
@@ -493,7 +493,9 @@ def gating_scenario(ctx: Context) -> None:
         stack = Stack.start(ctx.cores, detection_preset="fast-gated",
                             motion_regions=label == "regions")  # fmt: skip
         try:
-            load(stack, "fast-gated", cameras, f"gated, {label}")
+            # Every camera is new to the gate at first (a full detection each): measured
+            # after that start, as the steady state it is for cameras that keep running.
+            load(stack, "fast-gated", cameras, f"gated, {label}", 8.0 if ctx.quick else 45.0)
         finally:
             stack.close()
     ctx.results["gating"] = result

@@ -28,16 +28,18 @@ from camstream.core.contract import (
     H_FITTED,
     INPUT_HEADERS,
     AnnotatedFrame,
+    DetectionEvent,
     FrameMeta,
     headers_to_dict,
     record_bytes,
 )
 from camstream.core.jpeg import decode_jpeg, encode_jpeg, scan_jpeg
+from camstream.core.settings import MotionSettings
 from camstream.spark.worker import make_batch_processor
 from conftest import astronaut_bgr
 from poison import large_face_frame, with_exif_orientation
 
-OUTPUT, DEAD_LETTERS = "out", "dlq"
+OUTPUT, DEAD_LETTERS, EVENTS = "out", "dlq", "events"
 RECORDS_PER_EXAMPLE = 25
 EXAMPLES = 420  # 10,500 records a run
 INPUT_SCHEMA = pa.schema(
@@ -63,6 +65,8 @@ def base_jpegs() -> tuple[bytes, ...]:
     wide_face = cv2.resize(face, (200, 150), interpolation=cv2.INTER_AREA)
     grey = np.full((32, 40, 3), 128, np.uint8)
     baseline = encode_jpeg(small_face, 80)
+    # One the detector finds a face in at either preset: events and carried boxes.
+    found_face = encode_jpeg(cv2.resize(face, (320, 320), interpolation=cv2.INTER_AREA), 80)
     progressive = cv2.imencode(
         ".jpg", wide_face, [cv2.IMWRITE_JPEG_QUALITY, 70, cv2.IMWRITE_JPEG_PROGRESSIVE, 1]
     )[1].tobytes()
@@ -77,6 +81,7 @@ def base_jpegs() -> tuple[bytes, ...]:
         encode_jpeg(grey, 50),
         with_exif_orientation(encode_jpeg(wide_face, 75), 6),
         baseline + b"\x00\x00trailer: camera firmware 1.2" + os.urandom(64),
+        found_face,
     )
 
 
@@ -205,6 +210,14 @@ def record_settings(draw: st.DrawFn) -> RecordSettings:
         max_age_ms=draw(st.one_of(st.none(), st.integers(1, 10**12))),
         # Small output limits make the job re-encode frames to fit, or dead-letter them.
         output_max_bytes=draw(st.integers(2_000, 2_000_000)),
+        # The motion gate (its models kept between examples, as a worker keeps them), and
+        # detection events (a topic refuses to start below 64 KiB).
+        motion=MotionSettings(
+            enabled=draw(st.booleans()),
+            regions=draw(st.booleans()),
+            keyframe_s=draw(st.floats(0.001, 100.0)),
+        ),
+        events_max_bytes=draw(st.one_of(st.none(), st.integers(65_536, 2_000_000))),
     )
 
 
@@ -252,7 +265,7 @@ def check_dead_letter(row: dict[str, Any], sent: Record, limit: int) -> None:
 
 
 def test_the_spark_function_never_raises_and_every_record_fits_its_topic() -> None:
-    processed = {"records": 0, "output": 0, "dead": 0, "fitted": 0}
+    processed = {"records": 0, "output": 0, "dead": 0, "fitted": 0, "events": 0}
 
     @settings(
         max_examples=EXAMPLES,
@@ -271,10 +284,26 @@ def test_the_spark_function_never_raises_and_every_record_fits_its_topic() -> No
         cfg = replace(
             base, dead_letter_max_bytes=largest + DEAD_LETTER_HEADROOM_BYTES + dead_letter_extra
         )
-        process = make_batch_processor(cfg, OUTPUT, DEAD_LETTERS)
+        process = make_batch_processor(cfg, OUTPUT, DEAD_LETTERS, events_topic=EVENTS)
         out_batches = list(process(iter([to_arrow(batch)])))  # must not raise
-        rows = [row for b in out_batches for row in b.to_pylist()]
+        all_rows = [row for b in out_batches for row in b.to_pylist()]
+        rows = [row for row in all_rows if row["topic"] != EVENTS]
         assert len(rows) == len(batch), "every record has exactly one outcome"
+        # Each frame with faces is followed by its event (when events are on), and only those.
+        for before, row in zip([None, *all_rows], all_rows, strict=False):
+            if row["topic"] != EVENTS:
+                continue
+            assert before is not None and before["topic"] == OUTPUT and before["faces"] > 0
+            assert cfg.events_max_bytes is not None
+            assert record_bytes(row["key"], row["value"], []) <= cfg.events_max_bytes
+            event = DetectionEvent.from_json(row["value"])
+            frame = headers_to_dict([(h["key"], h["value"]) for h in before["headers"]])
+            assert (event.camera_id, str(event.seq)) == (frame["camera_id"], frame["seq"])
+            assert event.carried == before["carried"] and event.faces == before["faces"]
+            processed["events"] += 1
+        with_faces = sum(1 for row in rows if row["topic"] == OUTPUT and row["faces"])
+        events = sum(1 for row in all_rows if row["topic"] == EVENTS)
+        assert events == (with_faces if cfg.events_max_bytes is not None else 0)
         for row, sent in zip(rows, batch, strict=True):
             assert row["topic"] in (OUTPUT, DEAD_LETTERS)
             assert row["ok"] == (row["topic"] == OUTPUT)
@@ -292,6 +321,7 @@ def test_the_spark_function_never_raises_and_every_record_fits_its_topic() -> No
     assert processed["records"] >= 10_000
     # The generator is not degenerate: both outcomes, and re-encoding to fit, occur.
     assert processed["output"] >= 500 and processed["dead"] >= 2_000 and processed["fitted"] > 0
+    assert processed["events"] > 0
 
 
 def test_exif_orientation_is_ignored_pixels_and_boxes_stay_as_stored() -> None:

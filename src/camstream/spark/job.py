@@ -10,6 +10,7 @@ in order, and the sink writes them in that order, keyed by camera id.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,8 @@ from camstream.spark.worker import OUTPUT_SCHEMA, make_batch_processor
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.streaming import StreamingQuery
+
+log = logging.getLogger(__name__)
 
 # The name of the job's observed metrics in each progress report.
 OBSERVATION_NAME = "camstream"
@@ -288,7 +291,7 @@ def record_settings_for_topics(cfg: Config) -> RecordSettings:
     return cfg.record_settings(
         output_max_bytes=sizes["output"],
         dead_letter_max_bytes=sizes["dead-letter"],
-        # Real-time Mode's Java function writes no events (docs/realtime.md says why).
+        # Real-time Mode's Java function returns one row per record: no events (yet).
         events_max_bytes=None if is_realtime(cfg) else sizes["events"],
     )
 
@@ -315,6 +318,12 @@ def build_query(
             " (CAMSTREAM_MOTION_GATE, preset fast rather than fast-gated) or use micro-batches"
         )
     settings = record_settings_for_topics(cfg)
+    if is_realtime(cfg):
+        log.warning(
+            "Real-time Mode writes no detection events to %s (its Java function returns one"
+            " row per frame); the annotated frames carry the same results in their headers",
+            cfg.events_topic,
+        )
     if is_long_running(cfg):
         _check_cores_for_long_running(spark, cfg)
     if is_realtime(cfg):
