@@ -147,8 +147,12 @@ def gating_costs(gating: dict[str, Any]) -> dict[str, float]:
     region_ratio = regions["cascade_ms_total_regions"] / regions["cascade_ms_total_whole_frame"]
     motion_ms = analysed_ms * region_ratio
     share_analysed = row["frames_analysed"] / max(1, frames)
-    # What the gated load spent beyond its analysed frames went on the gated ones.
-    gated_ms = max(0.05, (total_ms - share_analysed * motion_ms) / max(1e-9, 1 - share_analysed))
+    # Of the analysed frames, those that moved (the labels say how many) were analysed on
+    # their regions, the rest (keyframes, cameras new to the gate) whole; what the load
+    # spent beyond them went on the gated frames.
+    moved = min(share_analysed, gating["recall"]["fast, regions"]["share_moved"])
+    analysed_cost = moved * motion_ms + (share_analysed - moved) * analysed_ms
+    gated_ms = max(0.05, (total_ms - analysed_cost) / max(1e-9, 1 - share_analysed))
     return {"analysed_frame_ms": analysed_ms, "motion_frame_ms": motion_ms,
             "gated_frame_ms": gated_ms}  # fmt: skip
 
