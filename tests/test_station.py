@@ -200,3 +200,27 @@ def test_frames_per_second_come_from_capture_times_not_bursty_arrivals() -> None
     # A camera that stopped sending shows no rate.
     (stats,) = store.camera_stats(now=start + 60)
     assert stats["fps"] == 0.0 and stats["stale"]
+
+
+def test_detections_are_limited_per_camera_even_before_its_frames_arrive() -> None:
+    """Frames and events come from two topics through two consumers, in no fixed order: a
+    camera that keeps seeing faces shows a detection at most every few seconds either way,
+    and a detection shows the picture of its own frame once that arrives."""
+    jpeg, boxes = annotated_sample_frames()[0]
+    store = FrameStore()
+    now = 1_000.0
+
+    def detection(seq: int) -> DetectionEvent:
+        return DetectionEvent("cam-e", seq, 10**18 + seq, 10**18 + seq, 1, boxes, 640, 480,
+                              False, None, "out")  # fmt: skip
+
+    shown = [store.add_detection(detection(seq), now=now + seq * 0.25) for seq in range(20)]
+    assert shown == [seq % 12 == 0 for seq in range(20)]  # every 3 s at 4 frames/s
+    assert store.add_detection(detection(3), now=now + 10) is False  # a repeat, or older
+    # Held back until its frame arrives (at most 2 s), then shown with its picture.
+    assert store.events(now=now + 1) == []
+    store.update(_frame("cam-e", 0, jpeg, faces=1), now=now + 1)
+    first = store.events(now=now + 1)
+    assert [e.seq for e in first] == [0] and first[0].thumbnail_jpeg[:3] == b"\xff\xd8\xff"
+    later = store.events(now=now + 10)  # seq 12's frame never came: shown without picture
+    assert [e.seq for e in later] == [0, 12] and later[1].thumbnail_jpeg == b""

@@ -40,7 +40,6 @@ class CameraState:
     # which micro-batches deliver them.
     captures: deque[int] = field(default_factory=lambda: deque(maxlen=256))
     delays_ms: deque[float] = field(default_factory=lambda: deque(maxlen=DELAY_WINDOW))
-    last_event_at: float = 0.0
     # The latest frames with faces, by seq: the picture of a detection event.
     face_frames: deque[AnnotatedFrame] = field(
         default_factory=lambda: deque(maxlen=FACE_FRAMES_KEPT)
@@ -88,6 +87,7 @@ class FrameStore:
         self._lock = threading.Lock()
         self._dedup = Deduplicator()
         self._event_dedup = Deduplicator()
+        self._event_times: dict[str, float] = {}  # camera id -> its last detection shown
         self.frames_total = 0
         # At-least-once delivery repeats frames after a retry or a job restart: shown once.
         self.duplicates_hidden = 0
@@ -131,11 +131,13 @@ class FrameStore:
         with self._lock:
             if not self._event_dedup.is_new(detection):
                 return False
-            state = self._cameras.get(detection.camera_id)
-            if state is not None and now - state.last_event_at < EVENT_REPEAT_S:
+            # Per camera, whether or not its frames have arrived yet (the two topics are
+            # read by two consumers, in no fixed order).
+            last = self._event_times.get(detection.camera_id)
+            if last is not None and now - last < EVENT_REPEAT_S:
                 return False
-            if state is not None:
-                state.last_event_at = now
+            self._event_times[detection.camera_id] = now
+            state = self._cameras.get(detection.camera_id)
             frames = [] if state is None else [*state.face_frames, state.frame]
             frame = next((f for f in frames if f.seq == detection.seq), None)
             event = Event(self._next_event_id, now, detection.camera_id, detection.seq,
@@ -161,6 +163,10 @@ class FrameStore:
             self._dedup.forget(camera_id)
             self._event_dedup.forget(camera_id)
         self.cameras_forgotten += len(silent)
+        quiet = [c for c, t in self._event_times.items() if now - t > self.forget_after_s]
+        for camera_id in quiet:
+            del self._event_times[camera_id]
+            self._event_dedup.forget(camera_id)
 
     def forget_silent(self, now: float | None = None) -> None:
         with self._lock:
