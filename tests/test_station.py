@@ -224,3 +224,16 @@ def test_detections_are_limited_per_camera_even_before_its_frames_arrive() -> No
     assert [e.seq for e in first] == [0] and first[0].thumbnail_jpeg[:3] == b"\xff\xd8\xff"
     later = store.events(now=now + 10)  # seq 12's frame never came: shown without picture
     assert [e.seq for e in later] == [0, 12] and later[1].thumbnail_jpeg == b""
+
+
+def test_a_detection_behind_the_frames_still_gets_a_picture() -> None:
+    """The frames' consumer ran ahead: the event's own frame is no longer held, so the
+    camera's nearest frame with faces stands in for it."""
+    jpeg, boxes = annotated_sample_frames()[0]
+    store = FrameStore()
+    for seq in range(10):
+        store.update(_frame("cam-f", seq, jpeg, faces=1))
+    late = DetectionEvent("cam-f", 0, 10**18, 10**18, 1, boxes, 640, 480, False, None, "out")
+    assert store.add_detection(late)
+    (event,) = store.events()
+    assert event.seq == 0 and event.thumbnail_jpeg[:3] == b"\xff\xd8\xff"

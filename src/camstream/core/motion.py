@@ -229,12 +229,14 @@ class MotionGate:
             self.forgotten += 1
 
 
-_gates: dict[MotionSettings, MotionGate] = {}
+_gates: dict[tuple[MotionSettings, str], MotionGate] = {}
 
 
-def worker_gate(settings: MotionSettings) -> MotionGate:
-    """The gate of this process (a Spark Python worker), kept between batches."""
-    gate = _gates.get(settings)
+def worker_gate(settings: MotionSettings, scope: str = "") -> MotionGate:
+    """The gate of this process (a Spark Python worker), kept between batches; one per
+    `scope` (the job's output topic), so that two jobs whose cameras share ids do not
+    share models."""
+    gate = _gates.get((settings, scope))
     if gate is None:
-        gate = _gates[settings] = MotionGate(settings)
+        gate = _gates[(settings, scope)] = MotionGate(settings)
     return gate

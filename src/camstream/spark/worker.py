@@ -103,7 +103,7 @@ def make_batch_processor(
 
         configure_worker(opencv_threads)
         pool = frame_pool(frame_threads)
-        gate = worker_gate(settings.motion) if settings.motion.enabled else None
+        gate = worker_gate(settings.motion, output_topic) if settings.motion.enabled else None
 
         out_schema = pa.schema(
             [

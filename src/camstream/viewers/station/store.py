@@ -138,15 +138,22 @@ class FrameStore:
                 return False
             self._event_times[detection.camera_id] = now
             state = self._cameras.get(detection.camera_id)
-            frames = [] if state is None else [*state.face_frames, state.frame]
-            frame = next((f for f in frames if f.seq == detection.seq), None)
+            frames = [] if state is None else [f for f in (*state.face_frames, state.frame)
+                                               if f.faces]  # fmt: skip
+            # Its own frame; if the station no longer holds it (the frames' consumer ran
+            # ahead), the camera's nearest frame with faces; if none arrived yet, `update`
+            # gives it its picture when its frame comes.
+            frame = min(frames, key=lambda f: abs(f.seq - detection.seq), default=None)
             event = Event(self._next_event_id, now, detection.camera_id, detection.seq,
                           detection.faces, b"", detection.carried)  # fmt: skip
             self._next_event_id += 1
-        if frame is not None:  # the thumbnail is made outside the lock
-            event.thumbnail_jpeg = thumbnail_jpeg(frame.jpeg, THUMBNAIL_WIDTH, 70) or b""
-        with self._lock:
+            # Listed under the same lock as the frame lookup: a frame stored after it finds
+            # the event waiting for its picture (`update`), one stored before is found here.
             self._events.append(event)
+        if frame is not None:  # the thumbnail is made outside the lock
+            thumbnail = thumbnail_jpeg(frame.jpeg, THUMBNAIL_WIDTH, 70) or b""
+            with self._lock:
+                event.thumbnail_jpeg = thumbnail
         return True
 
     def _sweep(self, now: float) -> None:
