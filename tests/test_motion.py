@@ -301,3 +301,23 @@ def test_a_frame_that_moved_is_analysed_on_its_moving_regions(
         for face in label["faces"]:  # what the whole-frame gate finds, the regions find
             if any(iou(face, box) >= 0.5 for box in boxes_a):
                 assert any(iou(face, box) >= 0.5 for box in boxes_b), label["index"]
+
+
+def test_a_frame_that_went_stale_waiting_in_its_batch_is_not_analysed() -> None:
+    """Under the `latest` policy a frame is checked for age again right before detection:
+    checked fresh at the start of its batch, it may be stale by its turn."""
+    records = clip_records("lobby", "cam-late")[24:28]
+    first_capture = int(headers_to_dict(records[0][2])["capture_ts_ns"])
+    calls = [0]
+
+    def clock() -> int:  # the check stage's four reads, then five seconds later
+        calls[0] += 1
+        return first_capture + (0 if calls[0] <= 4 else 5 * 10**9)
+
+    latest = dataclasses.replace(FAST, max_age_ms=1000, motion=MotionSettings())
+    results = process_batch(records, latest, None, map, clock)
+    assert all(r.ok and r.skipped and r.faces == 0 for r in results)
+    assert all(headers_to_dict(r.headers)["skipped"].startswith("stale: ") for r in results)
+    # Without the wait, the same frames are analysed.
+    fresh = process_batch(records, latest, None, map, lambda: first_capture)
+    assert all(r.ok and not r.skipped and r.faces == 1 for r in fresh)

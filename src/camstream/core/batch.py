@@ -37,6 +37,7 @@ from camstream.core.records import (
     finish_frame,
     normalise,
     reason,
+    stale_output,
 )
 from camstream.core.settings import RecordSettings
 from camstream.errors import FrameError
@@ -107,6 +108,10 @@ def process_batch(
         try:
             frame, decision = item.frame, item.decision
             assert frame is not None
+            stale = stale_output(frame, settings, clock)
+            if stale is not None:  # it waited behind others in its batch: not analysed
+                item.result = stale
+                return item
             if decision is not None and decision.regions:
                 item.boxes = detect_in_regions(
                     frame.jpeg, frame.info, settings.detection, decision.regions
@@ -139,7 +144,8 @@ def process_batch(
             decision.reference.boxes_xyxy = item.boxes
         except Exception as exc:
             fail(item, exc)
-    if gate is not None:  # a model whose detection failed is no model: analyse the next frame
+    # A model whose detection failed (or was skipped as stale) is no model: analyse the next.
+    if gate is not None:
         for item in pending:
             if item.decision is not None and item.decision.analyse and item.result is not None:
                 gate.drop(item.frame.meta.camera_id, item.decision.reference)  # type: ignore[union-attr]
@@ -152,6 +158,10 @@ def process_batch(
             if not _analyse(item):
                 reference = item.decision.reference  # type: ignore[union-attr]
                 if reference.boxes_xyxy is None:  # its detection failed: detect this one
+                    stale = stale_output(frame, settings, clock)
+                    if stale is not None:
+                        item.result = stale
+                        return item
                     item.boxes = detect_frame(frame, settings)
                 else:
                     item.boxes, carried_from = reference.boxes_xyxy, reference.seq

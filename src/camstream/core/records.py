@@ -142,13 +142,27 @@ def check_record(
             f" but the JPEG is {info.width}x{info.height}"
         )
     jpeg = value[: info.end]  # a trailer after the image is not passed on
-    age_ms = (clock() - meta.capture_ts_ns) / 1e6
-    if settings.max_age_ms is not None and age_ms > settings.max_age_ms:
-        # Validated like every frame (the cheapest full decode: 1/8 size, grey), not analysed.
-        decode_jpeg(jpeg, cv2.IMREAD_REDUCED_GRAYSCALE_8)
-        skipped = (H_SKIPPED, f"stale: {age_ms:.0f} ms old > {settings.max_age_ms} ms".encode())
-        return _output(meta, jpeg, None, _NO_BOXES, headers, settings, clock, [skipped])
-    return CheckedFrame(key, jpeg, info, meta, headers)
+    frame = CheckedFrame(key, jpeg, info, meta, headers)
+    return stale_output(frame, settings, clock) or frame
+
+
+def stale_output(
+    frame: CheckedFrame, settings: RecordSettings, clock: Clock
+) -> ProcessedRecord | None:
+    """Under the `latest` policy, the output of a frame too old to analyse, else None.
+
+    Asked again right before detection: a frame that waited in its batch behind others may
+    have become stale meanwhile.
+    """
+    age_ms = (clock() - frame.meta.capture_ts_ns) / 1e6
+    if settings.max_age_ms is None or age_ms <= settings.max_age_ms:
+        return None
+    # Validated like every frame (the cheapest full decode: 1/8 size, grey), not analysed.
+    decode_jpeg(frame.jpeg, cv2.IMREAD_REDUCED_GRAYSCALE_8)
+    skipped = (H_SKIPPED, f"stale: {age_ms:.0f} ms old > {settings.max_age_ms} ms".encode())
+    return _output(
+        frame.meta, frame.jpeg, None, _NO_BOXES, frame.headers, settings, clock, [skipped]
+    )
 
 
 def detect_frame(frame: CheckedFrame, settings: RecordSettings) -> np.ndarray:
