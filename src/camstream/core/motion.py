@@ -8,10 +8,13 @@ instead of drifting away unnoticed. A frame is analysed in full when:
 
 - the gate holds no model of its camera (a new worker, a camera it has not seen, or one it
   forgot), or the model's frame size differs;
-- more than `keyframe_s` of capture time passed since the camera's last analysed frame (the
-  first interval after a camera appears is shortened by up to half, a fixed share per
-  camera, so that cameras that appear together do not all hit their keyframes together),
-  or the capture clock went backwards (a camera restarted, or frames replayed);
+- more than `keyframe_s` of capture time passed since the camera's last detection on the
+  whole frame (a frame analysed on its moving regions only does not count: a camera with
+  something always moving in one corner still gets a full look every interval), or the
+  capture clock went backwards (a camera restarted, or frames replayed). The first interval
+  after a camera appears is a fixed share of the interval per camera, spread evenly over
+  it: cameras that appear together (a new worker, a restarted job) then keep their
+  keyframes spread evenly, instead of analysing in bursts every interval;
 - the scene moved: more than `min_changed` of the thumbnail's pixels differ from the model
   by more than `pixel_threshold` grey levels.
 
@@ -113,7 +116,8 @@ class Reference:
     frames gated against it are then analysed after all.
     """
 
-    __slots__ = ("boxes_xyxy", "capture_ts_ns", "first", "frame_size", "seq", "thumb")
+    __slots__ = ("boxes_xyxy", "capture_ts_ns", "first", "frame_size", "full_ts_ns", "seq",
+                 "thumb")  # fmt: skip
 
     def __init__(self, seq: int, capture_ts_ns: int, frame_size: tuple[int, int],
                  thumb: np.ndarray) -> None:  # fmt: skip
@@ -122,7 +126,10 @@ class Reference:
         self.frame_size = frame_size
         self.thumb = thumb
         self.boxes_xyxy: np.ndarray | None = None
-        self.first = False  # the camera's first model in this gate
+        # Capture time of the camera's last detection on the whole frame: this one's, unless
+        # it was analysed on its moving regions only. Keyframes count from it.
+        self.full_ts_ns = capture_ts_ns
+        self.first = False  # no keyframe yet since the camera's first model in this gate
 
 
 Box = tuple[int, int, int, int]
@@ -183,7 +190,7 @@ class MotionGate:
                 reason = "size"
             elif elapsed_ns < 0:
                 reason = "clock"
-            elif elapsed_ns >= self._keyframe_ns(camera_id, reference):
+            elif capture_ts_ns - reference.full_ts_ns >= self._keyframe_ns(camera_id, reference):
                 reason = "keyframe"
             else:
                 changed = changed_share(thumb, reference.thumb, self.settings.pixel_threshold)
@@ -196,7 +203,10 @@ class MotionGate:
         if reason == "motion" and self.settings.regions:
             regions = moving_regions(thumb, known[0].thumb, self.settings, frame_size)  # type: ignore[index]
         reference = Reference(seq, capture_ts_ns, frame_size, thumb)
-        reference.first = known is None
+        if regions:  # not a look at the whole frame: the keyframe stays due when it was
+            reference.full_ts_ns, reference.first = known[0].full_ts_ns, known[0].first  # type: ignore[index]
+        else:
+            reference.first = known is None
         self._cameras[camera_id] = (reference, now)
         self._cameras.move_to_end(camera_id)
         while len(self._cameras) > self.settings.max_cameras:
@@ -206,12 +216,13 @@ class MotionGate:
         return GateDecision(True, reason, reference, changed, regions, previous)
 
     def _keyframe_ns(self, camera_id: str, reference: Reference) -> float:
-        """The keyframe interval, shortened by up to half for a camera's first model: cameras
-        that appear together (a new worker) then spread their keyframes over the interval
-        instead of all analysing at once every interval."""
+        """The keyframe interval; the first after a camera's first model is a fixed share of
+        it per camera, spread evenly over (0, 1]: cameras that appear together (a new worker)
+        then keep their keyframes spread evenly over the interval, so that the detector's
+        load from keyframes is even (cameras/interval per second), not a burst each time."""
         interval = self.settings.keyframe_s * 1e9
         if reference.first:
-            return interval * (0.5 + (zlib.crc32(camera_id.encode()) % 1000) / 2000)
+            return interval * ((zlib.crc32(camera_id.encode()) % 1000) + 1) / 1000
         return interval
 
     def drop(self, camera_id: str, reference: Reference) -> None:
