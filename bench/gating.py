@@ -110,6 +110,27 @@ def evaluate(preset: str, motion: MotionSettings | None = None,
     }
 
 
+def still_mix_frames(
+    cameras: int, seconds: int, start_ns: int
+) -> list[tuple[str, int, bytes, int]]:
+    """`seconds` of `cameras` still-scene cameras at 1 frame/s as the simulator plays them
+    (camera i plays clip i mod 10 of the mix from its own phase), in the order they are
+    captured: (camera_id, seq, jpeg, capture_ts_ns)."""
+    from camstream.cameras.simulate import camera_ids
+    from camstream.cameras.still_scenes import CAMERA_MIX, FRAMES
+
+    clips = [clip_jpegs(name) for name in CAMERA_MIX]
+    ids = camera_ids(cameras)
+    frames = []
+    for seq in range(seconds):
+        for i, camera_id in enumerate(ids):
+            phase = (i * FRAMES) // cameras
+            capture_ts_ns = start_ns + seq * 10**9 + i * 10**9 // cameras
+            jpeg = clips[i % len(clips)][(phase + seq) % FRAMES]
+            frames.append((camera_id, seq, jpeg, capture_ts_ns))
+    return frames
+
+
 def stage_costs(repeats: int = 3) -> dict[str, float]:
     """One core's milliseconds per frame of the per-record stages, fast preset, 640x480:
     a frame analysed (motion gate off) and a frame gated (a still scene, gate on)."""

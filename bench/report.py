@@ -139,6 +139,14 @@ def render_table(results: dict[str, Any]) -> str:
                 f" {row['delay_ms_p50_last_10s']:.0f}){share}, keeps up: {row['keeps_up']}",
             )
         )
+    for row in gating.get("drains", []):
+        rows.append(
+            (
+                f"the job alone draining {row['seconds']} s of {row['cameras']} still-scene"
+                f" cameras, {row['label']}",
+                f"{row['steady_fps']:.0f} frames/s steady, in order: {row['in_order']}",
+            )
+        )
     for name, demo in results.get("demo", {}).items():
         rows.append(
             (

@@ -498,4 +498,29 @@ def gating_scenario(ctx: Context) -> None:
             load(stack, "fast-gated", cameras, f"gated, {label}", 8.0 if ctx.quick else 45.0)
         finally:
             stack.close()
+
+    # The job alone on the cores: what it drains of the same cameras when they, and the
+    # station, run elsewhere (as deployed). A minute of each camera, pre-filled with its
+    # capture times; the steady rate leaves out the start, where every camera is new.
+    def drained(stack: Any, preset: str, cameras: int, seconds: int, label: str) -> None:
+        say(f"gating: the job alone draining {seconds} s of {cameras} still-scene cameras,"
+            f" {label}")  # fmt: skip
+        frames = gating.still_mix_frames(cameras, seconds, time.time_ns())
+        row = drain_frames(stack, preset, frames, 2 * ctx.cores)
+        row.update({"label": label, "cameras": cameras, "seconds": seconds})
+        say(f"  {row['steady_fps']} frames/s, in order: {row['in_order']},"
+            f" cores {row['cores_busy_by_role']}")  # fmt: skip
+        result.setdefault("drains", []).append(row)
+
+    stack = Stack.start(ctx.cores)
+    try:
+        drained(stack, "fast", 20 if ctx.quick else 100, 10 if ctx.quick else 20, "ungated")
+    finally:
+        stack.close()
+    stack = Stack.start(ctx.cores, detection_preset="fast-gated", motion_regions=True)
+    try:
+        drained(stack, "fast-gated", 40 if ctx.quick else 500, 20 if ctx.quick else 60,
+                "gated, regions")  # fmt: skip
+    finally:
+        stack.close()
     ctx.results["gating"] = result

@@ -502,19 +502,22 @@ class LoadShape:
 def drain_frames(
     stack: Stack,
     preset: str,
-    frames: list[tuple[str, int, bytes]],
+    frames: list[tuple[str, int, bytes]] | list[tuple[str, int, bytes, int]],
     partitions: int,
     **settings: Any,
 ) -> dict[str, Any]:
     """The job (default settings but the preset) draining pre-filled frames: its steady rate,
-    whether each camera's order held, and where the cores' time went."""
+    whether each camera's order held, and where the cores' time went. A frame may come
+    with its capture time (ns; the motion gate's keyframes count in capture time), else
+    it is captured as it is sent."""
     from camstream.spark.job import build_query
 
     cfg = stack.config(detection_preset=preset, partitions=partitions, starting_offsets="earliest",
                        **settings)  # fmt: skip
     publisher = FramePublisher(cfg)
-    for camera_id, seq, jpeg in frames:
-        publisher.publish(FrameMeta(camera_id, seq, time.time_ns(), 640, 480), jpeg)
+    for camera_id, seq, jpeg, *captured in frames:
+        capture_ts_ns = captured[0] if captured else time.time_ns()
+        publisher.publish(FrameMeta(camera_id, seq, capture_ts_ns, 640, 480), jpeg)
     publisher.close()
     publisher.check_delivered()
     cpu_before, wall_before = cpu_seconds_by_role(), time.monotonic()
