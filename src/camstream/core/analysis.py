@@ -14,7 +14,7 @@ import numpy as np
 
 from camstream.core.annotation import annotate
 from camstream.core.detection import detect_faces_grey
-from camstream.core.jpeg import JpegInfo, check_jpeg, decode_jpeg, encode_jpeg
+from camstream.core.jpeg import JpegInfo, check_jpeg, decode_checked, decode_jpeg, encode_jpeg
 from camstream.core.settings import DetectionSettings
 
 
@@ -41,7 +41,7 @@ def detection_grey(jpeg: bytes, info: JpegInfo, settings: DetectionSettings) -> 
             if info.width // factor >= settings.detect_width:
                 flags = reduced
                 break
-    grey = decode_jpeg(jpeg, flags)
+    grey = decode_checked(jpeg, info, flags)
     if settings.detect_width is not None and grey.shape[1] > settings.detect_width:
         size = (settings.detect_width, max(1, round(grey.shape[0] * settings.detect_width
                                                     / grey.shape[1])))  # fmt: skip

@@ -115,7 +115,12 @@ AS_STORED = cv2.IMREAD_IGNORE_ORIENTATION
 
 def decode_jpeg(jpeg: bytes, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
     """Decode a JPEG (BGR by default) as stored; raises FrameError with the reason."""
-    check_jpeg(jpeg)
+    return decode_checked(jpeg, check_jpeg(jpeg), flags)
+
+
+def decode_checked(jpeg: bytes, info: JpegInfo, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    """`decode_jpeg` for a JPEG that `check_jpeg` passed (`info` is what it said): a frame is
+    decoded up to three times (thumbnail, detection, drawing), and checked once."""
     image = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), flags | AS_STORED)
     if image is None or image.size == 0:
         raise FrameError("JPEG could not be decoded (corrupt or truncated)")

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from camstream.core.jpeg import JpegInfo, decode_jpeg
+from camstream.core.jpeg import JpegInfo, decode_checked
 from camstream.core.settings import MotionSettings
 
 # JPEG decodes at 1/8, 1/4 or 1/2 size directly; the thumbnail needs no more than that.
@@ -52,18 +52,26 @@ def motion_thumbnail(jpeg: bytes, info: JpegInfo, thumb_width: int) -> np.ndarra
         if info.width // factor >= thumb_width:
             flags = reduced
             break
-    grey = decode_jpeg(jpeg, flags)
+    grey = decode_checked(jpeg, info, flags)
     if grey.shape[1] > thumb_width:
         height = max(1, round(grey.shape[0] * thumb_width / grey.shape[1]))
         grey = cv2.resize(grey, (thumb_width, height), interpolation=cv2.INTER_AREA)
     return cv2.GaussianBlur(grey, (5, 5), 0)
 
 
+def moved_mask(thumb: np.ndarray, model: np.ndarray, pixel_threshold: int) -> np.ndarray:
+    """255 where a pixel differs from the model by more than `pixel_threshold` grey levels."""
+    _, moved = cv2.threshold(cv2.absdiff(thumb, model), pixel_threshold, 255, cv2.THRESH_BINARY)
+    return moved
+
+
 def changed_share(thumb: np.ndarray, model: np.ndarray, pixel_threshold: int) -> float:
     """The share of pixels that differ by more than `pixel_threshold` grey levels."""
-    difference = cv2.absdiff(thumb, model)
-    _, moved = cv2.threshold(difference, pixel_threshold, 255, cv2.THRESH_BINARY)
+    moved = moved_mask(thumb, model, pixel_threshold)
     return cv2.countNonZero(moved) / moved.size
+
+
+_DILATE = np.ones((3, 3), np.uint8)
 
 
 def moving_regions(
@@ -72,9 +80,7 @@ def moving_regions(
     """Boxes (full-frame pixels) around what moved, widened by the margin, overlaps merged;
     none when together they cover more than `max_region_share` of the frame (then the whole
     frame is cheaper to analyse at once)."""
-    difference = cv2.absdiff(thumb, model)
-    _, moved = cv2.threshold(difference, settings.pixel_threshold, 255, cv2.THRESH_BINARY)
-    moved = cv2.dilate(moved, np.ones((3, 3), np.uint8), iterations=1)
+    moved = cv2.dilate(moved_mask(thumb, model, settings.pixel_threshold), _DILATE, iterations=1)
     contours, _ = cv2.findContours(moved, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     width, height = frame_size
     sx, sy = width / thumb.shape[1], height / thumb.shape[0]
@@ -167,11 +173,6 @@ class MotionGate:
 
     def __contains__(self, camera_id: str) -> bool:
         return camera_id in self._cameras
-
-    def reference(self, camera_id: str) -> Reference | None:
-        """The camera's model now (its last analysed frame), if the gate has one."""
-        known = self._cameras.get(camera_id)
-        return None if known is None else known[0]
 
     def decide(
         self, camera_id: str, seq: int, capture_ts_ns: int, frame_size: tuple[int, int],

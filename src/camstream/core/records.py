@@ -31,7 +31,15 @@ from camstream.core.contract import (
     detection_event,
     record_bytes,
 )
-from camstream.core.jpeg import FittedJpeg, JpegInfo, check_jpeg, decode_jpeg, encode_jpeg, fit_jpeg
+from camstream.core.jpeg import (
+    FittedJpeg,
+    JpegInfo,
+    check_jpeg,
+    decode_checked,
+    decode_jpeg,
+    encode_jpeg,
+    fit_jpeg,
+)
 from camstream.core.settings import RecordSettings
 from camstream.errors import FrameError
 
@@ -158,7 +166,7 @@ def stale_output(
     if settings.max_age_ms is None or age_ms <= settings.max_age_ms:
         return None
     # Validated like every frame (the cheapest full decode: 1/8 size, grey), not analysed.
-    decode_jpeg(frame.jpeg, cv2.IMREAD_REDUCED_GRAYSCALE_8)
+    decode_checked(frame.jpeg, frame.info, cv2.IMREAD_REDUCED_GRAYSCALE_8)
     skipped = (H_SKIPPED, f"stale: {age_ms:.0f} ms old > {settings.max_age_ms} ms".encode())
     return _output(
         frame.meta, frame.jpeg, None, _NO_BOXES, frame.headers, settings, clock, [skipped]
@@ -186,7 +194,7 @@ def finish_frame(
     if len(boxes) == 0:
         result = _output(frame.meta, frame.jpeg, None, boxes, frame.headers, settings, clock, extra)
     else:
-        annotated = annotate(decode_jpeg(frame.jpeg), boxes)
+        annotated = annotate(decode_checked(frame.jpeg, frame.info), boxes)
         drawn = encode_jpeg(annotated, settings.jpeg_quality)
         result = _output(frame.meta, drawn, annotated, boxes, frame.headers, settings, clock, extra)
     event = None
