@@ -74,6 +74,16 @@ def render_table(results: dict[str, Any]) -> str:
                 f" skipped {o['skipped']} of {o['received']}",
             )
         )
+    for w in results.get("wall", []):
+        rows.append(
+            (
+                f"demo wall, {w['cameras']} cameras x 4 frames/s, freshness {w['policy']}",
+                f"delay p50 {w.get('delay_ms_p50')} ms, p95 {w.get('delay_ms_p95')} ms;"
+                f" analysed {w.get('analysed_fps_min')} frames/s a camera at least, longest gap"
+                f" {w.get('analysed_gap_max_s')} s; stale tiles {w.get('stale_tiles')};"
+                f" shed {w.get('shed_share_median')}",
+            )
+        )
     for c in results.get("cameras", []):
         rows.append(
             (

@@ -10,12 +10,14 @@ reference  the reference demo's design (pickled base64 JSON, classifier per fram
 latency    capture-to-station delay at a share of each mode's capacity (micro-batch,
            micro-batch with async progress, Real-time Mode)
 pipeline   producers + broker + Spark + station consumer near capacity
-overload   twice the capacity: the `latest` freshness policy against `all`
+overload   twice the capacity: the `live` freshness policy against `all`
 cameras    many cameras at 1 frame/s with the fast preset
 uneven     the job against the plain loop on uneven cameras: uniform, unequal cost, 3 cameras
            on 4 partitions, 8 unevenly hashed cameras on 4 (per preset, order checked)
 demo       `camstream demo` with its defaults and a browser on the wall: the latest frame's
            delay per camera after 2 minutes, and the fps the tiles show
+wall       `camstream demo --cameras 3, 6, 12` (4 frames/s each, faithful) with a browser on
+           the wall, each policy in turn: delay, analysed frames/s, gaps, stale tiles, shed
 gating     the motion gate on the labelled still scenes: recall and share gated per preset,
            then cameras at 1 frame/s sustained with and without it (fast preset)
 """
@@ -303,12 +305,12 @@ def pipeline_scenario(ctx: Context) -> None:
     ctx.results["pipeline"] = result
 
 
-@scenario("overload", "twice the capacity: the latest freshness policy against all")
+@scenario("overload", "twice the capacity: the live freshness policy against all")
 def overload_scenario(ctx: Context) -> None:
     capacity = _capacity(ctx, "fast", 100.0)
     seconds = 12 if ctx.quick else 60
     ctx.results["overload"] = {}
-    for policy in ("latest", "all"):
+    for policy in ("live", "all"):
         say(f"overload: twice the capacity for {seconds} s, policy {policy}")
         ctx.results["overload"][policy] = run_load(
             ctx.stack, preset="fast", total_fps=2 * capacity, cameras=20,
@@ -445,6 +447,33 @@ def demo_scenario(ctx: Context) -> None:
         say(f"  p50 {results[name]['latest_delay_ms_p50']:.0f} ms,"
             f" p95 {results[name]['latest_delay_ms_p95']:.0f} ms, tiles"
             f" {results[name]['tile_fps_min']}-{results[name]['tile_fps_max']} fps")  # fmt: skip
+
+
+WALL_CAMERAS = (3, 6, 12)
+WALL_POLICIES = ("live", "all")
+
+
+@scenario("wall", "the demo past capacity: 3, 6 and 12 cameras, policy live against all")
+def wall_scenario(ctx: Context) -> None:
+    """`camstream demo --cameras N` as a user runs it (faithful preset, 4 frames/s a camera,
+    a browser on the wall), one policy after the other at each load; after `warmup` s, the
+    station's figures every 5 s for `sample` s."""
+    from stack import run_demo_and_sample
+
+    results = ctx.results["wall"] = []
+    warmup = 30 if ctx.quick else 120
+    sample = 10 if ctx.quick else 30
+    for cameras in (3,) if ctx.quick else WALL_CAMERAS:
+        for policy in WALL_POLICIES:
+            say(f"wall: {cameras} cameras x 4 frames/s, faithful, freshness {policy}:"
+                f" {warmup} s, then the station every 5 s for {sample} s")  # fmt: skip
+            row = run_demo_and_sample({"CAMSTREAM_FRESHNESS": policy}, warmup_s=warmup,
+                                      sample_s=sample, cameras=cameras)  # fmt: skip
+            results.append({"cameras": cameras, "policy": policy, **row})
+            say(f"  delay p50 {row.get('delay_ms_p50')} ms, p95 {row.get('delay_ms_p95')} ms,"
+                f" analysed {row.get('analysed_fps_min')}-{row.get('analysed_fps_median')}"
+                f" frames/s a camera, longest gap {row.get('analysed_gap_max_s')} s, stale"
+                f" {row.get('stale_tiles')}, shed {row.get('shed_share_median')}")  # fmt: skip
 
 
 # ---- the motion gate ----------------------------------------------------------------------

@@ -60,6 +60,28 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def stock_kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A broker with Kafka's own quickstart configuration, as an operator's untuned one:
+    1,048,588-byte messages, topics auto-created with 1 partition."""
+    broker = LocalBroker(
+        tmp_path_factory.mktemp("kafka-stock"), port=free_port(), controller_port=free_port(),
+        stock=True,
+    )  # fmt: skip
+    broker.start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(params=["local", pytest.param("stock", marks=pytest.mark.own_brokers)])
+def any_kafka_bootstrap(request: pytest.FixtureRequest) -> str:
+    """camstream's local broker (or KAFKA_BOOTSTRAP's), then a stock-configured one."""
+    name = "kafka_bootstrap" if request.param == "local" else "stock_kafka_bootstrap"
+    return str(request.getfixturevalue(name))
+
+
+@pytest.fixture(scope="session")
 def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     """A real three-broker KRaft cluster (three JVMs) for the tests that need one."""
     cluster = LocalCluster(
@@ -98,8 +120,14 @@ def cfg(kafka_bootstrap: str, tmp_path: Path) -> Config:
 
 
 def unique_topics(bootstrap: str, tmp_path: Path, **settings: Any) -> Config:
-    """A config with topic names of its own (not created yet) and state under tmp_path."""
+    """A config with topic names of its own (not created yet) and state under tmp_path.
+
+    Tests fill a topic first and start the job on it after: a backlog, which the default
+    `live` policy would catch up on by skipping detection. These tests check what the job
+    does to every frame, so they analyse every frame (`all`) unless they say otherwise.
+    """
     suffix = uuid.uuid4().hex[:10]
+    settings.setdefault("freshness", "all")
     return Config(
         kafka_bootstrap=bootstrap,
         input_topic=f"camera-stream-{suffix}",

@@ -12,7 +12,7 @@ import uvicorn
 from camstream.cameras.simulate import load_sample_frames, sample_labels
 from camstream.config import Config
 from camstream.core.annotation import annotate
-from camstream.core.contract import FrameMeta, analytics_headers, detection_event
+from camstream.core.contract import H_SKIPPED, FrameMeta, analytics_headers, detection_event
 from camstream.core.jpeg import encode_jpeg
 from camstream.kafka.clients import make_producer
 from camstream.local.ports import free_port
@@ -89,12 +89,16 @@ class AnnotatedFramePublisher:
         self.sent: dict[str, int] = {}
         self.captured_ns: dict[str, list[int]] = {}
 
-    def send(self, camera_id: str, frame_index: int) -> None:
+    def send(self, camera_id: str, frame_index: int, skipped: str | None = None) -> None:
+        """One frame; `skipped` (a reason): passed on without detection, as the job sheds."""
         jpeg, boxes = self.frames[frame_index % len(self.frames)]
         seq = self.sent.get(camera_id, 0)
         meta = FrameMeta(camera_id, seq, time.time_ns(), 640, 480)
         self.captured_ns.setdefault(camera_id, []).append(meta.capture_ts_ns)
-        headers = analytics_headers(meta.to_headers(), boxes, time.time_ns())
+        extra = [] if skipped is None else [(H_SKIPPED, skipped.encode())]
+        if skipped is not None:
+            boxes = []  # not analysed: no boxes, no detection event
+        headers = analytics_headers(meta.to_headers(), boxes, time.time_ns(), extra=extra)
         self.producer.send(
             self.cfg.output_topic, key=camera_id.encode(), value=jpeg, headers=headers
         )

@@ -60,10 +60,14 @@ def test_bad_records_are_dead_lettered_with_a_reason(mutate, reason: str) -> Non
     result = process_record(key, value, headers, SETTINGS)
     assert not result.ok
     assert reason in (result.error or "")
-    # The original key, value and headers are kept, plus the reason and time.
+    # The original key, value and headers are kept, plus the reason, the time and the
+    # value's size.
     assert result.key == key and result.value == value
     names = [name for name, _ in result.headers]
-    assert names[-2:] == ["error", "failed_ts_ns"]
+    own = ["error", "failed_ts_ns"] + ([] if value is None else ["value_bytes"])
+    assert names[len(headers) :] == own and result.headers[: len(headers)] == headers
+    if value is not None:
+        assert headers_to_dict(result.headers)["value_bytes"] == str(len(value))
     assert headers_to_dict(result.headers)["error"] == result.error
 
 

@@ -150,6 +150,75 @@ def test_cluster_commands_report_state_and_reject_bad_options(tmp_path: Path) ->
     out = run("spark-cluster", "status", "--dir", str(tmp_path / "none"))
     assert out.returncode == 3 and "stopped" in out.stdout
     out = run("broker", "start", "--brokers", "0", "--dir", str(tmp_path / "kafka"))
-    assert out.returncode == 2 and "--brokers must be 1 or more" in out.stderr
+    assert out.returncode == 2 and "argument --brokers: must be a whole number of 1" in out.stderr
     out = run("analyze", "--conf", "spark.executor.memory", "--kafka-bootstrap", "h:1")
     assert out.returncode == 2 and "is not KEY=VALUE" in out.stderr
+
+
+# Each subcommand given a bad value: (command line, documented exit code, what the error line
+# names, packages hidden from the child). {file} is an existing file, {tmp} a fresh folder.
+# Kafka is a closed port throughout: a value that got past the checks would fail with 4.
+BAD_COMMAND_LINES = [
+    (["setup", "--cache", "{file}"], 2, "{file} is a file, not a folder", ()),
+    (["broker", "start", "--brokers", "0", "--dir", "{tmp}/kafka"], 2, "argument --brokers", ()),
+    (["broker", "start", "--port", "70000", "--dir", "{tmp}/kafka"], 2, "argument --port", ()),
+    (["broker", "stop", "--dir", "{file}/kafka"], 2, "{file} is a file, not a folder", ()),
+    (["topics", "create", "--partitions", "0"], 2, "--partitions", ()),
+    (["topics", "list"], 4, "cannot reach Kafka", ()),
+    (["produce", "--source", "{tmp}/none.avi", "--camera-id", "c"], 1, "does not exist", ()),
+    (["produce", "--source", "{file}", "--camera-id", "c"], 1, "cannot open source", ()),
+    (["produce", "--source", "0", "--camera-id", ""], 2, "argument --camera-id", ()),
+    (["produce", "--source", "0", "--camera-id", "c\udcff"], 2, "not valid UTF-8", ()),
+    (["simulate", "--cameras", "0"], 2, "argument --cameras", ()),
+    (["simulate", "--fps", "nan"], 2, "argument --fps", ()),
+    (["simulate", "--scene", "still"], 5, "pip install 'camstream[dev]'", ("skimage",)),
+    (["analyze", "--conf", "spark.executor.memory"], 2, "is not KEY=VALUE", ()),
+    (["analyze", "--spark-master", "bogus"], 2, "--spark-master 'bogus'", ()),
+    (["spark-cluster", "start", "--workers", "0"], 2, "argument --workers", ()),
+    (["spark-cluster", "start", "--worker-memory", "lots"], 2, "argument --worker-memory", ()),
+    (["spark-cluster", "status", "--dir", "{file}"], 2, "{file} is a file, not a folder", ()),
+    (["monitor", "--max-frames", "0"], 2, "argument --max-frames", ()),
+    (["events", "--idle-timeout", "-1"], 2, "argument --idle-timeout", ()),
+    (["station", "--station-port", "70000"], 2, "--station-port", ()),
+    (["station"], 5, "pip install 'camstream[station]'", ("uvicorn",)),
+    (["demo", "--cameras", "0"], 2, "argument --cameras", ()),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "names", "hidden"),
+    BAD_COMMAND_LINES,
+    ids=[
+        " ".join(case[0]).encode("ascii", "backslashreplace").decode() or "-"
+        for case in BAD_COMMAND_LINES
+    ],
+)
+def test_bad_values_are_one_line_and_their_exit_code(
+    args: list[str], code: int, names: str, hidden: tuple[str, ...], tmp_path: Path
+) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder, not a video\n")
+    fill = {"file": str(a_file), "tmp": str(tmp_path)}
+    env = {"KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}", "CAMSTREAM_HOME": str(tmp_path / "home")}
+    if hidden:
+        # A package that is there but cannot be imported, first on the child's path.
+        shadow = tmp_path / "shadow"
+        for name in hidden:
+            (shadow / name).mkdir(parents=True)
+            (shadow / name / "__init__.py").write_text(f"raise ImportError('no {name} here')\n")
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(shadow), os.environ.get("PYTHONPATH")])
+        )
+    out = run(*(arg.format(**fill) for arg in args), env=env, timeout=60)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == code, out.stderr
+    assert "Traceback" not in out.stderr
+    assert lines, "nothing on stderr"
+    command = args[0]
+    if lines[-1].startswith(f"camstream {command}: error: "):
+        # argparse's own report of a bad option: its usage, then the one error line.
+        assert lines[0].startswith(f"usage: camstream {command} "), out.stderr
+    else:
+        assert re.match(r"camstream: (configuration )?error: \S", lines[-1]), out.stderr
+        assert len(lines) == 1, out.stderr  # nothing else: no warning, no log line
+    assert names.format(**fill) in lines[-1]

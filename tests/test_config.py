@@ -55,7 +55,7 @@ def test_environment_and_overrides() -> None:
         ({"CAMSTREAM_TRIGGER_INTERVAL": "realtime:soon"}, ".got 'realtime:soon'"),
         ({"CAMSTREAM_TRIGGER_INTERVAL": "fast"}, "trigger_interval must be an interval"),
         ({"CAMSTREAM_TRIGGER_INTERVAL": "continuous"}, "'continuous' was removed in 0.3"),
-        ({"CAMSTREAM_FRESHNESS": "newest"}, "freshness must be one of all, latest"),
+        ({"CAMSTREAM_FRESHNESS": "newest"}, "freshness must be one of live, all, latest"),
         ({"CAMSTREAM_DLQ_TOPIC": "dlq"}, "CAMSTREAM_DLQ_TOPIC is now called CAMSTREAM_DEAD_LETTER"),
     ],
 )

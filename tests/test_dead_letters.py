@@ -8,6 +8,7 @@ output; the job must still be running afterwards.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -32,15 +33,18 @@ def test_every_bad_record_is_dead_lettered_and_every_frame_around_it_processed(
     producer = make_producer(cfg)
     seq = 0
 
-    def send(key: bytes | None, value: bytes | None, headers: Headers) -> None:
-        producer.send(cfg.input_topic, key=key, value=value, headers=headers)
+    sent_at: dict[str, tuple[int, int]] = {}  # kind -> its partition and offset
+
+    def send(key: bytes | None, value: bytes | None, headers: Headers) -> Any:
+        return producer.send(cfg.input_topic, key=key, value=value, headers=headers)
 
     for kind, record in bad_records(jpeg, 10_000).items():
         meta = FrameMeta(CAMERA, seq, time.time_ns(), 512, 512)
         send(CAMERA.encode(), jpeg, meta.to_headers())  # a valid frame before each bad one
         valid_seqs.append(seq)
         seq += 1
-        send(*record)
+        written = send(*record).get(timeout=30)
+        sent_at[kind] = (written.partition, written.offset)
         sent_bad[kind] = record
     meta = FrameMeta(CAMERA, seq, time.time_ns(), 512, 512)
     send(CAMERA.encode(), jpeg, meta.to_headers())
@@ -82,8 +86,16 @@ def test_every_bad_record_is_dead_lettered_and_every_frame_around_it_processed(
         assert names[: len(headers)] == [name for name, _ in headers], kind
         assert [v for _, v in record.headers[: len(headers)]] == [v for _, v in headers], kind
         extra = dict(record.headers[len(headers) :])
-        assert set(extra) == {"error", "failed_ts_ns"}, kind
+        own = {"error", "failed_ts_ns", "source_topic", "source_partition", "source_offset",
+               "source_timestamp_ms"} | (set() if value is None else {"value_bytes"})  # fmt: skip
+        assert set(extra) == own, kind
         assert int(extra["failed_ts_ns"]) > 0
+        # Where it was read: the input topic, the record's partition, offset and timestamp.
+        assert extra["source_topic"].decode() == cfg.input_topic, kind
+        assert (int(extra["source_partition"]), int(extra["source_offset"])) == sent_at[kind]
+        assert int(extra["source_timestamp_ms"]) > 0
+        if value is not None:
+            assert extra["value_bytes"] == str(len(value)).encode(), kind
         reasons[kind] = extra["error"].decode()
         assert reasons[kind], f"{kind}: empty reason"
     assert "over the 150000-byte limit" in reasons["oversized frame value"]

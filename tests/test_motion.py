@@ -313,21 +313,23 @@ def test_a_frame_that_moved_is_analysed_on_its_moving_regions(
                 assert any(iou(face, box) >= 0.5 for box in boxes_b), label["index"]
 
 
-def test_a_frame_that_went_stale_waiting_in_its_batch_is_not_analysed() -> None:
-    """Under the `latest` policy a frame is checked for age again right before detection:
-    checked fresh at the start of its batch, it may be stale by its turn."""
+def test_a_frame_is_judged_fresh_or_stale_when_its_turn_comes_newest_first() -> None:
+    """Under the `live` policy a frame's age is taken right before its detection, and the
+    newest frames go first: the time a batch has goes to what the wall will show."""
     records = clip_records("lobby", "cam-late")[24:28]
-    first_capture = int(headers_to_dict(records[0][2])["capture_ts_ns"])
+    newest_capture = int(headers_to_dict(records[-1][2])["capture_ts_ns"])
     calls = [0]
 
-    def clock() -> int:  # the check stage's four reads, then five seconds later
+    def clock() -> int:  # the newest frame's turn at once, then five seconds later
         calls[0] += 1
-        return first_capture + (0 if calls[0] <= 4 else 5 * 10**9)
+        return newest_capture + (0 if calls[0] <= 1 else 5 * 10**9)
 
-    latest = dataclasses.replace(FAST, max_age_ms=1000, motion=MotionSettings())
-    results = process_batch(records, latest, None, map, clock)
-    assert all(r.ok and r.skipped and r.faces == 0 for r in results)
-    assert all(headers_to_dict(r.headers)["skipped"].startswith("stale: ") for r in results)
+    live = dataclasses.replace(FAST, max_age_ms=1000, motion=MotionSettings())
+    results = process_batch(records, live, None, map, clock)
+    assert results[-1].ok and not results[-1].skipped and results[-1].faces == 1
+    assert all(r.ok and r.skipped and r.faces == 0 for r in results[:-1])
+    assert all(headers_to_dict(r.headers)["skipped"].startswith("stale: ") for r in results[:-1])
     # Without the wait, the same frames are analysed.
-    fresh = process_batch(records, latest, None, map, lambda: first_capture)
+    first_capture = int(headers_to_dict(records[0][2])["capture_ts_ns"])
+    fresh = process_batch(records, live, None, map, lambda: first_capture)
     assert all(r.ok and not r.skipped and r.faces == 1 for r in fresh)

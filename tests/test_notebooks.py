@@ -328,7 +328,9 @@ def test_the_databricks_notebook_and_camstream_analyze_agree(
         [sys.executable, "-m", "camstream", "analyze", "--spark-master", "local[1]",
          "--input-topic", cli_cfg.input_topic, "--output-topic", cli_cfg.output_topic,
          "--dead-letter-topic", cli_cfg.dead_letter_topic, "--starting-offsets", "earliest",
-         "--checkpoint-location", str(tmp_path / "cli-checkpoint")],
+         "--checkpoint-location", str(tmp_path / "cli-checkpoint"),
+         # The notebook analyses every frame of this pre-filled topic; so does `all`.
+         "--freshness", "all"],
         env={**os.environ, "KAFKA_BOOTSTRAP": kafka_bootstrap, "CAMSTREAM_HOME": str(tmp_path)},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip

@@ -7,9 +7,11 @@ video and harder copies of it, the poison records, and records spoilt at random 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
+import uuid
 from typing import Any
 
 import cv2
@@ -18,9 +20,11 @@ import pytest
 
 from camstream.cameras.simulate import load_sample_frames
 from camstream.config import DETECTION_PRESETS, Config, RecordSettings
-from camstream.core.contract import FrameMeta, headers_to_dict, record_bytes
+from camstream.core.batch import process_batch
+from camstream.core.contract import FrameMeta, RecordSource, headers_to_dict, record_bytes
+from camstream.core.freshness import FreshnessGuard
 from camstream.core.jpeg import encode_jpeg
-from camstream.core.records import ProcessedRecord, process_record
+from camstream.core.records import ProcessedRecord, check_record, process_record, stale_output
 from camstream.errors import ConfigError
 from camstream.kafka.clients import make_producer
 from camstream.spark.job import build_query, realtime_rows, realtime_settings_text
@@ -33,13 +37,18 @@ Headers = list[tuple[str, bytes | None]]
 Record = tuple[bytes | None, bytes | None, Headers | None]
 OUT, DLQ = "out-topic", "dead-letter-topic"
 INPUT_SCHEMA = "key binary, value binary, headers array<struct<key: string, value: binary>>"
+# With where each record was read, as the Kafka source has it (the timestamp in ms here).
+SOURCE_SCHEMA = f"{INPUT_SCHEMA}, topic string, partition int, offset long, timestamp_ms long"
 # Differ by when each ran, not by what it decided.
 TIMES = {"analyzed_ts_ns", "failed_ts_ns"}
 FRAME_LIMIT = 1_000_000
 
 
-def frame_record(camera_id: str, seq: int, image: np.ndarray, quality: int = 80) -> Record:
-    meta = FrameMeta(camera_id, seq, time.time_ns(), image.shape[1], image.shape[0])
+def frame_record(
+    camera_id: str, seq: int, image: np.ndarray, quality: int = 80, capture_ts_ns: int = 0
+) -> Record:
+    captured = capture_ts_ns or time.time_ns()
+    meta = FrameMeta(camera_id, seq, captured, image.shape[1], image.shape[0])
     return camera_id.encode(), encode_jpeg(image, quality), meta.to_headers()
 
 
@@ -83,6 +92,14 @@ def shared_records() -> dict[str, Record]:
             "cam-c", index, cv2.resize(frame, (320, 240), interpolation=cv2.INTER_AREA)
         )
     records["astronaut"] = frame_record("cam-d", 0, astronaut_bgr())
+    # Input headers named like the job's results are not passed on (the contract's
+    # _RESULT_NAMES, the source headers of dead letters and carried_from_seq among them).
+    key, value, headers = frame_record("cam-e", 0, frames[0])
+    results = ("carried_from_seq", "source_topic", "source_offset", "value_bytes",
+               "headers_dropped", "value_dropped", "skipped")  # fmt: skip
+    records["sample 0, result headers in"] = (
+        key, value, [*(headers or []), *((name, b"7") for name in results)]
+    )  # fmt: skip
     records["astronaut at 1280x1280"] = frame_record(
         "cam-d", 1, cv2.resize(astronaut_bgr(), (1280, 1280), interpolation=cv2.INTER_LINEAR)
     )
@@ -115,6 +132,27 @@ def run_java(spark: Any, records: list[Record], settings_text: str) -> list[dict
         for key, value, headers in records
     ]
     frames = spark.createDataFrame(rows, INPUT_SCHEMA).coalesce(1)  # in order, one task
+    return [
+        row.asDict(recursive=True) for row in realtime_rows(spark, frames, settings_text).collect()
+    ]
+
+
+def run_java_with_source(
+    spark: Any, records: list[tuple[Record, RecordSource | None]], settings_text: str
+) -> list[dict[str, Any]]:
+    """As run_java, from a DataFrame with the Kafka source's topic, partition, offset and
+    timestamp columns (null ones: the source is unknown)."""
+    from pyspark.sql import functions as F
+
+    rows = [
+        (
+            key, value, None if headers is None else [(n, v) for n, v in headers],
+            *((None,) * 4 if s is None else (s.topic, s.partition, s.offset, s.timestamp_ms)),
+        )
+        for (key, value, headers), s in records
+    ]  # fmt: skip
+    frames = spark.createDataFrame(rows, SOURCE_SCHEMA).coalesce(1)
+    frames = frames.withColumn("timestamp", F.timestamp_millis("timestamp_ms"))
     return [
         row.asDict(recursive=True) for row in realtime_rows(spark, frames, settings_text).collect()
     ]
@@ -224,6 +262,96 @@ def test_an_exception_in_java_on_a_record_makes_a_dead_letter_with_the_reason(
     assert row["topic"] == DLQ and (row["key"], row["value"]) == (key, value)
     error = dict(java_headers(row))["error"].decode()
     assert error.startswith("IllegalStateException: no Haar cascade haarcascade_missing.xml")
+
+
+def test_java_dead_letters_name_their_source_and_fit_a_small_topic_as_python_ones(
+    spark: Any,
+) -> None:
+    """Dead letters with and without the record's source (topic, partition, offset,
+    timestamp), of a null value, and for a dead-letter topic too small for some: the value
+    left out (value_dropped), then the original headers too (headers_dropped). Every header,
+    its value and its place as in Python, but for the failure time's value."""
+    limit = 8000
+    settings = dataclasses.replace(settings_for("fast"), dead_letter_max_bytes=limit)
+    meta = FrameMeta("cam-s", 3, time.time_ns(), 512, 512).to_headers()
+    key = b"cam-s"
+    big = b"not a jpeg" + bytes(range(256)) * 80  # 20 KB: more than the topic takes
+    spoof: Headers = [("source_topic", b"spoofed"), ("error", None), ("extra", b"x" * 10_000)]
+    source = RecordSource("frames-in", 2, 12345, 1_700_000_000_123)
+    cases: dict[str, tuple[Record, RecordSource | None]] = {
+        "whole": ((key, b"not a jpeg", meta), source),
+        "whole, source unknown": ((key, b"not a jpeg", meta), None),
+        "null value": ((key, None, meta), RecordSource("t", 0, 0, 0)),
+        "null key, value and headers": ((None, None, None), source),
+        "value dropped": ((key, big, meta), source),
+        "value dropped, source unknown": ((key, big, [*meta, ("extra", None)]), None),
+        "headers dropped": ((key, big, [*meta, *spoof]), source),
+        "headers dropped, null value, source unknown": ((key, None, [*meta, *spoof]), None),
+    }
+    text = realtime_settings_text(settings, OUT, DLQ)
+    java = run_java_with_source(spark, list(cases.values()), text)
+    python = process_batch(
+        [(k, v, h, s) if s is not None else (k, v, h) for (k, v, h), s in cases.values()],
+        settings,
+    )
+
+    def comparable(headers: Headers) -> Headers:
+        return [(n, None if n == "failed_ts_ns" else v) for n, v in headers]
+
+    markers = {}
+    for name, py, row in zip(cases, python, java, strict=True):
+        assert not py.ok and row["topic"] == DLQ, name
+        j_headers = java_headers(row)
+        assert comparable(j_headers) == comparable(py.headers), name
+        assert (row["key"], row["value"]) == (py.key, py.value), name
+        assert record_bytes(row["key"], row["value"], j_headers) <= limit, name
+        names = [n for n, _ in py.headers]
+        markers[name] = ("source_topic" in names, "value_dropped" in names,
+                         "headers_dropped" in names)  # fmt: skip
+    # The cases are what they say (a spoofed source_topic header goes with the originals).
+    assert markers == {
+        "whole": (True, False, False),
+        "whole, source unknown": (False, False, False),
+        "null value": (True, False, False),
+        "null key, value and headers": (True, False, False),
+        "value dropped": (True, True, False),
+        "value dropped, source unknown": (False, True, False),
+        "headers dropped": (True, True, True),
+        "headers dropped, null value, source unknown": (False, True, True),
+    }
+
+
+def test_java_keeps_a_starving_camera_analysed_under_the_live_policy_as_python(
+    spark: Any,
+) -> None:
+    """An hour-old backlog under `live`: a camera's frame is analysed however old when the
+    camera had none analysed for min_analysis_interval_ms of its capture time (or none yet),
+    the others skip detection; the decisions equal the Python guard's, frame by frame."""
+    settings = dataclasses.replace(
+        settings_for("fast"), max_age_ms=1000, min_analysis_interval_ms=1000
+    )
+    image = cv2.resize(astronaut_bgr(), (160, 160), interpolation=cv2.INTER_AREA)
+    hour_ago = time.time_ns() - 3600 * 10**9
+    cameras = [f"guard-{uuid.uuid4().hex[:8]}-{n}" for n in range(2)]  # unknown to the JVM
+    offsets_ms = [(0, 0), (0, 100), (0, 600), (1, 50), (0, 1200), (0, 1300), (0, 2200),
+                  (1, 900), (1, 1050), (0, 2100)]  # fmt: skip
+    records = [
+        frame_record(cameras[c], seq, image, capture_ts_ns=hour_ago + ms * 10**6)
+        for seq, (c, ms) in enumerate(offsets_ms)
+    ]
+    # Captured "in a minute" (a camera clock ahead): fresh on both sides however slow the run.
+    records.append(frame_record(cameras[0], 99, image, capture_ts_ns=time.time_ns() + 60 * 10**9))
+    text = realtime_settings_text(settings, OUT, DLQ)
+    java = run_java(spark, records, text)
+    guard = FreshnessGuard(1000)
+    expected = [
+        stale_output(check_record(k, v, h or [], settings), settings, time.time_ns, guard)
+        is not None
+        for k, v, h in records
+    ]
+    skipped = [row["topic"] == OUT and "skipped" in dict(java_headers(row)) for row in java]
+    assert skipped == expected
+    assert expected == [False, True, True, False, False, True, False, True, False, True, False]
 
 
 def test_real_time_mode_refuses_a_cascade_its_jar_does_not_carry() -> None:

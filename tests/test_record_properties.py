@@ -257,15 +257,27 @@ def check_dead_letter(row: dict[str, Any], sent: Record, limit: int) -> None:
     out_headers = [(h["key"], h["value"]) for h in row["headers"]]
     assert row["key"] == key
     names = [name for name, _ in out_headers]
+    values = dict(out_headers)
+    own = ["error", "failed_ts_ns"] + ([] if value is None else ["value_bytes"])
+    if value is not None:  # the value's size is kept, whatever else had to go
+        assert values["value_bytes"] == str(len(value)).encode()
     if "value_dropped" not in names:
         assert row["value"] == value
         assert out_headers[: len(headers)] == headers  # as it came, null values included
-        assert names[len(headers) :] == ["error", "failed_ts_ns"]
+        assert names[len(headers) :] == own
+    else:  # too large for the dead-letter topic: the value is left out, and says so
+        assert row["value"] is None
+        assert values["value_dropped"].startswith(f"{len(value or b'')} bytes left out".encode())
+        if "headers_dropped" not in names:
+            assert out_headers[: len(headers)] == headers
+            assert names[len(headers) :] == [*own, "value_dropped"]
+        else:
+            assert names == [*own, "value_dropped", "headers_dropped"]
     assert record_bytes(row["key"], row["value"], out_headers) <= limit
 
 
 def test_the_spark_function_never_raises_and_every_record_fits_its_topic() -> None:
-    processed = {"records": 0, "output": 0, "dead": 0, "fitted": 0, "events": 0}
+    processed = {"records": 0, "output": 0, "dead": 0, "fitted": 0, "events": 0, "cut": 0}
 
     @settings(
         max_examples=EXAMPLES,
@@ -276,14 +288,23 @@ def test_the_spark_function_never_raises_and_every_record_fits_its_topic() -> No
         batch=st.lists(records, min_size=RECORDS_PER_EXAMPLE, max_size=RECORDS_PER_EXAMPLE),
         base=record_settings(),
         dead_letter_extra=st.integers(0, 100_000),
+        dead_letter_share=st.sampled_from([None, None, 0.7, 0.2, 0.0]),
     )
-    def check(batch: list[Record], base: RecordSettings, dead_letter_extra: int) -> None:
-        # As the job guarantees at start: the dead-letter topic takes whatever the input
-        # topic takes, plus the room for the reason.
+    def check(
+        batch: list[Record],
+        base: RecordSettings,
+        dead_letter_extra: int,
+        dead_letter_share: float | None,
+    ) -> None:
+        # A dead-letter topic that takes whatever the input topic takes, plus the room for
+        # the reason; or one made by someone else, smaller than the input's records (down
+        # to one that holds the key and the dead letter's own headers only).
         largest = max(record_bytes(k, v, h) for k, v, h in batch)
-        cfg = replace(
-            base, dead_letter_max_bytes=largest + DEAD_LETTER_HEADROOM_BYTES + dead_letter_extra
-        )
+        limit = largest + DEAD_LETTER_HEADROOM_BYTES + dead_letter_extra
+        if dead_letter_share is not None:
+            longest_key = max(len(k or b"") for k, _, _ in batch)
+            limit = max(longest_key + DEAD_LETTER_HEADROOM_BYTES, int(largest * dead_letter_share))
+        cfg = replace(base, dead_letter_max_bytes=limit)
         process = make_batch_processor(cfg, OUTPUT, DEAD_LETTERS, events_topic=EVENTS)
         out_batches = list(process(iter([to_arrow(batch)])))  # must not raise
         all_rows = [row for b in out_batches for row in b.to_pylist()]
@@ -314,6 +335,7 @@ def test_the_spark_function_never_raises_and_every_record_fits_its_topic() -> No
             else:
                 check_dead_letter(row, sent, cfg.dead_letter_max_bytes)
                 processed["dead"] += 1
+                processed["cut"] += any(h["key"] == "value_dropped" for h in row["headers"])
         processed["records"] += len(batch)
 
     check()
@@ -322,6 +344,7 @@ def test_the_spark_function_never_raises_and_every_record_fits_its_topic() -> No
     # The generator is not degenerate: both outcomes, and re-encoding to fit, occur.
     assert processed["output"] >= 500 and processed["dead"] >= 2_000 and processed["fitted"] > 0
     assert processed["events"] > 0
+    assert processed["cut"] > 0  # dead letters too large for their topic occur, and fit cut
 
 
 def test_exif_orientation_is_ignored_pixels_and_boxes_stay_as_stored() -> None:

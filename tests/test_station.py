@@ -12,10 +12,22 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from camstream.config import Config
-from camstream.core.contract import AnnotatedFrame, DetectionEvent, FrameMeta, analytics_headers
+from camstream.core.contract import (
+    H_CARRIED_FROM_SEQ,
+    H_SKIPPED,
+    AnnotatedFrame,
+    DetectionEvent,
+    FrameMeta,
+    analytics_headers,
+)
 from camstream.viewers.station.app import unpack_frame
 from camstream.viewers.station.guard import SECURITY_HEADERS
-from camstream.viewers.station.store import FACE_FRAMES_KEPT, FrameStore
+from camstream.viewers.station.store import (
+    FACE_FRAMES_KEPT,
+    GAP_WINDOW_S,
+    SHED_WINDOW_S,
+    FrameStore,
+)
 from conftest import wait_until
 from station_helpers import AnnotatedFramePublisher, annotated_sample_frames, served_station
 
@@ -58,6 +70,12 @@ def test_three_cameras_become_three_live_streams(cfg: Config) -> None:
             assert all(m["delay_ms"] >= 0 for m in metas)
         assert all(m["faces"] == 0 for m in seen["cam-b"])
         assert seen["cam-c"][-1]["faces"] == 1
+        # Every frame analysed: no load shed, analysed frames/s is frames/s.
+        status = statuses[-1]
+        assert status["shedding"]["active"] is False and status["shedding"]["share"] == 0
+        for camera in status["cameras"]:
+            assert camera["analysed_fps"] == camera["fps"] and camera["frames_skipped"] == 0
+            assert camera["analysed_gap_s"] == 0
 
         # The stats endpoint matches what was sent.
         def all_counted() -> dict | None:
@@ -71,6 +89,13 @@ def test_three_cameras_become_three_live_streams(cfg: Config) -> None:
         assert all(c["seq"] == 5 and not c["stale"] for c in by_id.values())
         assert all(0 <= c["delay_ms_p50"] <= c["delay_ms_p95"] for c in by_id.values())
         assert body["frames_total"] == 18 == sum(publisher.sent.values())
+        assert all(c["analysed_fps"] == c["fps"] and c["frames_skipped"] == 0
+                   for c in by_id.values())  # fmt: skip
+        # Sent back to back: analysed frames a few ms apart, the latest one analysed.
+        assert all(c["analysed_gap_s"] == 0 and 0 <= c["analysed_gap_max_s"] < 1
+                   for c in by_id.values())  # fmt: skip
+        assert body["shedding"] == {"active": False, "share": 0.0, "frames_skipped": 0,
+                                    "frames": 18, "window_s": SHED_WINDOW_S}  # fmt: skip
 
         # Detections, from the events topic: on the face cameras, with their pictures.
         def detections() -> list[dict] | None:
@@ -237,3 +262,122 @@ def test_a_detection_behind_the_frames_still_gets_a_picture() -> None:
     assert store.add_detection(late)
     (event,) = store.events()
     assert event.seq == 0 and event.thumbnail_jpeg[:3] == b"\xff\xd8\xff"
+
+
+BASE_NS = 1_000 * 10**9  # a capture clock for the tests below, in ns
+QUARTER_S_NS = 250_000_000  # 4 frames/s
+
+
+def _captured(
+    camera_id: str,
+    seq: int,
+    capture_ns: int,
+    jpeg: bytes,
+    skipped: str | None = None,
+    carried_from_seq: int | None = None,
+) -> AnnotatedFrame:
+    """A frame as the job writes it: analysed, carried by the motion gate, or skipped."""
+    extra = [] if skipped is None else [(H_SKIPPED, skipped.encode())]
+    if carried_from_seq is not None:
+        extra.append((H_CARRIED_FROM_SEQ, str(carried_from_seq).encode()))
+    headers = analytics_headers(
+        FrameMeta(camera_id, seq, capture_ns, 640, 480).to_headers(), [], capture_ns, extra=extra
+    )
+    return AnnotatedFrame.from_record(jpeg, headers)
+
+
+def test_frames_without_detection_count_apart_and_show_as_shedding() -> None:
+    """A camera sends 4 frames/s; the job analyses one in four (every other one carried by
+    the motion gate), then none for 5 s, then every frame again."""
+    jpeg = annotated_sample_frames()[0][0]
+    store = FrameStore()
+
+    def feed(seqs: range, analysed: object) -> float:
+        arrival = 0.0
+        for seq in seqs:
+            capture_ns = BASE_NS + seq * QUARTER_S_NS
+            arrival = capture_ns / 1e9 + 0.1
+            if not analysed(seq):  # type: ignore[operator]
+                frame = _captured("cam-s", seq, capture_ns, jpeg, skipped="shed: over capacity")
+            elif seq % 8 == 4:  # the motion gate carried the boxes: analysed all the same
+                frame = _captured("cam-s", seq, capture_ns, jpeg, carried_from_seq=seq - 4)
+            else:
+                frame = _captured("cam-s", seq, capture_ns, jpeg)
+            assert store.update(frame, now=arrival)
+        return arrival
+
+    now = feed(range(40), lambda seq: seq % 4 == 0)  # 10 s: analysed at 0, 1, ... 9 s
+    (stats,) = store.camera_stats(now=now)
+    assert stats["fps"] == 4.0 and stats["analysed_fps"] == 1.0
+    assert stats["frames"] == 40 and stats["frames_skipped"] == 30
+    assert stats["analysed_gap_s"] == 0.75  # latest frame at 9.75 s, last analysed at 9 s
+    assert stats["analysed_gap_max_s"] == 1.0
+    assert store.shedding(now=now) == {"active": True, "share": 0.75, "frames_skipped": 30,
+                                       "frames": 40, "window_s": SHED_WINDOW_S}  # fmt: skip
+
+    now = feed(range(40, 60), lambda seq: False)  # nothing analysed from 10 s to 14.75 s
+    (stats,) = store.camera_stats(now=now)
+    assert stats["fps"] == 4.0 and stats["analysed_fps"] == 0.0  # its window: 9.75-14.75 s
+    assert stats["analysed_gap_s"] == stats["analysed_gap_max_s"] == 5.75
+    now = feed(range(60, 61), lambda seq: True)  # analysed again at 15 s: a gap of 6 s
+    (stats,) = store.camera_stats(now=now)
+    assert stats["analysed_gap_s"] == 0 and stats["analysed_gap_max_s"] == 6.0
+    assert stats["frames_skipped"] == 50
+
+    # Every frame analysed from 15 s on: the 6 s gap leaves the window GAP_WINDOW_S after it
+    # (counted in whole seconds), the shedding SHED_WINDOW_S after the last skipped frame.
+    now = feed(range(61, 61 + 4 * 11), lambda seq: True)  # to 26 s
+    shedding = store.shedding(now=now)
+    assert shedding["active"] is False and shedding["share"] == 0 and shedding["frames"] >= 40
+    (stats,) = store.camera_stats(now=now)
+    assert stats["analysed_fps"] == stats["fps"] == 4.0
+    assert stats["analysed_gap_max_s"] == 6.0
+    now = feed(range(105, 61 + 4 * (GAP_WINDOW_S + 1)), lambda seq: True)  # to 46 s
+    (stats,) = store.camera_stats(now=now)
+    assert stats["analysed_gap_s"] == 0 and stats["analysed_gap_max_s"] == 0.25
+    assert stats["frames_skipped"] == 50
+
+
+def test_a_camera_never_analysed_has_no_gaps_and_no_analysed_rate() -> None:
+    jpeg = annotated_sample_frames()[0][0]
+    store = FrameStore()
+    for seq in range(12):
+        capture_ns = BASE_NS + seq * QUARTER_S_NS
+        store.update(_captured("cam-n", seq, capture_ns, jpeg, skipped="stale: 900 ms old"),
+                     now=capture_ns / 1e9)  # fmt: skip
+    (stats,) = store.camera_stats(now=BASE_NS / 1e9 + 3)
+    assert stats["fps"] == 4.0 and stats["analysed_fps"] == 0.0
+    assert stats["analysed_gap_s"] is None and stats["analysed_gap_max_s"] is None
+    assert stats["frames_skipped"] == 12
+    shedding = store.shedding(now=BASE_NS / 1e9 + 3)
+    assert shedding["active"] and shedding["share"] == 1.0 and shedding["frames"] == 12
+    # Another camera, all analysed, halves the share; the window is over all cameras.
+    for seq in range(12):
+        capture_ns = BASE_NS + seq * QUARTER_S_NS
+        store.update(_captured("cam-m", seq, capture_ns, jpeg), now=capture_ns / 1e9)
+    shedding = store.shedding(now=BASE_NS / 1e9 + 3)
+    assert shedding["share"] == 0.5 and shedding["frames_skipped"] == 12
+    # Repeats (at-least-once delivery) are hidden, and counted nowhere.
+    repeat = _captured("cam-n", 11, BASE_NS + 11 * QUARTER_S_NS, jpeg, skipped="stale")
+    assert not store.update(repeat, now=BASE_NS / 1e9 + 3)
+    assert store.shedding(now=BASE_NS / 1e9 + 3)["frames"] == 24
+    # Long after: nothing arrived in the window, nothing shed.
+    assert store.shedding(now=BASE_NS / 1e9 + 3 + SHED_WINDOW_S + 1) == {
+        "active": False, "share": 0.0, "frames_skipped": 0, "frames": 0,
+        "window_s": SHED_WINDOW_S,
+    }  # fmt: skip
+
+
+def test_carried_frames_count_as_analysed() -> None:
+    """The motion gate carried the boxes of the last analysed frame: not shed."""
+    jpeg = annotated_sample_frames()[0][0]
+    store = FrameStore()
+    for seq in range(20):
+        capture_ns = BASE_NS + seq * QUARTER_S_NS
+        carried = None if seq == 0 else 0
+        store.update(_captured("cam-c", seq, capture_ns, jpeg, carried_from_seq=carried),
+                     now=capture_ns / 1e9)  # fmt: skip
+    (stats,) = store.camera_stats(now=BASE_NS / 1e9 + 5)
+    assert stats["analysed_fps"] == stats["fps"] == 4.0 and stats["frames_skipped"] == 0
+    assert stats["analysed_gap_s"] == 0 and stats["analysed_gap_max_s"] == 0.25
+    assert store.shedding(now=BASE_NS / 1e9 + 5)["active"] is False

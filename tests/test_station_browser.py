@@ -52,13 +52,15 @@ def browser():
 
 def test_the_wall_shows_every_camera_live(browser, cfg: Config) -> None:
     stop = threading.Event()
+    shed = threading.Event()  # set: the job passes every other frame of cam-2 on unanalysed
     publisher = AnnotatedFramePublisher(cfg)
 
     def cameras_sending() -> None:  # three cameras at 5 frames/s; cam-2 never sees a face
         index = 0
         while not stop.is_set():
             publisher.send("cam-1", FACE + index % 20)
-            publisher.send("cam-2", NO_FACE)
+            skipped = "shed: over capacity" if shed.is_set() and index % 2 else None
+            publisher.send("cam-2", NO_FACE, skipped=skipped)
             publisher.send("cam-3", FACE)
             publisher.flush()
             index += 1
@@ -116,8 +118,29 @@ def test_the_wall_shows_every_camera_live(browser, cfg: Config) -> None:
             assert "alert" in classes("cam-3") and "alert" not in classes("cam-2")
             wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#events li img"), 15,
                        what="a detection in the event list")  # fmt: skip
+            # Every frame analysed: no analysed rate beside frames/s, no shedding banner.
+            banner = browser.find_element(By.ID, "shedding")
+            assert not banner.is_displayed() and "analysed" not in caption("cam-2")
             ARTIFACTS.mkdir(exist_ok=True)
             browser.save_screenshot(str(ARTIFACTS / "station.png"))
+
+            # The job sheds load: half of cam-2's frames come without detection.
+            shed.set()
+            wait_until(lambda: banner.is_displayed() and "Shedding load" in banner.text, 15,
+                       what="the shedding banner")  # fmt: skip
+            assert "% of frames shown without detection" in banner.text
+
+            def analysed_rate() -> float | None:  # "5.0 fps · 2.5 analysed"
+                text = browser.find_element(
+                    By.CSS_SELECTOR, '.tile[data-camera="cam-2"] .analysed'
+                ).text
+                return float(text.split()[-2]) if text.endswith(" analysed") else None
+
+            rate = wait_until(analysed_rate, 20, what="cam-2's analysed rate on its tile")
+            assert 0 < rate < float(caption("cam-2").split(" fps")[0].split()[-1])
+            assert "analysed" not in caption("cam-3")
+            browser.save_screenshot(str(ARTIFACTS / "station-shedding.png"))
+            shed.clear()
 
             # Clicking a tile opens that camera large.
             browser.find_element(By.CSS_SELECTOR, '.tile[data-camera="cam-3"]').click()

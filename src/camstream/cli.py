@@ -11,8 +11,11 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import math
 import os
+import re
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -80,6 +83,77 @@ TOPICS = ("input_topic", "output_topic", "dead_letter_topic", "events_topic", "p
           "replication_factor")  # fmt: skip
 
 
+# ---- types of the other options: a bad value is a usage error (exit 2), never a traceback --
+def whole(minimum: int = 1, maximum: int | None = None) -> Callable[[str], int]:
+    """A whole number in [minimum, maximum]."""
+    span = f"from {minimum} to {maximum}" if maximum is not None else f"of {minimum} or more"
+
+    def parse_whole(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = None
+        if value is None or value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"must be a whole number {span} (got {raw!r})")
+        return value
+
+    return parse_whole
+
+
+def positive(raw: str) -> float:
+    """A finite number above 0 (frames/s, seconds)."""
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number above 0 (got {raw!r})")
+    return value
+
+
+port = whole(1, 65535)
+
+
+def host(raw: str) -> str:
+    """A listen address: a name or IPv4 address that resolves (the port checks are IPv4)."""
+    if not raw.strip() or any(c.isspace() for c in raw):
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a host name or IPv4 address")
+    try:
+        socket.getaddrinfo(raw, None, socket.AF_INET)
+    except (OSError, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise argparse.ArgumentTypeError(f"{raw!r} has no IPv4 address: {reason}") from None
+    return raw
+
+
+def camera_id(raw: str) -> str:
+    """A camera id as the frame contract takes it: 1-255 characters of UTF-8 (the Kafka key)."""
+    if not 1 <= len(raw) <= 255:
+        raise argparse.ArgumentTypeError(f"must be 1 to 255 characters (got {len(raw)})")
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = raw.encode("utf-8", "surrogateescape")
+        raise argparse.ArgumentTypeError(f"{shown!r} is not valid UTF-8") from None
+    return raw
+
+
+def source(raw: str) -> str:
+    if not raw.strip():
+        raise argparse.ArgumentTypeError("must name a webcam index (0), a video file or a URL")
+    return raw
+
+
+_MEMORY = re.compile(r"[1-9]\d*([kmgtp]b?|b)?", re.IGNORECASE)
+
+
+def memory(raw: str) -> str:
+    """A JVM memory size as Spark reads it: 512m, 2g, ..."""
+    if not _MEMORY.fullmatch(raw.strip()):
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a memory size such as 512m or 2g")
+    return raw.strip()
+
+
 # ---- helpers --------------------------------------------------------------------------------
 def _stop_event() -> threading.Event:
     """An event set by Ctrl-C or SIGTERM, so that loops end cleanly and flush."""
@@ -100,12 +174,21 @@ def _broker(args: argparse.Namespace) -> Any:
     from camstream.local.broker import LocalBroker, LocalCluster
 
     cfg = Config.from_env()
-    directory = Path(args.dir) if args.dir else cfg.home_path / "kafka"
-    if args.brokers is not None and args.brokers < 1:
-        raise ConfigError(f"--brokers must be 1 or more (got {args.brokers})")
+    directory = _dir_option(args, cfg.home_path / "kafka", create=False)
     saved = LocalCluster.load(directory)
     if args.brokers is None and saved is not None:
         return saved
+    if (args.brokers or 1) > 1:
+        last = args.port + 2 * args.brokers - 1
+        if last > 65535:
+            raise ConfigError(
+                f"--brokers {args.brokers} from --port {args.port} needs ports up to {last},"
+                " past 65535: choose a lower --port"
+            )
+    elif args.port == args.controller_port:
+        raise ConfigError(f"--port and --controller-port are both {args.port}: choose two ports")
+    if args.action == "start":
+        _dir_option(args, directory, create=True)
     if (args.brokers or 1) > 1:
         return LocalCluster(directory, size=args.brokers, host=args.host, base_port=args.port)
     return LocalBroker(
@@ -113,12 +196,77 @@ def _broker(args: argparse.Namespace) -> Any:
     )
 
 
-def _need(module: str, extra: str, what: str) -> None:
-    """A clear error instead of an ImportError when an optional part is not installed."""
-    import importlib.util
+def _dir_option(args: argparse.Namespace, default: Path, *, create: bool) -> Path:
+    """--dir, or `default` (under CAMSTREAM_HOME): a folder, made if `create`."""
+    if args.dir:
+        return _folder(Path(args.dir), f"--dir {args.dir}", create=create)
+    return _folder(default, f"{default} (under CAMSTREAM_HOME)", create=create)
 
-    if importlib.util.find_spec(module) is None:
-        raise DependencyError(f"{what} needs {module}: pip install 'camstream[{extra}]'")
+
+def _folder(path: Path, named: str, *, create: bool) -> Path:
+    """`path` if it is a folder or can be one (made if `create`); else a ConfigError."""
+    try:
+        # The first part of the path that exists must be a folder.
+        found = next(p for p in (path, *path.absolute().parents) if p.exists())
+        if not found.is_dir():
+            raise ConfigError(f"{named}: {found} is a file, not a folder")
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{named}: cannot use it as a folder ({exc.strerror or exc})") from None
+    return path
+
+
+# The distribution to install when its import name differs.
+_DISTRIBUTIONS = {"skimage": "scikit-image"}
+
+
+def _need(extra: str, what: str, *modules: str) -> None:
+    """A clear error instead of an ImportError when an optional part is not installed.
+
+    Imported, not only looked up: a package that is there but broken fails here too.
+    """
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            name = _DISTRIBUTIONS.get(module.partition(".")[0], module.partition(".")[0])
+            raise DependencyError(
+                f"{what} needs {name} ({exc}): pip install 'camstream[{extra}]'"
+            ) from None
+
+
+def _check_spark_master(master: str) -> None:
+    """What spark-submit takes, checked before a JVM starts only to say no."""
+    if master != "yarn" and not master.startswith(("local", "spark://", "k8s://")):
+        raise ConfigError(
+            f"CAMSTREAM_SPARK_MASTER / --spark-master {master!r} is not a Spark master URL:"
+            " local[*], local[N], spark://HOST:PORT, yarn or k8s://..."
+        )
+
+
+def _start_spark(cfg: Config, conf: dict[str, str]) -> Any:
+    """The SparkSession; Spark refusing to start (a bad master or --conf) is one line, exit 2."""
+    from camstream.local.jars import java_executable
+    from camstream.spark.session import spark_session
+
+    java_executable()  # a missing Java is a missing prerequisite (5), not a bad setting
+    try:
+        return spark_session(cfg, extra_conf=conf)
+    except Exception as exc:
+        if not type(exc).__module__.startswith(("pyspark.", "py4j.")):
+            raise
+        try:  # a Py4JJavaError: the Java exception's own one-line summary
+            reason = str(exc.java_exception.toString())  # type: ignore[attr-defined]
+        except Exception:  # the JVM never came up: it printed its reason above
+            reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+        given = " and the --conf given" if conf else ""
+        raise ConfigError(
+            f"Spark did not start with --spark-master {cfg.spark_master!r}{given}:"
+            f" {reason or type(exc).__name__}"
+        ) from None
 
 
 def _spark_conf(pairs: list[str] | None) -> dict[str, str]:
@@ -135,7 +283,10 @@ def _spark_conf(pairs: list[str] | None) -> dict[str, str]:
 def cmd_setup(args: argparse.Namespace) -> int:
     from camstream.local import jars
 
-    jars.ensure_all(config_from(args))
+    cfg = config_from(args)
+    _need("spark", "setup", "pyspark")
+    _folder(cfg.cache_path, f"the cache {cfg.cache_path} (CAMSTREAM_CACHE / --cache)", create=True)
+    jars.ensure_all(cfg)
     print("camstream: setup complete")
     return 0
 
@@ -175,8 +326,16 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
+    if not args.verbose:
+        # A source that cannot be opened is one line of ours, not OpenCV's and FFmpeg's
+        # warnings too (`-v` shows them). Read by OpenCV when FFmpeg first opens a source.
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    import cv2
+
     from camstream.cameras.capture import produce
 
+    if not args.verbose:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     stats = produce(
         config_from(args),
         args.source,
@@ -192,6 +351,9 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    if args.scene == "still":
+        # Its scenes are drawn from scikit-image's bundled images; only the dev extra has it.
+        _need("dev", "--scene still", "skimage.data")
     from camstream.cameras.simulate import CameraSimulator
 
     simulator = CameraSimulator(
@@ -207,14 +369,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    _need("pyspark", "spark", "the Spark job")
+    _need("spark", "the Spark job", "pyspark", "pyarrow")
     from camstream.spark.job import build_query, is_long_running, stop_gracefully
     from camstream.spark.progress import LossMonitor, describe_failure, follow_progress
-    from camstream.spark.session import spark_session
 
     cfg = config_from(args)
+    conf = _spark_conf(args.conf)
+    _check_spark_master(cfg.spark_master)
     stop = _stop_event()
-    spark = spark_session(cfg, extra_conf=_spark_conf(args.conf))
+    spark = _start_spark(cfg, conf)
     try:
         query = build_query(spark, cfg)
         print(
@@ -245,11 +408,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def cmd_spark_cluster(args: argparse.Namespace) -> int:
     from camstream.local.spark_cluster import LocalSparkCluster
 
-    directory = Path(args.dir) if args.dir else Config.from_env().home_path / "spark-cluster"
+    if args.action == "start":
+        # Its daemons are pyspark's own Spark distribution.
+        _need("spark", "the Spark cluster", "pyspark")
+        if args.port == args.webui_port:
+            raise ConfigError(f"--port and --webui-port are both {args.port}: choose two ports")
+    default = Config.from_env().home_path / "spark-cluster"
+    directory = _dir_option(args, default, create=args.action == "start")
     cluster = LocalSparkCluster.load(directory) if args.action != "start" else None
     if cluster is None:
-        if args.workers < 1 or args.cores_per_worker < 1:
-            raise ConfigError("--workers and --cores-per-worker must be 1 or more")
         cluster = LocalSparkCluster(
             directory,
             workers=args.workers,
@@ -300,8 +467,11 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
+STATION_MODULES = ("starlette", "uvicorn", "websockets")
+
+
 def cmd_station(args: argparse.Namespace) -> int:
-    _need("uvicorn", "station", "the station")
+    _need("station", "the station", *STATION_MODULES)
     from camstream.viewers.station.server import run_station
 
     # Our handlers: uvicorn shuts down gracefully on SIGTERM/Ctrl-C, then re-raises the
@@ -311,9 +481,9 @@ def cmd_station(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    _need("pyspark", "spark", "the demo's Spark job")
+    _need("spark", "the demo's Spark job", "pyspark", "pyarrow")
     if not args.console:
-        _need("uvicorn", "station", "the station")
+        _need("station", "the station", *STATION_MODULES)
     from camstream.local.demo import run_demo
 
     return run_demo(
@@ -344,9 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     def cameras(p: argparse.ArgumentParser, fps: float) -> None:
-        p.add_argument("--cameras", type=int, default=3, help="simulated cameras (default: 3)")
+        p.add_argument("--cameras", type=whole(1), default=3, help="simulated cameras (default: 3)")
         p.add_argument(
-            "--fps", type=float, default=fps, help="frames/s per camera (default: %(default)s)"
+            "--fps", type=positive, default=fps, help="frames/s per camera (default: %(default)s)"
         )
 
     p = add("setup", cmd_setup, "download the Kafka broker and Spark connector jars (once)")
@@ -357,15 +527,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", help="broker folder (default: $CAMSTREAM_HOME/kafka)")
     p.add_argument(
         "--brokers",
-        type=int,
+        type=whole(1),
         help="brokers in the cluster, each its own JVM; node i uses ports PORT+2(i-1) and the"
         " next (default: 1, or what was started in --dir)",
     )
-    p.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s)")
-    p.add_argument("--port", type=int, default=9092, help="client port (default: %(default)s)")
+    p.add_argument(
+        "--host", type=host, default="127.0.0.1", help="listen address (default: %(default)s)"
+    )
+    p.add_argument("--port", type=port, default=9092, help="client port (default: %(default)s)")
     p.add_argument(
         "--controller-port",
-        type=int,
+        type=port,
         default=9093,
         help="KRaft controller port (default: %(default)s)",
     )
@@ -379,12 +551,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings(p, *KAFKA, *TOPICS, "max_frame_bytes")
 
     p = add("produce", cmd_produce, "publish a camera, video file or RTSP/HTTP stream")
-    p.add_argument("--source", required=True, help="webcam index (0), video file, or URL")
-    p.add_argument("--camera-id", required=True, help="camera id: the Kafka key")
-    p.add_argument("--fps", type=float, help="frame rate cap (default: a file's own rate)")
-    p.add_argument("--resize-width", type=int, help="downscale frames wider than this")
+    p.add_argument(
+        "--source", type=source, required=True, help="webcam index (0), video file, or URL"
+    )
+    p.add_argument(
+        "--camera-id", type=camera_id, required=True, help="camera id: the Kafka key (1-255 chars)"
+    )
+    p.add_argument("--fps", type=positive, help="frame rate cap (default: a file's own rate)")
+    p.add_argument("--resize-width", type=whole(1), help="downscale frames wider than this")
     p.add_argument("--loop", action="store_true", help="restart a video file at its end")
-    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--max-frames", type=whole(1), help="stop after this many frames")
     add_settings(p, *KAFKA, "input_topic", "partitions", "max_frame_bytes", "jpeg_quality",
                  "min_jpeg_quality", "min_frame_width")  # fmt: skip
 
@@ -395,9 +571,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="sample: the sample video (a face moving); still: the labelled still scenes, one"
         " per camera in turn, mostly nothing moving (default: %(default)s)",
     )  # fmt: skip
-    p.add_argument("--resize-width", type=int, help="downscale the 640x480 sample")
-    p.add_argument("--max-frames", type=int, help="frames per camera, then stop")
-    p.add_argument("--duration", type=float, help="seconds, then stop")
+    p.add_argument("--resize-width", type=whole(1), help="downscale the 640x480 sample")
+    p.add_argument("--max-frames", type=whole(1), help="frames per camera, then stop")
+    p.add_argument("--duration", type=positive, help="seconds, then stop")
     add_settings(p, *KAFKA, "input_topic", "partitions", "jpeg_quality")
 
     p = add("analyze", cmd_analyze, "run the Spark Structured Streaming face-detection job")
@@ -412,8 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
                  "detection_preset", "motion_gate", "motion_keyframe_s", "motion_pixel_threshold",
                  "motion_min_changed", "motion_regions", "motion_forget_s",
                  "trigger_interval", "max_offsets_per_trigger", "freshness",
-                 "max_frame_age_ms", "async_progress", "opencv_threads", "frame_threads",
-                 "max_frame_bytes",
+                 "max_frame_age_ms", "min_analysis_interval_ms", "async_progress",
+                 "opencv_threads", "frame_threads", "max_frame_bytes",
                  "jpeg_quality", "min_jpeg_quality", "min_frame_width", "spark_ui",
                  "spark_log_level")  # fmt: skip
 
@@ -424,31 +600,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("action", choices=["start", "stop", "status"])
     p.add_argument("--dir", help="cluster folder (default: $CAMSTREAM_HOME/spark-cluster)")
-    p.add_argument("--workers", type=int, default=2, help="worker JVMs (default: %(default)s)")
+    p.add_argument("--workers", type=whole(1), default=2, help="worker JVMs (default: %(default)s)")
     p.add_argument(
-        "--cores-per-worker", type=int, default=1, help="cores each worker offers (default: 1)"
+        "--cores-per-worker", type=whole(1), default=1, help="cores each worker offers (default: 1)"
     )
     p.add_argument(
-        "--worker-memory", default="2g", help="memory each worker offers (default: %(default)s)"
+        "--worker-memory",
+        type=memory,
+        default="2g",
+        help="memory each worker offers (default: %(default)s)",
     )
-    p.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s)")
-    p.add_argument("--port", type=int, default=7077, help="master port (default: %(default)s)")
     p.add_argument(
-        "--webui-port", type=int, default=8089, help="master web UI port (default: %(default)s)"
+        "--host", type=host, default="127.0.0.1", help="listen address (default: %(default)s)"
+    )
+    p.add_argument("--port", type=port, default=7077, help="master port (default: %(default)s)")
+    p.add_argument(
+        "--webui-port", type=port, default=8089, help="master web UI port (default: %(default)s)"
     )
 
     p = add("monitor", cmd_monitor, "print annotated frames: camera, seq, delay, faces")
-    p.add_argument("--camera-id", help="only this camera (default: all)")
-    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--camera-id", type=camera_id, help="only this camera (default: all)")
+    p.add_argument("--max-frames", type=whole(1), help="stop after this many frames")
     p.add_argument("--from-beginning", action="store_true", help="replay the topic from its start")
-    p.add_argument("--idle-timeout", type=float, help="stop after this many seconds without frames")
+    p.add_argument(
+        "--idle-timeout", type=positive, help="stop after this many seconds without frames"
+    )
     add_settings(p, *KAFKA, "output_topic", "partitions")
 
     p = add("events", cmd_events, "print detection events: camera, seq, faces, boxes, carried")
-    p.add_argument("--camera-id", help="only this camera (default: all)")
-    p.add_argument("--max-events", type=int, help="stop after this many events")
+    p.add_argument("--camera-id", type=camera_id, help="only this camera (default: all)")
+    p.add_argument("--max-events", type=whole(1), help="stop after this many events")
     p.add_argument("--from-beginning", action="store_true", help="replay the topic from its start")
-    p.add_argument("--idle-timeout", type=float, help="stop after this many seconds without events")
+    p.add_argument(
+        "--idle-timeout", type=positive, help="stop after this many seconds without events"
+    )
     p.add_argument("--json", action="store_true", help="print each event as its JSON line")
     add_settings(p, *KAFKA, "events_topic", "partitions")
 
@@ -460,7 +645,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", cmd_demo, "run the whole local stack: broker, Spark job, cameras, monitor")
     cameras(p, fps=4.0)
-    p.add_argument("--duration", type=float, help="stop after this many seconds (default: Ctrl-C)")
+    p.add_argument(
+        "--duration", type=positive, help="stop after this many seconds (default: Ctrl-C)"
+    )
     p.add_argument(
         "--console", action="store_true", help="print frames in the terminal instead of the station"
     )

@@ -218,7 +218,7 @@ class Config:
     )
     max_offsets_per_trigger: int | None = setting(
         1000,
-        "frames per micro-batch at most (unlimited: no limit); with freshness latest, at most 200",
+        "frames per micro-batch at most (unlimited: no limit); with freshness live, at most 200",
         minimum=1,
     )
     detection_preset: str = setting(
@@ -252,15 +252,23 @@ class Config:
         300.0, "with the motion gate: a camera silent this long is forgotten (bounded state)",
         minimum=0.001,
     )  # fmt: skip
-    # `all` analyses every frame however late; `latest` passes frames older than
-    # max_frame_age_ms through unanalysed (marked and counted) to stay fresh under overload.
+    # `live` stays live past capacity: frames older than max_frame_age_ms by their turn go
+    # out unanalysed (marked `skipped`, counted), newest analysed first, no camera starved.
+    # Under capacity nothing is skipped. `all` analyses every frame however late (backfills).
+    # `latest` is the name of `live` before 0.5.
     freshness: str = setting(
-        "all", "analyse every frame however late, or skip detection of frames too old",
-        choices=("all", "latest"),
+        "live", "live: past capacity, skip detection of frames too old (newest first, no camera"
+        " starved); all: analyse every frame however late (backfills)",
+        choices=("live", "all", "latest"),
     )  # fmt: skip
     max_frame_age_ms: int = setting(
-        1000, "with freshness latest: older frames skip detection", minimum=1
-    )
+        1000, "with freshness live: frames older than this by their turn skip detection",
+        minimum=1,
+    )  # fmt: skip
+    min_analysis_interval_ms: int = setting(
+        1500, "with freshness live: a camera gets a frame analysed at least this often (in its"
+        " capture time), however late", minimum=1,
+    )  # fmt: skip
     async_progress: bool = setting(
         False, "write micro-batch offsets to the checkpoint asynchronously (lower latency)"
     )
@@ -430,6 +438,11 @@ class Config:
         )
 
     @property
+    def sheds_load(self) -> bool:
+        """Past capacity, frames too old skip detection (the `live` policy)."""
+        return self.freshness != "all"
+
+    @property
     def pipeline_topics(self) -> list[str]:
         """The topics of the pipeline: the cameras', the job's three outputs."""
         return [self.input_topic, self.output_topic, self.dead_letter_topic, self.events_topic]
@@ -475,7 +488,8 @@ class Config:
             min_jpeg_quality=self.min_jpeg_quality,
             min_frame_width=self.min_frame_width,
             max_frame_bytes=self.max_frame_bytes,
-            max_age_ms=self.max_frame_age_ms if self.freshness == "latest" else None,
+            max_age_ms=self.max_frame_age_ms if self.sheds_load else None,
+            min_analysis_interval_ms=self.min_analysis_interval_ms if self.sheds_load else None,
             motion=self.motion,
             events_max_bytes=events_max_bytes,
             output_topic=self.output_topic,

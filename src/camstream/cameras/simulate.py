@@ -25,6 +25,7 @@ from camstream.cameras.encoding import encode_frame
 from camstream.config import Config
 from camstream.core.contract import FrameMeta
 from camstream.core.jpeg import resize_to_width
+from camstream.errors import ConfigError
 from camstream.kafka.publish import DeliveryStats, FramePublisher, ProgressPrinter
 from camstream.kafka.topics import ensure_topics
 
@@ -91,15 +92,18 @@ class CameraSimulator:
         phases: list[int] | None = None,
         scene: str = "sample",
     ) -> None:
+        # ConfigError is a ValueError: the command line shows it as one line (exit 2).
         if cameras < 1:
-            raise ValueError("cameras must be >= 1")
-        if fps <= 0:
-            raise ValueError("fps must be > 0")
+            raise ConfigError(f"cameras must be 1 or more (got {cameras})")
+        if not 0 < fps < float("inf"):
+            raise ConfigError(f"fps must be a positive number (got {fps})")
+        if resize_width is not None and resize_width < 1:
+            raise ConfigError(f"resize_width must be 1 or more (got {resize_width})")
         self.cfg = cfg
         self.fps = fps
         self.topic = topic or cfg.input_topic
         if scene not in SCENES:
-            raise ValueError(f"scene must be one of {', '.join(SCENES)} (got {scene!r})")
+            raise ConfigError(f"scene must be one of {', '.join(SCENES)} (got {scene!r})")
         # Encoded once, shared by all cameras: the expensive part of a camera is done once.
         # Clip c is frames [c * clip_length, (c + 1) * clip_length) of `fitted`.
         if scene == "sample":

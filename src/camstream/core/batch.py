@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 
 from camstream.core.analysis import detect_in_regions
+from camstream.core.contract import RecordSource
+from camstream.core.freshness import FreshnessGuard, detection_order
 from camstream.core.motion import GateDecision, MotionGate, motion_thumbnail, overlaps
 from camstream.core.records import (
     CheckedFrame,
@@ -56,36 +58,45 @@ class _Item:
     decision: GateDecision | None = None
     boxes: np.ndarray | None = None
     in_regions: bool = False  # detected on the moving regions only
+    source: RecordSource | None = None  # where it was read, for its dead letter
 
 
 def process_batch(
-    records: Sequence[tuple[Any, Any, Any]],
+    records: Sequence[tuple[Any, ...]],
     settings: RecordSettings,
     gate: MotionGate | None = None,
     mapper: Mapper = map,
     clock: Clock = time.time_ns,
+    guard: FreshnessGuard | None = None,
 ) -> list[ProcessedRecord]:
-    """The records' outcomes, in order. Without a gate every valid frame is analysed."""
-    normalised = [normalise(key, value, headers) for key, value, headers in records]
+    """The records' outcomes, in order. Without a gate every valid frame is analysed, but
+    under the `live` policy (`settings.max_age_ms`) those too old by their turn.
+
+    A record is (key, value, headers), or (key, value, headers, RecordSource) to name
+    where it was read in its dead letter. Under the `live` policy the frames are analysed
+    newest first, and with a `guard` no camera starves (`camstream.core.freshness`).
+    """
+    normalised = [normalise(*record[:3]) for record in records]
     items = [_Item(key, value, headers) for key, value, headers, _ in normalised]
+    for item, record in zip(items, records, strict=True):
+        item.source = record[3] if len(record) > 3 else None
     problems = [problem for *_, problem in normalised]
 
     def fail(item: _Item, exc: BaseException) -> None:
-        item.result = dead_letter(item.key, item.value, item.headers, reason(exc), settings, clock)
+        item.result = dead_letter(
+            item.key, item.value, item.headers, reason(exc), settings, clock, item.source
+        )
 
     def check(item: _Item, problem: str) -> _Item:
         try:
             if problem:
                 raise FrameError(problem)
-            checked = check_record(item.key, item.value, item.headers, settings, clock)
-            if isinstance(checked, ProcessedRecord):
-                item.result = checked
-            else:
-                item.frame = checked
-                if gate is not None:
-                    item.thumb = motion_thumbnail(
-                        checked.jpeg, checked.info, settings.motion.thumb_width
-                    )
+            checked = check_record(item.key, item.value, item.headers, settings)
+            item.frame = checked
+            if gate is not None:
+                item.thumb = motion_thumbnail(
+                    checked.jpeg, checked.info, settings.motion.thumb_width
+                )
         except Exception as exc:
             fail(item, exc)
         return item
@@ -108,8 +119,8 @@ def process_batch(
         try:
             frame, decision = item.frame, item.decision
             assert frame is not None
-            stale = stale_output(frame, settings, clock)
-            if stale is not None:  # it waited behind others in its batch: not analysed
+            stale = stale_output(frame, settings, clock, guard)
+            if stale is not None:  # too old by its turn: not analysed
                 item.result = stale
                 return item
             if decision is not None and decision.regions:
@@ -125,7 +136,10 @@ def process_batch(
             fail(item, exc)
         return item
 
-    _run(mapper(detect, [item for item in pending if _analyse(item)]))
+    to_detect = [item for item in pending if _analyse(item)]
+    if settings.max_age_ms is not None:  # past capacity, the time goes to the newest frames
+        to_detect = detection_order(to_detect, _camera_and_capture, guard)
+    _run(mapper(detect, to_detect))
     # In order: a frame analysed on its moving regions keeps the boxes of the frame it moved
     # from that lie outside them (the person who stood still while another walked by). That
     # frame's boxes are known by now, from an earlier batch or earlier in this one.
@@ -158,7 +172,7 @@ def process_batch(
             if not _analyse(item):
                 reference = item.decision.reference  # type: ignore[union-attr]
                 if reference.boxes_xyxy is None:  # its detection failed: detect this one
-                    stale = stale_output(frame, settings, clock)
+                    stale = stale_output(frame, settings, clock, guard)
                     if stale is not None:
                         item.result = stale
                         return item
@@ -173,6 +187,11 @@ def process_batch(
 
     _run(mapper(finish, [item for item in pending if item.result is None]))
     return [item.result for item in items]  # type: ignore[misc]
+
+
+def _camera_and_capture(item: _Item) -> tuple[str, int]:
+    assert item.frame is not None
+    return item.frame.meta.camera_id, item.frame.meta.capture_ts_ns
 
 
 def _analyse(item: _Item) -> bool:

@@ -48,8 +48,19 @@ H_CARRIED_FROM_SEQ = "carried_from_seq"
 # Added to dead-letter records.
 H_ERROR = "error"
 H_FAILED_TS_NS = "failed_ts_ns"
-# Added to a dead letter whose value had to be dropped to fit the dead-letter topic.
+# Added to every dead letter the job writes: where the record came from (its Kafka
+# coordinates and timestamp) and the size of its value, so that it can be found and replayed
+# even when the dead letter could not carry the value itself.
+H_SOURCE_TOPIC = "source_topic"
+H_SOURCE_PARTITION = "source_partition"
+H_SOURCE_OFFSET = "source_offset"
+H_SOURCE_TIMESTAMP_MS = "source_timestamp_ms"
+H_VALUE_BYTES = "value_bytes"
+SOURCE_HEADERS = (H_SOURCE_TOPIC, H_SOURCE_PARTITION, H_SOURCE_OFFSET, H_SOURCE_TIMESTAMP_MS)
+# Added to a dead letter whose value had to be left out to fit the dead-letter topic.
 H_VALUE_DROPPED = "value_dropped"
+# Added to a dead letter whose original headers had to be left out as well.
+H_HEADERS_DROPPED = "headers_dropped"
 
 # Integers travel as ASCII decimal digits and fit a Java long, so that consumers in any
 # language parse them the same way (Python's int() would also take '١٢٣', ' 7', '1_000').
@@ -191,7 +202,7 @@ def analytics_headers(
 
 _RESULT_NAMES = frozenset(
     (H_FACES, H_BOXES_XYXY, H_ANALYZED_TS_NS, H_ERROR, H_FAILED_TS_NS, H_SKIPPED, H_FITTED,
-     H_VALUE_DROPPED, H_CARRIED_FROM_SEQ)
+     H_VALUE_DROPPED, H_CARRIED_FROM_SEQ, *SOURCE_HEADERS, H_VALUE_BYTES, H_HEADERS_DROPPED)
 )  # fmt: skip
 
 
@@ -200,10 +211,33 @@ _RESULT_NAMES = frozenset(
 MAX_ERROR_BYTES = 1000
 
 
+@dataclass(frozen=True)
+class RecordSource:
+    """Where a record was read: its Kafka coordinates and timestamp (ms since the epoch)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+
+    def to_headers(self) -> list[tuple[str, bytes]]:
+        return [
+            (H_SOURCE_TOPIC, self.topic.encode("utf-8", "replace")),
+            (H_SOURCE_PARTITION, str(self.partition).encode()),
+            (H_SOURCE_OFFSET, str(self.offset).encode()),
+            (H_SOURCE_TIMESTAMP_MS, str(self.timestamp_ms).encode()),
+        ]
+
+
 def dead_letter_headers(
-    input_headers: Sequence[tuple[str, bytes | None]], error: str, failed_ts_ns: int
+    input_headers: Sequence[tuple[str, bytes | None]],
+    error: str,
+    failed_ts_ns: int,
+    source: RecordSource | None = None,
+    value_bytes: int | None = None,
 ) -> list[tuple[str, bytes | None]]:
-    """The original headers untouched (null values stay null) plus the reason and time."""
+    """The original headers untouched (null values stay null) plus the reason and time, and,
+    when known, where the record came from and how large its value was."""
     reason = error.encode("utf-8", "replace")
     if len(reason) > MAX_ERROR_BYTES:
         reason = reason[: MAX_ERROR_BYTES - 3].decode("utf-8", "ignore").encode() + b"..."
@@ -211,15 +245,19 @@ def dead_letter_headers(
         *((name, None if value is None else bytes(value)) for name, value in input_headers),
         (H_ERROR, reason),
         (H_FAILED_TS_NS, str(failed_ts_ns).encode()),
+        *(source.to_headers() if source is not None else ()),
+        *(() if value_bytes is None else ((H_VALUE_BYTES, str(value_bytes).encode()),)),
     ]
 
 
 # Kafka's record format v2: a batch header, then per record varint lengths (at most 5 bytes
 # for an int, 10 for a long), attributes, key, value and headers.
 RECORD_BATCH_HEADER_BYTES = 61
-# A dead letter is the record it carries plus two headers: the reason (at most
-# MAX_ERROR_BYTES) and the time. The dead-letter topic must accept this much more than the
-# input topic, so that every record the input accepts can be dead-lettered whole.
+# A dead letter is the record it carries plus its own headers: the reason (at most
+# MAX_ERROR_BYTES), the time, the source's coordinates (a topic name is at most 249 bytes)
+# and the value's size. A dead-letter topic that accepts this much more than the input topic
+# takes every record the input accepts whole; on a smaller one, the largest dead letters
+# leave their value out (`value_dropped`).
 DEAD_LETTER_HEADROOM_BYTES = 2048
 
 

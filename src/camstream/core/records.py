@@ -23,14 +23,17 @@ from camstream.core.annotation import annotate
 from camstream.core.contract import (
     H_CARRIED_FROM_SEQ,
     H_FITTED,
+    H_HEADERS_DROPPED,
     H_SKIPPED,
     H_VALUE_DROPPED,
     FrameMeta,
+    RecordSource,
     analytics_headers,
     dead_letter_headers,
     detection_event,
     record_bytes,
 )
+from camstream.core.freshness import FreshnessGuard
 from camstream.core.jpeg import (
     FittedJpeg,
     JpegInfo,
@@ -81,10 +84,11 @@ def process_record(
     returned fits its topic's size limit (`settings.output_max_bytes` or
     `settings.dead_letter_max_bytes`).
 
-    Under the `latest` freshness policy (`settings.max_age_ms`), a valid frame captured
+    Under the `live` freshness policy (`settings.max_age_ms`), a valid frame captured
     longer ago than that is validated like any other but not run through detection: it is
     passed on marked with a `skipped` header, so that a job that fell behind catches up
-    with the present instead of lagging ever more.
+    with the present instead of lagging ever more (`camstream.core.freshness`; the batch
+    path adds newest-first order and the per-camera starvation guard).
 
     A batch of records with the motion gate goes through the same stages
     (`check_record`, `detect_frame`, `finish_frame`) in `camstream.core.batch`.
@@ -93,10 +97,11 @@ def process_record(
     try:
         if problem:
             raise FrameError(problem)
-        checked = check_record(key, value, headers, settings, clock)
-        if isinstance(checked, ProcessedRecord):
-            return checked
-        return finish_frame(checked, detect_frame(checked, settings), settings, clock)
+        frame = check_record(key, value, headers, settings)
+        stale = stale_output(frame, settings, clock)
+        if stale is not None:
+            return stale
+        return finish_frame(frame, detect_frame(frame, settings), settings, clock)
     except Exception as exc:  # the per-record guarantee: one bad record never stops the job
         return dead_letter(key, value, headers, reason(exc), settings, clock)
 
@@ -121,13 +126,8 @@ def check_record(
     value: bytes | None,
     headers: Headers,
     settings: RecordSettings,
-    clock: Clock,
-) -> CheckedFrame | ProcessedRecord:
-    """The contract's checks; raises FrameError naming what is wrong.
-
-    A valid frame too old for the `latest` policy is finished here (the output record,
-    marked skipped); any other valid frame comes back as a CheckedFrame to analyse.
-    """
+) -> CheckedFrame:
+    """The contract's checks; raises FrameError naming what is wrong."""
     if value is None:
         raise FrameError("frame value is null")
     if settings.max_frame_bytes is not None and len(value) > settings.max_frame_bytes:
@@ -150,20 +150,28 @@ def check_record(
             f" but the JPEG is {info.width}x{info.height}"
         )
     jpeg = value[: info.end]  # a trailer after the image is not passed on
-    frame = CheckedFrame(key, jpeg, info, meta, headers)
-    return stale_output(frame, settings, clock) or frame
+    return CheckedFrame(key, jpeg, info, meta, headers)
 
 
 def stale_output(
-    frame: CheckedFrame, settings: RecordSettings, clock: Clock
+    frame: CheckedFrame,
+    settings: RecordSettings,
+    clock: Clock,
+    guard: FreshnessGuard | None = None,
 ) -> ProcessedRecord | None:
-    """Under the `latest` policy, the output of a frame too old to analyse, else None.
+    """Under the `live` policy, the output of a frame too old to analyse, else None.
 
-    Asked again right before detection: a frame that waited in its batch behind others may
-    have become stale meanwhile.
+    Asked right before detection, when the frame's turn has come (it may have waited in its
+    batch behind others). With a guard, a frame of a starving camera is analysed however
+    old, and a frame to analyse is recorded as its camera's newest analysed one.
     """
+    if settings.max_age_ms is None:
+        return None
     age_ms = (clock() - frame.meta.capture_ts_ns) / 1e6
-    if settings.max_age_ms is None or age_ms <= settings.max_age_ms:
+    fresh = age_ms <= settings.max_age_ms
+    if guard is not None:
+        fresh = guard.claim(frame.meta.camera_id, frame.meta.capture_ts_ns, fresh)
+    if fresh:
         return None
     # Validated like every frame (the cheapest full decode: 1/8 size, grey), not analysed.
     decode_checked(frame.jpeg, frame.info, cv2.IMREAD_REDUCED_GRAYSCALE_8)
@@ -277,28 +285,34 @@ def dead_letter(
     error: str,
     settings: RecordSettings,
     clock: Clock = time.time_ns,
+    source: RecordSource | None = None,
 ) -> ProcessedRecord:
-    """The record as it came, plus the reason and the time; it fits the dead-letter topic.
+    """The record as it came, plus the reason, the time and where it came from; it fits the
+    dead-letter topic.
 
-    Only if it cannot (the topics' limits changed while the job ran) is the value left
-    out, with a header that says so: the record's key, headers and reason still arrive.
+    A dead-letter topic smaller than the input topic (someone else made it, with the
+    broker's default limit) cannot take the largest records whole: then the value is left
+    out, with a header that says so, and the key, headers, reason, source coordinates and
+    the value's size still arrive. Should even the headers not fit, they go too (a header
+    says how many).
     """
     failed_ts_ns = _safe_clock(clock)
-    out_headers = dead_letter_headers(headers, error, failed_ts_ns)
-    if record_bytes(key, value, out_headers) > settings.dead_letter_max_bytes:
+    size = None if value is None else len(value)
+    out_headers = dead_letter_headers(headers, error, failed_ts_ns, source, size)
+    limit = settings.dead_letter_max_bytes
+    if record_bytes(key, value, out_headers) > limit:
         note = (
-            f"{len(value or b'')} bytes left out: the dead letter would exceed the dead-letter"
-            f" topic's max.message.bytes of {settings.dead_letter_max_bytes}"
+            f"{size or 0} bytes left out: the dead letter would exceed the dead-letter"
+            f" topic's max.message.bytes of {limit}"
         )
         out_headers = [*out_headers, (H_VALUE_DROPPED, note.encode())]
         value = None
-        if record_bytes(key, value, out_headers) > settings.dead_letter_max_bytes:
-            # Even the headers are too large: keep the key, the reason and the note.
-            out_headers = [(n, v) for n, v in out_headers if n in _DEAD_LETTER_NAMES]
+        if record_bytes(key, value, out_headers) > limit:
+            # The dead letter's own headers follow the original ones: kept by position, not
+            # by name, so that an original header named like one of them cannot stay.
+            note = f"{len(headers)} original headers left out: they exceed the topic's limit"
+            out_headers = [*out_headers[len(headers) :], (H_HEADERS_DROPPED, note.encode())]
     return ProcessedRecord(False, key, value, out_headers, error=error)
-
-
-_DEAD_LETTER_NAMES = frozenset(("error", "failed_ts_ns", H_VALUE_DROPPED))
 
 
 def _safe_clock(clock: Clock) -> int:

@@ -104,8 +104,11 @@ class RecordSettings:
     min_frame_width: int = 320
     # Larger values are dead-lettered before anything decodes them.
     max_frame_bytes: int | None = None
-    # The `latest` freshness policy: frames older than this skip detection.
+    # The `live` freshness policy (camstream.core.freshness): frames older than this when
+    # their turn comes skip detection, unless their camera had nothing analysed for
+    # `min_analysis_interval_ms` (None: no such guard). None: every frame is analysed.
     max_age_ms: int | None = None
+    min_analysis_interval_ms: int | None = None
     # The topics' max.message.bytes as the job read them at start.
     output_max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     dead_letter_max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES

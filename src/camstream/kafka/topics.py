@@ -78,17 +78,22 @@ def topic_max_message_bytes(
         admin.close()
 
 
-def topic_configs(cfg: Config, topic: str | None = None) -> dict[str, str]:
+def topic_configs(
+    cfg: Config, topic: str | None = None, input_max_bytes: int | None = None
+) -> dict[str, str]:
     """Per-topic settings: large enough messages for frames, bounded retention for video.
 
-    The dead-letter topic takes a little more than the others: a dead letter is any record
-    of the input topic plus the reason it failed.
+    The dead-letter topic takes a little more than the input topic: a dead letter is any
+    record of the input topic plus the reason it failed. `input_max_bytes` is the input
+    topic's actual limit, when it exists already (someone else may have made it).
     """
     from camstream.core.contract import DEAD_LETTER_HEADROOM_BYTES
 
     max_message_bytes = cfg.max_frame_bytes + REQUEST_HEADROOM_BYTES
     if topic == cfg.dead_letter_topic:
-        max_message_bytes += DEAD_LETTER_HEADROOM_BYTES
+        max_message_bytes = (
+            max(max_message_bytes, input_max_bytes or 0) + DEAD_LETTER_HEADROOM_BYTES
+        )
     configs = {
         "max.message.bytes": str(max_message_bytes),
         # Video is only useful live; keep an hour or 1 GiB per partition, whichever is less.
@@ -112,11 +117,16 @@ def ensure_topics(cfg: Config, topics: Iterable[str], partitions: int | None = N
         missing = [t for t in wanted if t not in existing]
         if not missing:
             return []
+        input_max_bytes = None
+        if cfg.dead_letter_topic in missing and cfg.input_topic in existing:
+            # Sized from the input topic as it is, so that every record it accepts can be
+            # dead-lettered whole.
+            input_max_bytes = topic_max_message_bytes(cfg, [cfg.input_topic])[cfg.input_topic]
         request = {
             topic: {
                 "num_partitions": partitions or cfg.partitions,
                 "replication_factor": cfg.replication_factor,
-                "configs": topic_configs(cfg, topic),
+                "configs": topic_configs(cfg, topic, input_max_bytes),
             }
             for topic in missing
         }

@@ -67,6 +67,10 @@ class LocalBroker:
     sasl_ssl_port: int | None = None
     tls_keystore_pem: str = ""
     scram_users: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # Kafka's own quickstart configuration (config/server.properties) instead of camstream's:
+    # 1,048,588-byte messages, topics created on first use with 1 partition. What an
+    # operator's broker looks like when nobody tuned it for video.
+    stock: bool = False
     process: Supervisor = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -130,6 +134,8 @@ class LocalBroker:
 
     def properties(self) -> dict[str, str]:
         """The broker's server.properties (docker-compose.yml mirrors the shared ones)."""
+        if self.stock:
+            return self.stock_properties()
         replicas = str(min(3, self.cluster_size))
         min_insync = str(max(1, min(3, self.cluster_size) - 1))
         voters = self.quorum_voters or f"{self.node_id}@{self.host}:{self.controller_port}"
@@ -165,6 +171,43 @@ class LocalBroker:
         if self.sasl_ssl_port is not None:
             properties.update(self._sasl_ssl_properties(properties))
         return properties
+
+    def stock_properties(self) -> dict[str, str]:
+        """Kafka 4's config/server.properties as it ships (KRaft, one node), on our ports.
+
+        Everything else is the broker's default: message.max.bytes 1,048,588, automatic
+        topic creation on, 1 partition, a week's retention.
+        """
+        controller = f"{self.host}:{self.controller_port}"
+        return {
+            "process.roles": "broker,controller",
+            "node.id": str(self.node_id),
+            "controller.quorum.bootstrap.servers": controller,
+            "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{controller}",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{controller}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": (
+                "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,"
+                "SASL_SSL:SASL_SSL"
+            ),
+            "num.network.threads": "3",
+            "num.io.threads": "8",
+            "socket.send.buffer.bytes": "102400",
+            "socket.receive.buffer.bytes": "102400",
+            "socket.request.max.bytes": "104857600",
+            "log.dirs": str(self.data_dir),
+            "num.partitions": "1",
+            "num.recovery.threads.per.data.dir": "1",
+            "offsets.topic.replication.factor": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "log.retention.hours": "168",
+            "log.segment.bytes": "1073741824",
+            "log.retention.check.interval.ms": "300000",
+        }
 
     def _sasl_ssl_properties(self, base: dict[str, str]) -> dict[str, str]:
         if not self.tls_keystore_pem or not Path(self.tls_keystore_pem).is_file():
@@ -213,9 +256,11 @@ class LocalBroker:
             f"--add-scram=SCRAM-SHA-512=[name={name},password={password}]"
             for name, password in self.scram_users
         ]
+        # The stock configuration has a dynamic quorum, which a single node formats alone.
+        standalone = ["--standalone"] if self.stock else []
         cmd = self._java_command(
             java, jars, STORAGE_TOOL, "format", f"--cluster-id={cluster_id}",
-            "-c", str(self.properties_file), *scram,
+            "-c", str(self.properties_file), *standalone, *scram,
         )  # fmt: skip
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode != 0:

@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 OBSERVATION_NAME = "camstream"
 # Bytes of frames the sink's producer gathers per partition into one batch at most.
 SINK_BATCH_BYTES = 512 * 1024
-# Frames per micro-batch at most under the `latest` freshness policy (see below).
-LATEST_MAX_OFFSETS = 200
+# Frames per micro-batch at most under the `live` freshness policy (see below).
+LIVE_MAX_OFFSETS = 200
 
 
 def kafka_source_options(cfg: Config) -> dict[str, str]:
@@ -44,11 +44,10 @@ def kafka_source_options(cfg: Config) -> dict[str, str]:
         "kafka.max.partition.fetch.bytes": str(max(1 << 20, 2 * cfg.max_frame_bytes)),
     }
     limit = cfg.max_offsets_per_trigger
-    if cfg.freshness == "latest":
-        # Under `latest` the job is behind by definition and freshness is the goal: small
-        # batches end sooner. Overload x2, fast preset, 2 cores: p95 1.8 s with 200, 2.2-3.0 s
-        # with 1000 (interleaved runs; docs/performance.md).
-        limit = min(limit or LATEST_MAX_OFFSETS, LATEST_MAX_OFFSETS)
+    if cfg.sheds_load:
+        # Past capacity freshness is the goal, and small batches end sooner (measured:
+        # docs/performance.md); under capacity a batch holds far fewer frames than this.
+        limit = min(limit or LIVE_MAX_OFFSETS, LIVE_MAX_OFFSETS)
     if limit is not None:
         options["maxOffsetsPerTrigger"] = str(limit)
     return {**options, **_kafka_properties(cfg)}
@@ -148,6 +147,9 @@ def realtime_settings_text(
         "min_frame_width": settings.min_frame_width,
         "max_frame_bytes": -1 if settings.max_frame_bytes is None else settings.max_frame_bytes,
         "max_age_ms": -1 if settings.max_age_ms is None else settings.max_age_ms,
+        "min_analysis_interval_ms": (
+            -1 if settings.min_analysis_interval_ms is None else settings.min_analysis_interval_ms
+        ),
         "output_max_bytes": settings.output_max_bytes,
         "dead_letter_max_bytes": settings.dead_letter_max_bytes,
         "output_topic": output_topic,  # Kafka topic names have no ';' or '='
@@ -157,7 +159,9 @@ def realtime_settings_text(
 
 
 def realtime_rows(spark: SparkSession, frames: DataFrame, settings_text: str) -> DataFrame:
-    """`frames` (key, value, headers) through the Java per-record function: the sink's rows."""
+    """`frames` (key, value, headers, and where each was read when `frames` has the Kafka
+    source's topic, partition, offset and timestamp columns) through the Java per-record
+    function: the sink's rows."""
     from pyspark.errors import AnalysisException
     from pyspark.sql import functions as F
 
@@ -169,9 +173,16 @@ def realtime_rows(spark: SparkSession, frames: DataFrame, settings_text: str) ->
             "camstream.spark.session.spark_session(cfg, realtime=True), or add the jars that "
             "camstream.local.jars.realtime_jars(cfg) lists (spark.jars)"
         ) from exc
-    result = F.call_function(
-        REALTIME_UDF_NAME, F.col("key"), F.col("value"), F.col("headers"), F.lit(settings_text)
+    columns = set(frames.columns)
+    source = (
+        [F.col("topic"), F.col("partition"), F.col("offset"), F.unix_millis("timestamp")]
+        if {"topic", "partition", "offset", "timestamp"} <= columns
+        else [F.lit(None).cast(kind) for kind in ("string", "int", "long", "long")]
     )
+    result = F.call_function(
+        REALTIME_UDF_NAME, F.col("key"), F.col("value"), F.col("headers"), *source,
+        F.lit(settings_text),
+    )  # fmt: skip
     return frames.select(result.alias("r")).select("r.*")
 
 
@@ -187,7 +198,8 @@ def realtime_dataframe(spark: SparkSession, cfg: Config, settings: RecordSetting
     # Real-time Mode reads each partition continuously: there is no per-batch limit.
     options = {k: v for k, v in kafka_source_options(cfg).items() if k != "maxOffsetsPerTrigger"}
     source = spark.readStream.format("kafka").options(**options).load()
-    return realtime_rows(spark, source.select("key", "value", "headers"), text)
+    columns = ("key", "value", "headers", "topic", "partition", "offset", "timestamp")
+    return realtime_rows(spark, source.select(*columns), text)
 
 
 def analytics_dataframe(
@@ -206,7 +218,12 @@ def analytics_dataframe(
         frame_threads=cfg.frame_threads,
         events_topic=cfg.events_topic,
     )
-    processed = source.select("key", "value", "headers").mapInArrow(processor, OUTPUT_SCHEMA)
+    # Where each record was read travels beside it, for its dead letter (SOURCE_COLUMNS).
+    records = source.select(
+        "key", "value", "headers", "topic", "partition", "offset",
+        F.unix_millis("timestamp").alias("timestamp_ms"),
+    )  # fmt: skip
+    processed = records.mapInArrow(processor, OUTPUT_SCHEMA)
     # Counted in every batch's progress (observedMetrics): nothing is dropped silently. Event
     # rows have a null `ok`: count() and sum() of the frames' columns leave them out.
     return processed.observe(
@@ -249,8 +266,9 @@ MIN_TOPIC_MESSAGE_BYTES = 64 * 1024
 def record_settings_for_topics(cfg: Config) -> RecordSettings:
     """The per-record settings with the size limits the topics have now, read from Kafka.
 
-    Refuses to start when the dead-letter topic could not take every record that the input
-    topic accepts (such a record would stop the job), or when a limit cannot be read.
+    Refuses to start when a limit cannot be read, or an output topic cannot hold a modest
+    frame; says so (WARN) when the dead-letter topic cannot take the input's largest
+    records whole.
     """
     from camstream.core.contract import DEAD_LETTER_HEADROOM_BYTES
     from camstream.kafka.topics import topic_max_message_bytes
@@ -279,15 +297,16 @@ def record_settings_for_topics(cfg: Config) -> RecordSettings:
             )
     needed = sizes["input"] + DEAD_LETTER_HEADROOM_BYTES
     if sizes["dead-letter"] < needed:
-        raise ConfigError(
-            f"the dead-letter topic {cfg.dead_letter_topic} accepts records of at most"
-            f" {sizes['dead-letter']} bytes but the input topic {cfg.input_topic} accepts"
-            f" {sizes['input']}: a bad record near that size could not be dead-lettered and"
-            f" would stop the job. Raise the dead-letter topic's max.message.bytes to at least"
-            f" {needed} (kafka-configs.sh --bootstrap-server {cfg.kafka_bootstrap} --alter"
-            f" --entity-type topics --entity-name {cfg.dead_letter_topic} --add-config"
-            f" max.message.bytes={needed}), or lower the input topic's"
-        )
+        # Not a reason to refuse: such a dead letter leaves its value out (`value_dropped`)
+        # and keeps its headers, reason and source coordinates (records.dead_letter).
+        log.warning(
+            "the dead-letter topic %s accepts records of at most %d bytes, the input topic %s"
+            " %d: a bad record of more than about %d bytes will be dead-lettered without its"
+            " value (header value_dropped; its source topic, partition and offset are kept)."
+            " To keep every value, raise %s's max.message.bytes to %d",
+            cfg.dead_letter_topic, sizes["dead-letter"], cfg.input_topic, sizes["input"],
+            sizes["dead-letter"] - DEAD_LETTER_HEADROOM_BYTES, cfg.dead_letter_topic, needed,
+        )  # fmt: skip
     return cfg.record_settings(
         output_max_bytes=sizes["output"],
         dead_letter_max_bytes=sizes["dead-letter"],

@@ -18,6 +18,8 @@ from camstream.core.settings import RecordSettings
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from camstream.core.contract import RecordSource
+    from camstream.core.freshness import FreshnessGuard
     from camstream.core.motion import MotionGate
     from camstream.core.records import ProcessedRecord
 
@@ -98,12 +100,15 @@ def make_batch_processor(
     def process_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import pyarrow as pa
 
+        from camstream.core.freshness import worker_guard
         from camstream.core.motion import worker_gate
-        from camstream.spark.worker import configure_worker, frame_pool, process_rows
+        from camstream.spark.worker import configure_worker, frame_pool, process_rows, sources
 
         configure_worker(opencv_threads)
         pool = frame_pool(frame_threads)
         gate = worker_gate(settings.motion, output_topic) if settings.motion.enabled else None
+        interval = settings.min_analysis_interval_ms
+        guard = None if interval is None else worker_guard(interval)
 
         out_schema = pa.schema(
             [
@@ -127,9 +132,9 @@ def make_batch_processor(
             values = batch.column("value").to_pylist()
             header_lists = batch.column("headers").to_pylist()
             rows: dict[str, list[Any]] = {name: [] for name in out_schema.names}
-            records = list(zip(keys, values, header_lists, strict=True))
+            records = list(zip(keys, values, header_lists, sources(batch), strict=True))
             # Executor.map yields the results in the order of the records.
-            for result in process_rows(records, settings, gate, pool.map):
+            for result in process_rows(records, settings, gate, pool.map, guard):
                 for name, cell in sink_row(result, output_topic, dead_letter_topic).items():
                     rows[name].append(cell)
                 rows["ok"].append(result.ok)
@@ -162,19 +167,38 @@ def event_row(result: ProcessedRecord, events_topic: str) -> dict[str, Any]:
     }
 
 
+# The Kafka source's columns that say where a record was read (`timestamp` as ms since the
+# epoch); the job hands them in beside key, value and headers, for the dead letters.
+SOURCE_COLUMNS = ("topic", "partition", "offset", "timestamp_ms")
+
+
+def sources(batch: pa.RecordBatch) -> list[RecordSource | None]:
+    """Each row's RecordSource, or None for each row when the batch lacks those columns."""
+    from camstream.core.contract import RecordSource
+
+    if not all(name in batch.schema.names for name in SOURCE_COLUMNS):
+        return [None] * batch.num_rows
+    columns = [batch.column(name).to_pylist() for name in SOURCE_COLUMNS]
+    return [
+        None if None in row else RecordSource(str(row[0]), int(row[1]), int(row[2]), int(row[3]))
+        for row in zip(*columns, strict=True)
+    ]
+
+
 def process_rows(
-    records: list[tuple[Any, Any, Any]],
+    records: list[tuple[Any, ...]],
     settings: RecordSettings,
     gate: MotionGate | None,
     mapper: Any = map,
+    guard: FreshnessGuard | None = None,
 ) -> list[ProcessedRecord]:
     """`process_batch` for a batch of Spark rows, with a last line of defence around it."""
     from camstream.core.batch import process_batch
 
     try:
-        return process_batch(records, settings, gate, mapper)
+        return process_batch(records, settings, gate, mapper, guard=guard)
     except Exception as exc:  # process_batch never raises; should it, every row still goes on
-        return [_last_resort(key, value, exc) for key, value, _ in records]
+        return [_last_resort(record[0], record[1], exc) for record in records]
 
 
 def _last_resort(key: Any, value: Any, exc: BaseException) -> ProcessedRecord:

@@ -127,6 +127,7 @@ def create_app(
                 "frames_total": store.frames_total,
                 "duplicates_hidden": store.duplicates_hidden,
                 "stale_after_s": store.stale_after_s,
+                "shedding": store.shedding(),
             }
         )
 
@@ -230,6 +231,7 @@ async def _serve_client(websocket: WebSocket, store: FrameStore) -> None:
                         {
                             "type": "status",
                             "cameras": store.camera_stats(),
+                            "shedding": store.shedding(),
                             "events": [e.to_json() for e in new_events],
                         }
                     )

@@ -4,6 +4,11 @@ Memory follows the cameras that are live, not the frame rate: one frame per came
 its last few frames with faces, for the detections' pictures), fixed windows of delays and
 capture times, a fixed number of detections; cameras silent for long are forgotten. The
 detections list is fed by the job's events topic (`add_detection`), not by the frames.
+
+A frame the job passed on without detection (`skipped`: stale, or shed past capacity) is
+shown like any other, but counted apart: per camera the rate of analysed frames and the gaps
+between them, and over all cameras the share of frames skipped lately (`shedding`). A frame
+whose boxes the motion gate carried counts as analysed.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import base64
 import statistics
 import threading
 import time
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +33,16 @@ EVENT_REPEAT_S = 3.0  # a camera that keeps seeing faces raises an event at most
 THUMBNAIL_WIDTH = 160
 PICTURE_WAIT_S = 2.0  # how long a detection waits for its frame before it shows without it
 FACE_FRAMES_KEPT = 4  # per camera: the frames an event arriving before or after can show
+CAPTURES_KEPT = 256  # per camera: capture times kept for the rates (all, and analysed)
+# Per camera, the longest gap between analysed frames is over the last GAP_WINDOW_S of its
+# capture time, counted in whole seconds: gaps ending (at an analysed frame) in the second
+# of its latest frame or the GAP_WINDOW_S seconds before, kept as one maximum per second.
+GAP_WINDOW_S = 30
+GAP_SLOTS = GAP_WINDOW_S + 1
+# Over all cameras, the share of frames skipped (not analysed) is over the frames that
+# arrived at the station in the current second or the SHED_WINDOW_S seconds before (by the
+# station's clock), kept as counts per second.
+SHED_WINDOW_S = 10
 
 
 @dataclass
@@ -38,7 +54,14 @@ class CameraState:
     last_seen: float = 0.0  # wall-clock seconds
     # Capture times (ns) of the latest frames: the camera's own rate, whatever the bursts in
     # which micro-batches deliver them.
-    captures: deque[int] = field(default_factory=lambda: deque(maxlen=256))
+    captures: deque[int] = field(default_factory=lambda: deque(maxlen=CAPTURES_KEPT))
+    # The same for the frames that were analysed (not `skipped`), and how many were not.
+    analysed: deque[int] = field(default_factory=lambda: deque(maxlen=CAPTURES_KEPT))
+    frames_skipped: int = 0
+    # The longest gap (ns of capture time) between analysed frames ending in each of the last
+    # GAP_WINDOW_S + 1 seconds of capture time: a ring indexed by second, allocated once.
+    gap_seconds: array[int] = field(default_factory=lambda: array("q", [-1] * GAP_SLOTS))
+    gap_ns: array[int] = field(default_factory=lambda: array("q", [0] * GAP_SLOTS))
     delays_ms: deque[float] = field(default_factory=lambda: deque(maxlen=DELAY_WINDOW))
     # The latest frames with faces, by seq: the picture of a detection event.
     face_frames: deque[AnnotatedFrame] = field(
@@ -89,6 +112,8 @@ class FrameStore:
         self._event_dedup = Deduplicator()
         self._event_times: dict[str, float] = {}  # camera id -> its last detection shown
         self.frames_total = 0
+        # [second of arrival time, frames, frames skipped] over all cameras (`shedding`).
+        self._arrivals: deque[list[int]] = deque(maxlen=SHED_WINDOW_S + 1)
         # At-least-once delivery repeats frames after a retry or a job restart: shown once.
         self.duplicates_hidden = 0
 
@@ -111,6 +136,12 @@ class FrameStore:
             state.captures.append(frame.capture_ts_ns)
             state.delays_ms.append(delay_ms)
             self.frames_total += 1
+            skipped = frame.skipped is not None  # the reason's text is not read
+            if skipped:
+                state.frames_skipped += 1
+            else:
+                _add_analysed(state, frame.capture_ts_ns)
+            _count_arrival(self._arrivals, int(now), skipped)
             if frame.faces > 0:
                 state.face_frames.append(frame)
             waiting = [
@@ -208,12 +239,22 @@ class FrameStore:
         with self._lock:
             self._sweep(now)
             states = [
-                (s.camera_id, s.frame, s.frames, s.last_seen, list(s.captures), list(s.delays_ms))
+                (s.camera_id, s.frame, s.frames, s.last_seen, list(s.captures), list(s.delays_ms),
+                 list(s.analysed), s.frames_skipped,
+                 list(zip(s.gap_seconds, s.gap_ns, strict=True)))
                 for s in self._cameras.values()
-            ]
+            ]  # fmt: skip
         stats = []
-        for camera_id, frame, frames, last_seen, captures, delays in sorted(states):
-            fps = capture_rate(captures) if now - last_seen <= FPS_WINDOW_S else 0.0
+        for (camera_id, frame, frames, last_seen, captures, delays, analysed, frames_skipped,
+             gaps) in sorted(states, key=lambda s: s[0]):  # fmt: skip
+            live = now - last_seen <= FPS_WINDOW_S
+            fps = capture_rate(captures) if live else 0.0
+            # Over the same window, ending at the camera's latest frame (not at its latest
+            # analysed one): a camera whose recent frames were all skipped shows 0.
+            newest = captures[-1]
+            recent = [t for t in analysed if newest - t <= FPS_WINDOW_S * 1e9]
+            analysed_fps = min(fps, capture_rate(recent)) if live else 0.0
+            gap_s, gap_max_s = _analysed_gaps(analysed, gaps, newest)
             stats.append(
                 {
                     "camera_id": camera_id,
@@ -226,9 +267,31 @@ class FrameStore:
                     "delay_ms_p95": round(_percentile(delays, 95), 1),
                     "last_seen_s_ago": round(now - last_seen, 2),
                     "stale": now - last_seen > self.stale_after_s,
+                    "analysed_fps": round(analysed_fps, 2),
+                    "frames_skipped": frames_skipped,
+                    "analysed_gap_s": gap_s,
+                    "analysed_gap_max_s": gap_max_s,
                 }
             )
         return stats
+
+    def shedding(self, now: float | None = None) -> dict[str, Any]:
+        """Whether the job is shedding load: of the frames of all cameras that arrived in
+        the last SHED_WINDOW_S (10 to 11 s: whole seconds), how many came without detection."""
+        now = time.time() if now is None else now
+        first = int(now) - SHED_WINDOW_S
+        with self._lock:
+            counted = [(n, k) for second, n, k in self._arrivals if second >= first]
+        frames = sum(n for n, _ in counted)
+        skipped = sum(k for _, k in counted)
+        share = skipped / frames if frames else 0.0
+        return {
+            "active": skipped > 0,
+            "share": round(share, 4),
+            "frames_skipped": skipped,
+            "frames": frames,
+            "window_s": SHED_WINDOW_S,
+        }
 
     def memory_bytes(self) -> int:
         """Bytes of frame data held: the latest JPEG per camera and the event thumbnails."""
@@ -252,6 +315,43 @@ def capture_rate(captures_ns: list[int], window_s: float = FPS_WINDOW_S) -> floa
     recent = [t for t in captures_ns if newest - t <= window_s * 1e9]
     span_s = (newest - recent[0]) / 1e9
     return (len(recent) - 1) / span_s if span_s > 0 else 0.0
+
+
+def _add_analysed(state: CameraState, capture_ns: int) -> None:
+    """Record an analysed frame: its capture time, and the gap since the previous one."""
+    if state.analysed and capture_ns > state.analysed[-1]:
+        gap = capture_ns - state.analysed[-1]
+        second = capture_ns // 1_000_000_000
+        slot = second % GAP_SLOTS
+        if state.gap_seconds[slot] < second:  # a slot left from GAP_SLOTS seconds ago (or more)
+            state.gap_seconds[slot] = second
+            state.gap_ns[slot] = gap
+        elif state.gap_seconds[slot] == second:
+            state.gap_ns[slot] = max(state.gap_ns[slot], gap)
+    state.analysed.append(capture_ns)
+
+
+def _analysed_gaps(
+    analysed: list[int], gaps: list[tuple[int, int]], newest_ns: int
+) -> tuple[float | None, float | None]:
+    """(seconds of capture time from the camera's last analysed frame to its latest frame,
+    the longest stretch without an analysed frame over its last GAP_WINDOW_S): None, None
+    until one of its frames is analysed."""
+    if not analysed:
+        return None, None
+    open_gap = max(0, newest_ns - analysed[-1])
+    last = newest_ns // 1_000_000_000
+    longest = max([gap for second, gap in gaps if last - GAP_WINDOW_S <= second <= last],
+                  default=0)  # fmt: skip
+    return round(open_gap / 1e9, 3), round(max(open_gap, longest) / 1e9, 3)
+
+
+def _count_arrival(arrivals: deque[list[int]], second: int, skipped: bool) -> None:
+    """Count a frame in its second of arrival (a clock step back counts in the latest)."""
+    if not arrivals or arrivals[-1][0] < second:
+        arrivals.append([second, 0, 0])
+    arrivals[-1][1] += 1
+    arrivals[-1][2] += skipped
 
 
 def _percentile(values: list[float], pct: float) -> float:

@@ -3,6 +3,7 @@
 
 const wall = document.getElementById("wall");
 const summary = document.getElementById("summary");
+const sheddingBanner = document.getElementById("shedding");
 const eventsList = document.getElementById("events");
 const pageSizeSelect = document.getElementById("page-size");
 const pageLabel = document.getElementById("page-label");
@@ -28,12 +29,13 @@ function makeTile(id) {
   el.className = "tile";
   el.dataset.camera = id;
   el.innerHTML = '<img alt=""><div class="caption"><span class="id"></span>' +
-    '<span class="fps"></span><span class="delay"></span><span class="faces"></span></div>';
+    '<span class="rate"><span class="fps"></span><span class="analysed"></span></span>' +
+    '<span class="delay"></span><span class="faces"></span></div>';
   el.querySelector(".id").textContent = id;
   el.addEventListener("click", () => openFocus(id));
   const tile = {
     el, img: el.querySelector("img"), url: null, stats: null,
-    fps: el.querySelector(".fps"), delay: el.querySelector(".delay"), faces: el.querySelector(".faces"),
+    fps: el.querySelector(".fps"), analysed: el.querySelector(".analysed"), delay: el.querySelector(".delay"), faces: el.querySelector(".faces"),
   };
   tiles.set(id, tile);
   return tile;
@@ -65,8 +67,10 @@ function showFrame(meta, jpeg) {
   tile.url = url;
   tile.img.dataset.seq = meta.seq;
   tile.delay.textContent = `${Math.round(meta.delay_ms)} ms`;
-  tile.faces.textContent = meta.skipped ? "skipped: late" : `faces ${meta.faces}`;
-  tile.el.classList.toggle("alert", meta.faces > 0);
+  // A frame passed on without detection (stale, or load shed) says nothing about faces: the
+  // tile keeps its outline from the last analysed frame. (The reason's text is not shown.)
+  tile.faces.textContent = meta.skipped ? "skipped" : `faces ${meta.faces}`;
+  if (!meta.skipped) tile.el.classList.toggle("alert", meta.faces > 0);
   if (focused === meta.camera_id) {
     focusImg.src = url;
     focusCaption.textContent = `${meta.camera_id} · seq ${meta.seq} · ${Math.round(meta.delay_ms)} ms · faces ${meta.faces}`;
@@ -80,15 +84,39 @@ function showStatus(status) {
   for (const cam of status.cameras) {
     const tile = tiles.get(cam.camera_id) || makeTile(cam.camera_id);
     tile.stats = cam;
-    tile.fps.textContent = `${cam.fps.toFixed(1)} fps`;
+    const fps = cam.fps.toFixed(1);
+    tile.fps.textContent = `${fps} fps`;
+    // The rate of frames analysed, only when it differs from the rate of frames shown.
+    const analysed = (cam.analysed_fps ?? cam.fps).toFixed(1);
+    const differs = Math.abs((cam.analysed_fps ?? cam.fps) - cam.fps) > 0.05 && analysed !== fps;
+    tile.analysed.textContent = differs ? ` · ${analysed} analysed` : "";
     tile.el.classList.toggle("stale", cam.stale);
-    tile.el.title = `delay p50 ${cam.delay_ms_p50} ms, p95 ${cam.delay_ms_p95} ms, ${cam.frames} frames`;
+    let title = `delay p50 ${cam.delay_ms_p50} ms, p95 ${cam.delay_ms_p95} ms, ${cam.frames} frames`;
+    if (cam.frames_skipped) {
+      title += `, ${cam.frames_skipped} without detection`;
+      if (cam.analysed_gap_max_s != null) title += `, longest gap ${cam.analysed_gap_max_s.toFixed(1)} s`;
+    }
+    tile.el.title = title;
   }
   if (changed) layout();
   const stale = status.cameras.filter((c) => c.stale).length;
   const withFaces = status.cameras.filter((c) => c.faces > 0 && !c.stale).length;
   summary.textContent = `${ids.length} cameras, ${withFaces} with faces, ${stale} stale`;
+  showShedding(status.shedding);
   for (const ev of status.events) addEvent(ev);
+}
+
+function showShedding(shedding) {
+  if (!shedding || !shedding.active) {
+    sheddingBanner.hidden = true;
+    sheddingBanner.textContent = "";
+    return;
+  }
+  const pct = shedding.share * 100;
+  const shown = pct > 0 && pct < 1 ? "<1" : String(Math.round(pct));
+  sheddingBanner.textContent = `Shedding load: ${shown}% of frames shown without detection` +
+    ` (${shedding.frames_skipped} of ${shedding.frames}, last ${shedding.window_s} s)`;
+  sheddingBanner.hidden = false;
 }
 
 function addEvent(ev) {
@@ -143,6 +171,7 @@ function connect() {
   });
   socket.addEventListener("close", () => {
     summary.textContent = "disconnected; reconnecting...";
+    showShedding(null);
     setTimeout(connect, 1000);
   });
 }

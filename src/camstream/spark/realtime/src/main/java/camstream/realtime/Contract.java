@@ -19,14 +19,38 @@ final class Contract {
   /** One Kafka header: a name and a value that may be null. */
   record Header(String name, byte[] value) {}
 
+  /** Where a record was read: its Kafka coordinates and timestamp (ms since the epoch). */
+  record Source(String topic, int partition, long offset, long timestampMs) {
+    /** The source, or null (unknown) when any of its parts is null. */
+    static Source of(String topic, Integer partition, Long offset, Long timestampMs) {
+      if (topic == null || partition == null || offset == null || timestampMs == null) {
+        return null;
+      }
+      return new Source(topic, partition, offset, timestampMs);
+    }
+
+    List<Header> headers() {
+      return List.of(
+          new Header("source_topic", topic.getBytes(StandardCharsets.UTF_8)),
+          new Header("source_partition", ascii(Integer.toString(partition))),
+          new Header("source_offset", ascii(Long.toString(offset))),
+          new Header("source_timestamp_ms", ascii(Long.toString(timestampMs))));
+    }
+  }
+
   /** The metadata of a frame, from its headers. */
   record Meta(String cameraId, long seq, long captureTsNs, int width, int height) {}
 
   static final List<String> INPUT = List.of(
       "camera_id", "seq", "capture_ts_ns", "width", "height", "schema_version");
+  /** Where a dead letter's record was read: its Kafka coordinates and timestamp (ms). */
+  static final List<String> SOURCE = List.of(
+      "source_topic", "source_partition", "source_offset", "source_timestamp_ms");
+  /** The results of the job, left out of the input headers when an output is made of them. */
   static final Set<String> RESULTS = Set.of(
       "faces", "boxes_xyxy", "analyzed_ts_ns", "error", "failed_ts_ns", "skipped", "fitted",
-      "value_dropped");
+      "value_dropped", "carried_from_seq", "source_topic", "source_partition", "source_offset",
+      "source_timestamp_ms", "value_bytes", "headers_dropped");
   static final long MAX_FRAME_PIXELS = 8192L * 8192L;
   static final int MAX_JPEG_SIDE = 65535;
   static final int MAX_ERROR_BYTES = 1000;
@@ -154,8 +178,12 @@ final class Contract {
     return json.append(']').toString();
   }
 
-  /** The original headers untouched (null values stay null), the reason and the time. */
-  static List<Header> deadLetter(List<Header> input, String error, long failedTsNs) {
+  /**
+   * The original headers untouched (null values stay null), the reason and the time, and, when
+   * known (non-null), where the record came from and how large its value was.
+   */
+  static List<Header> deadLetter(List<Header> input, String error, long failedTsNs,
+      Source source, Integer valueBytes) {
     byte[] reason = error.getBytes(StandardCharsets.UTF_8);
     if (reason.length > MAX_ERROR_BYTES) {
       CharsetDecoder lenient = StandardCharsets.UTF_8.newDecoder()
@@ -172,6 +200,12 @@ final class Contract {
     List<Header> out = new ArrayList<>(input);
     out.add(new Header("error", reason));
     out.add(new Header("failed_ts_ns", ascii(Long.toString(failedTsNs))));
+    if (source != null) {
+      out.addAll(source.headers());
+    }
+    if (valueBytes != null) {
+      out.add(new Header("value_bytes", ascii(Integer.toString(valueBytes))));
+    }
     return out;
   }
 

@@ -2,13 +2,16 @@ package camstream.realtime;
 
 import camstream.realtime.Contract.Header;
 import camstream.realtime.Contract.Meta;
+import camstream.realtime.Contract.Source;
+import java.math.BigDecimal;
+import java.math.RoundingMode;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
-import org.apache.spark.sql.api.java.UDF4;
+import org.apache.spark.sql.api.java.UDF8;
 import org.opencv.core.Mat;
 import org.opencv.imgcodecs.Imgcodecs;
 import scala.collection.Iterator;
@@ -18,17 +21,22 @@ import scala.collection.Seq;
  * The per-record function for Spark's Real-time Mode: camstream.core.records.process_record in
  * Java, as a UDF (Real-time Mode runs JVM UDFs, not Python ones).
  *
- * <p>(key, value, headers, settings) in; a row for the Kafka sink out: key, value, headers and
- * the topic, the output topic for an analysed frame or the dead-letter topic for a record that
- * could not be, with the reason. It never throws: whatever fails on one record, the record
- * becomes a dead letter. Kept equal to the Python function by camstream's tests.
+ * <p>(key, value, headers, where the record was read: topic, partition, offset and timestamp in
+ * ms, settings) in; a row for the Kafka sink out: key, value, headers and the topic, the output
+ * topic for an analysed frame or the dead-letter topic for a record that could not be, with the
+ * reason and the record's source (null source arguments: unknown, no source headers). It never
+ * throws: whatever fails on one record, the record becomes a dead letter. Kept equal to the
+ * Python function by camstream's tests.
  */
-public final class ProcessRecord implements UDF4<byte[], byte[], Seq<Row>, String, Row> {
+public final class ProcessRecord
+    implements UDF8<byte[], byte[], Seq<Row>, String, Integer, Long, Long, String, Row> {
   private static final long serialVersionUID = 1L;
 
   @Override
-  public Row call(byte[] key, byte[] value, Seq<Row> headers, String settingsText) {
+  public Row call(byte[] key, byte[] value, Seq<Row> headers, String topic, Integer partition,
+      Long offset, Long timestampMs, String settingsText) {
     Settings settings = Settings.of(settingsText);
+    Source source = Source.of(topic, partition, offset, timestampMs);
     List<Header> pairs = new ArrayList<>();
     Outcome outcome;
     try {
@@ -44,9 +52,9 @@ public final class ProcessRecord implements UDF4<byte[], byte[], Seq<Row>, Strin
       if (!(fatal instanceof StackOverflowError)) {
         throw fatal; // out of memory: the JVM, not this record, is in trouble
       }
-      outcome = deadLetter(key, value, pairs, reason(fatal), settings);
+      outcome = deadLetter(key, value, pairs, reason(fatal), settings, source);
     } catch (Throwable failure) { // the per-record guarantee: one record never stops the job
-      outcome = deadLetter(key, value, pairs, reason(failure), settings);
+      outcome = deadLetter(key, value, pairs, reason(failure), settings, source);
     } finally {
       Mats.releaseAll(); // the outcome holds bytes only: the record's images can go now
     }
@@ -54,8 +62,8 @@ public final class ProcessRecord implements UDF4<byte[], byte[], Seq<Row>, Strin
     for (Header header : outcome.headers()) {
       headerRows.add(RowFactory.create(header.name(), header.value()));
     }
-    String topic = outcome.ok() ? settings.outputTopic : settings.deadLetterTopic;
-    return RowFactory.create(outcome.key(), outcome.value(), headerRows, topic);
+    String to = outcome.ok() ? settings.outputTopic : settings.deadLetterTopic;
+    return RowFactory.create(outcome.key(), outcome.value(), headerRows, to);
   }
 
   /** What the job writes for one record. */
@@ -88,12 +96,11 @@ public final class ProcessRecord implements UDF4<byte[], byte[], Seq<Row>, Strin
           + " but the JPEG is " + info.width() + "x" + info.height());
     }
     byte[] jpeg = Arrays.copyOf(value, info.end()); // a trailer after the image is not passed on
-    double ageMs = (now() - (double) meta.captureTsNs()) / 1e6;
-    if (settings.maxAgeMs >= 0 && ageMs > settings.maxAgeMs) {
-      Jpeg.decode(jpeg, Imgcodecs.IMREAD_REDUCED_GRAYSCALE_8); // validated, not analysed
-      String skipped = String.format("stale: %.0f ms old > %d ms", ageMs, settings.maxAgeMs);
-      return output(meta, cameraKey, jpeg, null, List.of(), headers, settings,
-          List.of(new Header("skipped", skipped.getBytes(StandardCharsets.UTF_8))));
+    if (settings.maxAgeMs >= 0) {
+      Outcome stale = staleOutput(meta, cameraKey, jpeg, headers, settings);
+      if (stale != null) {
+        return stale;
+      }
     }
     List<int[]> boxes = Detector.detect(jpeg, info, settings);
     if (boxes.isEmpty()) {
@@ -102,6 +109,31 @@ public final class ProcessRecord implements UDF4<byte[], byte[], Seq<Row>, Strin
     Mat annotated = Detector.annotate(Jpeg.decode(jpeg, Imgcodecs.IMREAD_COLOR), boxes);
     byte[] drawn = Jpeg.encode(annotated, settings.jpegQuality);
     return output(meta, cameraKey, drawn, annotated, boxes, headers, settings, List.of());
+  }
+
+  /**
+   * Under the `live` policy, the output of a frame too old to analyse, else null; with the
+   * starvation guard (minAnalysisIntervalMs), a frame of a starving camera is analysed however
+   * old, and a frame to analyse is recorded as its camera's newest analysed one.
+   */
+  private static Outcome staleOutput(Meta meta, byte[] cameraKey, byte[] jpeg,
+      List<Header> headers, Settings settings) {
+    // As Python: the exact difference (both >= 0: it fits a long) as a double, over 1e6.
+    double ageMs = (now() - meta.captureTsNs()) / 1e6;
+    boolean fresh = ageMs <= settings.maxAgeMs;
+    if (settings.minAnalysisIntervalMs >= 0) {
+      fresh = FreshnessGuard.forInterval(settings.minAnalysisIntervalMs)
+          .claim(meta.cameraId(), meta.captureTsNs(), fresh);
+    }
+    if (fresh) {
+      return null;
+    }
+    Jpeg.decode(jpeg, Imgcodecs.IMREAD_REDUCED_GRAYSCALE_8); // validated, not analysed
+    // As Python's f"{age_ms:.0f}": the double's exact value, rounded half to even.
+    String age = new BigDecimal(ageMs).setScale(0, RoundingMode.HALF_EVEN).toPlainString();
+    String skipped = "stale: " + age + " ms old > " + settings.maxAgeMs + " ms";
+    return output(meta, cameraKey, jpeg, null, List.of(), headers, settings,
+        List.of(new Header("skipped", skipped.getBytes(StandardCharsets.UTF_8))));
   }
 
   /** The output record, re-encoded smaller when it would not fit the output topic. */
@@ -152,18 +184,31 @@ public final class ProcessRecord implements UDF4<byte[], byte[], Seq<Row>, Strin
     return Contract.analytics(headers, scaled, now(), new int[] {image.cols(), image.rows()}, all);
   }
 
-  /** The record as it came, plus the reason; it fits the dead-letter topic. */
+  /**
+   * The record as it came, plus the reason, the time and, when known, where it came from; it
+   * fits the dead-letter topic. As camstream.core.records.dead_letter: too large, the value is
+   * left out (value_dropped says so); still too large, the original headers go too
+   * (headers_dropped says how many), and the dead letter's own headers stay.
+   */
   static Outcome deadLetter(byte[] key, byte[] value, List<Header> headers, String error,
-      Settings settings) {
-    List<Header> out = Contract.deadLetter(headers, error, now());
-    if (Contract.recordBytes(key, value, out) > settings.deadLetterMaxBytes) {
-      String note = (value == null ? 0 : value.length) + " bytes left out: the dead letter would"
-          + " exceed the dead-letter topic's max.message.bytes of " + settings.deadLetterMaxBytes;
+      Settings settings, Source source) {
+    Integer size = value == null ? null : value.length;
+    List<Header> out = Contract.deadLetter(headers, error, now(), source, size);
+    long limit = settings.deadLetterMaxBytes;
+    if (Contract.recordBytes(key, value, out) > limit) {
+      String note = (size == null ? 0 : size) + " bytes left out: the dead letter would"
+          + " exceed the dead-letter topic's max.message.bytes of " + limit;
       out = new ArrayList<>(out);
       out.add(new Header("value_dropped", note.getBytes(StandardCharsets.UTF_8)));
       value = null;
-      if (Contract.recordBytes(key, null, out) > settings.deadLetterMaxBytes) {
-        out.removeIf(h -> !List.of("error", "failed_ts_ns", "value_dropped").contains(h.name()));
+      if (Contract.recordBytes(key, null, out) > limit) {
+        // The dead letter's own headers, after the original ones: by position, not by name,
+        // so that an original header named like one of them cannot stay.
+        List<Header> kept = new ArrayList<>(out.subList(headers.size(), out.size()));
+        int dropped = headers.size();
+        String dropNote = dropped + " original headers left out: they exceed the topic's limit";
+        kept.add(new Header("headers_dropped", dropNote.getBytes(StandardCharsets.UTF_8)));
+        out = kept;
       }
     }
     return new Outcome(false, key, value, out);

@@ -20,6 +20,7 @@ final class Settings {
   final int minFrameWidth;
   final long maxFrameBytes; // -1: no limit
   final long maxAgeMs; // -1: every frame is analysed (the `all` freshness policy)
+  final long minAnalysisIntervalMs; // -1: no starvation guard (FreshnessGuard)
   final long outputMaxBytes;
   final long deadLetterMaxBytes;
   final String outputTopic;
@@ -50,6 +51,7 @@ final class Settings {
     minFrameWidth = Integer.parseInt(values.get("min_frame_width"));
     maxFrameBytes = Long.parseLong(values.get("max_frame_bytes"));
     maxAgeMs = Long.parseLong(values.get("max_age_ms"));
+    minAnalysisIntervalMs = Long.parseLong(values.getOrDefault("min_analysis_interval_ms", "-1"));
     outputMaxBytes = Long.parseLong(values.get("output_max_bytes"));
     deadLetterMaxBytes = Long.parseLong(values.get("dead_letter_max_bytes"));
     outputTopic = values.get("output_topic");

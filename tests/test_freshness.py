@@ -1,0 +1,116 @@
+"""The `live` freshness policy: past capacity the newest frames are analysed, no camera starves,
+and under capacity nothing is skipped (camstream.core.freshness, through process_batch)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from camstream.config import Config
+from camstream.core.batch import process_batch
+from camstream.core.contract import FrameMeta, headers_to_dict
+from camstream.core.freshness import FreshnessGuard
+from camstream.core.jpeg import encode_jpeg
+from camstream.core.settings import DETECTION_PRESETS, RecordSettings
+
+MS = 1_000_000
+LIVE = RecordSettings(
+    detection=DETECTION_PRESETS["fast"], max_age_ms=1000, min_analysis_interval_ms=1500
+)
+JPEG = encode_jpeg(np.full((48, 64, 3), 128, np.uint8), 80)
+
+
+def frame(camera_id: str, seq: int, capture_ts_ns: int) -> tuple[bytes, bytes, list]:
+    meta = FrameMeta(camera_id, seq, capture_ts_ns, 64, 48)
+    return camera_id.encode(), JPEG, meta.to_headers()
+
+
+def test_the_default_is_live_and_all_analyses_every_frame() -> None:
+    live = Config().record_settings()
+    assert Config().freshness == "live" and live.max_age_ms == 1000
+    assert live.min_analysis_interval_ms == 1500
+    every = Config(freshness="all").record_settings()
+    assert every.max_age_ms is None and every.min_analysis_interval_ms is None
+    # The name before 0.5 still means the same policy.
+    assert Config(freshness="latest").record_settings() == live
+
+
+def test_a_starving_camera_is_analysed_however_old_and_goes_first() -> None:
+    guard = FreshnessGuard(1500)
+    now = 100_000 * MS
+    # Both cameras' frames are all 5 s old by their turn: only the guard lets any through.
+    batch = [frame(cam, seq, now - 5000 * MS - (3 - seq) * 250 * MS)
+             for seq in range(4) for cam in ("a", "b")]  # fmt: skip
+    results = process_batch(batch, LIVE, None, map, lambda: now, guard=guard)
+    analysed = [(r.key, headers_to_dict(r.headers)["seq"]) for r in results if not r.skipped]
+    # Each camera's newest frame, and only it: the others are within the interval of it.
+    assert sorted(analysed) == [(b"a", "3"), (b"b", "3")]
+    assert all(r.ok for r in results)
+    # The next batch, 1 s of capture later: not starving yet, all skipped.
+    later = [frame(cam, 4, now - 4000 * MS) for cam in ("a", "b")]
+    assert all(r.skipped for r in process_batch(later, LIVE, None, map, lambda: now, guard=guard))
+    # 1.5 s after the last analysed frame: starving again, analysed.
+    again = [frame(cam, 5, now - 5000 * MS + 1500 * MS) for cam in ("a", "b")]
+    results = process_batch(again, LIVE, None, map, lambda: now, guard=guard)
+    assert not any(r.skipped for r in results)
+
+
+def test_the_guard_forgets_the_least_recently_analysed_camera_first() -> None:
+    guard = FreshnessGuard(1500, max_cameras=2)
+    for camera_id in ("a", "b", "c"):
+        assert guard.claim(camera_id, 0, fresh=True)
+    assert guard.cameras() == 2
+    assert guard.starving("a", 1)  # forgotten: starving, so analysed, never skipped by it
+    assert not guard.starving("c", 1)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    batches=st.lists(
+        st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 4000)), min_size=1, max_size=12),
+        min_size=1,
+        max_size=6,
+    ),
+    batch_gap_ms=st.integers(0, 3000),
+)
+def test_fresh_frames_are_never_skipped_and_no_camera_starves(
+    batches: list[list[tuple[str, int]]], batch_gap_ms: int
+) -> None:
+    """Batches of frames of three cameras, each frame `age` ms old by its turn (batches
+    `batch_gap_ms` apart): a frame no older than max_age_ms is always analysed; in every
+    batch, a camera whose newest frame comes `min_analysis_interval_ms` or more after its
+    last analysed one (or that was never analysed) has that frame analysed; and without
+    the policy nothing is skipped."""
+    guard = FreshnessGuard(LIVE.min_analysis_interval_ms or 0)
+    interval_ns = (LIVE.min_analysis_interval_ms or 0) * MS
+    seqs: dict[str, int] = {}
+    last_analysed: dict[str, int] = {}
+    for number, specs in enumerate(batches):
+        now = 10**15 + number * batch_gap_ms * MS
+        batch = []
+        for camera_id, age_ms in specs:
+            seqs[camera_id] = seqs.get(camera_id, -1) + 1
+            batch.append(frame(camera_id, seqs[camera_id], now - age_ms * MS))
+        results = process_batch(batch, LIVE, None, map, lambda now=now: now, guard)
+        newest: dict[str, tuple[int, int]] = {}
+        for index, ((camera_id, age_ms), result) in enumerate(zip(specs, results, strict=True)):
+            assert result.ok
+            if age_ms <= (LIVE.max_age_ms or 0):
+                assert not result.skipped, "a fresh frame was skipped"
+            if now - age_ms * MS >= newest.get(camera_id, (-1, 0))[0]:
+                newest[camera_id] = (now - age_ms * MS, index)
+        for camera_id, (capture, index) in newest.items():
+            before = last_analysed.get(camera_id)
+            if before is None or capture - before >= interval_ns:
+                assert not results[index].skipped, f"camera {camera_id} starved"
+        for (camera_id, age_ms), result in zip(specs, results, strict=True):
+            if not result.skipped:
+                capture = now - age_ms * MS
+                last_analysed[camera_id] = max(last_analysed.get(camera_id, capture), capture)
+        every = replace(LIVE, max_age_ms=None)
+        assert not any(
+            r.skipped for r in process_batch(batch, every, None, map, lambda now=now: now)
+        )
