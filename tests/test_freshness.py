@@ -95,17 +95,22 @@ def test_fresh_frames_are_never_skipped_and_no_camera_starves(
             seqs[camera_id] = seqs.get(camera_id, -1) + 1
             batch.append(frame(camera_id, seqs[camera_id], now - age_ms * MS))
         results = process_batch(batch, LIVE, None, map, lambda now=now: now, guard)
-        newest: dict[str, tuple[int, int]] = {}
-        for index, ((camera_id, age_ms), result) in enumerate(zip(specs, results, strict=True)):
+        newest: dict[str, int] = {}
+        for (camera_id, age_ms), result in zip(specs, results, strict=True):
             assert result.ok
             if age_ms <= (LIVE.max_age_ms or 0):
                 assert not result.skipped, "a fresh frame was skipped"
-            if now - age_ms * MS >= newest.get(camera_id, (-1, 0))[0]:
-                newest[camera_id] = (now - age_ms * MS, index)
-        for camera_id, (capture, index) in newest.items():
+            newest[camera_id] = max(newest.get(camera_id, 0), now - age_ms * MS)
+        for camera_id, capture in newest.items():
             before = last_analysed.get(camera_id)
             if before is None or capture - before >= interval_ns:
-                assert not results[index].skipped, f"camera {camera_id} starved"
+                # Its newest frame (one of them, if several were captured at that moment).
+                analysed_newest = [
+                    not r.skipped
+                    for (c, age_ms), r in zip(specs, results, strict=True)
+                    if c == camera_id and now - age_ms * MS == capture
+                ]
+                assert any(analysed_newest), f"camera {camera_id} starved"
         for (camera_id, age_ms), result in zip(specs, results, strict=True):
             if not result.skipped:
                 capture = now - age_ms * MS
@@ -114,3 +119,52 @@ def test_fresh_frames_are_never_skipped_and_no_camera_starves(
         assert not any(
             r.skipped for r in process_batch(batch, every, None, map, lambda now=now: now)
         )
+
+
+def test_a_batch_past_its_budget_analyses_only_starving_cameras_newest_first() -> None:
+    """Past capacity the batch's time runs out before its frames do: the frames left when
+    its budget is spent go out unanalysed ("shed"), but a starving camera's frame does not."""
+    budget = replace(LIVE, batch_budget_ms=150)  # its 2 cameras are all the live ones
+    guard = FreshnessGuard(1500)
+    now = [10**15]
+
+    def clock() -> int:  # each reading 60 ms after the one before
+        now[0] += 60 * MS
+        return now[0]
+
+    start = now[0]
+    known = [frame("known", seq, start + seq * MS) for seq in range(4)]
+    guard.claim("known", start, fresh=True)  # analysed a moment ago: not starving
+    fresh_camera = frame("new", 0, start)  # never analysed: starving
+    results = process_batch([*known, fresh_camera], budget, None, map, clock, guard)
+    reasons = [headers_to_dict(r.headers).get("skipped") for r in results]
+    assert reasons[4] is None  # the starving camera, first, however late
+    # Then the newest frame of the known camera inside the budget; the others shed.
+    assert reasons[3] is None
+    assert all(reason and reason.startswith("shed: ") for reason in reasons[:3]), reasons
+
+
+def test_a_batch_gets_its_cameras_part_of_the_budget() -> None:
+    """Cameras hash unevenly to partitions: a task's part of the micro-batch's budget is its
+    cameras' part of the live cameras (times the tasks that run at once), so each camera
+    gets the same time whichever partition it is on."""
+    cfg = Config(analysis_budget_ms=400)
+    assert cfg.record_settings(task_slots=2).batch_budget_ms == 400
+    assert cfg.record_settings(task_slots=2).task_slots == 2
+    assert Config(freshness="all").record_settings(task_slots=2).batch_budget_ms is None
+    guard = FreshnessGuard(1500)
+    assert guard.live_cameras({"a", "b", "c", "d"}) == 4
+    now = [10**15]
+
+    def clock() -> int:  # each reading 60 ms after the one before
+        now[0] += 60 * MS
+        return now[0]
+
+    settings = replace(LIVE, batch_budget_ms=400, task_slots=2)
+    for camera_id in "abcd":  # each has had a frame analysed: none starving
+        guard.claim(camera_id, now[0], fresh=True)
+    batch = [frame("a", seq, now[0] + seq * MS) for seq in range(6)]
+    results = process_batch(batch, settings, None, map, clock, guard)
+    reasons = [headers_to_dict(r.headers).get("skipped") or "" for r in results]
+    # 400 ms x 2 tasks at once x 1 camera of 4 = 200 ms for this batch.
+    assert any(r.endswith("of 200 ms analysing") for r in reasons), reasons

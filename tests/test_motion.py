@@ -320,9 +320,9 @@ def test_a_frame_is_judged_fresh_or_stale_when_its_turn_comes_newest_first() -> 
     newest_capture = int(headers_to_dict(records[-1][2])["capture_ts_ns"])
     calls = [0]
 
-    def clock() -> int:  # the newest frame's turn at once, then five seconds later
+    def clock() -> int:  # the batch's start and the newest frame's turn, then 5 s later
         calls[0] += 1
-        return newest_capture + (0 if calls[0] <= 1 else 5 * 10**9)
+        return newest_capture + (0 if calls[0] <= 2 else 5 * 10**9)
 
     live = dataclasses.replace(FAST, max_age_ms=1000, motion=MotionSettings())
     results = process_batch(records, live, None, map, clock)

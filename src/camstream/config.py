@@ -265,6 +265,11 @@ class Config:
         1000, "with freshness live: frames older than this by their turn skip detection",
         minimum=1,
     )  # fmt: skip
+    analysis_budget_ms: int = setting(
+        400, "with freshness live: past capacity, the time a micro-batch spends analysing, shared"
+        " by its cameras (newest frames first; the rest skip detection)",
+        minimum=1,
+    )  # fmt: skip
     min_analysis_interval_ms: int = setting(
         1500, "with freshness live: a camera gets a frame analysed at least this often (in its"
         " capture time), however late", minimum=1,
@@ -475,9 +480,11 @@ class Config:
         output_max_bytes: int | None = None,
         dead_letter_max_bytes: int | None = None,
         events_max_bytes: int | None = None,
+        task_slots: int = 1,
     ) -> RecordSettings:
         """The per-record function's settings, with the topics' size limits as read at start
-        (no events unless the events topic's limit is given)."""
+        (no events unless the events topic's limit is given). `task_slots`: how many tasks of
+        a micro-batch run at once (they share its analysis budget)."""
         limits = {
             "output_max_bytes": output_max_bytes,
             "dead_letter_max_bytes": dead_letter_max_bytes,
@@ -490,6 +497,8 @@ class Config:
             max_frame_bytes=self.max_frame_bytes,
             max_age_ms=self.max_frame_age_ms if self.sheds_load else None,
             min_analysis_interval_ms=self.min_analysis_interval_ms if self.sheds_load else None,
+            batch_budget_ms=self.analysis_budget_ms if self.sheds_load else None,
+            task_slots=max(1, task_slots),
             motion=self.motion,
             events_max_bytes=events_max_bytes,
             output_topic=self.output_topic,

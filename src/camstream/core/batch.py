@@ -29,6 +29,7 @@ from camstream.core.contract import RecordSource
 from camstream.core.freshness import FreshnessGuard, detection_order
 from camstream.core.motion import GateDecision, MotionGate, motion_thumbnail, overlaps
 from camstream.core.records import (
+    BatchBudget,
     CheckedFrame,
     Clock,
     Headers,
@@ -76,6 +77,7 @@ def process_batch(
     where it was read in its dead letter. Under the `live` policy the frames are analysed
     newest first, and with a `guard` no camera starves (`camstream.core.freshness`).
     """
+    started_ns = clock()  # the batch's analysis budget runs from here
     normalised = [normalise(*record[:3]) for record in records]
     items = [_Item(key, value, headers) for key, value, headers, _ in normalised]
     for item, record in zip(items, records, strict=True):
@@ -119,8 +121,8 @@ def process_batch(
         try:
             frame, decision = item.frame, item.decision
             assert frame is not None
-            stale = stale_output(frame, settings, clock, guard)
-            if stale is not None:  # too old by its turn: not analysed
+            stale = stale_output(frame, settings, clock, guard, budget)
+            if stale is not None:  # too old by its turn, or its batch's time is spent
                 item.result = stale
                 return item
             if decision is not None and decision.regions:
@@ -137,8 +139,10 @@ def process_batch(
         return item
 
     to_detect = [item for item in pending if _analyse(item)]
+    budget = None
     if settings.max_age_ms is not None:  # past capacity, the time goes to the newest frames
         to_detect = detection_order(to_detect, _camera_and_capture, guard)
+        budget = _budget(pending, settings, guard, started_ns)
     _run(mapper(detect, to_detect))
     # In order: a frame analysed on its moving regions keeps the boxes of the frame it moved
     # from that lie outside them (the person who stood still while another walked by). That
@@ -172,7 +176,7 @@ def process_batch(
             if not _analyse(item):
                 reference = item.decision.reference  # type: ignore[union-attr]
                 if reference.boxes_xyxy is None:  # its detection failed: detect this one
-                    stale = stale_output(frame, settings, clock, guard)
+                    stale = stale_output(frame, settings, clock, guard, budget)
                     if stale is not None:
                         item.result = stale
                         return item
@@ -187,6 +191,19 @@ def process_batch(
 
     _run(mapper(finish, [item for item in pending if item.result is None]))
     return [item.result for item in items]  # type: ignore[misc]
+
+
+def _budget(
+    pending: list[_Item], settings: RecordSettings, guard: FreshnessGuard | None, started_ns: int
+) -> BatchBudget | None:
+    """This batch's part of a micro-batch's analysis budget: its cameras' share of the live
+    cameras, times the tasks that run at once (at most the whole budget)."""
+    if settings.batch_budget_ms is None:
+        return None
+    cameras = {_camera_and_capture(item)[0] for item in pending}
+    live = max(len(cameras), guard.live_cameras(cameras) if guard is not None else 0, 1)
+    share = min(1.0, settings.task_slots * len(cameras) / live)
+    return BatchBudget(max(1, round(settings.batch_budget_ms * share)), started_ns)
 
 
 def _camera_and_capture(item: _Item) -> tuple[str, int]:

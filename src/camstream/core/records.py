@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -110,6 +111,32 @@ def reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+class BatchBudget:
+    """The time one batch (a Spark task) may spend analysing frames past capacity.
+
+    Runs from the batch's start; once spent, frames skip detection, but the batch's first
+    frame is always analysed, so that every batch makes progress. Thread-safe.
+    """
+
+    def __init__(self, budget_ms: int, started_ns: int) -> None:
+        self.budget_ms = budget_ms
+        self.started_ns = started_ns
+        self._analysed = 0
+        self._lock = threading.Lock()
+
+    def spent(self, now_ns: int) -> str | None:
+        """The reason to skip a frame whose turn comes at `now_ns`, or None."""
+        spent_ms = (now_ns - self.started_ns) / 1e6
+        with self._lock:
+            if self._analysed == 0 or spent_ms <= self.budget_ms:
+                return None
+        return f"shed: its batch spent {spent_ms:.0f} of {self.budget_ms} ms analysing"
+
+    def analysing(self) -> None:
+        with self._lock:
+            self._analysed += 1
+
+
 @dataclass(frozen=True)
 class CheckedFrame:
     """A record that passed the frame contract: its trimmed JPEG, parsed headers and size."""
@@ -158,24 +185,37 @@ def stale_output(
     settings: RecordSettings,
     clock: Clock,
     guard: FreshnessGuard | None = None,
+    budget: BatchBudget | None = None,
 ) -> ProcessedRecord | None:
-    """Under the `live` policy, the output of a frame too old to analyse, else None.
+    """Under the `live` policy, the output of a frame not to analyse, else None.
 
     Asked right before detection, when the frame's turn has come (it may have waited in its
-    batch behind others). With a guard, a frame of a starving camera is analysed however
-    old, and a frame to analyse is recorded as its camera's newest analysed one.
+    batch behind others). A frame older than `max_age_ms` is not analysed, unless its
+    camera is starving (`guard`); nor is any frame once its batch has spent its part of the
+    micro-batch's analysis budget (`budget`), but for the batch's first. A frame to analyse is
+    recorded
+    as its camera's newest analysed one.
     """
     if settings.max_age_ms is None:
         return None
-    age_ms = (clock() - frame.meta.capture_ts_ns) / 1e6
-    fresh = age_ms <= settings.max_age_ms
-    if guard is not None:
-        fresh = guard.claim(frame.meta.camera_id, frame.meta.capture_ts_ns, fresh)
-    if fresh:
+    now = clock()
+    age_ms = (now - frame.meta.capture_ts_ns) / 1e6
+    reason = None
+    if budget is not None and (shed := budget.spent(now)) is not None:
+        reason = shed
+    elif age_ms > settings.max_age_ms:
+        reason = f"stale: {age_ms:.0f} ms old > {settings.max_age_ms} ms"
+        if guard is not None and guard.claim(frame.meta.camera_id, frame.meta.capture_ts_ns, False):
+            reason = None  # a starving camera's frame, however old
+    elif guard is not None:
+        guard.claim(frame.meta.camera_id, frame.meta.capture_ts_ns, True)
+    if reason is None:
+        if budget is not None:
+            budget.analysing()
         return None
     # Validated like every frame (the cheapest full decode: 1/8 size, grey), not analysed.
     decode_checked(frame.jpeg, frame.info, cv2.IMREAD_REDUCED_GRAYSCALE_8)
-    skipped = (H_SKIPPED, f"stale: {age_ms:.0f} ms old > {settings.max_age_ms} ms".encode())
+    skipped = (H_SKIPPED, (reason or "").encode())
     return _output(
         frame.meta, frame.jpeg, None, _NO_BOXES, frame.headers, settings, clock, [skipped]
     )

@@ -109,6 +109,11 @@ class RecordSettings:
     # `min_analysis_interval_ms` (None: no such guard). None: every frame is analysed.
     max_age_ms: int | None = None
     min_analysis_interval_ms: int | None = None
+    # Also under `live`: how long a micro-batch may spend analysing frames, shared by its
+    # cameras: a task (a batch of records) gets the part of its cameras among all the live
+    # cameras, times the `task_slots` that run at once. None: no limit.
+    batch_budget_ms: int | None = None
+    task_slots: int = 1
     # The topics' max.message.bytes as the job read them at start.
     output_max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     dead_letter_max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES

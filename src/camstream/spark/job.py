@@ -11,6 +11,7 @@ in order, and the sink writes them in that order, keyed by camera id.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -263,7 +264,20 @@ def _check_cores_for_long_running(spark: SparkSession, cfg: Config) -> None:
 MIN_TOPIC_MESSAGE_BYTES = 64 * 1024
 
 
-def record_settings_for_topics(cfg: Config) -> RecordSettings:
+def task_slots(spark: SparkSession) -> int:
+    """How many tasks of a micro-batch run at once (they share its analysis budget).
+
+    Without a SparkContext (Spark Connect), the driver's cores stand in for them.
+    """
+    try:
+        context = spark.sparkContext
+        task_cpus = int(context.getConf().get("spark.task.cpus", "1"))
+        return max(1, context.defaultParallelism // max(1, task_cpus))
+    except Exception:  # Spark Connect has no SparkContext
+        return os.cpu_count() or 1
+
+
+def record_settings_for_topics(cfg: Config, slots: int = 1) -> RecordSettings:
     """The per-record settings with the size limits the topics have now, read from Kafka.
 
     Refuses to start when a limit cannot be read, or an output topic cannot hold a modest
@@ -308,6 +322,7 @@ def record_settings_for_topics(cfg: Config) -> RecordSettings:
             sizes["dead-letter"] - DEAD_LETTER_HEADROOM_BYTES, cfg.dead_letter_topic, needed,
         )  # fmt: skip
     return cfg.record_settings(
+        task_slots=slots,
         output_max_bytes=sizes["output"],
         dead_letter_max_bytes=sizes["dead-letter"],
         # Real-time Mode's Java function returns one row per record: no events (yet).
@@ -336,7 +351,7 @@ def build_query(
             " run (it analyses every frame through the Java function): turn the gate off"
             " (CAMSTREAM_MOTION_GATE, preset fast rather than fast-gated) or use micro-batches"
         )
-    settings = record_settings_for_topics(cfg)
+    settings = record_settings_for_topics(cfg, task_slots(spark))
     if is_realtime(cfg):
         log.warning(
             "Real-time Mode writes no detection events to %s (its Java function returns one"
