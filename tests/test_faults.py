@@ -379,12 +379,13 @@ def test_overload_keeps_memory_bounded_and_the_live_policy_keeps_every_camera_fr
     tail = sorted(d for t, d, _ in delays if t >= 20)
     assert tail and tail[len(tail) // 2] < 3000, f"frames went stale: p50 {tail[len(tail) // 2]} ms"
     # No camera starves: after the first 10 s, each camera's analysed frames are at most the
-    # policy's interval (1.5 s) plus a batch's span apart, in its capture time.
+    # policy's interval (1.5 s) plus a micro-batch (its newest frame waits for the next one,
+    # up to 2.5 s here past capacity) apart, in its capture time.
     assert len(analysed) == 10, sorted(analysed)
     for camera_id, captures in analysed.items():
         later = sorted(c for c in captures if c >= captures[0] + 10 * 10**9)
         gaps = [(b - a) / 1e9 for a, b in itertools.pairwise(later)]
-        assert later and max(gaps, default=0.0) <= 3.0, (camera_id, max(gaps, default=0.0))
+        assert later and max(gaps, default=0.0) <= 4.0, (camera_id, max(gaps, default=0.0))
     half = len(memory) // 2
     assert half >= 3, memory
     workers = [w for _, w in memory]

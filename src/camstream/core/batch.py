@@ -203,7 +203,10 @@ def _budget(
     cameras = {_camera_and_capture(item)[0] for item in pending}
     live = max(len(cameras), guard.live_cameras(cameras) if guard is not None else 0, 1)
     share = min(1.0, settings.task_slots * len(cameras) / live)
-    return BatchBudget(max(1, round(settings.batch_budget_ms * share)), started_ns)
+    budget_ms = max(1, round(settings.batch_budget_ms * share))
+    # Starving cameras' frames may take up to twice the whole budget: no camera starves, and
+    # a batch stays short whatever the number of cameras.
+    return BatchBudget(budget_ms, started_ns, starving_ms=2 * settings.batch_budget_ms)
 
 
 def _camera_and_capture(item: _Item) -> tuple[str, int]:

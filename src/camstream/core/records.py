@@ -118,11 +118,17 @@ class BatchBudget:
     frame is always analysed, so that every batch makes progress. Thread-safe.
     """
 
-    def __init__(self, budget_ms: int, started_ns: int) -> None:
+    def __init__(self, budget_ms: int, started_ns: int, starving_ms: int | None = None) -> None:
         self.budget_ms = budget_ms
         self.started_ns = started_ns
+        # Frames of starving cameras may go on past the budget, up to this (a bound, so that
+        # a batch stays short whatever the number of cameras).
+        self.starving_ms = budget_ms if starving_ms is None else max(budget_ms, starving_ms)
         self._analysed = 0
         self._lock = threading.Lock()
+
+    def starving_allowed(self, now_ns: int) -> bool:
+        return (now_ns - self.started_ns) / 1e6 <= self.starving_ms
 
     def spent(self, now_ns: int) -> str | None:
         """The reason to skip a frame whose turn comes at `now_ns`, or None."""
@@ -192,8 +198,8 @@ def stale_output(
     Asked right before detection, when the frame's turn has come (it may have waited in its
     batch behind others). A frame older than `max_age_ms` is not analysed, unless its
     camera is starving (`guard`); nor is any frame once its batch has spent its part of the
-    micro-batch's analysis budget (`budget`), but for the batch's first. A frame to analyse is
-    recorded
+    micro-batch's analysis budget (`budget`), but for the batch's first and, up to the whole
+    budget, those of starving cameras. A frame to analyse is recorded
     as its camera's newest analysed one.
     """
     if settings.max_age_ms is None:
@@ -203,6 +209,12 @@ def stale_output(
     reason = None
     if budget is not None and (shed := budget.spent(now)) is not None:
         reason = shed
+        if (
+            guard is not None
+            and budget.starving_allowed(now)
+            and guard.claim(frame.meta.camera_id, frame.meta.capture_ts_ns, False)
+        ):
+            reason = None  # a starving camera's frame goes on past the budget (bounded)
     elif age_ms > settings.max_age_ms:
         reason = f"stale: {age_ms:.0f} ms old > {settings.max_age_ms} ms"
         if guard is not None and guard.claim(frame.meta.camera_id, frame.meta.capture_ts_ns, False):
