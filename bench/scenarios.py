@@ -403,16 +403,16 @@ VARIANTS = {"before": BEFORE, "now": {}}
 @scenario("uneven", "the job against the plain loop on uneven cameras, per load shape")
 def uneven_scenario(ctx: Context) -> None:
     results = ctx.results["uneven"] = []
-    drain_s = 6 if ctx.quick else 40
+    drain_s = 3 if ctx.quick else 40
     presets = ["fast"] if ctx.quick else list(DETECTION_PRESETS)
     variants = {"now": {}} if ctx.quick else VARIANTS
     say("uneven load: warming up the Spark session (JIT, Python workers)")
     drain_frames(ctx.stack, presets[0], LOAD_SHAPES["uniform"].frames(4), 4)
     for preset in presets:
         for shape in LOAD_SHAPES.values():
-            probe = 4 if ctx.quick else 12
+            probe = 2 if ctx.quick else 12
             say(f"uneven load: plain loop, {preset}, {shape.name}")
-            loop_fps = shape_loop(preset, shape.name, probe, 2 if ctx.quick else 8, ctx.cores)
+            loop_fps = shape_loop(preset, shape.name, probe, 1 if ctx.quick else 8, ctx.cores)
             cameras = len(shape.cameras())
             per_camera = max(probe, round(loop_fps * drain_s / cameras))
             for variant, settings in variants.items():

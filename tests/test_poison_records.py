@@ -43,9 +43,11 @@ def analyze(cfg: Config, checkpoint: Path) -> subprocess.Popen[str]:
          "--dead-letter-topic", cfg.dead_letter_topic,
          "--events-topic", cfg.events_topic, "--checkpoint-location", str(checkpoint),
          "--starting-offsets", "earliest", "--spark-master", "local[2]",
-         # Small batches, so that the kill lands in the middle of the stream; the latest
-         # policy with a generous age, so that only the hour-old records take its path.
-         "--max-offsets-per-trigger", "6", "--freshness", "latest",
+         # Small batches, so that the kill lands in the middle of the stream; the live
+         # policy with a generous age and budget, so that only the hour-old records take
+         # its path (the large frames must be analysed, and fitted to the output topic).
+         "--max-offsets-per-trigger", "6", "--freshness", "live",
+         "--analysis-budget-ms", "600000",
          "--max-frame-age-ms", "600000"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,

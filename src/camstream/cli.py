@@ -588,7 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
                  "detection_preset", "motion_gate", "motion_keyframe_s", "motion_pixel_threshold",
                  "motion_min_changed", "motion_regions", "motion_forget_s",
                  "trigger_interval", "max_offsets_per_trigger", "freshness",
-                 "max_frame_age_ms", "min_analysis_interval_ms", "async_progress",
+                 "max_frame_age_ms", "analysis_budget_ms", "min_analysis_interval_ms",
+                 "async_progress",
                  "opencv_threads", "frame_threads", "max_frame_bytes",
                  "jpeg_quality", "min_jpeg_quality", "min_frame_width", "spark_ui",
                  "spark_log_level")  # fmt: skip
