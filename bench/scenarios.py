@@ -462,7 +462,7 @@ def wall_scenario(ctx: Context) -> None:
 
     results = ctx.results["wall"] = []
     warmup = 30 if ctx.quick else 120
-    sample = 10 if ctx.quick else 30
+    sample = 10 if ctx.quick else 20
     for cameras in (3,) if ctx.quick else WALL_CAMERAS:
         for policy in WALL_POLICIES:
             say(f"wall: {cameras} cameras x 4 frames/s, faithful, freshness {policy}:"

@@ -602,12 +602,16 @@ def run_demo_and_sample(
     samples: list[dict[str, Any]] = []
     shedding: list[float] = []
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 120
+        while True:
             try:
                 httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
                 break
             except httpx.HTTPError:
+                if time.monotonic() > deadline or demo.poll() is not None:
+                    log.flush()
+                    tail = (workdir / "demo.log").read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"the demo's station did not come up:\n{tail}") from None
                 time.sleep(1)
         if browser:
             viewer = _open_wall(f"http://127.0.0.1:{port}/")
