@@ -7,7 +7,9 @@ per-record map; the expensive stages around it still can:
 2. decide per frame, in the batch's order: analyse, or carry the boxes of the camera's last
    analysed frame (sequential, about 10 us a frame);
 3. detect faces on the frames to analyse (parallel): on the whole frame, or, for a frame
-   that moved, on its moving regions, keeping its camera's boxes outside them (in order);
+   that moved, on its moving regions, keeping its camera's boxes outside them (in order).
+   Under the `live` policy the frames go starving cameras first, then newest first, and
+   each is judged fresh or not when its turn comes (`camstream.core.freshness`);
 4. draw, fit and make each output record and its detection event (parallel).
 
 One result per record, in the records' order, and none of it raises: a record that fails
