@@ -4,6 +4,7 @@ and under capacity nothing is skipped (camstream.core.freshness, through process
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from camstream.config import Config
 from camstream.core.batch import process_batch
 from camstream.core.contract import FrameMeta, headers_to_dict
-from camstream.core.freshness import FreshnessGuard
+from camstream.core.freshness import AnalysedStore, FreshnessGuard, detection_order, lookaheads
 from camstream.core.jpeg import encode_jpeg
 from camstream.core.settings import DETECTION_PRESETS, RecordSettings
 
@@ -168,3 +169,65 @@ def test_a_batch_gets_its_cameras_part_of_the_budget() -> None:
     reasons = [headers_to_dict(r.headers).get("skipped") or "" for r in results]
     # 400 ms x 2 tasks at once x 1 camera of 4 = 200 ms for this batch.
     assert any(r.endswith("of 200 ms analysing") for r in reasons), reasons
+
+
+def test_a_batch_spreads_its_time_over_the_cameras_newest_first() -> None:
+    """Past its budget a batch has analysed one frame of each camera before a second of any:
+    a camera whose frames came in a moment later does not take the batch's time alone."""
+    guard = FreshnessGuard(1500)
+    now = 10**15
+    for camera_id in "ab":  # both analysed a moment ago: neither starving
+        guard.claim(camera_id, now - 100 * MS, fresh=True)
+    frames = [("a", now + seq * MS) for seq in range(3)] + [("b", now - 50 * MS + seq * MS)
+                                                               for seq in range(3)]  # fmt: skip
+    order = detection_order(frames, lambda item: item, guard)
+    assert [camera for camera, _ in order] == ["a", "b", "a", "b", "a", "b"]
+    assert order[0] == ("a", now + 2 * MS) and order[1] == ("b", now - 48 * MS)
+
+
+def test_a_camera_is_analysed_in_the_last_batch_before_its_interval_runs_out() -> None:
+    """A batch spans about as much capture time as the next one will: a camera whose next
+    chance would come after its interval ran out is starving now (its gaps stay within the
+    interval instead of the interval plus a batch)."""
+    guard = FreshnessGuard(1500)
+    start = 10**15
+    guard.claim("a", start, fresh=True)
+    # 1 s of frames, the newest 1.1 s after the last analysed: the next batch's would be 2.1 s.
+    captures = [("a", start + (100 + 250 * n) * MS) for n in range(5)]
+    ahead = lookaheads(captures)
+    assert ahead == [0, 0, 0, 0, 1250 * MS]  # 4 gaps of 250 ms, times 5 frames
+    assert guard.starving("a", captures[-1][1], ahead[-1])
+    assert not guard.starving("a", captures[-1][1])
+    # Batches longer than the interval: each camera's newest frame, in each of them.
+    assert guard.starving("a", start + 1 * MS, 3600 * 10**9)
+    results = process_batch(
+        [frame("a", n, capture) for n, (_, capture) in enumerate(captures)],
+        replace(LIVE, max_age_ms=1),  # every frame too old: only starvation analyses
+        None, map, lambda: start + 5000 * MS, guard,
+    )  # fmt: skip
+    assert [r.skipped for r in results] == [True, True, True, True, False]
+
+
+def test_the_workers_of_a_machine_share_what_they_analysed(tmp_path: Path, caplog) -> None:
+    """Spark gives a partition's next batch to any idle Python worker: what one analysed,
+    the others know before their next batch (`AnalysedStore`)."""
+    path = str(tmp_path / "analysed.sqlite3")
+    one, other = (FreshnessGuard(1500, store=AnalysedStore(path)) for _ in range(2))
+    start = 10**15
+    assert one.claim("a", start, fresh=True)
+    assert other.starving("a", start + 500 * MS)  # not told yet
+    one.share()
+    other.learn({"a", "b"})
+    assert not other.starving("a", start + 500 * MS)
+    assert other.starving("a", start + 1500 * MS) and other.starving("b", start)
+    # Only what was written lately counts: an earlier run's cameras are not remembered.
+    late = FreshnessGuard(1500, store=AnalysedStore(path, valid_s=0.0))
+    late.learn({"a"})
+    assert late.starving("a", start + 500 * MS)
+    # A file that cannot be used is said once; the guard goes on alone.
+    broken = FreshnessGuard(1500, store=AnalysedStore(str(tmp_path / "missing" / "x.db")))
+    broken.claim("a", start, fresh=True)
+    broken.share()
+    broken.learn({"a"})
+    assert not broken.starving("a", start + 500 * MS)
+    assert "cannot share analysed frames" in caplog.text

@@ -8,7 +8,8 @@ per-record map; the expensive stages around it still can:
    analysed frame (sequential, about 10 us a frame);
 3. detect faces on the frames to analyse (parallel): on the whole frame, or, for a frame
    that moved, on its moving regions, keeping its camera's boxes outside them (in order).
-   Under the `live` policy the frames go starving cameras first, then newest first, and
+   Under the `live` policy the frames go starving cameras first, then round robin over the
+   cameras, each one's newest first, and
    each is judged fresh or not when its turn comes (`camstream.core.freshness`);
 4. draw, fit and make each output record and its detection event (parallel).
 
@@ -28,7 +29,7 @@ import numpy as np
 
 from camstream.core.analysis import detect_in_regions
 from camstream.core.contract import RecordSource
-from camstream.core.freshness import FreshnessGuard, detection_order
+from camstream.core.freshness import FreshnessGuard, detection_order, lookaheads
 from camstream.core.motion import GateDecision, MotionGate, motion_thumbnail, overlaps
 from camstream.core.records import (
     BatchBudget,
@@ -62,6 +63,7 @@ class _Item:
     boxes: np.ndarray | None = None
     in_regions: bool = False  # detected on the moving regions only
     source: RecordSource | None = None  # where it was read, for its dead letter
+    lookahead_ns: int = 0  # live policy: when its camera's next chance comes
 
 
 def process_batch(
@@ -123,7 +125,7 @@ def process_batch(
         try:
             frame, decision = item.frame, item.decision
             assert frame is not None
-            stale = stale_output(frame, settings, clock, guard, budget)
+            stale = stale_output(frame, settings, clock, guard, budget, item.lookahead_ns)
             if stale is not None:  # too old by its turn, or its batch's time is spent
                 item.result = stale
                 return item
@@ -143,7 +145,12 @@ def process_batch(
     to_detect = [item for item in pending if _analyse(item)]
     budget = None
     if settings.max_age_ms is not None:  # past capacity, the time goes to the newest frames
-        to_detect = detection_order(to_detect, _camera_and_capture, guard)
+        ahead = lookaheads([_camera_and_capture(item) for item in to_detect])
+        for item, lookahead_ns in zip(to_detect, ahead, strict=True):
+            item.lookahead_ns = lookahead_ns
+        to_detect = detection_order(
+            to_detect, _camera_and_capture, guard, lambda item: item.lookahead_ns
+        )
         budget = _budget(pending, settings, guard, started_ns)
     _run(mapper(detect, to_detect))
     # In order: a frame analysed on its moving regions keeps the boxes of the frame it moved

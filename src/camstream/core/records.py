@@ -192,6 +192,7 @@ def stale_output(
     clock: Clock,
     guard: FreshnessGuard | None = None,
     budget: BatchBudget | None = None,
+    lookahead_ns: int = 0,
 ) -> ProcessedRecord | None:
     """Under the `live` policy, the output of a frame not to analyse, else None.
 
@@ -200,7 +201,8 @@ def stale_output(
     camera is starving (`guard`); nor is any frame once its batch has spent its part of the
     micro-batch's analysis budget (`budget`), but for the batch's first and, up to the whole
     budget, those of starving cameras. A frame to analyse is recorded
-    as its camera's newest analysed one.
+    as its camera's newest analysed one. `lookahead_ns`: when the camera's next frame
+    comes to a batch (`freshness.lookaheads`).
     """
     if settings.max_age_ms is None:
         return None
@@ -212,12 +214,13 @@ def stale_output(
         if (
             guard is not None
             and budget.starving_allowed(now)
-            and guard.claim(frame.meta.camera_id, frame.meta.capture_ts_ns, False)
+            and guard.claim(frame.meta.camera_id, frame.meta.capture_ts_ns, False, lookahead_ns)
         ):
             reason = None  # a starving camera's frame goes on past the budget (bounded)
     elif age_ms > settings.max_age_ms:
         reason = f"stale: {age_ms:.0f} ms old > {settings.max_age_ms} ms"
-        if guard is not None and guard.claim(frame.meta.camera_id, frame.meta.capture_ts_ns, False):
+        camera_id, capture_ts_ns = frame.meta.camera_id, frame.meta.capture_ts_ns
+        if guard is not None and guard.claim(camera_id, capture_ts_ns, False, lookahead_ns):
             reason = None  # a starving camera's frame, however old
     elif guard is not None:
         guard.claim(frame.meta.camera_id, frame.meta.capture_ts_ns, True)

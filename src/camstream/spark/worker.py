@@ -108,7 +108,7 @@ def make_batch_processor(
         pool = frame_pool(frame_threads)
         gate = worker_gate(settings.motion, output_topic) if settings.motion.enabled else None
         interval = settings.min_analysis_interval_ms
-        guard = None if interval is None else worker_guard(interval)
+        guard = None if interval is None else worker_guard(interval, output_topic)
 
         out_schema = pa.schema(
             [
@@ -133,8 +133,13 @@ def make_batch_processor(
             header_lists = batch.column("headers").to_pylist()
             rows: dict[str, list[Any]] = {name: [] for name in out_schema.names}
             records = list(zip(keys, values, header_lists, sources(batch), strict=True))
+            if guard is not None:  # keys are camera ids (a record whose isn't is rejected)
+                guard.learn({key.decode("utf-8", "replace") for key in keys if key})
             # Executor.map yields the results in the order of the records.
-            for result in process_rows(records, settings, gate, pool.map, guard):
+            results = process_rows(records, settings, gate, pool.map, guard)
+            if guard is not None:
+                guard.share()
+            for result in results:
                 for name, cell in sink_row(result, output_topic, dead_letter_topic).items():
                     rows[name].append(cell)
                 rows["ok"].append(result.ok)
