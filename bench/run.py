@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,6 +25,18 @@ from registry import SCENARIOS, Context, say
 from report import plot, render_table
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def source_commit() -> str:
+    """The commit the figures were measured on ("+changes" if the tree differs from it)."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        run = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        return run.stdout.strip() if run.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         {
             "machine": ctx.machine(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "commit": source_commit(),
             "quick": args.quick,
         }
     )
