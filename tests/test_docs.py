@@ -49,6 +49,15 @@ def test_the_settings_table_is_generated_from_the_config() -> None:
     assert done.returncode == 0, done.stderr
 
 
+def test_the_figures_tables_are_generated_from_their_results() -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "docs_tables.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_version_is_reported() -> None:
     from camstream import __version__
 

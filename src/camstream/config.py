@@ -253,12 +253,13 @@ class Config:
         minimum=0.001,
     )  # fmt: skip
     # `live` stays live past capacity: frames older than max_frame_age_ms by their turn go
-    # out unanalysed (marked `skipped`, counted), newest analysed first, no camera starved.
+    # out unanalysed (marked `skipped`, counted), round robin over cameras, none starved.
     # Under capacity nothing is skipped. `all` analyses every frame however late (backfills).
     # `latest` is the name of `live` before 0.5.
     freshness: str = setting(
-        "live", "live: past capacity, skip detection of frames too old (newest first, no camera"
-        " starved); all: analyse every frame however late (backfills)",
+        "live", "live: past capacity, skip detection of frames too old (round robin over the"
+        " cameras, newest first, none starved); all: analyse every frame however late"
+        " (backfills)",
         choices=("live", "all", "latest"),
     )  # fmt: skip
     max_frame_age_ms: int = setting(
