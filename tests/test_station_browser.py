@@ -198,6 +198,8 @@ def test_a_page_of_another_site_cannot_watch_the_cameras(browser, cfg: Config) -
         ).encode()
 
         class AttackerPage(http.server.BaseHTTPRequestHandler):
+            timeout = 5  # a connection the browser opened ahead and left idle
+
             def do_GET(self) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html")
@@ -208,7 +210,8 @@ def test_a_page_of_another_site_cannot_watch_the_cameras(browser, cfg: Config) -
                 pass
 
         port = free_port()
-        server = http.server.HTTPServer(("127.0.0.1", port), AttackerPage)
+        # One thread per connection: the browser's idle preconnection must not hold the page.
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), AttackerPage)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
             browser.get(f"http://127.0.0.1:{port}/")

@@ -43,6 +43,14 @@ def kafka_source_options(cfg: Config) -> dict[str, str]:
         # A live video job must not refuse to start because old frames aged out of retention.
         "failOnDataLoss": "false",
         "kafka.max.partition.fetch.bytes": str(max(1 << 20, 2 * cfg.max_frame_bytes)),
+        # A broker that dies without a word (SIGKILL, a lost machine) left the driver's
+        # offset lookup waiting out the Kafka admin client's 60 s API timeout before Spark
+        # retried on a new client, which found the new leaders at once: every camera froze
+        # for a minute (tests/test_faults.py). 10 s an attempt instead, and attempts enough
+        # to ride out the 3 minutes of outage that Spark's defaults (3 x 60 s) did.
+        "kafka.request.timeout.ms": "10000",
+        "kafka.default.api.timeout.ms": "10000",
+        "fetchOffset.numRetries": "18",
     }
     limit = cfg.max_offsets_per_trigger
     if cfg.sheds_load:
