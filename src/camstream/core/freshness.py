@@ -173,7 +173,7 @@ class AnalysedStore:
                     " capture_ts_ns INTEGER NOT NULL, written_s REAL NOT NULL)"
                 )
                 self._db = db
-            except sqlite3.Error as exc:
+            except Exception as exc:  # best effort: never the batch's failure
                 self._give_up(exc)
         return self._db
 
@@ -202,7 +202,7 @@ class AnalysedStore:
                 )
                 found.update(db.execute(query, [time.time() - self.valid_s, *chunk]).fetchall())
             return found
-        except sqlite3.Error as exc:
+        except Exception as exc:  # best effort: never the batch's failure
             self._give_up(exc)
             return {}
 
@@ -222,7 +222,7 @@ class AnalysedStore:
             if now - self._pruned > self.valid_s / 4:
                 self._pruned = now
                 db.execute("DELETE FROM analysed WHERE written_s < ?", (now - self.valid_s,))
-        except sqlite3.Error as exc:
+        except Exception as exc:  # best effort: never the batch's failure
             self._give_up(exc)
 
 

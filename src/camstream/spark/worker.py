@@ -134,7 +134,9 @@ def make_batch_processor(
             rows: dict[str, list[Any]] = {name: [] for name in out_schema.names}
             records = list(zip(keys, values, header_lists, sources(batch), strict=True))
             if guard is not None:  # keys are camera ids (a record whose isn't is rejected)
-                guard.learn({key.decode("utf-8", "replace") for key in keys if key})
+                guard.learn(
+                    {key.decode("utf-8", "replace") for key in keys if key and len(key) <= 1024}
+                )
             # Executor.map yields the results in the order of the records.
             results = process_rows(records, settings, gate, pool.map, guard)
             if guard is not None:
