@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 import numpy as np
+from boxes import iou
 
 from camstream.cameras.still_scenes import CLIPS, FPS, clip_jpegs, labels
 from camstream.core.analysis import detect_in_jpeg, detect_in_regions
@@ -30,14 +31,6 @@ from camstream.core.settings import (
 )
 
 IOU_MATCH = 0.5
-
-
-def iou(a: list[int], b: list[int]) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union else 0.0
 
 
 def clip_records(name: str, camera_id: str, start_ns: int = 10**18) -> list[tuple]:

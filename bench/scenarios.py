@@ -30,6 +30,7 @@ import time
 from typing import Any
 
 import cv2
+from boxes import iou
 from registry import Context, say, scenario
 from stack import (
     LoadShape,
@@ -135,7 +136,7 @@ def accuracy(preset: str, step: int = 1) -> dict[str, float]:
             matched = set()
             for box in boxes:
                 hit = next(
-                    (i for i, f in enumerate(found) if i not in matched and _iou(f, box) >= 0.3),
+                    (i for i, f in enumerate(found) if i not in matched and iou(f, box) >= 0.3),
                     None,
                 )
                 if hit is None:
@@ -151,14 +152,6 @@ def accuracy(preset: str, step: int = 1) -> dict[str, float]:
         "false_positives": fp,
         "false_negatives": fn,
     }
-
-
-def _iou(a: list[float], b: list[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 # ---- the scenarios ------------------------------------------------------------------------

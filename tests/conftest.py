@@ -9,25 +9,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import cv2
-import numpy as np
 import pytest
 
 from camstream.config import Config
-from camstream.kafka.clients import make_consumer
-from camstream.kafka.topics import ensure_topics
 from camstream.local.broker import LocalBroker, LocalCluster
 from camstream.local.ports import free_port, free_port_block
-from camstream.local.supervisor import group_alive  # noqa: F401  (for the tests)
-
-T = TypeVar("T")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+from helpers import config_with_topics
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -117,86 +108,6 @@ def spark(kafka_bootstrap: str) -> Iterator[Any]:
 def cfg(kafka_bootstrap: str, tmp_path: Path) -> Config:
     """A config whose topics are unique to this test (and created), state under tmp_path."""
     return config_with_topics(kafka_bootstrap, tmp_path, partitions=2)
-
-
-def unique_topics(bootstrap: str, tmp_path: Path, **settings: Any) -> Config:
-    """A config with topic names of its own (not created yet) and state under tmp_path.
-
-    Tests fill a topic first and start the job on it after: a backlog, which the default
-    `live` policy would catch up on by skipping detection. These tests check what the job
-    does to every frame, so they analyse every frame (`all`) unless they say otherwise.
-    """
-    suffix = uuid.uuid4().hex[:10]
-    settings.setdefault("freshness", "all")
-    return Config(
-        kafka_bootstrap=bootstrap,
-        input_topic=f"camera-stream-{suffix}",
-        output_topic=f"camera-analytics-stream-{suffix}",
-        dead_letter_topic=f"camera-stream-dlq-{suffix}",
-        events_topic=f"camera-detections-{suffix}",
-        starting_offsets="earliest",
-        home=str(tmp_path / "home"),
-        **settings,
-    )
-
-
-def config_with_topics(bootstrap: str, tmp_path: Path, **settings: Any) -> Config:
-    config = unique_topics(bootstrap, tmp_path, **settings)
-    ensure_topics(config, config.pipeline_topics)
-    return config
-
-
-def wait_until(
-    check: Callable[[], T], timeout_s: float, interval_s: float = 0.2, what: str = "condition"
-) -> T:
-    """Poll `check` until it returns a truthy value; fail the test after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {what}")
-        time.sleep(interval_s)
-
-
-def consume(config: Config, topic: str, count: int, timeout_s: float = 60.0) -> list[Any]:
-    """Read `count` records of `topic` from its beginning, within a bounded time."""
-    consumer = make_consumer(config, topic, from_beginning=True)
-    records: list[Any] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(records) < count:
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"timed out after {timeout_s:.0f}s:"
-                    f" {len(records)} of {count} records on {topic}"
-                )
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend(batch)
-        # Anything beyond `count` that is already there would be a duplicate: collect it too.
-        for batch in consumer.poll(timeout_ms=1000).values():
-            records.extend(batch)
-    finally:
-        consumer.close()
-    return records
-
-
-def astronaut_bgr() -> np.ndarray:
-    """The public-domain NASA astronaut portrait shipped with scikit-image."""
-    from skimage import data
-
-    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
-
-
-def iou(a: list[int] | np.ndarray, b: list[int] | np.ndarray) -> float:
-    ax1, ay1, ax2, ay2 = (float(v) for v in a)
-    bx1, by1, bx2, by2 = (float(v) for v in b)
-    ix = max(0.0, min(ax2, bx2) - max(ax1, bx1))
-    iy = max(0.0, min(ay2, by2) - max(ay1, by1))
-    inter = ix * iy
-    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
-    return inter / union if union > 0 else 0.0
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import numpy as np
 
 from camstream.core.contract import FrameMeta
 from camstream.core.jpeg import encode_jpeg
-from conftest import astronaut_bgr
+from helpers import astronaut_bgr
 
 CAMERA = "cam-fuzz"
 # The job's frame-size limit in this test; the topics accept up to 1 MB, so an

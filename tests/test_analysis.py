@@ -12,7 +12,7 @@ from camstream.config import DETECTION_PRESETS, RecordSettings
 from camstream.core.contract import OUTPUT_HEADERS, FrameMeta, headers_to_dict
 from camstream.core.jpeg import encode_jpeg, jpeg_size
 from camstream.core.records import process_record
-from conftest import astronaut_bgr
+from helpers import astronaut_bgr
 
 SETTINGS = RecordSettings(detection=DETECTION_PRESETS["faithful"])
 LATEST = replace(SETTINGS, max_age_ms=1000)

@@ -16,7 +16,7 @@ import pytest
 
 from camstream.config import Config
 from camstream.local.ports import free_port
-from conftest import wait_until
+from helpers import wait_until
 
 
 def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60):

@@ -25,7 +25,7 @@ from camstream.kafka.clients import make_admin
 from camstream.local.broker import LocalCluster
 from camstream.local.ports import free_port
 from camstream.local.spark_cluster import LocalSparkCluster
-from conftest import config_with_topics, consume
+from helpers import config_with_topics, consume
 
 pytestmark = [pytest.mark.cluster, pytest.mark.own_brokers]
 

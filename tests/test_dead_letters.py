@@ -18,7 +18,7 @@ from camstream.core.jpeg import encode_jpeg
 from camstream.kafka.clients import make_producer
 from camstream.spark.job import build_query
 from camstream.spark.progress import observed_totals
-from conftest import astronaut_bgr, consume, wait_until
+from helpers import astronaut_bgr, consume, wait_until
 from poison import CAMERA, JOB_MAX_FRAME_BYTES, Headers, Record, bad_records
 
 pytestmark = pytest.mark.spark

@@ -11,7 +11,7 @@ from camstream.core.analysis import analyze_jpeg
 from camstream.core.annotation import BOX_COLOUR_BGR, annotate
 from camstream.core.detection import detect_faces, load_cascade
 from camstream.core.jpeg import decode_jpeg, encode_jpeg
-from conftest import astronaut_bgr, iou
+from helpers import astronaut_bgr, iou
 
 # Where the astronaut's face is in skimage's 512x512 portrait (checked by eye).
 ASTRONAUT_FACE_XYXY = [176, 66, 274, 164]

@@ -19,7 +19,7 @@ from camstream.core.contract import (
     DetectionEvent,
     headers_to_dict,
 )
-from conftest import consume, group_alive, wait_until
+from helpers import consume, group_alive, wait_until
 
 pytestmark = pytest.mark.spark
 

@@ -34,7 +34,7 @@ from camstream.local.broker import LocalBroker, LocalCluster
 from camstream.local.ports import free_port
 from camstream.local.supervisor import process_rss_mb, tree_rss_mb
 from camstream.spark.job import build_query
-from conftest import config_with_topics, group_alive, wait_until
+from helpers import config_with_topics, group_alive, wait_until
 from station_helpers import AnnotatedFramePublisher
 
 pytestmark = pytest.mark.spark

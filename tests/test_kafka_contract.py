@@ -12,7 +12,7 @@ from camstream.errors import KafkaUnavailableError
 from camstream.kafka.clients import make_admin, make_producer
 from camstream.kafka.topics import ensure_topics
 from camstream.local.ports import free_port
-from conftest import consume
+from helpers import consume
 
 
 def test_produce_consume_preserves_key_value_and_headers(cfg: Config) -> None:

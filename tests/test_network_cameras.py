@@ -26,7 +26,7 @@ from camstream.config import Config
 from camstream.core.contract import INPUT_HEADERS, FrameMeta
 from camstream.core.jpeg import encode_jpeg, jpeg_size
 from camstream.local.ports import free_port
-from conftest import consume
+from helpers import consume
 
 RTSP_SERVER = Path(__file__).resolve().parent / "servers" / "rtsp_camera.py"
 SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin") or "/usr/bin/python3"

@@ -29,8 +29,8 @@ from camstream.core.contract import INPUT_HEADERS, OUTPUT_HEADERS, FrameMeta, he
 from camstream.core.jpeg import encode_jpeg
 from camstream.kafka.clients import make_consumer, make_producer
 from camstream.spark.job import build_query
-from conftest import ARTIFACTS, astronaut_bgr, consume, unique_topics, wait_until
 from databricks_shim import HEADER, SEPARATOR, NotebookRun, magic_command, run_notebook, split_cells
+from helpers import ARTIFACTS, astronaut_bgr, consume, unique_topics, wait_until
 from poison import CAMERA, bad_records, with_exif_orientation
 from station_helpers import AnnotatedFramePublisher
 

@@ -23,7 +23,7 @@ from camstream.core.jpeg import encode_jpeg
 from camstream.kafka.clients import make_admin, make_producer
 from camstream.kafka.topics import topic_max_message_bytes
 from camstream.spark.job import build_query
-from conftest import astronaut_bgr, consume, unique_topics
+from helpers import astronaut_bgr, consume, unique_topics
 
 pytestmark = pytest.mark.spark
 

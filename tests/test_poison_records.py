@@ -26,7 +26,7 @@ from camstream.core.jpeg import encode_jpeg
 from camstream.kafka.clients import make_admin, make_consumer, make_producer
 from camstream.spark.job import build_query
 from camstream.spark.progress import LossMonitor, follow_progress
-from conftest import astronaut_bgr, consume, group_alive, wait_until
+from helpers import astronaut_bgr, consume, group_alive, wait_until
 from poison import CAMERA, poison_records
 
 pytestmark = pytest.mark.spark

@@ -13,7 +13,7 @@ from camstream.core.contract import INPUT_HEADERS, FrameMeta
 from camstream.core.jpeg import jpeg_size
 from camstream.errors import CaptureError, FrameTooLargeError
 from camstream.kafka.publish import FramePublisher
-from conftest import consume
+from helpers import consume
 
 
 def test_produce_from_a_video_file(cfg: Config) -> None:

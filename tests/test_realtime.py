@@ -28,7 +28,7 @@ from camstream.core.records import ProcessedRecord, check_record, process_record
 from camstream.errors import ConfigError
 from camstream.kafka.clients import make_producer
 from camstream.spark.job import build_query, realtime_rows, realtime_settings_text
-from conftest import astronaut_bgr, consume, iou
+from helpers import astronaut_bgr, consume, iou
 from poison import CAMERA, bad_records, poison_records
 
 pytestmark = pytest.mark.spark

@@ -36,7 +36,7 @@ from camstream.core.contract import (
 from camstream.core.jpeg import decode_jpeg, encode_jpeg, scan_jpeg
 from camstream.core.settings import MotionSettings
 from camstream.spark.worker import make_batch_processor
-from conftest import astronaut_bgr
+from helpers import astronaut_bgr
 from poison import large_face_frame, with_exif_orientation
 
 OUTPUT, DEAD_LETTERS, EVENTS = "out", "dlq", "events"

@@ -12,7 +12,7 @@ from camstream.core.jpeg import encode_jpeg
 from camstream.kafka.clients import make_producer
 from camstream.spark.job import build_query
 from camstream.spark.progress import observed_totals
-from conftest import astronaut_bgr, consume, wait_until
+from helpers import astronaut_bgr, consume, wait_until
 
 pytestmark = pytest.mark.spark
 
@@ -113,7 +113,7 @@ def test_the_motion_gate_in_the_job_carries_still_scenes_and_writes_events(
 
     from camstream.cameras.still_scenes import clip_named, labels
     from camstream.core.contract import AnnotatedFrame, DetectionEvent
-    from conftest import config_with_topics
+    from helpers import config_with_topics
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
     from gating import clip_records, iou

@@ -28,7 +28,7 @@ from camstream.viewers.station.store import (
     SHED_WINDOW_S,
     FrameStore,
 )
-from conftest import wait_until
+from helpers import wait_until
 from station_helpers import AnnotatedFramePublisher, annotated_sample_frames, served_station
 
 # Sample frame 0 has a face, frame 35 has none.

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from camstream.config import Config
-from conftest import ARTIFACTS, wait_until
+from helpers import ARTIFACTS, wait_until
 from station_helpers import AnnotatedFramePublisher, served_station
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

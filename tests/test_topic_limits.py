@@ -18,7 +18,7 @@ from camstream.spark.job import (
     kafka_source_options,
     record_settings_for_topics,
 )
-from conftest import unique_topics
+from helpers import unique_topics
 
 
 def topics_with_limits(bootstrap: str, tmp_path, **limits: int | None) -> Config:
