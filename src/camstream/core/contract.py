@@ -68,7 +68,8 @@ MAX_HEADER_INT = 2**63 - 1
 # JPEG stores each dimension in 16 bits.
 MAX_JPEG_SIDE = 65535
 
-Headers = list[tuple[str, bytes]]
+# Kafka headers as the clients give them: a header's value may be null.
+Headers = list[tuple[str, bytes | None]]
 
 # An upper bound on a frame's pixels: decoding a "JPEG" that claims to be larger would let
 # one bad record exhaust a worker's memory (a 16384x16384 BGR frame is already 768 MiB).

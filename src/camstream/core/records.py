@@ -28,6 +28,7 @@ from camstream.core.contract import (
     H_SKIPPED,
     H_VALUE_DROPPED,
     FrameMeta,
+    Headers,
     RecordSource,
     analytics_headers,
     dead_letter_headers,
@@ -47,7 +48,6 @@ from camstream.core.jpeg import (
 from camstream.core.settings import RecordSettings
 from camstream.errors import FrameError
 
-Headers = list[tuple[str, bytes | None]]
 Clock = Callable[[], int]
 
 

@@ -24,12 +24,36 @@ if TYPE_CHECKING:
     from camstream.core.records import ProcessedRecord
 
 # The rows mapInArrow returns: the Kafka sink's columns, plus what the metrics count. An
-# event row has null `ok`, so that counts of frames leave it out.
-OUTPUT_SCHEMA = (
-    "key binary, value binary, headers array<struct<key: string, value: binary>>,"
-    " topic string, ok boolean, faces int, error string, skipped boolean,"
-    " carried boolean, analysed boolean"
+# event row has null `ok`, so that counts of frames leave it out. Spark takes the DDL form
+# (`OUTPUT_SCHEMA`), the worker builds the Arrow one; both come from this list.
+OUTPUT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("key", "binary"),
+    ("value", "binary"),
+    ("headers", "array<struct<key: string, value: binary>>"),
+    ("topic", "string"),
+    ("ok", "boolean"),
+    ("faces", "int"),
+    ("error", "string"),
+    ("skipped", "boolean"),
+    ("carried", "boolean"),
+    ("analysed", "boolean"),
 )
+OUTPUT_SCHEMA = ", ".join(f"{name} {ddl}" for name, ddl in OUTPUT_COLUMNS)
+
+
+def output_arrow_schema() -> pa.Schema:
+    """OUTPUT_COLUMNS as an Arrow schema (the types the DDL above names)."""
+    import pyarrow as pa
+
+    header = pa.struct([("key", pa.string()), ("value", pa.binary())])
+    types = {
+        "binary": pa.binary(),
+        "string": pa.string(),
+        "boolean": pa.bool_(),
+        "int": pa.int32(),
+        "array<struct<key: string, value: binary>>": pa.list_(header),
+    }
+    return pa.schema([(name, types[ddl]) for name, ddl in OUTPUT_COLUMNS])
 
 
 def sink_row(result: ProcessedRecord, output_topic: str, dead_letter_topic: str) -> dict[str, Any]:
@@ -102,7 +126,13 @@ def make_batch_processor(
 
         from camstream.core.freshness import worker_guard
         from camstream.core.motion import worker_gate
-        from camstream.spark.worker import configure_worker, frame_pool, process_rows, sources
+        from camstream.spark.worker import (
+            configure_worker,
+            frame_pool,
+            output_arrow_schema,
+            process_rows,
+            sources,
+        )
 
         configure_worker(opencv_threads)
         pool = frame_pool(frame_threads)
@@ -110,23 +140,7 @@ def make_batch_processor(
         interval = settings.min_analysis_interval_ms
         guard = None if interval is None else worker_guard(interval, output_topic)
 
-        out_schema = pa.schema(
-            [
-                ("key", pa.binary()),
-                ("value", pa.binary()),
-                (
-                    "headers",
-                    pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())])),
-                ),
-                ("topic", pa.string()),
-                ("ok", pa.bool_()),
-                ("faces", pa.int32()),
-                ("error", pa.string()),
-                ("skipped", pa.bool_()),
-                ("carried", pa.bool_()),
-                ("analysed", pa.bool_()),
-            ]
-        )
+        out_schema = output_arrow_schema()
         for batch in batches:
             keys = batch.column("key").to_pylist()
             values = batch.column("value").to_pylist()
@@ -214,8 +228,10 @@ def _last_resort(key: Any, value: Any, exc: BaseException) -> ProcessedRecord:
     reason = f"{type(exc).__name__}: {exc}"[:1000]
     safe_key = key if isinstance(key, bytes) else None
     safe_value = value if isinstance(value, bytes) else None
+    from camstream.core.contract import H_ERROR, H_FAILED_TS_NS
+
     error_headers: list[tuple[str, bytes | None]] = [
-        ("error", reason.encode("utf-8", "replace")),
-        ("failed_ts_ns", str(time.time_ns()).encode()),
+        (H_ERROR, reason.encode("utf-8", "replace")),
+        (H_FAILED_TS_NS, str(time.time_ns()).encode()),
     ]
     return ProcessedRecord(False, safe_key, safe_value, error_headers, error=reason)
