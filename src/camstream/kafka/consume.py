@@ -1,9 +1,10 @@
 """The one consumer of the job's outputs: each frame (or event) once, in order, whatever
 Kafka repeats.
 
-The console monitor, the station and the notebooks read the output topic through
-`iter_annotated_frames`; `camstream events` and the station's detections list read the
-events topic through `iter_detection_events`.
+The console monitor and the station read the output topic through `iter_annotated_frames`
+(the consumer notebook shows a plain `KafkaConsumer` loop, the pipeline itself); `camstream
+events` and the station's detections list read the events topic through
+`iter_detection_events`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A real Spark standalone cluster on this machine: a master and workers, each its own JVM.
 
 Started with pyspark's own `bin/spark-class` (the launcher Spark's `sbin/` scripts use), so
-the daemons are exactly those of a Spark installation; `camstream analyze --master
+the daemons are exactly those of a Spark installation; `camstream analyze --spark-master
 spark://HOST:PORT` then runs the job on it unchanged. Everything (logs, worker folders with
 executor logs, pid files) lives under one folder, `<CAMSTREAM_HOME>/spark-cluster` by
 default, and every port binds to 127.0.0.1 unless told otherwise.

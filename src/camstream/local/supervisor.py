@@ -63,11 +63,6 @@ class Supervisor:
     def is_running(self) -> bool:
         return self.pid() is not None
 
-    def rss_mb(self) -> float:
-        """Resident memory of the process and its descendants (MB; 0 if not running)."""
-        pid = self.pid()
-        return 0.0 if pid is None else tree_rss_mb(pid)
-
     # ---- start ----------------------------------------------------------------------------
     def spawn(
         self,

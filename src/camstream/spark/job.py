@@ -84,8 +84,8 @@ def kafka_sink_options(cfg: Config, settings: RecordSettings | None = None) -> d
             max(2 * cfg.max_frame_bytes, 16 * 1024 * 1024, max(limits) + 65536)
         ),
         # Several frames per produce request: a request per frame cost the broker and the
-        # Spark JVM a tenth of a core more at 120 frames/s (on the same two cores as the
-        # detection), for 5 ms less wait. A batch never exceeds the smaller topic limit.
+        # Spark JVM more CPU, on the same cores as the detection, for 5 ms less wait
+        # (docs/performance.md). A batch never exceeds the smaller topic limit.
         "kafka.linger.ms": "0" if is_realtime(cfg) else "5",
         "kafka.batch.size": str(min(SINK_BATCH_BYTES, min(limits) // 2)),
         **_kafka_properties(cfg),

@@ -19,7 +19,7 @@ def spark_session(
     extra_conf: dict[str, str] | None = None,
     realtime: bool | None = None,
 ) -> SparkSession:
-    """A SparkSession for `cfg.master` with Spark's Kafka connector on the classpath.
+    """A SparkSession for `cfg.spark_master` with Spark's Kafka connector on the classpath.
 
     With `realtime` (by default: when `cfg` asks for Real-time Mode), also the Java
     per-record function and OpenCV's Java build, built on first use.

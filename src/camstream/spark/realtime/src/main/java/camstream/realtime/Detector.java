@@ -33,10 +33,6 @@ final class Detector {
 
   private Detector() {}
 
-  static void load() {
-    // Running the static initialiser is the point: the native library is loaded.
-  }
-
   private static String cascadeFile(String name) {
     return FILES.computeIfAbsent(name, n -> {
       try (InputStream in = Detector.class.getResourceAsStream("/cascades/" + n)) {
