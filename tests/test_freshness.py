@@ -211,7 +211,7 @@ def test_a_camera_is_analysed_in_the_last_batch_before_its_interval_runs_out() -
 def test_the_workers_of_a_machine_share_what_they_analysed(tmp_path: Path, caplog) -> None:
     """Spark gives a partition's next batch to any idle Python worker: what one analysed,
     the others know before their next batch (`AnalysedStore`)."""
-    path = str(tmp_path / "analysed.sqlite3")
+    path = str(tmp_path / "private" / "analysed.sqlite3")  # the folder is made, mode 0700
     one, other = (FreshnessGuard(1500, store=AnalysedStore(path)) for _ in range(2))
     start = 10**15
     assert one.claim("a", start, fresh=True)
@@ -225,9 +225,14 @@ def test_the_workers_of_a_machine_share_what_they_analysed(tmp_path: Path, caplo
     late.learn({"a"})
     assert late.starving("a", start + 500 * MS)
     # A file that cannot be used is said once; the guard goes on alone.
-    broken = FreshnessGuard(1500, store=AnalysedStore(str(tmp_path / "missing" / "x.db")))
+    # (here a folder open to other users, which another user could have made first)
+    shared = tmp_path / "open"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    broken = FreshnessGuard(1500, store=AnalysedStore(str(shared / "x.db")))
     broken.claim("a", start, fresh=True)
     broken.share()
     broken.learn({"a"})
     assert not broken.starving("a", start + 500 * MS)
-    assert "cannot share analysed frames" in caplog.text
+    assert "cannot share analysed frames" in caplog.text and "0700" in caplog.text
+    assert not (shared / "x.db").exists()

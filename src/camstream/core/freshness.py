@@ -165,6 +165,7 @@ class AnalysedStore:
     def _connection(self) -> sqlite3.Connection | None:
         if self._db is None and not self._broken:
             try:
+                _private_folder(os.path.dirname(self.path))
                 db = sqlite3.connect(self.path, timeout=0.5, isolation_level=None)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=OFF")  # a lost write only means one more look
@@ -227,10 +228,25 @@ class AnalysedStore:
 
 
 def store_path(scope: str) -> str:
-    """The shared file of one job (`scope`: its output topic) for this machine's user."""
+    """The shared file of one job (`scope`: its output topic) for this machine's user, in a
+    folder of the user's own under the temporary folder (`_private_folder`)."""
     digest = hashlib.sha256(scope.encode()).hexdigest()[:16]
     uid = os.getuid() if hasattr(os, "getuid") else 0
-    return os.path.join(tempfile.gettempdir(), f"camstream-{uid}-freshness-v1-{digest}.sqlite3")
+    folder = os.path.join(tempfile.gettempdir(), f"camstream-{uid}")
+    return os.path.join(folder, f"freshness-v1-{digest}.sqlite3")
+
+
+def _private_folder(folder: str) -> None:
+    """Make `folder` (mode 0700) or accept it only if it is this user's own and closed to
+    others: in a shared temporary folder, another user could have made it first, to feed
+    the job false records or to point the file somewhere else."""
+    import stat
+
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    info = os.lstat(folder)
+    uid = os.getuid() if hasattr(os, "getuid") else info.st_uid
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != uid or info.st_mode & 0o077:
+        raise PermissionError(f"{folder} is not a folder of this user's alone (mode 0700)")
 
 
 _worker_guards: dict[tuple[int, str], FreshnessGuard] = {}
