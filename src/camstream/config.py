@@ -331,9 +331,6 @@ class Config:
         help="downloaded jars (default ~/.cache/camstream)",
     )
 
-    # Not a setting: detection settings other than a preset's, for programs (the bench).
-    custom_detection: DetectionSettings | None = None
-
     # ---- construction -------------------------------------------------------------------
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -427,9 +424,9 @@ class Config:
     # ---- derived values -----------------------------------------------------------------
     @property
     def detection(self) -> DetectionSettings:
-        """The preset's detection settings, unless custom ones were given."""
+        """The preset's detection settings."""
         preset = "fast" if self.detection_preset == GATED_PRESET else self.detection_preset
-        return self.custom_detection or DETECTION_PRESETS[preset]
+        return DETECTION_PRESETS[preset]
 
     @property
     def motion(self) -> MotionSettings:
