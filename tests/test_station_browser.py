@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
 
 from camstream.config import Config
+from camstream.local.ports import free_port
 from helpers import ARTIFACTS, wait_until
 from station_helpers import AnnotatedFramePublisher, served_station
 
@@ -176,55 +180,75 @@ def test_camera_ids_are_text_never_markup(browser, cfg: Config) -> None:
         publisher.close()
 
 
+@contextmanager
+def page_of_another_site(html: str) -> Iterator[int]:
+    """A web server on 127.0.0.1 that serves `html` on every path; yields its port."""
+    body = html.encode()
+
+    class AttackerPage(http.server.BaseHTTPRequestHandler):
+        timeout = 5  # a connection the browser opened ahead and left idle
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    # One thread per connection: the browser's idle preconnection must not hold the page.
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), AttackerPage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+
+
 def test_a_page_of_another_site_cannot_watch_the_cameras(browser, cfg: Config) -> None:
     """A page the operator visits (here on another port: another origin) opens a WebSocket
-    to the station on localhost. Browsers allow that; the station must refuse it."""
-    import http.server
-
-    from camstream.local.ports import free_port
-
+    to the station on localhost, and shows a camera's latest frame in an <img>. Browsers
+    allow both; the station must refuse them."""
     publisher = AnnotatedFramePublisher(cfg)
     publisher.send("cam-1", FACE)
     publisher.flush()
-    with served_station(cfg) as (address, _store):
-        page = (
-            "<script>window.result = 'pending';"
-            f"const ws = new WebSocket('ws://{address}/ws');"
-            "ws.binaryType = 'arraybuffer';"
-            "ws.onopen = () => { window.result = 'opened'; ws.send('{\"subscribe\": \"*\"}'); };"
-            "ws.onmessage = () => { window.result = 'received'; };"
-            "ws.onerror = () => { if (window.result === 'pending') window.result = 'refused'; };"
-            "</script>"
-        ).encode()
-
-        class AttackerPage(http.server.BaseHTTPRequestHandler):
-            timeout = 5  # a connection the browser opened ahead and left idle
-
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html")
-                self.end_headers()
-                self.wfile.write(page)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        port = free_port()
-        # One thread per connection: the browser's idle preconnection must not hold the page.
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), AttackerPage)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            browser.get(f"http://127.0.0.1:{port}/")
-            result = wait_until(
-                lambda: (r := browser.execute_script("return window.result")) != "pending" and r,
-                15,
-                what="the foreign page's WebSocket to settle",
+    try:
+        with served_station(cfg) as (address, _store):
+            frame_url = f"http://{address}/api/frame/cam-1"
+            wait_until(lambda: httpx.get(frame_url).status_code == 200, 30, what="cam-1's frame")
+            page = (
+                f"<img src='{frame_url}' onload=\"window.probe = 'loaded'\""
+                " onerror=\"window.probe = 'blocked'\">"
+                "<script>window.result = 'pending';"
+                f"const ws = new WebSocket('ws://{address}/ws');"
+                "ws.binaryType = 'arraybuffer';"
+                "ws.onopen = () => {"
+                " window.result = 'opened'; ws.send('{\"subscribe\": \"*\"}'); };"
+                "ws.onmessage = () => { window.result = 'received'; };"
+                "ws.onerror = () => {"
+                " if (window.result === 'pending') window.result = 'refused'; };"
+                "</script>"
             )
-            assert result == "refused"
+            with page_of_another_site(page) as port:
+                browser.get(f"http://127.0.0.1:{port}/")  # another port: another origin
+                result = wait_until(
+                    lambda: (
+                        (r := browser.execute_script("return window.result")) != "pending" and r
+                    ),
+                    15,
+                    what="the foreign page's WebSocket to settle",
+                )
+                assert result == "refused"
+                probe = wait_until(
+                    lambda: browser.execute_script("return window.probe"),
+                    15,
+                    what="the foreign page's <img> of a frame to settle",
+                )
+                assert probe == "blocked"
             # The station's own page, in the same browser, still connects.
             browser.get(f"http://{address}/")
             wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, ".tile img[src^=blob]"), 30,
                        what="the station's own page to show frames")  # fmt: skip
-        finally:
-            server.shutdown()
-            publisher.close()
+    finally:
+        publisher.close()

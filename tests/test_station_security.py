@@ -13,18 +13,78 @@ import sys
 import threading
 import time
 import tracemalloc
+from collections.abc import Iterable
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from camstream.config import Config, ConfigError
 from camstream.core.contract import AnnotatedFrame, FrameMeta, analytics_headers
 from camstream.viewers.console import format_frame, printable
-from camstream.viewers.station.guard import check_exposure
+from camstream.viewers.station.guard import SECURITY_HEADERS, SameSiteGuard, check_exposure
 from camstream.viewers.station.store import FrameStore
 from station_helpers import annotated_sample_frames, served_station
+
+# Names a rebinding page lives on: each resolves to 127.0.0.1 when its owner says so.
+REBINDING_NAMES = (
+    "127.attacker.example",
+    "127.0.0.1.nip.io",
+    "127.evil.com",
+    "127.1.attacker.example",
+    "localhost.attacker.example",
+    "localhost.evil",
+    "attacker.example",
+)
+# Names that are loopback whatever DNS says (the port is added where a test serves).
+LOOPBACK_NAMES = (
+    "localhost",
+    "127.0.0.1",
+    "127.0.0.2",
+    "cam.localhost",
+    "[::1]",
+    "[0:0:0:0:0:0:0:1]",
+)
+
+
+def _open_handshake(
+    address: str, host: str, headers: Iterable[str] = ()
+) -> tuple[socket.socket, bytes]:
+    """A WebSocket upgrade sent as raw bytes, so that `Host` is exactly `host`; returns the
+    socket and the response head."""
+    ip, port = address.rsplit(":", 1)
+    sock = socket.create_connection((ip, int(port)), timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    lines = [
+        "GET /ws HTTP/1.1",
+        f"Host: {host}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+        *headers,
+    ]
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    response = b""
+    while b"\r\n\r\n" not in response:
+        chunk = sock.recv(1)
+        assert chunk, response
+        response += chunk
+    return sock, response
+
+
+def _handshake_status(address: str, host: str, headers: Iterable[str] = ()) -> int:
+    sock, response = _open_handshake(address, host, headers)
+    sock.close()
+    return int(response.split(b" ", 2)[1])
+
+
+def _assert_security_headers(response: httpx.Response) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers.get(name) == value, (response.status_code, name)
 
 
 def test_websocket_from_another_site_is_refused(cfg: Config) -> None:
@@ -42,32 +102,113 @@ def test_websocket_from_another_site_is_refused(cfg: Config) -> None:
 
 def test_a_configured_origin_may_open_the_websocket(cfg: Config) -> None:
     with served_station(cfg, allowed_origins=("https://wall.example.org",)) as (address, _):
-        with connect(f"ws://{address}/ws", origin="https://wall.example.org") as ws:
+        # A browser says the page is of another site: this one is allowed all the same.
+        with connect(
+            f"ws://{address}/ws",
+            origin="https://wall.example.org",
+            additional_headers={"Sec-Fetch-Site": "cross-site"},
+        ) as ws:
             assert "status" in ws.recv(timeout=5)
         with pytest.raises(InvalidStatus), connect(f"ws://{address}/ws", origin="https://x.org"):
             pass
 
 
 def test_dns_rebinding_is_refused_without_a_token(cfg: Config) -> None:
-    """A foreign name that resolves to 127.0.0.1 still says its own name in Host."""
+    """A foreign name that resolves to 127.0.0.1 still says its own name in Host, and its
+    page's Origin says the same: both get 403, on every path and on the WebSocket."""
     with served_station(cfg) as (address, _store):
         port = address.rsplit(":", 1)[1]
         base = f"http://{address}"
-        for host in (f"attacker.example:{port}", "192.168.1.20", f"localhost.evil:{port}"):
-            for path in ("/", "/api/stats", "/api/frame/cam-1", "/static/app.js"):
+        foreign = [f"{name}:{port}" for name in REBINDING_NAMES] + ["192.168.1.20"]
+        for host in foreign:
+            for path in ("/", "/api/stats", "/api/events", "/api/frame/cam-1", "/static/app.js"):
                 response = httpx.get(base + path, headers={"Host": host})
                 assert response.status_code == 403, (host, path)
-            with (
-                pytest.raises(InvalidStatus),
-                connect(f"ws://{address}/ws", additional_headers={"Host": host}),
-            ):
-                pass
-        for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"cam.localhost:{port}"):
+            page = [f"Origin: http://{host}"]
+            assert _handshake_status(address, host, page) == 403, host
+        for host in [f"{name}:{port}" for name in LOOPBACK_NAMES]:
             assert httpx.get(base + "/api/stats", headers={"Host": host}).status_code == 200
+            assert _handshake_status(address, host, [f"Origin: http://{host}"]) == 101, host
         # Probes keep working whatever name they use.
         assert httpx.get(base + "/healthz", headers={"Host": "10.0.0.7"}).status_code in (200, 503)
-    with served_station(cfg, allowed_hosts=("wall.lan",)) as (address, _store):
-        assert httpx.get(f"http://{address}/", headers={"Host": "wall.lan"}).status_code == 200
+    with served_station(cfg, allowed_hosts=("wall.lan", "[fd00::7]")) as (address, _store):
+        for host in ("wall.lan", "WALL.lan:8080", "[fd00:0:0:0:0:0:0:7]:8080"):
+            assert httpx.get(f"http://{address}/", headers={"Host": host}).status_code == 200
+        for host in ("wall.lan.attacker.example", "x.wall.lan", "[fd00::8]"):
+            assert httpx.get(f"http://{address}/", headers={"Host": host}).status_code == 403
+
+
+# DNS labels with a letter, so that no run of them is itself an IP address.
+_LABEL = st.from_regex(r"[a-z0-9]{0,4}[a-z][a-z0-9-]{0,4}[a-z0-9]", fullmatch=True)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    loopback=st.sampled_from(["127.0.0.1", "127.1", "127", "localhost", "::1", "0:0:0:0:0:0:0:1"]),
+    labels=st.lists(_LABEL, min_size=1, max_size=3),
+    port=st.sampled_from(["", ":8097"]),
+)
+def test_no_name_is_loopback_for_what_it_starts_or_ends_with(
+    loopback: str, labels: list[str], port: str
+) -> None:
+    """Names under another name or around a loopback address are DNS names like any other."""
+    guard = SameSiteGuard(app=None, check_host=True)
+    suffix = ".".join(labels)
+    for name in (f"{loopback}.{suffix}", f"{suffix}.{loopback}"):
+        if name.endswith(".localhost"):
+            continue  # a name under .localhost, which browsers resolve to loopback themselves
+        assert not guard.host_allowed(name + port), name + port
+
+
+def test_loopback_spellings_are_parsed() -> None:
+    guard = SameSiteGuard(app=None, check_host=True, allowed_hosts=("wall.lan",))
+    for host in (*LOOPBACK_NAMES, "127.255.255.254:1", "[::1]:8097", "LOCALHOST.:80", "wall.lan"):
+        assert guard.host_allowed(host), host
+    for host in ("127.0.0.1:80x", "[::1", "[::1]x", "::2", "[::ffff:7f00:1]x", "", ":8097",
+                 "127.0.0.1 .nip.io", "localhost@attacker.example", "0.0.0.0", "[::]"):  # fmt: skip
+        assert not guard.host_allowed(host), host
+
+
+def test_other_sites_pages_get_nothing(cfg: Config) -> None:
+    """Another site's `<img src=http://127.0.0.1:8080/api/frame/ID>` (or fetch, or script)
+    gets 403, and every answer says `Cross-Origin-Resource-Policy: same-origin`."""
+    with served_station(cfg) as (address, _store):
+        base = f"http://{address}"
+        paths = ("/api/stats", "/api/events", "/api/frame/cam-1", "/static/app.js", "/healthz")
+        for path in paths:
+            for site in ("cross-site", "same-site"):
+                response = httpx.get(base + path, headers={"Sec-Fetch-Site": site})
+                assert response.status_code == 403, (path, site)
+                _assert_security_headers(response)
+            for site in ("same-origin", "none", None):  # the page, a typed address, a script
+                headers = {"Sec-Fetch-Site": site} if site else {}
+                response = httpx.get(base + path, headers=headers)
+                assert response.status_code in (200, 404, 503), (path, site)
+                _assert_security_headers(response)
+        # A link from another site may open the page itself (it cannot read it).
+        response = httpx.get(base + "/", headers={"Sec-Fetch-Site": "cross-site"})
+        assert response.status_code == 200
+        _assert_security_headers(response)
+        for site in ("cross-site", "same-site"):
+            with (
+                pytest.raises(InvalidStatus) as refused,
+                connect(f"ws://{address}/ws", additional_headers={"Sec-Fetch-Site": site}),
+            ):
+                pass
+            assert refused.value.response.status_code == 403
+            assert refused.value.response.headers["X-Frame-Options"] == "DENY"
+        with connect(
+            f"ws://{address}/ws", origin=base, additional_headers={"Sec-Fetch-Site": "same-origin"}
+        ) as ws:
+            assert "status" in ws.recv(timeout=5)
+        # Refusals and unknown paths carry the security headers too.
+        for response in (
+            httpx.get(base + "/", headers={"Host": "127.attacker.example"}),
+            httpx.get(base + "/api/stats", headers={"Origin": "http://attacker.example"}),
+            httpx.get(base + "/nowhere"),
+        ):
+            assert response.status_code in (403, 404)
+            _assert_security_headers(response)
 
 
 def test_with_a_token_any_host_name_may_be_used(cfg: Config) -> None:
@@ -115,20 +256,9 @@ def _frame(camera_id: str, seq: int, jpeg: bytes) -> AnnotatedFrame:
 
 def _stuck_websocket(address: str) -> socket.socket:
     """A client that opens the WebSocket, subscribes to every camera, then reads nothing."""
-    host, port = address.rsplit(":", 1)
-    sock = socket.create_connection((host, int(port)))
+    sock, response = _open_handshake(address, address)
+    sock.settimeout(None)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET /ws HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        response += sock.recv(1)
     assert b" 101 " in response.split(b"\r\n", 1)[0], response
     payload = b'{"subscribe": "*"}'
     mask = os.urandom(4)

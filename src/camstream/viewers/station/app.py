@@ -24,6 +24,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from camstream.core.contract import AnnotatedFrame
@@ -81,12 +82,12 @@ def create_app(
     consumer: StationConsumer | None = None,
     allowed_hosts: tuple[str, ...] = (),
     allowed_origins: tuple[str, ...] = (),
-) -> Starlette:
+) -> ASGIApp:
     """The station's ASGI app; `token` (if set) guards every route but /healthz.
 
-    Other sites are kept out in any case (`SameSiteGuard`): WebSockets only from the
-    station's own pages or `allowed_origins`, and without a token only requests addressed
-    to a loopback name or one of `allowed_hosts`.
+    Other sites are kept out in any case (`SameSiteGuard`): requests only from the
+    station's own pages (or WebSockets from `allowed_origins`), and without a token only
+    requests addressed to a loopback name or one of `allowed_hosts`.
     """
     assets = {"app.js": _asset("app.js"), "style.css": _asset("style.css")}
     index_html = _asset("index.html")
@@ -176,7 +177,9 @@ def create_app(
         allowed_hosts=allowed_hosts,
         allowed_origins=allowed_origins,
     )
-    return Starlette(routes=routes, middleware=[guard, Middleware(SecurityHeaders)])
+    middleware = [guard]
+    # Outside Starlette's own error handling, so that its 500s carry the headers too.
+    return SecurityHeaders(Starlette(routes=routes, middleware=middleware))
 
 
 async def _serve_client(websocket: WebSocket, store: FrameStore) -> None:

@@ -1,30 +1,35 @@
 """Keeping other web sites out of the station, and its response headers.
 
-Any page a user visits can send requests to localhost: the station checks `Origin` on
-WebSocket upgrades and, without a token, `Host` on every request, and refuses to serve a
+Any page a user visits can send requests to localhost: the station checks `Origin` and
+`Sec-Fetch-Site`, and, without a token, `Host` on every request; it refuses to serve a
 non-loopback address without a token unless told to.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
-from starlette.middleware.base import BaseHTTPMiddleware
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.datastructures import Headers
+from starlette.responses import PlainTextResponse
+from starlette.websockets import WebSocket
 
 from camstream.config import Config
 from camstream.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
     "Cross-Origin-Opener-Policy": "same-origin",
+    # Another site's <img src=http://127.0.0.1:8080/api/frame/ID> gets nothing, even
+    # from a browser that sends no Sec-Fetch-Site.
+    "Cross-Origin-Resource-Policy": "same-origin",
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' blob: data:; connect-src 'self';"
         " style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none';"
@@ -32,39 +37,85 @@ SECURITY_HEADERS = {
     ),
     "Cache-Control": "no-store",
 }
+_SECURITY_HEADERS_RAW = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
 
 
-class SecurityHeaders(BaseHTTPMiddleware):
-    async def dispatch(self, request: Request, call_next: Any) -> Response:
-        response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        return response
+class SecurityHeaders:
+    """ASGI middleware: the security headers on every response, whoever wrote it (the
+    guard's refusals, Starlette's 404s and 500s, a refused WebSocket handshake)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] in ("http.response.start", "websocket.http.response.start"):
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(k, v) for k, v in _SECURITY_HEADERS_RAW if k not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+_PORT = re.compile(r"[0-9]{0,5}")
 
 
-def host_name(host_header: str) -> str:
-    """'Example.com:8080' -> 'example.com'; '[::1]:8080' -> '[::1]'."""
-    host = host_header.strip().lower()
-    if host.startswith("["):
-        return host.split("]", 1)[0] + "]"
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+def host_of(authority: str) -> str | None:
+    """The host of a `Host` header, an origin's authority or a bind address, in one form
+    for comparing: lower case, without port or brackets, an IP address in its standard
+    spelling ('[0:0:0:0:0:0:0:1]:8097' -> '::1'), a name without its final dot. None when
+    malformed (a port that is not a number, an unclosed bracket)."""
+    text = authority.strip().lower()
+    if text.startswith("["):
+        name, closed, rest = text[1:].partition("]")
+        port_sep, port = rest[:1], rest[1:]
+        if not closed or (rest and port_sep != ":"):
+            return None
+    elif text.count(":") > 1:  # a bare IPv6 address: a bind address such as '::1'
+        name, port = text, ""
+    else:
+        name, _, port = text.partition(":")
+    if not name or not _PORT.fullmatch(port):
+        return None
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        return name.removesuffix(".")
 
 
 def is_loopback_host(name: str) -> bool:
-    return name in LOOPBACK_NAMES or name.endswith(".localhost") or name.startswith("127.")
+    """A loopback IP (127.0.0.0/8, ::1), `localhost`, or a name under `.localhost` (which
+    browsers resolve to loopback themselves). `name` comes from `host_of`. A name is never
+    matched on a prefix: `127.0.0.1.nip.io` is a DNS name like any other, and DNS can point
+    it anywhere, 127.0.0.1 included."""
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return name == "localhost" or name.endswith(".localhost")
+
+
+# Sec-Fetch-Site values of a request another site's page made (a link, an <img>, a fetch).
+_FOREIGN_FETCH = frozenset({"cross-site", "same-site"})
 
 
 class SameSiteGuard:
     """ASGI middleware that keeps other web sites out of the station.
 
-    Any page a user visits can send requests to localhost. Browsers apply no same-origin
-    policy to WebSockets, so a WebSocket upgrade whose `Origin` is not the station's own
-    (or one configured) is refused. Without a token, a request whose `Host` is not a
-    loopback name (or one configured) is refused too: that is how DNS rebinding, a
-    foreign name resolving to 127.0.0.1, would otherwise reach the HTTP API.
+    Any page a user visits can send requests to localhost. A request is refused when
+    - its `Origin` is not the station's own (or one configured): browsers apply no
+      same-origin policy to WebSockets;
+    - `Sec-Fetch-Site` says another site's page made it (`cross-site`, or `same-site`:
+      another port of localhost), on every path but the page itself, which a link may
+      open; that stops `<img src=.../api/frame/ID>` probing camera ids. Clients that are
+      not browsers send no such header;
+    - without a token, its `Host` is not a loopback name (or one configured): that is how
+      DNS rebinding, a foreign name resolving to 127.0.0.1, would otherwise reach the API.
     """
 
     def __init__(
@@ -76,22 +127,31 @@ class SameSiteGuard:
     ) -> None:
         self.app = app
         self.check_host = check_host
-        self.allowed_hosts = frozenset(allowed_hosts)
+        self.allowed_hosts = frozenset(filter(None, map(host_of, allowed_hosts)))
         self.allowed_origins = frozenset(allowed_origins)
         self.refused = 0
 
+    def host_allowed(self, authority: str) -> bool:
+        name = host_of(authority)
+        return name is not None and (is_loopback_host(name) or name in self.allowed_hosts)
+
     def refusal(self, scope: dict[str, Any]) -> str | None:
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        headers = Headers(scope=scope)
         host = headers.get("host", "")
-        if self.check_host and scope.get("path") != "/healthz":
-            name = host_name(host)
-            if not (is_loopback_host(name) or name in self.allowed_hosts):
-                return f"host {host!r} is not allowed (CAMSTREAM_STATION_ALLOWED_HOSTS)"
+        path = scope.get("path")
+        if self.check_host and path != "/healthz" and not self.host_allowed(host):
+            return f"host {host!r} is not allowed (CAMSTREAM_STATION_ALLOWED_HOSTS)"
         origin = headers.get("origin")
-        if scope["type"] == "websocket" and origin is not None:
-            own = {f"http://{host.lower()}", f"https://{host.lower()}"}
-            if origin.lower().rstrip("/") not in own | self.allowed_origins:
+        configured = origin is not None and origin.lower().rstrip("/") in self.allowed_origins
+        if origin is not None and not configured:
+            # The station's own pages: scheme and authority exactly as in Host (which,
+            # without a token, is a loopback one), as browsers write both.
+            parts = urlsplit(origin.lower())
+            if parts.scheme not in ("http", "https") or parts.netloc != host.lower():
                 return f"origin {origin!r} is not allowed (CAMSTREAM_STATION_ALLOWED_ORIGINS)"
+        fetch_site = headers.get("sec-fetch-site", "").lower()
+        if fetch_site in _FOREIGN_FETCH and path != "/" and not configured:
+            return f"a request from another site's page (Sec-Fetch-Site: {fetch_site})"
         return None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -104,16 +164,33 @@ class SameSiteGuard:
             return
         self.refused += 1
         log.warning("station refused %s %s: %s", scope["type"], scope.get("path"), reason)
+        response = PlainTextResponse(f"forbidden: {reason}", status_code=403)
         if scope["type"] == "websocket":
-            # Closing before accepting makes the server answer the handshake with 403.
-            await send({"type": "websocket.close", "code": 1008})
+            websocket = WebSocket(scope, receive, send)
+            if "websocket.http.response" not in scope.get("extensions", {}):
+                # Closing before accepting makes the server answer the handshake with 403.
+                await websocket.close(code=1008)
+                return
+            await websocket.send_denial_response(response)
             return
-        await PlainTextResponse(f"forbidden: {reason}", status_code=403)(scope, receive, send)
+        await response(scope, receive, send)
+
+
+def exposed_bind_host(station_host: str) -> str | None:
+    """The bind address's host, to allow as a `Host`, unless loopback or every interface."""
+    name = host_of(station_host)
+    if name is None or is_loopback_host(name):
+        return None
+    try:
+        return None if ipaddress.ip_address(name).is_unspecified else name
+    except ValueError:
+        return name  # a name given to bind to
 
 
 def check_exposure(cfg: Config) -> None:
     """Refuse to serve every camera to the network without a token, unless told to."""
-    if is_loopback_host(host_name(cfg.station_host)) or cfg.station_token:
+    name = host_of(cfg.station_host)
+    if (name is not None and is_loopback_host(name)) or cfg.station_token:
         return
     if not cfg.insecure_no_token:
         raise ConfigError(

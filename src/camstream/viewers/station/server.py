@@ -12,7 +12,7 @@ import threading
 
 from camstream.config import Config
 from camstream.viewers.station.app import create_app
-from camstream.viewers.station.guard import check_exposure, host_name, is_loopback_host
+from camstream.viewers.station.guard import check_exposure, exposed_bind_host
 from camstream.viewers.station.store import FrameStore
 
 log = logging.getLogger(__name__)
@@ -77,8 +77,9 @@ def run_station(cfg: Config, topic: str | None = None, stop: threading.Event | N
     detections = StationConsumer(cfg, store, events=True)
     detections.start()
     allowed_hosts = cfg.station_allowed_host_names
-    if not is_loopback_host(host_name(host)) and host not in ("0.0.0.0", "::", "[::]"):
-        allowed_hosts = (*allowed_hosts, host_name(host))  # the address it was told to serve
+    bind_host = exposed_bind_host(host)
+    if bind_host is not None:
+        allowed_hosts = (*allowed_hosts, bind_host)  # the address it was told to serve
     app = create_app(
         store,
         token=token,
