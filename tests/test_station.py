@@ -121,10 +121,10 @@ def test_token_is_enforced_when_set(cfg: Config) -> None:
         assert httpx.get(
             base + "/api/stats", headers={"Authorization": f"Bearer {token}"}
         ).is_success
-        page = httpx.get(f"{base}/?token={token}")
+        visit = httpx.get(f"{base}/?token={token}")  # a cookie, and the address without it
+        assert visit.status_code == 303 and visit.cookies.get("camstream_token") == token
+        page = httpx.get(f"{base}/", cookies={"camstream_token": token})
         assert page.status_code == 200 and "camstream station" in page.text
-        cookie = page.cookies.get("camstream_token")
-        assert cookie == token
         assert httpx.get(base + "/api/stats", cookies={"camstream_token": token}).is_success
         # The WebSocket is refused without the token.
         with pytest.raises(InvalidStatus), connect(f"ws://{address}/ws") as ws:

@@ -252,3 +252,45 @@ def test_a_page_of_another_site_cannot_watch_the_cameras(browser, cfg: Config) -
                        what="the station's own page to show frames")  # fmt: skip
     finally:
         publisher.close()
+
+
+def test_a_link_with_the_token_leaves_it_in_a_cookie_only(browser, cfg: Config) -> None:
+    token = "t0ken-for-the-browser-test"
+    publisher = AnnotatedFramePublisher(cfg)
+    publisher.send("cam-1", FACE)
+    publisher.flush()
+
+    def frames_shown() -> list:
+        return browser.find_elements(By.CSS_SELECTOR, ".tile img[src^=blob]")
+
+    try:
+        with served_station(cfg, token=token) as (address, _store):
+            # Typed in: the redirect drops the token, and the cookie alone lets the page load
+            # its assets and open the WebSocket.
+            browser.get(f"http://{address}/?token={token}")
+            assert browser.current_url == f"http://{address}/"
+            wait_until(frames_shown, 30, what="frames on the page")
+            cookie = browser.get_cookie("camstream_token")
+            assert cookie and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+            assert browser.execute_script("return document.cookie") == ""  # not for scripts
+            # A link on another site's page (a chat, a wiki): its redirect began elsewhere,
+            # so the browser holds the cookie back, and the page says where to click.
+            browser.delete_all_cookies()
+            link = f"<a id='go' href='http://{address}/?token={token}'>the wall</a>"
+            with page_of_another_site(link) as port:
+                browser.get(f"http://localhost:{port}/")  # localhost: another site
+                browser.find_element(By.ID, "go").click()
+                wait_until(lambda: browser.current_url == f"http://{address}/", 15,
+                           what="the redirect without the token")  # fmt: skip
+                hint = wait_until(
+                    lambda: (
+                        frames_shown() or browser.find_elements(By.LINK_TEXT, "open the station")
+                    ),
+                    30,
+                    what="the wall, or the page that says where to click",
+                )[0]
+                if hint.tag_name == "a":  # (a browser that sends the cookie shows the wall)
+                    hint.click()
+                wait_until(frames_shown, 30, what="frames after a link from another site")
+    finally:
+        publisher.close()

@@ -211,6 +211,43 @@ def test_other_sites_pages_get_nothing(cfg: Config) -> None:
             _assert_security_headers(response)
 
 
+def test_a_token_in_the_address_becomes_a_cookie(cfg: Config) -> None:
+    token = "t0ken-for-the-cookie-test"
+    with served_station(cfg, token=token) as (address, _store):
+        base = f"http://{address}"
+        visit = httpx.get(f"{base}/?token={token}")
+        assert visit.status_code == 303 and visit.headers["Location"] == "/"
+        cookie = visit.headers["Set-Cookie"]
+        assert cookie.startswith(f"camstream_token={token};")
+        attributes = {a.strip().lower() for a in cookie.split(";")[1:]}
+        assert {"httponly", "samesite=strict", "path=/"} <= attributes
+        _assert_security_headers(visit)
+        with httpx.Client(base_url=base, follow_redirects=True) as browser_like:
+            page = browser_like.get(f"/?token={token}")
+            assert page.status_code == 200 and "camstream station" in page.text
+            assert str(page.url) == f"{base}/"  # the token left the address
+            assert browser_like.get("/api/stats").status_code == 200  # the cookie authorises
+        # Other parameters stay; only the token goes.
+        moved = httpx.get(f"{base}/api/frame/cam-1?a=1&token={token}&b=2")
+        assert moved.status_code == 303 and moved.headers["Location"] == "/api/frame/cam-1?a=1&b=2"
+        # The redirect stays on the station whatever the path looks like.
+        for path in ("//attacker.example/", "/\\attacker.example/", "/%2F%2Fattacker.example"):
+            location = httpx.get(f"{base}{path}?token={token}").headers["Location"]
+            assert location.startswith("/") and location[1:2] not in ("/", "\\"), location
+        wrong = httpx.get(f"{base}/?token=wrong-{token}")
+        assert wrong.status_code == 401 and "set-cookie" not in wrong.headers
+        _assert_security_headers(wrong)
+        # The cookie authorises the WebSocket too; the header and ?token= on it still work.
+        cookie_header = {"Cookie": f"camstream_token={token}"}
+        for url, headers in (
+            (f"ws://{address}/ws", cookie_header),
+            (f"ws://{address}/ws", {"Authorization": f"Bearer {token}"}),
+            (f"ws://{address}/ws?token={token}", {}),
+        ):
+            with connect(url, additional_headers=headers) as ws:
+                assert "status" in ws.recv(timeout=5)
+
+
 def test_with_a_token_any_host_name_may_be_used(cfg: Config) -> None:
     token = "t0ken-for-the-host-test"
     with served_station(cfg, token=token) as (address, _store):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import struct
 import time
@@ -28,13 +27,19 @@ from starlette.types import ASGIApp
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from camstream.core.contract import AnnotatedFrame
-from camstream.viewers.station.guard import SameSiteGuard, SecurityHeaders
+from camstream.viewers.station.guard import (
+    TOKEN_COOKIE,
+    SameSiteGuard,
+    SecurityHeaders,
+    TokenExchange,
+    token_matches,
+    unauthorized,
+)
 from camstream.viewers.station.store import FrameStore
 
 if TYPE_CHECKING:
     from camstream.viewers.station.server import StationConsumer
 
-TOKEN_COOKIE = "camstream_token"
 SEND_INTERVAL_S = 0.05  # how often a client's sender looks for newer frames
 # A client that takes no frame for this long is disconnected (it holds one frame until then).
 SEND_TIMEOUT_S = 30.0
@@ -73,6 +78,7 @@ def _presented_token(headers: Any, query: Any, cookies: Any) -> str:
     auth = headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         return auth[7:].strip()
+    # A page visit's ?token= became a cookie (TokenExchange); a WebSocket's is read here.
     return query.get("token") or cookies.get(TOKEN_COOKIE) or ""
 
 
@@ -96,19 +102,15 @@ def create_app(
         if not token:
             return True
         presented = _presented_token(conn.headers, conn.query_params, conn.cookies)
-        return hmac.compare_digest(presented.encode(), token.encode())
+        return token_matches(presented, token)
 
     def denied() -> Response:
-        return PlainTextResponse("unauthorized: pass the station token", status_code=401)
+        return unauthorized()
 
     async def index(request: Request) -> Response:
         if not authorized(request):
-            return denied()
-        response = HTMLResponse(index_html)
-        if token and request.query_params.get("token"):
-            # Later requests (assets, API, WebSocket) carry the token as a cookie.
-            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
-        return response
+            return unauthorized(page=True)
+        return HTMLResponse(index_html)
 
     async def asset(request: Request) -> Response:
         if not authorized(request):
@@ -177,7 +179,10 @@ def create_app(
         allowed_hosts=allowed_hosts,
         allowed_origins=allowed_origins,
     )
-    middleware = [guard]
+    middleware = [
+        guard,
+        Middleware(TokenExchange, token=token),
+    ]
     # Outside Starlette's own error handling, so that its 500s carry the headers too.
     return SecurityHeaders(Starlette(routes=routes, middleware=middleware))
 

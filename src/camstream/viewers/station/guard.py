@@ -7,20 +7,23 @@ non-loopback address without a token unless told to.
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import logging
 import re
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from starlette.datastructures import Headers
-from starlette.responses import PlainTextResponse
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.websockets import WebSocket
 
 from camstream.config import Config
 from camstream.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+TOKEN_COOKIE = "camstream_token"
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -100,6 +103,28 @@ def is_loopback_host(name: str) -> bool:
         return name == "localhost" or name.endswith(".localhost")
 
 
+def token_matches(presented: str, token: str) -> bool:
+    return hmac.compare_digest(presented.encode(), token.encode())  # in constant time
+
+
+# A browser holds a SameSite=Strict cookie back on a navigation that began on another site,
+# such as a `?token=` link in a chat: its redirect then lands here, and a link on this page,
+# the station's own, goes back with the cookie.
+_UNAUTHORIZED_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>camstream station</title></head>
+<body><p>unauthorized: pass the station token.</p>
+<p>Followed a link with the token from another site? The browser keeps the station's cookie
+and sends it from the station's own pages: <a href="/">open the station</a>.</p></body></html>
+"""
+
+
+def unauthorized(page: bool = False) -> Response:
+    """401; `page`: for the page itself, a page that says what to do."""
+    if page:
+        return HTMLResponse(_UNAUTHORIZED_PAGE, status_code=401)
+    return PlainTextResponse("unauthorized: pass the station token", status_code=401)
+
+
 # Sec-Fetch-Site values of a request another site's page made (a link, an <img>, a fetch).
 _FOREIGN_FETCH = frozenset({"cross-site", "same-site"})
 
@@ -173,6 +198,47 @@ class SameSiteGuard:
                 return
             await websocket.send_denial_response(response)
             return
+        await response(scope, receive, send)
+
+
+class TokenExchange:
+    """ASGI middleware that turns a `?token=` visit into a cookie.
+
+    The right token gets an HttpOnly, SameSite=Strict cookie and a 303 redirect to the same
+    address without the token, so the token leaves the address bar, the history and any
+    screenshot; a wrong one gets 401 and no cookie. (WebSockets cannot be redirected: the
+    app reads their `?token=` itself.)
+    """
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        query: list[tuple[str, str]] = []
+        if self.token and scope["type"] == "http":
+            query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+        presented = dict(query).get("token")
+        if presented is None:
+            await self.app(scope, receive, send)
+            return
+        if not token_matches(presented, self.token):
+            await unauthorized()(scope, receive, send)
+            return
+        # The path as it came, with one leading slash and nothing browsers read as one
+        # ('//evil.example', '/\evil.example' and '/\t/evil.example' would leave the site).
+        path = scope.get("raw_path") or scope["path"].encode()
+        location = "/" + quote(path.lstrip(b"/"), safe="/%:@!$&'()*+,;=~")
+        rest = urlencode([(name, value) for name, value in query if name != "token"])
+        response = Response(status_code=303, headers={"Location": location + (rest and "?" + rest)})
+        response.set_cookie(
+            TOKEN_COOKIE,
+            self.token,
+            httponly=True,
+            samesite="strict",
+            path="/",
+            secure=scope.get("scheme") == "https",
+        )
         await response(scope, receive, send)
 
 
