@@ -17,7 +17,7 @@ from camstream.core.jpeg import encode_jpeg
 from camstream.kafka.clients import make_producer
 from camstream.local.ports import free_port
 from camstream.viewers.station.app import create_app
-from camstream.viewers.station.server import StationConsumer
+from camstream.viewers.station.server import StationConsumer, uvicorn_config
 from camstream.viewers.station.store import FrameStore
 
 
@@ -27,6 +27,7 @@ def served_station(
     token: str = "",
     allowed_hosts: tuple[str, ...] = (),
     allowed_origins: tuple[str, ...] = (),
+    max_clients: int | None = None,
 ) -> Iterator[tuple[str, FrameStore]]:
     """The station app on a real HTTP port, consuming cfg.output_topic."""
     store = FrameStore(stale_after_s=cfg.station_stale_s)
@@ -36,21 +37,15 @@ def served_station(
     detections = StationConsumer(cfg, store, from_beginning=True, events=True)
     detections.start()
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(
-                store,
-                token=token,
-                consumer=consumer,
-                allowed_hosts=allowed_hosts,
-                allowed_origins=allowed_origins,
-            ),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            ws="websockets-sansio",
-        )
+    app = create_app(
+        store,
+        token=token,
+        consumer=consumer,
+        allowed_hosts=allowed_hosts,
+        allowed_origins=allowed_origins,
+        max_clients=cfg.station_max_clients if max_clients is None else max_clients,
     )
+    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

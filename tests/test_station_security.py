@@ -6,6 +6,7 @@ Real HTTP and WebSocket clients against the station served on a real port.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import socket
 import subprocess
@@ -14,19 +15,24 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Iterable
+from contextlib import ExitStack
+from typing import Any
 
 import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from websockets.exceptions import InvalidStatus
-from websockets.sync.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Close
+from websockets.sync.client import ClientConnection, connect
 
 from camstream.config import Config, ConfigError
 from camstream.core.contract import AnnotatedFrame, FrameMeta, analytics_headers
 from camstream.viewers.console import format_frame, printable
 from camstream.viewers.station.guard import SECURITY_HEADERS, SameSiteGuard, check_exposure
+from camstream.viewers.station.server import WS_MAX_MESSAGE_BYTES
 from camstream.viewers.station.store import FrameStore
+from helpers import wait_until
 from station_helpers import annotated_sample_frames, served_station
 
 # Names a rebinding page lives on: each resolves to 127.0.0.1 when its owner says so.
@@ -85,6 +91,16 @@ def _handshake_status(address: str, host: str, headers: Iterable[str] = ()) -> i
 def _assert_security_headers(response: httpx.Response) -> None:
     for name, value in SECURITY_HEADERS.items():
         assert response.headers.get(name) == value, (response.status_code, name)
+
+
+def _closed_with(ws: ClientConnection) -> Close:
+    """How the station closed `ws` (within 10 s; status messages meanwhile are skipped)."""
+    deadline = time.monotonic() + 10
+    with pytest.raises(ConnectionClosed) as closed:
+        while time.monotonic() < deadline:
+            ws.recv(timeout=5)
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd
 
 
 def test_websocket_from_another_site_is_refused(cfg: Config) -> None:
@@ -246,6 +262,42 @@ def test_a_token_in_the_address_becomes_a_cookie(cfg: Config) -> None:
         ):
             with connect(url, additional_headers=headers) as ws:
                 assert "status" in ws.recv(timeout=5)
+
+
+def test_websocket_messages_and_clients_are_bounded(cfg: Config) -> None:
+    with served_station(cfg, max_clients=2) as (address, _store), ExitStack() as clients:
+        url = f"ws://{address}/ws"
+
+        def admitted(**options: Any) -> ClientConnection | None:
+            ws = clients.enter_context(connect(url, **options))
+            try:
+                return ws if "status" in ws.recv(timeout=5) else None
+            except ConnectionClosed:
+                return None  # refused: the station has not yet let a client that left go
+
+        def client(**options: Any) -> ClientConnection:
+            return wait_until(lambda: admitted(**options), 10, what="a place for a client")
+
+        first, second = client(), client()
+        with connect(url) as third:
+            refusal = _closed_with(third)
+        assert refusal.code == 1013 and "station full" in refusal.reason
+        first.close()
+        client().close()  # the place it left is free again
+        second.close()
+        # The page's largest subscription: 200 tiles and one shown large, of 255-character ids.
+        largest = json.dumps({"subscribe": [f"{i:03d}" + "c" * 252 for i in range(201)]})
+        assert len(largest) < WS_MAX_MESSAGE_BYTES
+        ws = client()
+        ws.send(largest)
+        ws.send(largest)
+        assert "status" in ws.recv(timeout=5)  # still served
+        ws.close()
+        # A message over the limit, plain or compressed to almost nothing on the wire.
+        for compression in (None, "deflate"):
+            ws = client(compression=compression)
+            ws.send("x" * (WS_MAX_MESSAGE_BYTES + 1))
+            assert _closed_with(ws).code == 1009  # message too big
 
 
 def test_with_a_token_any_host_name_may_be_used(cfg: Config) -> None:

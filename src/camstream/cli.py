@@ -642,7 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings(p, *KAFKA, "output_topic", "events_topic", "partitions", "station_host",
                  "station_port", "station_stale_s", "station_forget_after_s",
                  "station_allowed_hosts", "station_allowed_origins",
-                 "insecure_no_token")  # fmt: skip
+                 "station_max_clients", "insecure_no_token")  # fmt: skip
 
     p = add("demo", cmd_demo, "run the whole local stack: broker, Spark job, cameras, monitor")
     cameras(p, fps=4.0)

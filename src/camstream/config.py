@@ -313,6 +313,11 @@ class Config:
     station_allowed_origins: str = setting(
         "", "other origins whose pages may open the station's WebSocket", check=_origins_problem
     )
+    station_max_clients: int = setting(
+        64,
+        "browsers (WebSocket connections) the station serves at once; more are refused",
+        minimum=1,
+    )
     insecure_no_token: bool = setting(
         False,
         "let the station serve a non-loopback address without a token (anyone who can reach"

@@ -29,6 +29,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from camstream.core.contract import AnnotatedFrame
 from camstream.viewers.station.guard import (
     TOKEN_COOKIE,
+    ClientLimit,
     SameSiteGuard,
     SecurityHeaders,
     TokenExchange,
@@ -88,12 +89,14 @@ def create_app(
     consumer: StationConsumer | None = None,
     allowed_hosts: tuple[str, ...] = (),
     allowed_origins: tuple[str, ...] = (),
+    max_clients: int = 64,
 ) -> ASGIApp:
     """The station's ASGI app; `token` (if set) guards every route but /healthz.
 
     Other sites are kept out in any case (`SameSiteGuard`): requests only from the
     station's own pages (or WebSockets from `allowed_origins`), and without a token only
-    requests addressed to a loopback name or one of `allowed_hosts`.
+    requests addressed to a loopback name or one of `allowed_hosts`. At most `max_clients`
+    WebSockets at once.
     """
     assets = {"app.js": _asset("app.js"), "style.css": _asset("style.css")}
     index_html = _asset("index.html")
@@ -182,6 +185,7 @@ def create_app(
     middleware = [
         guard,
         Middleware(TokenExchange, token=token),
+        Middleware(ClientLimit, max_clients=max_clients),
     ]
     # Outside Starlette's own error handling, so that its 500s carry the headers too.
     return SecurityHeaders(Starlette(routes=routes, middleware=middleware))

@@ -242,6 +242,35 @@ class TokenExchange:
         await response(scope, receive, send)
 
 
+class ClientLimit:
+    """ASGI middleware: at most `max_clients` WebSockets at once.
+
+    Each costs a sender task and a status message every second. One more is accepted and
+    closed at once with 1013 (try again later) and a reason the page shows.
+    """
+
+    def __init__(self, app: Any, max_clients: int) -> None:
+        self.app = app
+        self.max_clients = max_clients
+        self.active = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+        if self.active >= self.max_clients:
+            websocket = WebSocket(scope, receive, send)
+            await websocket.accept()
+            reason = f"station full: {self.max_clients} at once (CAMSTREAM_STATION_MAX_CLIENTS)"
+            await websocket.close(code=1013, reason=reason)
+            return
+        self.active += 1  # one event loop: no lock needed
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1
+
+
 def exposed_bind_host(station_host: str) -> str | None:
     """The bind address's host, to allow as a `Host`, unless loopback or every interface."""
     name = host_of(station_host)

@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING, Any
 
 from camstream.config import Config
 from camstream.viewers.station.app import create_app
 from camstream.viewers.station.guard import check_exposure, exposed_bind_host
 from camstream.viewers.station.store import FrameStore
 
+if TYPE_CHECKING:
+    import uvicorn
+
 log = logging.getLogger(__name__)
+
+# The largest message the page sends is its subscription: the ids of one page of tiles (at
+# most 200) and of the one shown large, JSON-encoded; 201 ids of the contract's longest
+# (255 characters of ASCII) take 52 KB. (app.js subscribes to "*" instead of sending more.)
+WS_MAX_MESSAGE_BYTES = 64 * 1024
 
 
 class StationConsumer(threading.Thread):
@@ -65,6 +74,21 @@ class StationConsumer(threading.Thread):
         self.connected = False
 
 
+def uvicorn_config(app: Any, host: str, port: int) -> uvicorn.Config:
+    """How the station is served (tests serve it the same way)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        ws="websockets-sansio",
+        ws_max_size=WS_MAX_MESSAGE_BYTES,
+        server_header=False,
+    )
+
+
 def run_station(cfg: Config, topic: str | None = None, stop: threading.Event | None = None) -> None:
     """Serve the station on cfg.station_host:cfg.station_port until Ctrl-C or `stop`."""
     import uvicorn
@@ -86,17 +110,9 @@ def run_station(cfg: Config, topic: str | None = None, stop: threading.Event | N
         consumer=consumer,
         allowed_hosts=allowed_hosts,
         allowed_origins=cfg.station_allowed_origin_list,
+        max_clients=cfg.station_max_clients,
     )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            log_level="warning",
-            ws="websockets-sansio",
-            server_header=False,
-        )
-    )
+    server = uvicorn.Server(uvicorn_config(app, host, port))
     if stop is not None:
 
         def watch() -> None:

@@ -56,7 +56,11 @@ function subscribe() {
   if (!socket || socket.readyState !== WebSocket.OPEN) return;
   const ids = visibleIds();
   if (focused && !ids.includes(focused)) ids.push(focused);
-  socket.send(JSON.stringify({ subscribe: ids }));
+  const message = JSON.stringify({ subscribe: ids });
+  // The station takes messages up to 64 KiB (WS_MAX_MESSAGE_BYTES in server.py): a page
+  // of ids too long for that asks for every camera instead.
+  const fits = new TextEncoder().encode(message).length <= 64 * 1024;
+  socket.send(fits ? message : JSON.stringify({ subscribe: "*" }));
 }
 
 function showFrame(meta, jpeg) {
@@ -169,8 +173,10 @@ function connect() {
     const meta = JSON.parse(new TextDecoder().decode(new Uint8Array(msg.data, 4, length)));
     showFrame(meta, new Uint8Array(msg.data, 4 + length));
   });
-  socket.addEventListener("close", () => {
-    summary.textContent = "disconnected; reconnecting...";
+  socket.addEventListener("close", (event) => {
+    // 1013: the station serves as many browsers as it may; it says so in the reason.
+    const why = event.code === 1013 && event.reason ? event.reason : "disconnected";
+    summary.textContent = `${why}; reconnecting...`;
     showShedding(null);
     setTimeout(connect, 1000);
   });
