@@ -132,29 +132,32 @@ def test_a_configured_origin_may_open_the_websocket(cfg: Config) -> None:
 def test_dns_rebinding_is_refused_without_a_token(cfg: Config) -> None:
     """A foreign name that resolves to 127.0.0.1 still says its own name in Host, and its
     page's Origin says the same: both get 403, on every path and on the WebSocket."""
-    with served_station(cfg) as (address, _store):
+    with (
+        served_station(cfg) as (address, _store),
+        httpx.Client(base_url=f"http://{address}") as http,
+    ):
         port = address.rsplit(":", 1)[1]
-        base = f"http://{address}"
         foreign = [f"{name}:{port}" for name in REBINDING_NAMES] + ["192.168.1.20"]
         for host in foreign:
             for path in ("/", "/api/stats", "/api/events", "/api/frame/cam-1", "/static/app.js"):
-                response = httpx.get(base + path, headers={"Host": host})
-                assert response.status_code == 403, (host, path)
+                assert http.get(path, headers={"Host": host}).status_code == 403, (host, path)
             page = [f"Origin: http://{host}"]
             assert _handshake_status(address, host, page) == 403, host
         for host in [f"{name}:{port}" for name in LOOPBACK_NAMES]:
-            assert httpx.get(base + "/api/stats", headers={"Host": host}).status_code == 200
+            assert http.get("/api/stats", headers={"Host": host}).status_code == 200
             assert _handshake_status(address, host, [f"Origin: http://{host}"]) == 101, host
         # Probes keep working whatever name they use.
-        assert httpx.get(base + "/healthz", headers={"Host": "10.0.0.7"}).status_code in (200, 503)
-    with served_station(cfg, allowed_hosts=("wall.lan", "[fd00::7]")) as (address, _store):
+        assert http.get("/healthz", headers={"Host": "10.0.0.7"}).status_code in (200, 503)
+    with (
+        served_station(cfg, allowed_hosts=("wall.lan", "[fd00::7]")) as (address, _store),
+        httpx.Client(base_url=f"http://{address}") as http,
+    ):
         for host in ("wall.lan", "WALL.lan:8080", "[fd00:0:0:0:0:0:0:7]:8080"):
-            assert httpx.get(f"http://{address}/", headers={"Host": host}).status_code == 200
+            assert http.get("/", headers={"Host": host}).status_code == 200
         for host in ("wall.lan.attacker.example", "x.wall.lan", "[fd00::8]"):
-            assert httpx.get(f"http://{address}/", headers={"Host": host}).status_code == 403
+            assert http.get("/", headers={"Host": host}).status_code == 403
 
 
-# DNS labels with a letter, so that no run of them is itself an IP address.
 _LABEL = st.from_regex(r"[a-z0-9]{0,4}[a-z][a-z0-9-]{0,4}[a-z0-9]", fullmatch=True)
 
 
@@ -188,21 +191,24 @@ def test_loopback_spellings_are_parsed() -> None:
 def test_other_sites_pages_get_nothing(cfg: Config) -> None:
     """Another site's `<img src=http://127.0.0.1:8080/api/frame/ID>` (or fetch, or script)
     gets 403, and every answer says `Cross-Origin-Resource-Policy: same-origin`."""
-    with served_station(cfg) as (address, _store):
+    with (
+        served_station(cfg) as (address, _store),
+        httpx.Client(base_url=f"http://{address}") as http,
+    ):
         base = f"http://{address}"
         paths = ("/api/stats", "/api/events", "/api/frame/cam-1", "/static/app.js", "/healthz")
         for path in paths:
             for site in ("cross-site", "same-site"):
-                response = httpx.get(base + path, headers={"Sec-Fetch-Site": site})
+                response = http.get(path, headers={"Sec-Fetch-Site": site})
                 assert response.status_code == 403, (path, site)
                 _assert_security_headers(response)
             for site in ("same-origin", "none", None):  # the page, a typed address, a script
                 headers = {"Sec-Fetch-Site": site} if site else {}
-                response = httpx.get(base + path, headers=headers)
+                response = http.get(path, headers=headers)
                 assert response.status_code in (200, 404, 503), (path, site)
                 _assert_security_headers(response)
         # A link from another site may open the page itself (it cannot read it).
-        response = httpx.get(base + "/", headers={"Sec-Fetch-Site": "cross-site"})
+        response = http.get("/", headers={"Sec-Fetch-Site": "cross-site"})
         assert response.status_code == 200
         _assert_security_headers(response)
         for site in ("cross-site", "same-site"):
@@ -219,9 +225,9 @@ def test_other_sites_pages_get_nothing(cfg: Config) -> None:
             assert "status" in ws.recv(timeout=5)
         # Refusals and unknown paths carry the security headers too.
         for response in (
-            httpx.get(base + "/", headers={"Host": "127.attacker.example"}),
-            httpx.get(base + "/api/stats", headers={"Origin": "http://attacker.example"}),
-            httpx.get(base + "/nowhere"),
+            http.get("/", headers={"Host": "127.attacker.example"}),
+            http.get("/api/stats", headers={"Origin": "http://attacker.example"}),
+            http.get("/nowhere"),
         ):
             assert response.status_code in (403, 404)
             _assert_security_headers(response)
