@@ -28,6 +28,7 @@ from camstream.core.contract import (
 from camstream.core.jpeg import encode_jpeg
 from camstream.kafka.consume import Deduplicator, MonitorStats, RecentCameras
 from camstream.viewers.station.server import StationConsumer
+from camstream.viewers.station.status import STATUS_MAX_CAMERAS, ClientStatus
 from camstream.viewers.station.store import FrameStore
 
 TINY_JPEG = encode_jpeg(np.zeros((8, 8, 3), np.uint8), 50)  # a valid frame of 631 bytes
@@ -86,6 +87,38 @@ def test_frame_memory_is_capped_in_bytes_least_recently_updated_first() -> None:
     huge = bytes(bytearray(400_000))
     store.update(_frame("cam-5", jpeg=huge))
     assert store.camera_count() == 1 and store.memory_bytes() == len(huge)
+
+
+def test_status_messages_carry_only_changes_and_removals_each_bounded() -> None:
+    store = FrameStore(stale_after_s=5, forget_after_s=60)
+    now = time.time()
+    count = STATUS_MAX_CAMERAS + 100
+    for i in range(count):
+        store.update(_frame(f"cam-{i:04d}"), now=now)
+    status = ClientStatus(store)
+    shown = {"cam-0300", "cam-0301"}
+    first = status.next_message(shown, now=now)
+    ids = [c["camera_id"] for c in first["cameras"]]
+    assert len(ids) == STATUS_MAX_CAMERAS and shown <= set(ids)  # the cameras shown first
+    assert first["camera_count"] == count and first["removed"] == []
+    second = status.next_message(shown, now=now)  # the rest, then nothing new
+    assert len(second["cameras"]) == 100 and not set(ids) & {
+        c["camera_id"] for c in second["cameras"]
+    }
+    assert status.next_message(shown, now=now + 0.5)["cameras"] == []
+    # A new frame, and a camera going stale, are changes; a second passing is not.
+    store.update(_frame("cam-0007", 1), now=now + 1)
+    assert [c["camera_id"] for c in status.next_message(shown, now=now + 1)["cameras"]] == [
+        "cam-0007"
+    ]
+    stale = status.next_message(shown, now=now + 5.5)["cameras"]  # all but cam-0007: stale
+    assert len(stale) == STATUS_MAX_CAMERAS and all(c["stale"] for c in stale)
+    # Forgotten cameras are named, and so leave the page.
+    gone = status.next_message(shown, now=now + 61)
+    assert gone["camera_count"] == 1 and len(gone["removed"]) == STATUS_MAX_CAMERAS
+    assert [c["camera_id"] for c in gone["cameras"]] == ["cam-0007"]  # stale in its turn
+    rest = status.next_message(shown, now=now + 61)
+    assert len(gone["removed"]) + len(rest["removed"]) == count - 1
 
 
 def _random_camera_records(count: int, seed: int) -> Iterator[ConsumerRecord]:
