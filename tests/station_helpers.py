@@ -30,7 +30,11 @@ def served_station(
     max_clients: int | None = None,
 ) -> Iterator[tuple[str, FrameStore]]:
     """The station app on a real HTTP port, consuming cfg.output_topic."""
-    store = FrameStore(stale_after_s=cfg.station_stale_s)
+    store = FrameStore(
+        stale_after_s=cfg.station_stale_s,
+        max_cameras=cfg.station_max_cameras,
+        max_frame_memory=cfg.station_max_frame_memory,
+    )
     # From the beginning: a test's topic is new, and no frame is missed while it connects.
     consumer = StationConsumer(cfg, store, from_beginning=True)
     consumer.start()

@@ -159,6 +159,37 @@ def test_the_wall_shows_every_camera_live(browser, cfg: Config) -> None:
         publisher.close()
 
 
+def test_a_camera_the_station_forgets_leaves_the_page(browser, cfg: Config) -> None:
+    """The station keeps at most 2 cameras here: a third one arriving forgets the least
+    recently seen, and the page drops its tile (from the wall and from its own maps)."""
+    publisher = AnnotatedFramePublisher(cfg)
+    try:
+        with served_station(cfg.replace(station_max_cameras=2)) as (address, store):
+            publisher.send("cam-a", NO_FACE)  # no face: no detection event to see it again
+            publisher.flush()
+            browser.get(f"http://{address}/")
+            image_of_a = '.tile[data-camera="cam-a"] img[src^=blob]'
+            wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, image_of_a), 30,
+                       what="cam-a's tile with its image")  # fmt: skip
+            publisher.send("cam-b", NO_FACE)
+            publisher.send("cam-c", NO_FACE)
+            publisher.flush()
+
+            def shown() -> list[str]:
+                tiles = browser.find_elements(By.CSS_SELECTOR, ".tile")
+                return [t.get_attribute("data-camera") or "" for t in tiles]
+
+            wait_until(lambda: shown() == ["cam-b", "cam-c"], 30, what="cam-a's tile to go")
+            assert store.camera_count() == 2 and store.latest("cam-a") is None
+            held = browser.execute_script(
+                "return [[...cameras.keys()].sort(), [...tiles.keys()].sort()]"
+            )
+            assert held == [["cam-b", "cam-c"], ["cam-b", "cam-c"]]
+            assert browser.find_element(By.ID, "summary").text.startswith("2 cameras")
+    finally:
+        publisher.close()
+
+
 HOSTILE_ID = '<img src=x onerror="window.pwned=1">cam'
 
 

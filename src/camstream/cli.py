@@ -641,6 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("station", cmd_station, "serve the browser wall of all cameras (live, with alerts)")
     add_settings(p, *KAFKA, "output_topic", "events_topic", "partitions", "station_host",
                  "station_port", "station_stale_s", "station_forget_after_s",
+                 "station_max_cameras", "station_max_frame_memory",
                  "station_allowed_hosts", "station_allowed_origins",
                  "station_max_clients", "insecure_no_token")  # fmt: skip
 

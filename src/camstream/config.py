@@ -307,6 +307,20 @@ class Config:
     station_forget_after_s: float = setting(
         1800.0, "seconds without frames before a camera is dropped from the station", minimum=0.001
     )
+    # A camera id is the sender's choice: memory follows these, not every id ever seen.
+    station_max_cameras: int = setting(
+        1024,
+        "cameras the station (and the console viewers) keep; past it the least recently seen"
+        " is dropped",
+        minimum=1,
+        maximum=1_000_000,
+    )
+    station_max_frame_memory: int = setting(
+        256 * 1024 * 1024,
+        "bytes of JPEG the station keeps over all cameras; past it the least recently updated"
+        " cameras are dropped",
+        minimum=1_000_000,
+    )
     station_allowed_hosts: str = setting(
         "", "host names the station answers to without a token, besides loopback ones"
     )

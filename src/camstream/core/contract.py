@@ -388,19 +388,83 @@ class DetectionEvent:
 
     @classmethod
     def from_json(cls, value: bytes | None) -> DetectionEvent:
-        """Parse and check an event; raises FrameError on anything else."""
+        """Parse and check an event: every field of its type and range; raises FrameError on
+        anything else (never another error: the events' consumers skip what raises it)."""
         try:
             data = json.loads(value or b"")
+        except RecursionError:  # nested past the parser's recursion limit
+            raise FrameError(_TOO_DEEP) from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise FrameError(f"detection event is not JSON: {exc}") from None
         if not isinstance(data, dict) or data.get("schema_version") != EVENT_SCHEMA_VERSION:
             raise FrameError(f"not a detection event of schema_version {EVENT_SCHEMA_VERSION}")
-        try:
-            event = cls(**{name: data[name] for name in cls.__dataclass_fields__})
-        except KeyError as exc:
-            raise FrameError(f"detection event lacks {exc.args[0]!r}") from None
-        ints = (event.seq, event.capture_ts_ns, event.analyzed_ts_ns, event.faces,
-                event.width, event.height)  # fmt: skip
-        if not all(type(v) is int and v >= 0 for v in ints) or not isinstance(event.camera_id, str):
-            raise FrameError("detection event has a field of the wrong type")
-        return event
+        if _nesting(data) > MAX_EVENT_NESTING:
+            raise FrameError(_TOO_DEEP)
+        missing = [name for name in cls.__dataclass_fields__ if name not in data]
+        if missing:
+            raise FrameError(f"detection event lacks {', '.join(map(repr, missing))}")
+        camera_id, topic = data["camera_id"], data["topic"]
+        if not isinstance(camera_id, str) or not 1 <= len(camera_id) <= 255:
+            raise FrameError(
+                "detection event field 'camera_id' must be a string of 1-255 characters"
+            )
+        if not isinstance(topic, str) or not 1 <= len(topic) <= 249:  # Kafka's longest name
+            raise FrameError("detection event field 'topic' must be a string of 1-249 characters")
+        for name, low, high in _EVENT_INTS:
+            _check_event_int(name, data[name], low, high)
+        boxes = data["boxes_xyxy"]
+        if boxes is not None:
+            if not isinstance(boxes, list) or not all(
+                type(box) is list and len(box) == 4
+                and all(type(v) is int and abs(v) <= MAX_HEADER_INT for v in box)
+                for box in boxes
+            ):  # fmt: skip
+                raise FrameError("detection event field 'boxes_xyxy' must be null or a list"
+                                 " of [x1, y1, x2, y2] integers")  # fmt: skip
+            if len(boxes) != data["faces"]:
+                raise FrameError(f"detection event has {data['faces']} faces but"
+                                 f" {len(boxes)} boxes")  # fmt: skip
+        if type(data.get("boxes_left_out", False)) is not bool:
+            raise FrameError("detection event field 'boxes_left_out' must be true or false")
+        if type(data["carried"]) is not bool:
+            raise FrameError("detection event field 'carried' must be true or false")
+        carried_from = data["carried_from_seq"]
+        if carried_from is not None:
+            _check_event_int("carried_from_seq", carried_from, 0, MAX_HEADER_INT)
+        if data["carried"] != (carried_from is not None):
+            raise FrameError("detection event is carried if and only if it has carried_from_seq")
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+
+
+# The event's own JSON nests 3 deep (the event, its boxes, a box); a few levels more leave
+# room for fields a later producer may add. Past the parser's recursion limit, json.loads
+# raises RecursionError: caught, as any deeper nesting.
+MAX_EVENT_NESTING = 8
+_TOO_DEEP = f"detection event nests deeper than {MAX_EVENT_NESTING} levels"
+_EVENT_INTS = (
+    ("seq", 0, MAX_HEADER_INT),
+    ("capture_ts_ns", 0, MAX_HEADER_INT),
+    ("analyzed_ts_ns", 0, MAX_HEADER_INT),
+    ("faces", 0, MAX_HEADER_INT),
+    ("width", 1, MAX_JPEG_SIDE),
+    ("height", 1, MAX_JPEG_SIDE),
+)
+
+
+def _check_event_int(name: str, value: object, low: int, high: int) -> None:
+    # bool is an int in Python, not in JSON: `true` is no count.
+    if type(value) is not int or not low <= value <= high:
+        shown = type(value).__name__ if type(value) is not int else str(value)[:40]
+        raise FrameError(f"detection event field {name!r} must be an integer in [{low}, {high}]"
+                         f" (got {shown})")  # fmt: skip
+
+
+def _nesting(value: object) -> int:
+    """How deep JSON containers nest in `value` (a scalar: 0), level by level, without
+    recursion."""
+    depth, level = 0, [value]
+    while containers := [v for v in level if isinstance(v, (dict, list))]:
+        depth += 1
+        level = [child for v in containers
+                 for child in (v.values() if isinstance(v, dict) else v)]  # fmt: skip
+    return depth

@@ -1,10 +1,11 @@
 """The one consumer of the job's outputs: each frame (or event) once, in order, whatever
 Kafka repeats.
 
-The console monitor and the station read the output topic through `iter_annotated_frames`
-(the consumer notebook shows a plain `KafkaConsumer` loop, the pipeline itself); `camstream
-events` and the station's detections list read the events topic through
-`iter_detection_events`.
+The console monitor reads the output topic through `iter_annotated_frames` (the consumer
+notebook shows a plain `KafkaConsumer` loop, the pipeline itself), `camstream events` the
+events topic through `iter_detection_events`; the station feeds each record of either to
+the same `RecordReader` from its own poll loop. Whatever the ids senders make up, a reader
+keeps state for a bounded number of cameras (`RecentCameras`).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from camstream.config import Config
 from camstream.core.contract import AnnotatedFrame, DetectionEvent, FrameError
@@ -24,12 +26,75 @@ from camstream.kafka.topics import ensure_topics
 log = logging.getLogger(__name__)
 
 
+# Cameras a viewer keeps state for, unless told otherwise (the setting's default): a camera
+# id is the sender's choice, so memory must follow this, not every id ever seen.
+DEFAULT_MAX_CAMERAS: int = Config.station_max_cameras
+
+
+class RecentCameras:
+    """The camera ids a viewer holds state for, least recently seen first, at most `limit`.
+
+    Each per-camera table of a viewer (its frames, its deduplicators, its counts) registers
+    a `forget` here; a new id past the limit forgets the least recently seen camera from
+    all of them at once. `lock` guards this order and those tables alike: a table changes
+    only under it, so that a camera is never forgotten halfway.
+    """
+
+    def __init__(self, limit: int = DEFAULT_MAX_CAMERAS) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1 (got {limit})")
+        self.limit = limit
+        self.lock = threading.RLock()  # re-entrant: a forget runs under the lock of its caller
+        self.forgotten = 0
+        self._order: OrderedDict[str, None] = OrderedDict()
+        self._forgets: list[Callable[[str], None]] = []
+
+    def on_forget(self, forget: Callable[[str], None]) -> None:
+        with self.lock:
+            self._forgets.append(forget)
+
+    def seen(self, camera_id: str) -> None:
+        """`camera_id` is the most recently seen; past the limit, forget the least recent."""
+        with self.lock:
+            if camera_id in self._order:
+                self._order.move_to_end(camera_id)
+                return
+            self._order[camera_id] = None
+            while len(self._order) > self.limit:  # never camera_id itself: it is the newest
+                self.forget(next(iter(self._order)))
+
+    def forget(self, camera_id: str) -> None:
+        """Drop `camera_id` from every table registered."""
+        with self.lock:
+            if camera_id in self._order:
+                del self._order[camera_id]
+                self.forgotten += 1
+            for forget in self._forgets:
+                forget(camera_id)
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __contains__(self, camera_id: object) -> bool:
+        return camera_id in self._order
+
+
 @dataclass
 class MonitorStats:
     frames: int = 0
     duplicates: int = 0
     bad_records: int = 0
     per_camera: dict[str, int] = field(default_factory=dict)
+    # Frames per camera are kept for the cameras held here (shared with the deduplicator).
+    cameras: RecentCameras = field(default_factory=RecentCameras, repr=False)
+
+    def __post_init__(self) -> None:
+        self.cameras.on_forget(lambda camera_id: self.per_camera.pop(camera_id, None))
+
+    def count(self, camera_id: str) -> None:
+        with self.cameras.lock:
+            self.cameras.seen(camera_id)
+            self.per_camera[camera_id] = self.per_camera.get(camera_id, 0) + 1
 
 
 class Positioned(Protocol):
@@ -45,21 +110,74 @@ class Deduplicator:
     """Shows each frame once: Kafka delivery is at-least-once, so a retried write can repeat
     a frame. Per camera, only a frame captured after the last one shown passes; ordering by
     (capture time, seq) rather than seq alone lets a restarted camera (seq back at 0) through.
+
+    It remembers the cameras of `cameras` only (by default its own 1,024): a camera it
+    forgot starts afresh.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, cameras: RecentCameras | None = None) -> None:
+        self.cameras = cameras if cameras is not None else RecentCameras()
         self.last_shown: dict[str, tuple[int, int]] = {}
+        self.cameras.on_forget(self.forget)
 
     def forget(self, camera_id: str) -> None:
         self.last_shown.pop(camera_id, None)
 
     def is_new(self, frame: Positioned) -> bool:
         position = (frame.capture_ts_ns, frame.seq)
-        last = self.last_shown.get(frame.camera_id)
-        if last is not None and position <= last:
-            return False
-        self.last_shown[frame.camera_id] = position
-        return True
+        with self.cameras.lock:
+            self.cameras.seen(frame.camera_id)
+            last = self.last_shown.get(frame.camera_id)
+            if last is not None and position <= last:
+                return False
+            self.last_shown[frame.camera_id] = position
+            return True
+
+
+class RecordReader(Generic[P]):
+    """What a reader of the job's outputs does with each record, whatever loop feeds it:
+    parse it (a record that breaks the contract is counted, logged once and skipped), keep
+    the wanted camera's, pass each frame (or event) once, and count it."""
+
+    def __init__(
+        self,
+        topic: str,
+        parse: Callable[[Any], P],
+        camera_id: str | None = None,
+        stats: MonitorStats | None = None,
+    ) -> None:
+        self.topic = topic
+        self.parse = parse
+        self.camera_id = camera_id
+        self.stats = stats if stats is not None else MonitorStats()
+        self.dedup = Deduplicator(self.stats.cameras)
+
+    def read(self, record: Any) -> P | None:
+        """The record's frame (or event), or None if it is bad, another camera's or a repeat."""
+        try:
+            item = self.parse(record)
+        except FrameError as exc:
+            self.stats.bad_records += 1
+            log.warning("skipping record %s-%s@%s: %s", self.topic, record.partition,
+                        record.offset, exc)  # fmt: skip
+            return None
+        if self.camera_id is not None and item.camera_id != self.camera_id:
+            return None
+        with self.stats.cameras.lock:
+            if not self.dedup.is_new(item):
+                self.stats.duplicates += 1
+                return None
+            self.stats.frames += 1
+            self.stats.count(item.camera_id)
+        return item
+
+
+def parse_annotated_frame(record: Any) -> AnnotatedFrame:
+    return AnnotatedFrame.from_record(record.value, record.headers)
+
+
+def parse_detection_event(record: Any) -> DetectionEvent:
+    return DetectionEvent.from_json(record.value)
 
 
 def iter_annotated_frames(
@@ -77,11 +195,9 @@ def iter_annotated_frames(
     Ends after `max_frames`, after `idle_timeout_s` without a frame, or when `stop` is set.
     Records that break the contract are counted in `stats.bad_records` and skipped.
     """
-    return _iter_parsed(
-        cfg, topic or cfg.output_topic, lambda record: AnnotatedFrame.from_record(
-            record.value, record.headers),
-        camera_id, max_frames, from_beginning, idle_timeout_s, stop, stats,
-    )  # fmt: skip
+    topic = topic or cfg.output_topic
+    reader = RecordReader(topic, parse_annotated_frame, camera_id, stats)
+    return read_topic(cfg, reader, max_frames, from_beginning, idle_timeout_s, stop)
 
 
 def iter_detection_events(
@@ -95,53 +211,47 @@ def iter_detection_events(
     stats: MonitorStats | None = None,
 ) -> Iterator[DetectionEvent]:
     """Detection events from the events topic, each once, in each camera's order."""
-    return _iter_parsed(
-        cfg, topic or cfg.events_topic, lambda record: DetectionEvent.from_json(record.value),
-        camera_id, max_events, from_beginning, idle_timeout_s, stop, stats,
-    )  # fmt: skip
+    topic = topic or cfg.events_topic
+    reader = RecordReader(topic, parse_detection_event, camera_id, stats)
+    return read_topic(cfg, reader, max_events, from_beginning, idle_timeout_s, stop)
 
 
-def _iter_parsed(
-    cfg: Config,
-    topic: str,
-    parse: Callable[[Any], P],
-    camera_id: str | None,
-    max_frames: int | None,
-    from_beginning: bool,
-    idle_timeout_s: float | None,
-    stop: threading.Event | None,
-    stats: MonitorStats | None,
-) -> Iterator[P]:
-    stats = stats if stats is not None else MonitorStats()
+def poll_records(
+    cfg: Config, topic: str, from_beginning: bool = False, stop: threading.Event | None = None
+) -> Iterator[list[Any]]:
+    """The records of `topic`, a poll at a time (an empty list: a poll brought none), until
+    `stop` is set."""
     ensure_topics(cfg, [topic])
     consumer = make_consumer(cfg, topic, from_beginning=from_beginning)
-    dedup = Deduplicator()
-    last_frame_at = time.monotonic()
     try:
         while stop is None or not stop.is_set():
             batches = consumer.poll(timeout_ms=200)
-            if not batches:
-                if idle_timeout_s is not None and time.monotonic() - last_frame_at > idle_timeout_s:
-                    return
-                continue
-            for records in batches.values():
-                for record in records:
-                    try:
-                        frame = parse(record)
-                    except FrameError as exc:
-                        stats.bad_records += 1
-                        log.warning("skipping record %s@%s: %s", topic, record.offset, exc)
-                        continue
-                    if camera_id is not None and frame.camera_id != camera_id:
-                        continue
-                    if not dedup.is_new(frame):
-                        stats.duplicates += 1
-                        continue
-                    last_frame_at = time.monotonic()
-                    stats.frames += 1
-                    stats.per_camera[frame.camera_id] = stats.per_camera.get(frame.camera_id, 0) + 1
-                    yield frame
-                    if max_frames is not None and stats.frames >= max_frames:
-                        return
+            yield [record for records in batches.values() for record in records]
     finally:
         consumer.close()
+
+
+def read_topic(
+    cfg: Config,
+    reader: RecordReader[P],
+    max_items: int | None = None,
+    from_beginning: bool = False,
+    idle_timeout_s: float | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[P]:
+    """What `reader` passes of its topic's records; ends after `max_items`, after
+    `idle_timeout_s` without one, or when `stop` is set."""
+    last_item_at = time.monotonic()
+    for records in poll_records(cfg, reader.topic, from_beginning, stop):
+        if not records:
+            if idle_timeout_s is not None and time.monotonic() - last_item_at > idle_timeout_s:
+                return
+            continue
+        for record in records:
+            item = reader.read(record)
+            if item is None:
+                continue
+            last_item_at = time.monotonic()
+            yield item
+            if max_items is not None and reader.stats.frames >= max_items:
+                return

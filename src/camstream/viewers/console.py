@@ -12,7 +12,12 @@ from typing import TextIO
 
 from camstream.config import Config
 from camstream.core.contract import AnnotatedFrame, DetectionEvent
-from camstream.kafka.consume import MonitorStats, iter_annotated_frames, iter_detection_events
+from camstream.kafka.consume import (
+    MonitorStats,
+    RecentCameras,
+    iter_annotated_frames,
+    iter_detection_events,
+)
 
 
 def printable(text: str) -> str:
@@ -48,7 +53,7 @@ def run_console_monitor(
     out: TextIO = sys.stdout,
 ) -> MonitorStats:
     """Print one line per annotated frame as it arrives: camera, seq, delay, faces."""
-    stats = MonitorStats()
+    stats = MonitorStats(cameras=RecentCameras(cfg.station_max_cameras))
     print(
         f"monitoring {topic or cfg.output_topic} at {cfg.kafka_bootstrap}"
         f" ({'camera ' + printable(camera_id) if camera_id else 'all cameras'}); Ctrl-C to stop",
@@ -89,7 +94,7 @@ def run_event_printer(
     out: TextIO = sys.stdout,
 ) -> MonitorStats:
     """Print one line per detection event: camera, seq, delay, faces, boxes, carried."""
-    stats = MonitorStats()
+    stats = MonitorStats(cameras=RecentCameras(cfg.station_max_cameras))
     print(f"events of {cfg.events_topic} at {cfg.kafka_bootstrap}; Ctrl-C to stop",
           file=sys.stderr if as_json else out, flush=True)  # fmt: skip
     for event in iter_detection_events(

@@ -36,6 +36,7 @@ from camstream.viewers.station.guard import (
     token_matches,
     unauthorized,
 )
+from camstream.viewers.station.status import ClientStatus
 from camstream.viewers.station.store import FrameStore
 
 if TYPE_CHECKING:
@@ -195,7 +196,7 @@ async def _serve_client(websocket: WebSocket, store: FrameStore) -> None:
     """Send each subscribed camera's newest frame, and a status message every second."""
     subscribed: set[str] | None = None  # None: every camera
     sent_versions: dict[str, int] = {}
-    last_event_id = 0
+    status = ClientStatus(store)
     last_status = 0.0
 
     async def receive() -> None:
@@ -219,35 +220,24 @@ async def _serve_client(websocket: WebSocket, store: FrameStore) -> None:
     receiver = asyncio.create_task(receive())
     try:
         while not receiver.done():
-            versions = store.versions()
+            versions = store.versions(subscribed)
             for gone in set(sent_versions) - set(versions):
                 del sent_versions[gone]  # a forgotten camera
+            # A new camera's status goes first, at once: the page drops a frame of a camera
+            # it has not heard of.
+            now = time.monotonic()
+            unannounced = any(not status.announced(c) for c in versions)
+            if unannounced or now - last_status >= STATUS_INTERVAL_S:
+                last_status = now
+                await send(json.dumps(status.next_message(subscribed)))
             for camera_id, version in versions.items():
-                if subscribed is not None and camera_id not in subscribed:
-                    continue
-                if sent_versions.get(camera_id) == version:
+                if sent_versions.get(camera_id) == version or not status.announced(camera_id):
                     continue
                 found = store.latest(camera_id)
                 if found is None:
                     continue
                 sent_versions[camera_id] = found[0]
                 await send(pack_frame(found[1]))
-            now = time.monotonic()
-            if now - last_status >= STATUS_INTERVAL_S:
-                last_status = now
-                new_events = store.events(last_event_id)
-                if new_events:
-                    last_event_id = new_events[-1].event_id
-                await send(
-                    json.dumps(
-                        {
-                            "type": "status",
-                            "cameras": store.camera_stats(),
-                            "shedding": store.shedding(),
-                            "events": [e.to_json() for e in new_events],
-                        }
-                    )
-                )
             await asyncio.sleep(SEND_INTERVAL_S)
     except (WebSocketDisconnect, RuntimeError, TimeoutError):
         pass

@@ -12,6 +12,13 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from camstream.config import Config
+from camstream.kafka.consume import (
+    MonitorStats,
+    RecordReader,
+    parse_annotated_frame,
+    parse_detection_event,
+    poll_records,
+)
 from camstream.viewers.station.app import create_app
 from camstream.viewers.station.guard import check_exposure, exposed_bind_host
 from camstream.viewers.station.store import FrameStore
@@ -48,24 +55,31 @@ class StationConsumer(threading.Thread):
         self.stop_event = threading.Event()
         self.connected = False
         self.last_error: str | None = None
+        # Once for the thread, not per connection: its deduplicator and counts are tables of
+        # the store's cameras, forgotten with them.
+        self.stats = MonitorStats(cameras=store.cameras)
+        parse = parse_detection_event if events else parse_annotated_frame
+        self.reader: RecordReader[Any] = RecordReader(self.topic, parse, stats=self.stats)
+
+    def ingest(self, record: Any) -> None:
+        """One record into the store; a bad or repeated one is counted and skipped."""
+        item = self.reader.read(record)
+        if item is None:
+            return
+        if self.events:
+            self.store.add_detection(item)
+        else:
+            self.store.update(item)
 
     def run(self) -> None:
-        from camstream.kafka.consume import iter_annotated_frames, iter_detection_events
-
         while not self.stop_event.is_set():
             try:
                 self.connected = True
-                if self.events:
-                    for event in iter_detection_events(
-                        self.cfg, self.topic, from_beginning=self.from_beginning,
-                        stop=self.stop_event,
-                    ):  # fmt: skip
-                        self.store.add_detection(event)
-                    continue
-                for frame in iter_annotated_frames(
-                    self.cfg, self.topic, from_beginning=self.from_beginning, stop=self.stop_event
+                for records in poll_records(
+                    self.cfg, self.topic, self.from_beginning, self.stop_event
                 ):
-                    self.store.update(frame)
+                    for record in records:
+                        self.ingest(record)
             except Exception as exc:  # keep serving the page; report in /healthz and retry
                 self.connected = False
                 self.last_error = f"{type(exc).__name__}: {exc}"
@@ -95,7 +109,12 @@ def run_station(cfg: Config, topic: str | None = None, stop: threading.Event | N
 
     host, port, token = cfg.station_host, cfg.station_port, cfg.station_token
     check_exposure(cfg)
-    store = FrameStore(stale_after_s=cfg.station_stale_s, forget_after_s=cfg.station_forget_after_s)
+    store = FrameStore(
+        stale_after_s=cfg.station_stale_s,
+        forget_after_s=cfg.station_forget_after_s,
+        max_cameras=cfg.station_max_cameras,
+        max_frame_memory=cfg.station_max_frame_memory,
+    )
     consumer = StationConsumer(cfg, store, topic)
     consumer.start()
     detections = StationConsumer(cfg, store, events=True)

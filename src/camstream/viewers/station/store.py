@@ -2,8 +2,12 @@
 
 Memory follows the cameras that are live, not the frame rate: one frame per camera (and
 its last few frames with faces, for the detections' pictures), fixed windows of delays and
-capture times, a fixed number of detections; cameras silent for long are forgotten. The
-detections list is fed by the job's events topic (`add_detection`), not by the frames.
+capture times, a fixed number of detections; cameras silent for long are forgotten. Nor
+does it follow every camera id ever seen (an id is the sender's choice): past
+`max_cameras` the least recently seen camera is forgotten, and past `max_frame_memory`
+bytes of JPEG the least recently updated ones, from every table at once (`RecentCameras`,
+shared with the station's Kafka readers). The detections list is fed by the job's events
+topic (`add_detection`), not by the frames.
 
 A frame the job passed on without detection (`skipped`: stale, or shed past capacity) is
 shown like any other, but counted apart: per camera the rate of analysed frames and the gaps
@@ -15,16 +19,16 @@ from __future__ import annotations
 
 import base64
 import statistics
-import threading
 import time
 from array import array
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from camstream.config import Config
 from camstream.core.contract import AnnotatedFrame, DetectionEvent
 from camstream.core.jpeg import thumbnail_jpeg
-from camstream.kafka.consume import Deduplicator
+from camstream.kafka.consume import DEFAULT_MAX_CAMERAS, Deduplicator, RecentCameras
 
 DELAY_WINDOW = 256  # delays kept per camera for p50/p95
 FPS_WINDOW_S = 5.0
@@ -43,6 +47,7 @@ GAP_SLOTS = GAP_WINDOW_S + 1
 # arrived at the station in the current second or the SHED_WINDOW_S seconds before (by the
 # station's clock), kept as counts per second.
 SHED_WINDOW_S = 10
+DEFAULT_MAX_FRAME_MEMORY: int = Config.station_max_frame_memory  # the setting's default
 
 
 @dataclass
@@ -67,6 +72,12 @@ class CameraState:
     face_frames: deque[AnnotatedFrame] = field(
         default_factory=lambda: deque(maxlen=FACE_FRAMES_KEPT)
     )
+    frame_bytes: int = 0  # of JPEG held: `frame` and `face_frames`
+
+    def held_frame_bytes(self) -> int:
+        return len(self.frame.jpeg) + sum(
+            len(f.jpeg) for f in self.face_frames if f is not self.frame
+        )
 
 
 @dataclass
@@ -99,23 +110,36 @@ class Event:
 class FrameStore:
     """Latest frame and bounded statistics per camera; safe to use from several threads."""
 
-    def __init__(self, stale_after_s: float = 5.0, forget_after_s: float = 1800.0) -> None:
+    def __init__(
+        self,
+        stale_after_s: float = 5.0,
+        forget_after_s: float = 1800.0,
+        max_cameras: int = DEFAULT_MAX_CAMERAS,
+        max_frame_memory: int = DEFAULT_MAX_FRAME_MEMORY,
+    ) -> None:
         self.stale_after_s = stale_after_s
         self.forget_after_s = forget_after_s
+        self.max_frame_memory = max_frame_memory
         self._next_sweep = 0.0
         self.cameras_forgotten = 0
-        self._cameras: dict[str, CameraState] = {}
+        # The station's cameras, for every table that holds one (here and in the station's
+        # Kafka readers); its lock is this store's, so that a camera goes from all at once.
+        self.cameras = RecentCameras(max_cameras)
+        self._lock = self.cameras.lock
+        # Least recently updated first: the first to go past max_frame_memory.
+        self._cameras: OrderedDict[str, CameraState] = OrderedDict()
+        self._frame_bytes = 0
         self._events: deque[Event] = deque(maxlen=EVENT_HISTORY)
         self._next_event_id = 1
-        self._lock = threading.Lock()
-        self._dedup = Deduplicator()
-        self._event_dedup = Deduplicator()
+        self._dedup = Deduplicator(self.cameras)
+        self._event_dedup = Deduplicator(self.cameras)
         self._event_times: dict[str, float] = {}  # camera id -> its last detection shown
         self.frames_total = 0
         # [second of arrival time, frames, frames skipped] over all cameras (`shedding`).
         self._arrivals: deque[list[int]] = deque(maxlen=SHED_WINDOW_S + 1)
         # At-least-once delivery repeats frames after a retry or a job restart: shown once.
         self.duplicates_hidden = 0
+        self.cameras.on_forget(self._forget)
 
     def update(self, frame: AnnotatedFrame, now: float | None = None) -> bool:
         """Show `frame` unless it repeats (or predates) one shown already; False if hidden."""
@@ -129,6 +153,8 @@ class FrameStore:
             state = self._cameras.get(frame.camera_id)
             if state is None:
                 state = self._cameras[frame.camera_id] = CameraState(frame.camera_id, frame)
+            else:
+                self._cameras.move_to_end(frame.camera_id)
             state.frame = frame  # the previous frame is dropped here: only the latest is kept
             state.version += 1
             state.frames += 1
@@ -144,6 +170,12 @@ class FrameStore:
             _count_arrival(self._arrivals, int(now), skipped)
             if frame.faces > 0:
                 state.face_frames.append(frame)
+            held = state.held_frame_bytes()
+            self._frame_bytes += held - state.frame_bytes
+            state.frame_bytes = held
+            # The least recently updated cameras go; never this one (the most recent).
+            while self._frame_bytes > self.max_frame_memory and len(self._cameras) > 1:
+                self.cameras.forget(next(iter(self._cameras)))
             waiting = [
                 e for e in self._events
                 if e.camera_id == frame.camera_id and e.seq == frame.seq and not e.thumbnail_jpeg
@@ -187,33 +219,53 @@ class FrameStore:
                 event.thumbnail_jpeg = thumbnail
         return True
 
+    def _forget(self, camera_id: str) -> None:
+        """Drop a camera's frames and statistics (`self.cameras` calls it, under the lock)."""
+        state = self._cameras.pop(camera_id, None)
+        if state is not None:
+            self._frame_bytes -= state.frame_bytes
+            self.cameras_forgotten += 1
+        self._event_times.pop(camera_id, None)
+
     def _sweep(self, now: float) -> None:
         """Drop cameras silent for `forget_after_s` (at most every few seconds; under lock).
 
-        Memory then follows the cameras that are live, not every id ever seen.
+        Memory then follows the cameras that are live, not the cap on cameras alone.
         """
         if now < self._next_sweep:
             return
         self._next_sweep = now + min(5.0, self.forget_after_s / 10)
         silent = [c for c, s in self._cameras.items() if now - s.last_seen > self.forget_after_s]
         for camera_id in silent:
-            del self._cameras[camera_id]
-            self._dedup.forget(camera_id)
-            self._event_dedup.forget(camera_id)
-        self.cameras_forgotten += len(silent)
+            self.cameras.forget(camera_id)
         quiet = [c for c, t in self._event_times.items() if now - t > self.forget_after_s]
         for camera_id in quiet:
             del self._event_times[camera_id]
             self._event_dedup.forget(camera_id)
+            if camera_id not in self._cameras:  # nothing of it is left to show
+                self.cameras.forget(camera_id)
 
-    def forget_silent(self, now: float | None = None) -> None:
+    def versions(self, camera_ids: set[str] | None = None) -> dict[str, int]:
+        """Each camera's frame version (of `camera_ids` only, if given)."""
         with self._lock:
-            self._next_sweep = 0.0
-            self._sweep(time.time() if now is None else now)
+            if camera_ids is None:
+                return {cid: state.version for cid, state in self._cameras.items()}
+            return {cid: self._cameras[cid].version for cid in camera_ids if cid in self._cameras}
 
-    def versions(self) -> dict[str, int]:
+    def stat_marks(self, now: float | None = None) -> dict[str, tuple[int, bool, bool]]:
+        """Per camera what its statistics change with: its frame version, whether it is live
+        (its rates count) and whether it is stale. A client sends those whose mark changed."""
+        now = time.time() if now is None else now
         with self._lock:
-            return {cid: state.version for cid, state in self._cameras.items()}
+            self._sweep(now)
+            return {
+                cid: (
+                    s.version,
+                    now - s.last_seen <= FPS_WINDOW_S,
+                    now - s.last_seen > self.stale_after_s,
+                )
+                for cid, s in self._cameras.items()
+            }
 
     def latest(self, camera_id: str) -> tuple[int, AnnotatedFrame] | None:
         with self._lock:
@@ -234,15 +286,23 @@ class FrameStore:
                 ready.append(event)
         return ready
 
-    def camera_stats(self, now: float | None = None) -> list[dict[str, Any]]:
+    def camera_stats(
+        self, now: float | None = None, camera_ids: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Each camera's statistics (of `camera_ids` only, if given), by camera id."""
         now = time.time() if now is None else now
         with self._lock:
             self._sweep(now)
+            chosen = (
+                self._cameras.values()
+                if camera_ids is None
+                else [self._cameras[c] for c in camera_ids if c in self._cameras]
+            )
             states = [
                 (s.camera_id, s.frame, s.frames, s.last_seen, list(s.captures), list(s.delays_ms),
                  list(s.analysed), s.frames_skipped,
                  list(zip(s.gap_seconds, s.gap_ns, strict=True)))
-                for s in self._cameras.values()
+                for s in chosen
             ]  # fmt: skip
         stats = []
         for (camera_id, frame, frames, last_seen, captures, delays, analysed, frames_skipped,
@@ -294,13 +354,10 @@ class FrameStore:
         }
 
     def memory_bytes(self) -> int:
-        """Bytes of frame data held: the latest JPEG per camera and the event thumbnails."""
+        """Bytes of frame data held: the latest JPEG per camera, its last few with faces and
+        the event thumbnails."""
         with self._lock:
-            frames = sum(
-                len(s.frame.jpeg) + sum(len(f.jpeg) for f in s.face_frames if f is not s.frame)
-                for s in self._cameras.values()
-            )
-            return frames + sum(len(e.thumbnail_jpeg) for e in self._events)
+            return self._frame_bytes + sum(len(e.thumbnail_jpeg) for e in self._events)
 
     def camera_count(self) -> int:
         with self._lock:

@@ -11,7 +11,10 @@ const focusBox = document.getElementById("focus");
 const focusImg = document.getElementById("focus-img");
 const focusCaption = document.getElementById("focus-caption");
 
-const tiles = new Map(); // camera_id -> {el, img, fields, url, stats}
+// The server sends a camera's stats when they change, and names the cameras it forgot:
+// both maps shrink with it. Tiles are made when first shown.
+const cameras = new Map(); // camera_id -> its latest stats
+const tiles = new Map(); // camera_id -> {el, img, fields, url}
 let cameraIds = [];
 let page = 0;
 let focused = null;
@@ -34,11 +37,20 @@ function makeTile(id) {
   el.querySelector(".id").textContent = id;
   el.addEventListener("click", () => openFocus(id));
   const tile = {
-    el, img: el.querySelector("img"), url: null, stats: null,
+    el, img: el.querySelector("img"), url: null,
     fps: el.querySelector(".fps"), analysed: el.querySelector(".analysed"), delay: el.querySelector(".delay"), faces: el.querySelector(".faces"),
   };
   tiles.set(id, tile);
+  if (cameras.has(id)) showStats(tile, cameras.get(id));
   return tile;
+}
+
+function dropTile(id) {
+  const tile = tiles.get(id);
+  if (!tile) return;
+  if (tile.url) URL.revokeObjectURL(tile.url);
+  tile.el.remove();
+  tiles.delete(id);
 }
 
 function layout() {
@@ -64,7 +76,9 @@ function subscribe() {
 }
 
 function showFrame(meta, jpeg) {
-  const tile = tiles.get(meta.camera_id) || makeTile(meta.camera_id);
+  // A frame of a camera the server has just forgotten makes no tile.
+  const tile = tiles.get(meta.camera_id) || (cameras.has(meta.camera_id) ? makeTile(meta.camera_id) : null);
+  if (!tile) return;
   const url = URL.createObjectURL(new Blob([jpeg], { type: "image/jpeg" }));
   tile.img.src = url;
   if (tile.url) URL.revokeObjectURL(tile.url);
@@ -82,32 +96,47 @@ function showFrame(meta, jpeg) {
 }
 
 function showStatus(status) {
-  const ids = status.cameras.map((c) => c.camera_id);
-  const changed = ids.length !== cameraIds.length || ids.some((id, i) => id !== cameraIds[i]);
-  cameraIds = ids;
-  for (const cam of status.cameras) {
-    const tile = tiles.get(cam.camera_id) || makeTile(cam.camera_id);
-    tile.stats = cam;
-    const fps = cam.fps.toFixed(1);
-    tile.fps.textContent = `${fps} fps`;
-    // The rate of frames analysed, only when it differs from the rate of frames shown.
-    const analysed = (cam.analysed_fps ?? cam.fps).toFixed(1);
-    const differs = Math.abs((cam.analysed_fps ?? cam.fps) - cam.fps) > 0.05 && analysed !== fps;
-    tile.analysed.textContent = differs ? ` · ${analysed} analysed` : "";
-    tile.el.classList.toggle("stale", cam.stale);
-    let title = `delay p50 ${cam.delay_ms_p50} ms, p95 ${cam.delay_ms_p95} ms, ${cam.frames} frames`;
-    if (cam.frames_skipped) {
-      title += `, ${cam.frames_skipped} without detection`;
-      if (cam.analysed_gap_max_s != null) title += `, longest gap ${cam.analysed_gap_max_s.toFixed(1)} s`;
-    }
-    tile.el.title = title;
+  let changed = false; // which cameras there are
+  for (const id of status.removed || []) {
+    changed = cameras.delete(id) || changed;
+    dropTile(id);
+    if (focused === id) closeFocus();
   }
-  if (changed) layout();
-  const stale = status.cameras.filter((c) => c.stale).length;
-  const withFaces = status.cameras.filter((c) => c.faces > 0 && !c.stale).length;
-  summary.textContent = `${ids.length} cameras, ${withFaces} with faces, ${stale} stale`;
+  for (const cam of status.cameras) {
+    changed = !cameras.has(cam.camera_id) || changed;
+    cameras.set(cam.camera_id, cam);
+    const tile = tiles.get(cam.camera_id);
+    if (tile) showStats(tile, cam);
+  }
+  if (changed) {
+    cameraIds = [...cameras.keys()].sort();
+    layout();
+  }
+  let stale = 0;
+  let withFaces = 0;
+  for (const cam of cameras.values()) {
+    if (cam.stale) stale += 1;
+    else if (cam.faces > 0) withFaces += 1;
+  }
+  summary.textContent = `${status.camera_count} cameras, ${withFaces} with faces, ${stale} stale`;
   showShedding(status.shedding);
   for (const ev of status.events) addEvent(ev);
+}
+
+function showStats(tile, cam) {
+  const fps = cam.fps.toFixed(1);
+  tile.fps.textContent = `${fps} fps`;
+  // The rate of frames analysed, only when it differs from the rate of frames shown.
+  const analysed = (cam.analysed_fps ?? cam.fps).toFixed(1);
+  const differs = Math.abs((cam.analysed_fps ?? cam.fps) - cam.fps) > 0.05 && analysed !== fps;
+  tile.analysed.textContent = differs ? ` · ${analysed} analysed` : "";
+  tile.el.classList.toggle("stale", cam.stale);
+  let title = `delay p50 ${cam.delay_ms_p50} ms, p95 ${cam.delay_ms_p95} ms, ${cam.frames} frames`;
+  if (cam.frames_skipped) {
+    title += `, ${cam.frames_skipped} without detection`;
+    if (cam.analysed_gap_max_s != null) title += `, longest gap ${cam.analysed_gap_max_s.toFixed(1)} s`;
+  }
+  tile.el.title = title;
 }
 
 function showShedding(shedding) {
@@ -149,11 +178,13 @@ function openFocus(id) {
   subscribe();
 }
 
-document.getElementById("focus-close").addEventListener("click", () => {
+function closeFocus() {
   focused = null;
   focusBox.hidden = true;
   subscribe();
-});
+}
+
+document.getElementById("focus-close").addEventListener("click", closeFocus);
 document.getElementById("prev").addEventListener("click", () => { page = Math.max(0, page - 1); layout(); });
 document.getElementById("next").addEventListener("click", () => { page += 1; layout(); });
 pageSizeSelect.addEventListener("change", () => { page = 0; layout(); });
@@ -178,6 +209,11 @@ function connect() {
     const why = event.code === 1013 && event.reason ? event.reason : "disconnected";
     summary.textContent = `${why}; reconnecting...`;
     showShedding(null);
+    // The next connection's server knows nothing of what this page holds: it starts afresh.
+    for (const id of [...tiles.keys()]) dropTile(id);
+    cameras.clear();
+    cameraIds = [];
+    layout();
     setTimeout(connect, 1000);
   });
 }
