@@ -505,7 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
         " query stopped with an error, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"camstream {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging (the libraries' from INFO)"
+    )
     parser.add_argument(
         "--wire-logs",
         action="store_true",
