@@ -10,9 +10,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,13 +26,14 @@ from camstream.core.batch import process_batch
 from camstream.core.contract import (
     H_CARRIED_FROM_SEQ,
     DetectionEvent,
+    FrameMeta,
     analytics_headers,
     detection_event,
     headers_to_dict,
     record_bytes,
 )
-from camstream.core.jpeg import check_jpeg, decode_jpeg
-from camstream.core.motion import MotionGate, motion_thumbnail
+from camstream.core.jpeg import check_jpeg, decode_jpeg, encode_jpeg, scan_jpeg
+from camstream.core.motion import MotionGate, motion_thumbnail, thumbnail_size
 from camstream.core.records import ProcessedRecord
 from camstream.core.settings import DETECTION_PRESETS, MotionSettings, RecordSettings
 
@@ -188,6 +191,63 @@ def test_state_is_bounded_by_count_and_by_silence() -> None:
     assert gate.forgotten == 900 + 99  # by count, then by silence
     # Forgotten means no model: its next frame is analysed.
     assert gate.decide("cam-5", 1, 10**9, (640, 480), small).reason == "new"
+
+
+def strip_jpeg(width: int = 80, height: int = 65_000) -> bytes:
+    """A JPEG of a long thin strip (80x65,000: the review's frame, a few hundred KB)."""
+    rows = np.random.default_rng(3).integers(0, 255, (height // 50, 8), dtype=np.uint8)
+    strip = cv2.resize(rows, (width, height), interpolation=cv2.INTER_LINEAR)
+    return encode_jpeg(cv2.cvtColor(strip, cv2.COLOR_GRAY2BGR), 75)
+
+
+def test_gate_memory_is_bounded_in_bytes_whatever_the_frames_shape() -> None:
+    """80x65,000 frames under fresh camera ids: the contract dead-letters them (their
+    aspect ratio), and fed to the gate anyway each model is at most an 80x60 thumbnail
+    (it was 5.2 MB: 20,000 cameras, 100 GB), the gate evicts by bytes, and what it holds
+    stays flat."""
+    jpeg = strip_jpeg()
+    info = scan_jpeg(jpeg)
+    records = [
+        (f"strip-{i}".encode(), jpeg, FrameMeta(f"strip-{i}", 0, 1, 80, 65_000).to_headers())
+        for i in range(3)
+    ]
+    gate = MotionGate(MOTION)
+    results = process_batch(records, FAST, gate)
+    assert all(not r.ok and "aspect-ratio limit" in r.error for r in results)
+    assert len(gate) == 0 and gate.nbytes == 0
+
+    cap = 64 * 1024
+    gate = MotionGate(dataclasses.replace(MOTION, max_bytes=cap))
+    held = np.zeros(150, np.int64)  # allocated before tracing starts
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for i in range(150):
+            small = motion_thumbnail(jpeg, info, MOTION.thumb_width)
+            assert small.nbytes <= 80 * 60
+            decision = gate.decide(f"strip-{i:06d}", 0, 0, (80, 65_000), small)
+            decision.reference.boxes_xyxy = np.zeros((3, 4), np.int32)  # boxes count too
+            assert gate.nbytes <= cap
+            held[i] = tracemalloc.get_traced_memory()[0] - base
+        del small, decision
+        holding = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    assert 10 <= len(gate) < 20 and gate.forgotten == 150 - len(gate)
+    # Flat once full: from the 50th camera on, within one model of where it was.
+    assert max(held[50:]) - min(held[50:]) < 8 * 1024
+    # What the gate counts covers what it holds.
+    assert holding <= gate.nbytes
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 65535), st.integers(1, 65535))
+def test_a_thumbnail_has_a_fixed_pixel_budget_in_the_frames_shape(width: int, height: int) -> None:
+    thumb_w, thumb_h = thumbnail_size(width, height, 80)
+    assert 1 <= thumb_w <= width and 1 <= thumb_h <= height and thumb_w * thumb_h <= 80 * 60
+    if width * height <= 80 * 60:
+        assert (thumb_w, thumb_h) == (width, height)
+    assert thumbnail_size(640, 480, 80) == (80, 60)  # what 4:3 cameras always had
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,10 +1,12 @@
-"""The pipeline over TLS + SASL (SCRAM-SHA-512) against a real broker, certificates made here.
+"""The pipeline over TLS + SASL (SCRAM-SHA-512, PLAIN) on a real broker, certificates made here.
 
 The test makes a throwaway CA and a broker certificate with `openssl`, starts a broker with
-a SASL_SSL listener and a SCRAM user with a random password, and runs the real commands
-(topics, simulate, analyze, monitor) with nothing but the standard settings in the
-environment: protocol, mechanism, user name, a password file and the CA file. Nothing
-secret is committed: every key and password lives in the test's temporary folder.
+a SASL_SSL listener and a user with a random password, and runs the real commands (topics,
+simulate, analyze, monitor) with nothing but the standard settings in the environment:
+protocol, mechanism, user name, a password file and the CA file. Nothing secret is
+committed: every key and password lives in the test's temporary folder. They run with `-v`
+(and `--wire-logs`), and the password shows nowhere: not in their output, nor in a log
+file, nor on a command line of any process they started, the broker's formatting included.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,13 +70,64 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lo
         controller_port=free_port(),
         sasl_ssl_port=free_port(),
         tls_keystore_pem=str(keystore),
-        scram_users=((USER, password),),
+        sasl_users=((USER, password),),
     )
-    broker.start()
+    # Every command the broker's start runs (kafka-storage's format sets the SCRAM user).
+    commands: list[list[str]] = []
+    run = subprocess.run
+
+    def recorded(command: list[str], *args: Any, **kwargs: Any) -> Any:
+        commands.append([str(arg) for arg in command])
+        return run(command, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess, "run", recorded)
+        broker.start()
     try:
+        assert any("StorageTool" in " ".join(c) or c[-1].startswith("@") for c in commands)
+        assert not [c for c in commands if password in " ".join(c)], "a password on a command line"
+        assert password not in process_text(broker.pid()), "the broker's command line"  # type: ignore[arg-type]
+        assert not (broker.directory / "format.args").exists()
         yield broker, password
     finally:
         broker.stop()
+
+
+def process_text(pid: int) -> str:
+    """A live process's command line and environment, as /proc shows them to anyone."""
+    proc = Path("/proc") / str(pid)
+    try:
+        return ((proc / "cmdline").read_bytes() + (proc / "environ").read_bytes()).decode(
+            "utf-8", "replace"
+        )
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return ""  # gone meanwhile
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every process descended from it (Spark's JVM, its Python workers)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, pending = [], [root]
+    while pending:
+        pid = pending.pop()
+        tree.append(pid)
+        pending.extend(children.get(pid, []))
+    return tree
+
+
+def files_holding(folder: Path, secret: str, but: Path) -> list[Path]:
+    """Files under `folder` (logs, checkpoints, caches) whose bytes hold `secret`."""
+    return [
+        path
+        for path in folder.rglob("*")
+        if path.is_file() and path != but and secret.encode() in path.read_bytes()
+    ]
 
 
 def secure_env(broker: LocalBroker, password_file: Path, home: Path) -> dict[str, str]:
@@ -98,53 +152,87 @@ def camstream(*args: str, env: dict[str, str], timeout: float = 180) -> subproce
     )  # fmt: skip
 
 
+def password_file(tmp_path: Path, password: str) -> Path:
+    path = tmp_path / "kafka-password"
+    path.write_text(password + "\n")
+    path.chmod(0o600)
+    return path
+
+
 def test_pipeline_over_tls_and_scram(
     secure_broker: tuple[LocalBroker, str], tmp_path: Path
 ) -> None:
     broker, password = secure_broker
-    password_file = tmp_path / "kafka-password"
-    password_file.write_text(password + "\n")
-    password_file.chmod(0o600)
-    env = secure_env(broker, password_file, tmp_path / "home")
+    secret_file = password_file(tmp_path, password)
+    env = secure_env(broker, secret_file, tmp_path / "home")
 
-    created = camstream("topics", "create", env=env)
+    created = camstream("-v", "topics", "create", env=env)
     assert created.returncode == 0, created.stderr
     assert "camera-stream: created" in created.stdout
 
+    # With wire logs: py4j logs each call to the JVM, the Kafka options' JAAS line included
+    # (to a file: a pipe nobody reads would fill up and stall the job).
+    job_log = tmp_path / "analyze.log"
     analyze = subprocess.Popen(
-        [sys.executable, "-m", "camstream", "analyze", "--spark-master", "local[2]",
-         "--detection-preset", "fast", "--starting-offsets", "earliest"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
+        [sys.executable, "-m", "camstream", "-v", "--wire-logs", "analyze", "--spark-master",
+         "local[2]", "--detection-preset", "fast", "--starting-offsets", "earliest"],
+        env=env, stdout=job_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:
         simulate = camstream(
-            "simulate", "--cameras", "2", "--fps", "10", "--max-frames", "5", env=env
+            "-v", "simulate", "--cameras", "2", "--fps", "10", "--max-frames", "5", env=env
         )
         assert simulate.returncode == 0, simulate.stderr
         assert "sent 10 frames, 10 acknowledged" in simulate.stdout
         monitor = camstream(
-            "monitor", "--from-beginning", "--max-frames", "10", "--idle-timeout", "150", env=env
-        )
+            "-v", "monitor", "--from-beginning", "--max-frames", "10", "--idle-timeout", "150",
+            env=env,
+        )  # fmt: skip
         assert monitor.returncode == 0, monitor.stderr
         assert "monitor: 10 frames from 2 cameras" in monitor.stdout, monitor.stdout
         assert analyze.poll() is None, "the job exited"
+        # The job, Spark's JVM and its Python workers: no password in their arguments.
+        running = process_tree(analyze.pid)
+        assert len(running) >= 2 and not [p for p in running if password in process_text(p)]
     finally:
         analyze.send_signal(signal.SIGTERM)  # the job stops its query and Spark itself
-        output, _ = analyze.communicate(timeout=90)
-    assert analyze.returncode == 0, output
-    # The credentials are not printed anywhere.
-    for text in (output, created.stdout + created.stderr, monitor.stdout + monitor.stderr):
-        assert password not in text
+        analyze.wait(timeout=90)
+    output = job_log.read_text()
+    assert analyze.returncode == 0, output[-5000:]
+    assert "Command to send" in output and "<redacted>" in output  # py4j's log, redacted
+    # The credentials are not printed anywhere, nor written to a log.
+    for out in (created, simulate, monitor):
+        assert password not in out.stdout + out.stderr
+    assert password not in output
+    assert not files_holding(tmp_path, password, but=secret_file)
+    assert not files_holding(broker.logs_dir, password, but=secret_file)
+
+
+def test_plain_login_shows_no_password_in_debug_nor_wire_logs(
+    secure_broker: tuple[LocalBroker, str], tmp_path: Path
+) -> None:
+    """SASL PLAIN sends the password itself: kafka-python's DEBUG log of the request held it."""
+    broker, password = secure_broker
+    env = {
+        **secure_env(broker, password_file(tmp_path, password), tmp_path / "home"),
+        "KAFKA_SASL_MECHANISM": "PLAIN",
+    }
+    debug = camstream("-v", "topics", "list", env=env, timeout=90)
+    assert debug.returncode == 0, debug.stderr
+    assert "DEBUG camstream" in debug.stderr or "INFO kafka" in debug.stderr
+    assert "SaslAuthenticateRequest" not in debug.stderr  # kafka-python stays at INFO
+    wire = camstream("-v", "--wire-logs", "topics", "list", env=env, timeout=90)
+    assert wire.returncode == 0, wire.stderr
+    assert "SaslAuthenticateRequest(version=2, auth_bytes=<redacted>)" in wire.stderr
+    for out in (debug, wire):
+        assert password not in out.stdout + out.stderr
 
 
 def test_wrong_password_and_plaintext_are_refused_with_a_clear_error(
     secure_broker: tuple[LocalBroker, str], tmp_path: Path
 ) -> None:
     broker, password = secure_broker
-    wrong = tmp_path / "wrong-password"
-    wrong.write_text("not-" + password)
-    env = secure_env(broker, wrong, tmp_path / "home")
+    env = secure_env(broker, password_file(tmp_path, "not-" + password), tmp_path / "home")
     out = camstream("topics", "list", env=env, timeout=90)
     # Never passes; the message names the credentials among what to check. (kafka-python
     # reports the refusal only in its log: see docs/contributing.md, Upstream reports.)

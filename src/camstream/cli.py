@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import logging
 import math
 import os
 import re
@@ -23,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from camstream import __version__
-from camstream.config import SETTINGS, Config, env_var, flag, parse, setting_type
+from camstream.config import SETTINGS, Config, env_var, flag, parse, secret_values, setting_type
 from camstream.errors import CamstreamError, ConfigError, DependencyError, QueryFailedError
+from camstream.redaction import configure_logging
 
 EXIT_NOT_RUNNING = 3
 
@@ -505,7 +505,15 @@ def build_parser() -> argparse.ArgumentParser:
         " query stopped with an error, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"camstream {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging (the libraries' from INFO)"
+    )
+    parser.add_argument(
+        "--wire-logs",
+        action="store_true",
+        help="with -v, kafka-python's and py4j's debug logs too: each request and JVM call"
+        " (secrets redacted)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func: Callable[[argparse.Namespace], int], text: str) -> Any:
@@ -657,18 +665,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _environment_secrets() -> list[str]:
+    """The secrets the environment holds (they come from nowhere else), for the logs to
+    redact; none when it does not make a configuration (the command then fails on it)."""
+    try:
+        return secret_values(Config.from_env())
+    except CamstreamError:
+        return []
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not args.verbose:
-        # kafka-python logs every refused connection; camstream reports a down broker itself.
-        kafka_logger = logging.getLogger("kafka")
-        kafka_logger.setLevel(logging.CRITICAL)
-        kafka_logger.propagate = False
+    args.verbose = args.verbose or args.wire_logs
+    configure_logging(args.verbose, args.wire_logs, _environment_secrets())
     try:
         return args.func(args)
     except CamstreamError as exc:

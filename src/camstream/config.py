@@ -537,8 +537,8 @@ class Config:
             module = SASL_MECHANISMS[self.kafka_sasl_mechanism]
             props["sasl.mechanism"] = self.kafka_sasl_mechanism
             props["sasl.jaas.config"] = (
-                f'{module} required username="{_jaas_quote(self.kafka_sasl_username)}"'
-                f' password="{_jaas_quote(self.kafka_sasl_password)}";'
+                f"{module} required username={quoted(self.kafka_sasl_username)}"
+                f" password={quoted(self.kafka_sasl_password)};"
             )
         elif self.kafka_sasl_mechanism:
             props["sasl.mechanism"] = self.kafka_sasl_mechanism
@@ -642,9 +642,32 @@ def check_unknown_variables(env: Mapping[str, str]) -> None:
         raise ConfigError(f"unknown setting {var}{hint} (docs/configuration.md lists them all)")
 
 
+def secret_values(cfg: Config) -> list[str]:
+    """The values of `cfg`'s secret settings (each of `kafka_properties`' too): what no log
+    may show."""
+    values: list[str] = []
+    for item in dataclasses.fields(cfg):
+        meta = item.metadata.get("setting")
+        if meta is not None and meta.secret:
+            value = getattr(cfg, item.name)
+            values.extend([value] if isinstance(value, str) else (v for _, v in value))
+    return [value for value in values if value]
+
+
 def _csv(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def _jaas_quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
+_JAAS_VALUE = re.compile(r'(\w+)\s*=\s*"((?:[^"\\]|\\.)*)"')
+_JAAS_ESCAPE = re.compile(r"\\(.)")
+
+
+def jaas_options(line: str) -> dict[str, str]:
+    """The quoted options of a JAAS line (`username`, `password`...), unescaped."""
+    return {name: _JAAS_ESCAPE.sub(r"\1", value) for name, value in _JAAS_VALUE.findall(line)}
+
+
+def quoted(value: str) -> str:
+    """`value` in double quotes, backslash-escaped: as JAAS lines and Java's argument files
+    read it."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -74,6 +74,19 @@ Headers = list[tuple[str, bytes | None]]
 # An upper bound on a frame's pixels: decoding a "JPEG" that claims to be larger would let
 # one bad record exhaust a worker's memory (a 16384x16384 BGR frame is already 768 MiB).
 MAX_FRAME_PIXELS = 8192 * 8192
+# A frame's long side is at most this many times its short one. The widest cameras
+# (panoramic, 32:9) stay far below it; a strip such as 80x65,000 is no camera's frame, and
+# buffers sized by one side (a grey copy 80 px wide, a detection scale) would grow with it.
+MAX_ASPECT_RATIO = 16
+
+
+def check_aspect_ratio(width: int, height: int, what: str) -> None:
+    """Raise FrameError for a `what` ("frame", "JPEG") of a shape no camera gives."""
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise FrameError(
+            f"{what} of {width}x{height} exceeds the aspect-ratio limit (its long side at most"
+            f" {MAX_ASPECT_RATIO} times its short one)"
+        )
 
 
 @dataclass(frozen=True)
@@ -118,6 +131,7 @@ class FrameMeta:
         height = _parse_int(values, H_HEIGHT, minimum=1, maximum=MAX_JPEG_SIDE)
         if width * height > MAX_FRAME_PIXELS:
             raise FrameError(f"frame of {width}x{height} exceeds {MAX_FRAME_PIXELS} pixels")
+        check_aspect_ratio(width, height, "frame")
         return cls(camera_id, seq, capture_ts_ns, width, height, version)
 
 

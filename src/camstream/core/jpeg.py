@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from camstream.core.contract import MAX_FRAME_PIXELS
+from camstream.core.contract import MAX_FRAME_PIXELS, check_aspect_ratio
 from camstream.errors import FrameError
 
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -99,6 +99,7 @@ def check_jpeg(jpeg: bytes) -> JpegInfo:
         raise FrameError(
             f"JPEG of {info.width}x{info.height} exceeds the {MAX_FRAME_PIXELS}-pixel limit"
         )
+    check_aspect_ratio(info.width, info.height, "JPEG")
     return info
 
 

@@ -24,6 +24,8 @@ any doubt means a full detection. Plain Python over numpy: it knows nothing of K
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 import zlib
 from collections import OrderedDict
@@ -41,21 +43,35 @@ _REDUCED_GREY = ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8), (4, cv2.IMREAD_REDUCED_GRA
                  (2, cv2.IMREAD_REDUCED_GRAYSCALE_2), (1, cv2.IMREAD_GRAYSCALE))  # fmt: skip
 
 
+def thumbnail_size(width: int, height: int, thumb_width: int) -> tuple[int, int]:
+    """(width, height) of a frame's thumbnail: the frame's shape, in at most the pixels of
+    a 4:3 frame's thumbnail `thumb_width` wide (80x60). Fixed in bytes whatever the aspect
+    ratio (sized by its width alone, an 80x65,000 strip would take 5.2 MB). A frame that small
+    already keeps its size."""
+    budget = thumb_width * (thumb_width * 3 // 4)
+    if width * height <= budget:
+        return width, height
+    # w*w <= budget*width/height and h <= w*height/width, so w*h <= budget; the last
+    # bounds hold it there when a side is 1 pixel.
+    thumb_w = max(1, min(width, budget, math.isqrt(budget * width // height)))
+    return thumb_w, max(1, min(height, thumb_w * height // width, budget // thumb_w))
+
+
 def motion_thumbnail(jpeg: bytes, info: JpegInfo, thumb_width: int) -> np.ndarray:
-    """A small, blurred grey copy of a checked JPEG: what the gate compares.
+    """A small, blurred grey copy of a checked JPEG (`thumbnail_size`): what the gate compares.
 
     Decoded straight at reduced size (1/8 of 640x480 is 80x60: about 0.15 ms); the blur
     keeps sensor and JPEG noise below the pixel threshold.
     """
+    size = thumbnail_size(info.width, info.height, thumb_width)
     flags = cv2.IMREAD_GRAYSCALE
     for factor, reduced in _REDUCED_GREY:
-        if info.width // factor >= thumb_width:
+        if info.width // factor >= size[0] and info.height // factor >= size[1]:
             flags = reduced
             break
     grey = decode_checked(jpeg, info, flags)
-    if grey.shape[1] > thumb_width:
-        height = max(1, round(grey.shape[0] * thumb_width / grey.shape[1]))
-        grey = cv2.resize(grey, (thumb_width, height), interpolation=cv2.INTER_AREA)
+    if (grey.shape[1], grey.shape[0]) != size:
+        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
     return cv2.GaussianBlur(grey, (5, 5), 0)
 
 
@@ -119,11 +135,12 @@ class Reference:
     """A camera's last analysed frame: the model the gate compares with, and its boxes.
 
     `boxes_xyxy` stays None until that frame's detection is done, and forever if it failed:
-    frames gated against it are then analysed after all.
+    frames gated against it are then analysed after all. `nbytes` is what the gate holding
+    it counts it for.
     """
 
-    __slots__ = ("boxes_xyxy", "capture_ts_ns", "first", "frame_size", "full_ts_ns", "seq",
-                 "thumb")  # fmt: skip
+    __slots__ = ("_boxes", "_gate", "capture_ts_ns", "first", "frame_size", "full_ts_ns",
+                 "nbytes", "seq", "thumb")  # fmt: skip
 
     def __init__(self, seq: int, capture_ts_ns: int, frame_size: tuple[int, int],
                  thumb: np.ndarray) -> None:  # fmt: skip
@@ -131,11 +148,26 @@ class Reference:
         self.capture_ts_ns = capture_ts_ns
         self.frame_size = frame_size
         self.thumb = thumb
-        self.boxes_xyxy: np.ndarray | None = None
+        self._boxes: np.ndarray | None = None
+        self._gate: MotionGate | None = None
+        self.nbytes = 0
         # Capture time of the camera's last detection on the whole frame: this one's, unless
         # it was analysed on its moving regions only. Keyframes count from it.
         self.full_ts_ns = capture_ts_ns
         self.first = False  # no keyframe yet since the camera's first model in this gate
+
+    @property
+    def boxes_xyxy(self) -> np.ndarray | None:
+        return self._boxes
+
+    @boxes_xyxy.setter
+    def boxes_xyxy(self, boxes: np.ndarray | None) -> None:
+        # The boxes come after the gate took the model in: the gate holding it counts them.
+        gate = self._gate
+        if gate is None:
+            self._boxes = boxes
+        else:
+            gate._set_boxes(self, boxes)
 
 
 Box = tuple[int, int, int, int]
@@ -158,14 +190,27 @@ class GateDecision:
     previous: Reference | None = None
 
 
+# What a camera's model costs besides its thumbnail's and boxes' pixels and its id: the
+# gate's entry, the Reference, its numbers and the arrays' headers (about 600 bytes by
+# tracemalloc; test_motion holds the gate's count to what it really holds).
+MODEL_OVERHEAD_BYTES = 768
+
+
+def _array_bytes(array: np.ndarray | None) -> int:
+    return 0 if array is None else array.nbytes
+
+
 class MotionGate:
-    """Per-camera models of one worker, bounded in count and in age."""
+    """Per-camera models of one worker, bounded in count, in bytes and in age."""
 
     def __init__(self, settings: MotionSettings, clock: Callable[[], float] = time.monotonic):
         self.settings = settings
         self._clock = clock
         # camera id -> (its reference, when it was last seen); least recently seen first.
         self._cameras: OrderedDict[str, tuple[Reference, float]] = OrderedDict()
+        # Boxes are set from the batch's detection threads while the gate may evict.
+        self._lock = threading.Lock()
+        self.nbytes = 0  # what the models held count for (`Reference.nbytes`)
         self.forgotten = 0
 
     def __len__(self) -> int:
@@ -181,6 +226,13 @@ class MotionGate:
         """The decision for a camera's next frame, in the camera's order; a frame to analyse
         becomes the camera's new reference."""
         now = self._clock()
+        with self._lock:
+            return self._decide(camera_id, seq, capture_ts_ns, frame_size, thumb, now)
+
+    def _decide(
+        self, camera_id: str, seq: int, capture_ts_ns: int, frame_size: tuple[int, int],
+        thumb: np.ndarray, now: float,
+    ) -> GateDecision:  # fmt: skip
         self._forget_silent(now)
         known = self._cameras.get(camera_id)
         reason, changed = "new", 0.0
@@ -208,11 +260,8 @@ class MotionGate:
             reference.full_ts_ns, reference.first = known[0].full_ts_ns, known[0].first  # type: ignore[index]
         else:
             reference.first = known is None
-        self._cameras[camera_id] = (reference, now)
-        self._cameras.move_to_end(camera_id)
-        while len(self._cameras) > self.settings.max_cameras:
-            self._cameras.popitem(last=False)
-            self.forgotten += 1
+        self._hold(camera_id, reference, now)
+        self._evict()
         previous = known[0] if regions else None  # type: ignore[index]
         return GateDecision(True, reason, reference, changed, regions, previous)
 
@@ -228,16 +277,53 @@ class MotionGate:
 
     def drop(self, camera_id: str, reference: Reference) -> None:
         """Forget a camera's model if it is still `reference` (its detection failed)."""
-        known = self._cameras.get(camera_id)
-        if known is not None and known[0] is reference:
-            del self._cameras[camera_id]
+        with self._lock:
+            known = self._cameras.get(camera_id)
+            if known is not None and known[0] is reference:
+                del self._cameras[camera_id]
+                self._let_go(reference)
+
+    def _hold(self, camera_id: str, reference: Reference, now: float) -> None:
+        """Make `reference` the camera's model (the most recently seen), counting its bytes."""
+        known = self._cameras.pop(camera_id, None)
+        if known is not None:
+            self._let_go(known[0])
+        reference._gate = self
+        reference.nbytes = (MODEL_OVERHEAD_BYTES + len(camera_id) + reference.thumb.nbytes
+                            + _array_bytes(reference.boxes_xyxy))  # fmt: skip
+        self.nbytes += reference.nbytes
+        self._cameras[camera_id] = (reference, now)
+
+    def _let_go(self, reference: Reference) -> None:
+        reference._gate = None
+        self.nbytes -= reference.nbytes
+
+    def _set_boxes(self, reference: Reference, boxes: np.ndarray | None) -> None:
+        """`Reference.boxes_xyxy` set on a model this gate took in: count them."""
+        with self._lock:
+            grown = _array_bytes(boxes) - _array_bytes(reference._boxes)
+            reference._boxes = boxes
+            if reference._gate is self:  # still held (not evicted meanwhile)
+                reference.nbytes += grown
+                self.nbytes += grown
+                self._evict()
+
+    def _evict(self) -> None:
+        """Forget the least recently seen cameras beyond the count and the bytes allowed."""
+        while self._cameras and (
+            len(self._cameras) > self.settings.max_cameras or self.nbytes > self.settings.max_bytes
+        ):
+            _, (reference, _) = self._cameras.popitem(last=False)
+            self._let_go(reference)
+            self.forgotten += 1
 
     def _forget_silent(self, now: float) -> None:
         while self._cameras:
-            camera_id, (_, seen) = next(iter(self._cameras.items()))
+            camera_id, (reference, seen) = next(iter(self._cameras.items()))
             if now - seen <= self.settings.forget_s:
                 return
             del self._cameras[camera_id]
+            self._let_go(reference)
             self.forgotten += 1
 
 

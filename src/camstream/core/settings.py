@@ -60,7 +60,8 @@ class MotionSettings:
     pixel_threshold: int = 25
     # The scene moved when more than this share of the thumbnail's pixels did.
     min_changed: float = 0.001
-    # Width of the grey thumbnail compared (Frigate compares at about 100 pixels high).
+    # Width of the grey thumbnail of a 4:3 frame (80x60; Frigate compares at about 100
+    # pixels high); a frame of another shape gets as many pixels at most, in its own shape.
     thumb_width: int = 80
     # On a frame analysed because something moved, run the detector only on the moving
     # regions (widened by `region_margin` of the frame's width each side) and carry the
@@ -71,8 +72,11 @@ class MotionSettings:
     max_region_share: float = 0.6
     # Cameras not seen for this long (wall-clock seconds) are forgotten.
     forget_s: float = 300.0
-    # At most this many cameras per worker; the least recently seen go first.
+    # At most this many cameras per worker, and models of at most this many bytes (a
+    # thumbnail is at most 80x60 pixels, whatever the frame's shape: about 5 KB per camera
+    # with its boxes); the least recently seen go first.
     max_cameras: int = 20_000
+    max_bytes: int = 128 * 2**20
 
     def validate(self) -> MotionSettings:
         if self.keyframe_s <= 0:
@@ -83,8 +87,10 @@ class MotionSettings:
             raise ConfigError(f"motion min_changed must be in [0, 1) (got {self.min_changed})")
         if not 0 <= self.region_margin <= 1 or not 0 < self.max_region_share <= 1:
             raise ConfigError("motion region_margin must be in [0, 1], max_region_share in (0, 1]")
-        if self.thumb_width < 8 or self.max_cameras < 1 or self.forget_s <= 0:
-            raise ConfigError("motion thumb_width >= 8, max_cameras >= 1 and forget_s > 0")
+        if self.thumb_width < 8 or self.max_cameras < 1 or self.max_bytes < 1 or self.forget_s <= 0:
+            raise ConfigError(
+                "motion thumb_width >= 8, max_cameras >= 1, max_bytes >= 1 and forget_s > 0"
+            )
         return self
 
 

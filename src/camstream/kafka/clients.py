@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 
 import kafka.errors as kafka_errors
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from camstream.config import Config
+from camstream.config import Config, jaas_options
 from camstream.errors import KafkaUnavailableError
 
 log = logging.getLogger(__name__)
@@ -45,7 +44,10 @@ def unavailable(cfg: Config, cause: BaseException | None = None) -> KafkaUnavail
             " or SASL)."
         )
     else:
-        message += ". `camstream -v` shows kafka-python's log of each attempt."
+        message += (
+            ". `camstream -v` shows each attempt and why it failed (kafka-python's log at INFO;"
+            " secrets are redacted from every log)."
+        )
     return KafkaUnavailableError(message)
 
 
@@ -74,10 +76,6 @@ def _warn_without_fast_crc() -> None:
         )
 
 
-_JAAS_VALUE = re.compile(r'(username|password)\s*=\s*"((?:[^"\\]|\\.)*)"')
-_JAAS_ESCAPE = re.compile(r"\\(.)")
-
-
 def security_settings(properties: tuple[tuple[str, str], ...]) -> dict[str, object]:
     """Map the Java client's security properties (as Spark takes them) to kafka-python's."""
     props = {name.removeprefix("kafka."): value for name, value in properties}
@@ -87,9 +85,7 @@ def security_settings(properties: tuple[tuple[str, str], ...]) -> dict[str, obje
     if "sasl.mechanism" in props:
         settings["sasl_mechanism"] = props["sasl.mechanism"]
     if "sasl.jaas.config" in props:
-        found = {
-            k: _JAAS_ESCAPE.sub(r"\1", v) for k, v in _JAAS_VALUE.findall(props["sasl.jaas.config"])
-        }
+        found = jaas_options(props["sasl.jaas.config"])
         if "username" in found:
             settings["sasl_plain_username"] = found["username"]
             settings["sasl_plain_password"] = found.get("password", "")

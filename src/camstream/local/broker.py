@@ -7,12 +7,14 @@ Listeners bind to 127.0.0.1 unless told otherwise.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from camstream.config import quoted
 from camstream.errors import BrokerError, KafkaUnavailableError
 from camstream.local import jars
 from camstream.local.layout import load_layout, save_layout
@@ -61,12 +63,13 @@ class LocalBroker:
     cluster_id: str = ""
     # Replicas of Kafka's internal topics, and the default min.insync.replicas (RF - 1).
     cluster_size: int = 1
-    # An extra SASL_SSL listener (TLS + SCRAM) for clients, beside the loopback PLAINTEXT
-    # one that the broker uses internally: its port, a PEM file holding the broker's
-    # private key and certificate chain, and the SCRAM users (name, password) to create.
+    # An extra SASL_SSL listener (TLS + SCRAM-SHA-512 or PLAIN) for clients, beside the
+    # loopback PLAINTEXT one that the broker uses internally: its port, a PEM file holding
+    # the broker's private key and certificate chain, and the users (name, password) who
+    # may log in with either mechanism.
     sasl_ssl_port: int | None = None
     tls_keystore_pem: str = ""
-    scram_users: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    sasl_users: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     # Kafka's own quickstart configuration (config/server.properties) instead of camstream's:
     # 1,048,588-byte messages, topics created on first use with 1 partition. What an
     # operator's broker looks like when nobody tuned it for video.
@@ -129,7 +132,8 @@ class LocalBroker:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(exist_ok=True)
         properties = self.properties()
-        self.properties_file.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
+        # Owner-only: with PLAIN users it holds their passwords.
+        write_private(self.properties_file, "".join(f"{k}={v}\n" for k, v in properties.items()))
         (self.directory / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
 
     def properties(self) -> dict[str, str]:
@@ -217,6 +221,9 @@ class LocalBroker:
             )
         listener = f"SASL_SSL://{self.host}:{self.sasl_ssl_port}"
         scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        # PLAIN checks passwords against the JAAS line's user_<name> entries.
+        plain = "org.apache.kafka.common.security.plain.PlainLoginModule required"
+        plain += "".join(f" user_{name}={quoted(password)}" for name, password in self.sasl_users)
         prefix = "listener.name.sasl_ssl."
         return {
             "listeners": f"{base['listeners']},{listener}",
@@ -224,8 +231,9 @@ class LocalBroker:
             "listener.security.protocol.map": (
                 f"{base['listener.security.protocol.map']},SASL_SSL:SASL_SSL"
             ),
-            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512,PLAIN",
             f"{prefix}scram-sha-512.sasl.jaas.config": scram,
+            f"{prefix}plain.sasl.jaas.config": plain + ";",
             f"{prefix}ssl.keystore.type": "PEM",
             f"{prefix}ssl.keystore.location": str(Path(self.tls_keystore_pem).resolve()),
             f"{prefix}ssl.enabled.protocols": "TLSv1.3,TLSv1.2",
@@ -254,7 +262,7 @@ class LocalBroker:
         # SCRAM credentials live in the cluster metadata (salted and hashed), set at format.
         scram = [
             f"--add-scram=SCRAM-SHA-512=[name={name},password={password}]"
-            for name, password in self.scram_users
+            for name, password in self.sasl_users
         ]
         # The stock configuration has a dynamic quorum, which a single node formats alone.
         standalone = ["--standalone"] if self.stock else []
@@ -262,7 +270,14 @@ class LocalBroker:
             java, jars, STORAGE_TOOL, "format", f"--cluster-id={cluster_id}",
             "-c", str(self.properties_file), *standalone, *scram,
         )  # fmt: skip
-        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        # The tool takes passwords only as arguments, and a command line shows in `ps` and
+        # /proc: the JVM reads its arguments from an owner-only file instead, deleted after.
+        argfile = self.directory / "format.args"
+        write_private(argfile, "".join(f"{quoted(arg)}\n" for arg in cmd[1:]))
+        try:
+            out = subprocess.run([java, f"@{argfile}"], capture_output=True, text=True, check=False)
+        finally:
+            argfile.unlink(missing_ok=True)
         if out.returncode != 0:
             raise BrokerError(f"formatting Kafka storage failed:\n{out.stdout}{out.stderr}")
 
@@ -426,6 +441,13 @@ class LocalCluster:
 
     def log_tail(self, lines: int = 10) -> str:
         return "\n".join(f"broker {n.node_id}:\n{n.log_tail(lines)}" for n in self.nodes)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner may read (created so: never readable by others)."""
+    path.unlink(missing_ok=True)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+        file.write(text)
 
 
 def _kafka_uuid() -> str:

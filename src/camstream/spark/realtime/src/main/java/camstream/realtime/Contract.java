@@ -53,6 +53,8 @@ final class Contract {
       "source_timestamp_ms", "value_bytes", "headers_dropped");
   static final long MAX_FRAME_PIXELS = 8192L * 8192L;
   static final int MAX_JPEG_SIDE = 65535;
+  /** A frame's long side at most this many times its short one, as camstream's contract. */
+  static final int MAX_ASPECT_RATIO = 16;
   static final int MAX_ERROR_BYTES = 1000;
   static final int RECORD_BATCH_HEADER_BYTES = 61;
   private static final Pattern DECIMAL = Pattern.compile("-?[0-9]+");
@@ -118,7 +120,16 @@ final class Contract {
       throw new FrameError(
           "frame of " + width + "x" + height + " exceeds " + MAX_FRAME_PIXELS + " pixels");
     }
+    checkAspectRatio(width, height, "frame");
     return new Meta(cameraId, seq, captureTsNs, width, height);
+  }
+
+  /** Refuses a frame (or JPEG: `what`) of a shape no camera gives, as check_aspect_ratio. */
+  static void checkAspectRatio(int width, int height, String what) {
+    if ((long) Math.max(width, height) > (long) MAX_ASPECT_RATIO * Math.min(width, height)) {
+      throw new FrameError(what + " of " + width + "x" + height + " exceeds the aspect-ratio"
+          + " limit (its long side at most " + MAX_ASPECT_RATIO + " times its short one)");
+    }
   }
 
   /** An ASCII decimal integer within [minimum, maximum], as camstream's _parse_int. */

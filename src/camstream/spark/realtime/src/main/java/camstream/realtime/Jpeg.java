@@ -117,6 +117,7 @@ final class Jpeg {
       throw new FrameError("JPEG of " + info.width() + "x" + info.height() + " exceeds the "
           + Contract.MAX_FRAME_PIXELS + "-pixel limit");
     }
+    Contract.checkAspectRatio(info.width(), info.height(), "JPEG");
     return info;
   }
 
