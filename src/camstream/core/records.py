@@ -24,15 +24,21 @@ from camstream.core.annotation import annotate
 from camstream.core.contract import (
     H_CARRIED_FROM_SEQ,
     H_FITTED,
-    H_HEADERS_DROPPED,
     H_SKIPPED,
     H_VALUE_DROPPED,
+    INPUT_HEADERS,
+    RESULT_NAMES,
     FrameMeta,
     Headers,
     RecordSource,
     analytics_headers,
+    bounded_key,
+    contract_first_ranks,
+    cut_headers,
     dead_letter_headers,
     detection_event,
+    header_bytes,
+    headers_dropped_note,
     record_bytes,
 )
 from camstream.core.freshness import FreshnessGuard
@@ -280,12 +286,23 @@ def _output(
     clock: Clock,
     extra: Sequence[tuple[str, bytes]] = (),
 ) -> ProcessedRecord:
-    """The output record, re-encoded smaller when it would not fit the output topic."""
+    """The output record, re-encoded smaller when it would not fit the output topic.
+
+    Headers that alone leave no room for any frame (only compression lets such a record
+    in) are cut first: the input's own headers outside the contract, the largest first,
+    until the frame fits as it is or none is left (`headers_dropped` says how many).
+    """
     key = meta.camera_id.encode()
+    limit = settings.output_max_bytes
     skipped = any(name == H_SKIPPED for name, _ in extra)
     out_headers = analytics_headers(headers, boxes.tolist(), clock(), extra=extra)
-    if record_bytes(key, jpeg, out_headers) <= settings.output_max_bytes:
+    if record_bytes(key, jpeg, out_headers) <= limit:
         return ProcessedRecord(True, key, jpeg, out_headers, faces=len(boxes), skipped=skipped)
+    if record_bytes(key, None, out_headers) > limit:
+        headers, extra = _cut_passed_headers(key, jpeg, headers, boxes, extra, limit, clock)
+        out_headers = analytics_headers(headers, boxes.tolist(), clock(), extra=extra)
+        if record_bytes(key, jpeg, out_headers) <= limit:
+            return ProcessedRecord(True, key, jpeg, out_headers, faces=len(boxes), skipped=skipped)
 
     # Too large for the output topic: the same picture at lower quality, then smaller.
     image = image_bgr if image_bgr is not None else decode_jpeg(jpeg)
@@ -304,8 +321,7 @@ def _output(
         )
 
     def fits(candidate: FittedJpeg) -> bool:
-        size = record_bytes(key, candidate.jpeg, candidate_headers(candidate))
-        return size <= settings.output_max_bytes
+        return record_bytes(key, candidate.jpeg, candidate_headers(candidate)) <= limit
 
     fitted, last = fit_jpeg(
         image,
@@ -319,7 +335,7 @@ def _output(
             f"the annotated frame does not fit the output topic: still"
             f" {record_bytes(key, last.jpeg, candidate_headers(last))} bytes at JPEG quality"
             f" {last.quality} and {last.width}x{last.height}, over its max.message.bytes of"
-            f" {settings.output_max_bytes} (raise it, or lower CAMSTREAM_MIN_JPEG_QUALITY or"
+            f" {limit} (raise it, or lower CAMSTREAM_MIN_JPEG_QUALITY or"
             " CAMSTREAM_MIN_FRAME_WIDTH)"
         )
     return ProcessedRecord(
@@ -333,6 +349,33 @@ def _output(
     )
 
 
+def _cut_passed_headers(
+    key: bytes,
+    jpeg: bytes,
+    headers: Headers,
+    boxes: np.ndarray,
+    extra: Sequence[tuple[str, bytes]],
+    limit: int,
+    clock: Clock,
+) -> tuple[Headers, list[tuple[str, bytes]]]:
+    """The input headers an output keeps when they alone would not fit its topic, and its
+    extra headers with the note that says how many went. Only those the output passes on
+    and the contract does not name may go."""
+    ranks = [
+        None if value is None or name in RESULT_NAMES or name in INPUT_HEADERS else 0
+        for name, value in headers
+    ]
+    fixed = [h for h, rank in zip(headers, ranks, strict=True) if rank is None]
+    passed = [h for h, rank in zip(headers, ranks, strict=True) if rank is not None]
+    # Room for the note at its longest (every passed header gone), so that it fits too.
+    longest = headers_dropped_note(len(passed), sum(header_bytes(*h) for h in passed))
+    room = limit - record_bytes(
+        key, jpeg, analytics_headers(fixed, boxes.tolist(), clock(), extra=[*extra, longest])
+    )
+    kept, count, size = cut_headers(headers, ranks, room)
+    return kept, [*extra, headers_dropped_note(count, size)]
+
+
 def dead_letter(
     key: bytes | None,
     value: bytes | None,
@@ -343,31 +386,40 @@ def dead_letter(
     source: RecordSource | None = None,
 ) -> ProcessedRecord:
     """The record as it came, plus the reason, the time and where it came from; it fits the
-    dead-letter topic.
+    dead-letter topic, however large the record came.
 
-    A dead-letter topic smaller than the input topic (someone else made it, with the
-    broker's default limit) cannot take the largest records whole: then the value is left
-    out, with a header that says so, and the key, headers, reason, source coordinates and
-    the value's size still arrive. Should even the headers not fit, they go too (a header
-    says how many).
+    - A key longer than any camera id (MAX_KEY_BYTES) is replaced by its SHA-256, and
+      `key_hashed` gives its length.
+    - A dead-letter topic smaller than the input topic (someone else made it, with the
+      broker's default limit) cannot take the largest records whole: then the value is left
+      out, with a header that says so, and the key, headers, reason, source coordinates and
+      the value's size still arrive.
+    - Headers that even without the value would not fit are cut, the largest first, the
+      contract's own last (`headers_dropped` says how many); the value stays if it fits
+      beside those kept. The dead letter's own headers always stay.
     """
     failed_ts_ns = _safe_clock(clock)
     size = None if value is None else len(value)
-    out_headers = dead_letter_headers(headers, error, failed_ts_ns, source, size)
+    key, hashed = bounded_key(key)
+    own = [*dead_letter_headers([], error, failed_ts_ns, source, size), *hashed]
     limit = settings.dead_letter_max_bytes
-    if record_bytes(key, value, out_headers) > limit:
-        note = (
-            f"{size or 0} bytes left out: the dead letter would exceed the dead-letter"
-            f" topic's max.message.bytes of {limit}"
-        )
-        out_headers = [*out_headers, (H_VALUE_DROPPED, note.encode())]
-        value = None
-        if record_bytes(key, value, out_headers) > limit:
-            # The dead letter's own headers follow the original ones: kept by position, not
-            # by name, so that an original header named like one of them cannot stay.
-            note = f"{len(headers)} original headers left out: they exceed the topic's limit"
-            out_headers = [*out_headers[len(headers) :], (H_HEADERS_DROPPED, note.encode())]
-    return ProcessedRecord(False, key, value, out_headers, error=error)
+    if record_bytes(key, value, [*headers, *own]) <= limit:
+        return ProcessedRecord(False, key, value, [*headers, *own], error=error)
+    note = (
+        f"{size or 0} bytes left out: the dead letter would exceed the dead-letter"
+        f" topic's max.message.bytes of {limit}"
+    )
+    value_dropped = (H_VALUE_DROPPED, note.encode())
+    if record_bytes(key, None, [*headers, *own, value_dropped]) <= limit:
+        return ProcessedRecord(False, key, None, [*headers, *own, value_dropped], error=error)
+    # The note at its longest (every original header gone), so that it fits too.
+    longest = headers_dropped_note(len(headers), sum(header_bytes(*h) for h in headers))
+    room = limit - record_bytes(key, None, [*own, value_dropped, longest])
+    kept, count, cut_size = cut_headers(headers, contract_first_ranks(headers), room)
+    cut = headers_dropped_note(count, cut_size)
+    if record_bytes(key, value, [*kept, *own, cut]) <= limit:
+        return ProcessedRecord(False, key, value, [*kept, *own, cut], error=error)
+    return ProcessedRecord(False, key, None, [*kept, *own, value_dropped, cut], error=error)
 
 
 def _safe_clock(clock: Clock) -> int:
