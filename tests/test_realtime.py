@@ -28,6 +28,7 @@ from camstream.core.records import ProcessedRecord, check_record, process_record
 from camstream.errors import ConfigError
 from camstream.kafka.clients import make_producer
 from camstream.spark.job import build_query, realtime_rows, realtime_settings_text
+from camstream.spark.progress import describe_failure
 from helpers import astronaut_bgr, consume, iou
 from poison import CAMERA, GIANT_BYTES, bad_records, poison_records
 
@@ -249,19 +250,23 @@ def test_the_java_function_fits_an_annotated_frame_to_a_small_output_topic(spark
     assert python.ok and python.fitted and fitted >= 1
 
 
-def test_an_exception_in_java_on_a_record_makes_a_dead_letter_with_the_reason(
+def test_a_broken_environment_in_java_fails_the_task_instead_of_dead_lettering_frames(
     spark: Any,
 ) -> None:
-    """Whatever fails in Java on one record (here: a cascade that is not there) becomes a
-    dead letter that carries the record and the reason; the query itself does not fail."""
+    """A cascade that is not in the jar is no record's fault: every frame would fail alike.
+    It used to make every frame a dead letter while the job looked healthy; now the task
+    fails, and the one-line root cause says why (a record's own failure still makes a
+    dead letter: the poison records above)."""
     key, value, headers = frame_record("cam-x", 0, astronaut_bgr())
     text = realtime_settings_text(settings_for("fast"), OUT, DLQ).replace(
         "haarcascade_frontalface_default.xml", "haarcascade_missing.xml"
     )
-    [row] = run_java(spark, [(key, value, headers)], text)
-    assert row["topic"] == DLQ and (row["key"], row["value"]) == (key, value)
-    error = dict(java_headers(row))["error"].decode()
-    assert error.startswith("IllegalStateException: no Haar cascade haarcascade_missing.xml")
+    with pytest.raises(Exception) as failure:  # Spark's, whatever its class
+        run_java(spark, [(key, value, headers)], text)
+    line = describe_failure(failure.value)
+    assert (
+        "EnvironmentFailure: no Haar cascade haarcascade_missing.xml in camstream-realtime" in line
+    )
 
 
 def test_java_dead_letters_name_their_source_and_fit_a_small_topic_as_python_ones(

@@ -1,9 +1,12 @@
 """The per-record function: the frame contract and the per-frame function, for one record.
 
 Plain Python over bytes, like the per-frame function it applies: Spark (or anything else)
-only hands it a record's key, value and headers. `process_record` never raises: whatever
-goes wrong with a record becomes a dead letter that carries the record as it came and the
-reason, and every record it returns fits the topic it goes to.
+only hands it a record's key, value and headers. `process_record` never raises for a
+record: whatever goes wrong with one becomes a dead letter that carries the record as it
+came (as far as it fits) and the reason, and every record it returns fits the topic it goes
+to, however large the record came (compression lets in records far over a topic's limit).
+A broken environment is no record's fault (`camstream.errors.ENVIRONMENT_FAILURES`): it
+goes through, and fails the task.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import dataclasses
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +56,7 @@ from camstream.core.jpeg import (
     fit_jpeg,
 )
 from camstream.core.settings import RecordSettings
-from camstream.errors import FrameError
+from camstream.errors import ENVIRONMENT_FAILURES, FrameError
 
 Clock = Callable[[], int]
 
@@ -83,13 +87,14 @@ def process_record(
     settings: RecordSettings,
     clock: Clock = time.time_ns,
 ) -> ProcessedRecord:
-    """Apply the contract and the per-frame function to one Kafka record. Never raises.
+    """Apply the contract and the per-frame function to one Kafka record. Never raises for
+    the record's sake.
 
-    A record that cannot be processed, for any reason, comes back with ok=False, its
-    original key, value and headers, and the reason (the exception's type and message),
-    so that the caller dead-letters it and goes on with the frames around it. Every record
-    returned fits its topic's size limit (`settings.output_max_bytes` or
-    `settings.dead_letter_max_bytes`).
+    A record that cannot be processed comes back with ok=False, its original key, value
+    and headers, and the reason (the exception's type and message), so that the caller
+    dead-letters it and goes on with the frames around it. Every record returned fits its
+    topic's size limit (`settings.output_max_bytes` or `settings.dead_letter_max_bytes`).
+    An environment failure (`ENVIRONMENT_FAILURES`) is raised: every record would fail alike.
 
     Under the `live` freshness policy (`settings.max_age_ms`), a valid frame captured
     longer ago than that is validated like any other but not run through detection: it is
@@ -101,7 +106,8 @@ def process_record(
     (`check_record`, `detect_frame`, `finish_frame`) in `camstream.core.batch`.
     """
     key, value, headers, problem = normalise(key, value, headers)
-    try:
+    failures: list[BaseException] = []
+    with record_failures(failures.append):
         if problem:
             raise FrameError(problem)
         frame = check_record(key, value, headers, settings)
@@ -109,12 +115,23 @@ def process_record(
         if stale is not None:
             return stale
         return finish_frame(frame, detect_frame(frame, settings), settings, clock)
-    except Exception as exc:  # the per-record guarantee: one bad record never stops the job
-        return dead_letter(key, value, headers, reason(exc), settings, clock)
+    return dead_letter(key, value, headers, reason(failures[0]), settings, clock)
 
 
 def reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+@contextmanager
+def record_failures(failed: Callable[[Exception], object]) -> Iterator[None]:
+    """The per-record guarantee: a record's failure goes to `failed` (for its dead letter),
+    and one bad record never stops the job; an environment failure goes through."""
+    try:
+        yield
+    except ENVIRONMENT_FAILURES:
+        raise  # not this record's fault: every record would fail alike
+    except Exception as exc:
+        failed(exc)
 
 
 class BatchBudget:

@@ -253,7 +253,7 @@ final class Contract {
       return new BoundedKey(ascii(hex.toString()),
           List.of(new Header("key_hashed", note.getBytes(StandardCharsets.UTF_8))));
     } catch (NoSuchAlgorithmException e) {
-      throw new IllegalStateException("this JVM has no SHA-256", e);
+      throw new EnvironmentFailure("this JVM has no SHA-256", e);
     }
   }
 

@@ -4,6 +4,7 @@ import camstream.realtime.Contract.Header;
 import camstream.realtime.Contract.Meta;
 import camstream.realtime.Contract.Source;
 import java.math.BigDecimal;
+import java.io.UncheckedIOException;
 import java.math.RoundingMode;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
@@ -25,8 +26,12 @@ import scala.collection.Seq;
  * ms, settings) in; a row for the Kafka sink out: key, value, headers and the topic, the output
  * topic for an analysed frame or the dead-letter topic for a record that could not be, with the
  * reason and the record's source (null source arguments: unknown, no source headers). It never
- * throws: whatever fails on one record, the record becomes a dead letter. Kept equal to the
- * Python function by camstream's tests.
+ * throws for a record: whatever fails on one (a RuntimeException or a StackOverflowError) makes
+ * it a dead letter. A broken environment is no record's fault and fails the task: an
+ * EnvironmentFailure (a missing cascade), an I/O error, a LinkageError (OpenCV's native library
+ * that does not load), running out of memory (as camstream.errors.ENVIRONMENT_FAILURES). Every
+ * row it returns fits its topic, however large the record came. Kept equal to the Python
+ * function by camstream's tests.
  */
 public final class ProcessRecord
     implements UDF8<byte[], byte[], Seq<Row>, String, Integer, Long, Long, String, Row> {
@@ -48,12 +53,13 @@ public final class ProcessRecord
         }
       }
       outcome = process(key, value, pairs, settings);
-    } catch (VirtualMachineError fatal) {
-      if (!(fatal instanceof StackOverflowError)) {
-        throw fatal; // out of memory: the JVM, not this record, is in trouble
-      }
-      outcome = deadLetter(key, value, pairs, reason(fatal), settings, source);
-    } catch (Throwable failure) { // the per-record guarantee: one record never stops the job
+    } catch (EnvironmentFailure failure) {
+      throw failure; // not this record's fault: every record would fail alike
+    } catch (UncheckedIOException | LinkageError failure) {
+      throw new EnvironmentFailure("this executor cannot process frames (" + causes(failure)
+          + "); the task fails instead of dead-lettering every record, which are not at fault",
+          failure);
+    } catch (RuntimeException | StackOverflowError failure) { // one record never stops the job
       outcome = deadLetter(key, value, pairs, reason(failure), settings, source);
     } finally {
       Mats.releaseAll(); // the outcome holds bytes only: the record's images can go now
@@ -71,6 +77,16 @@ public final class ProcessRecord
 
   private static String reason(Throwable failure) {
     return failure.getClass().getSimpleName() + ": " + failure.getMessage();
+  }
+
+  /** The failure's reason and its causes' (a class that failed to initialise hides why). */
+  private static String causes(Throwable failure) {
+    StringBuilder text = new StringBuilder(reason(failure));
+    for (Throwable cause = failure.getCause(); cause != null && text.length() < 1000;
+        cause = cause.getCause()) {
+      text.append(", caused by ").append(reason(cause));
+    }
+    return text.toString();
   }
 
   static Outcome process(byte[] key, byte[] value, List<Header> headers, Settings settings) {
