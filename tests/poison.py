@@ -112,6 +112,14 @@ def large_face_frame() -> np.ndarray:
 
 
 HOUR_NS = 3600 * 10**9
+# Past every topic's limit uncompressed; gzip makes them about 2 KB, which a topic accepts
+# (a broker checks the compressed size): only a compressing producer can send them.
+GIANT_BYTES = 2_000_000
+GIANTS = (
+    "2 MB key (gzip let it in)",
+    "2 MB camera_id header (gzip let it in)",
+    "2 MB extra header (gzip let it in)",
+)
 
 
 def poison_records(jpeg: bytes) -> tuple[dict[str, Record], dict[str, Record]]:
@@ -139,6 +147,8 @@ def poison_records(jpeg: bytes) -> tuple[dict[str, Record], dict[str, Record]]:
             b"\xff\xd8\xff" + os.urandom(1_005_000),
             headers(20_105),
         ),
+        GIANTS[0]: (b"\x00" * GIANT_BYTES, jpeg, headers(20_106)),
+        GIANTS[1]: (key, jpeg, headers(20_107, camera_id=b"x" * GIANT_BYTES)),
     }
     wide = cv2.resize(astronaut_bgr(), (640, 480), interpolation=cv2.INTER_AREA)
     big = encode_jpeg(large_face_frame(), 30)
@@ -155,5 +165,6 @@ def poison_records(jpeg: bytes) -> tuple[dict[str, Record], dict[str, Record]]:
         ),
         "bytes after the end-of-image marker": (key, jpeg + os.urandom(3000), headers(30_002)),
         "stale but valid (the latest policy)": (key, jpeg, headers(30_003, ts=now - HOUR_NS)),
+        GIANTS[2]: (key, jpeg, [*headers(30_004), ("note", b"\x00" * GIANT_BYTES)]),
     }
     return bad, valid

@@ -2,22 +2,30 @@
 
 Every bad record must reach the dead-letter topic with its original key, value and headers
 plus a reason (`error`) and `failed_ts_ns`; every valid frame around them must reach the
-output; the job must still be running afterwards.
+output; the job must still be running afterwards. A broken environment, on the contrary, is
+no record's fault: it stops the job with its cause, and dead-letters nothing.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
+from kafka import TopicPartition
+from pyspark.errors import StreamingQueryException
 
-from camstream.config import Config
+from camstream.config import DETECTION_PRESETS, Config
 from camstream.core.contract import FrameMeta, headers_to_dict
+from camstream.core.detection import cascade_path
 from camstream.core.jpeg import encode_jpeg
-from camstream.kafka.clients import make_producer
+from camstream.errors import DetectorUnavailableError
+from camstream.kafka.clients import make_consumer, make_producer
 from camstream.spark.job import build_query
-from camstream.spark.progress import observed_totals
+from camstream.spark.progress import describe_failure, observed_totals
 from helpers import astronaut_bgr, consume, wait_until
 from poison import CAMERA, JOB_MAX_FRAME_BYTES, Headers, Record, bad_records
 
@@ -109,3 +117,47 @@ def test_every_bad_record_is_dead_lettered_and_every_frame_around_it_processed(
 
     assert totals["frames_dead_lettered"] == len(sent_bad)
     assert totals["frames_ok"] == len(valid_seqs)
+
+
+def test_a_detector_that_does_not_load_stops_the_job_instead_of_dead_lettering_frames(
+    spark, cfg: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broken environment is no record's fault. At start: the job refuses, naming the
+    cascade (exit code 5), before any query runs. On an executor that lost it after the
+    start (a misdeployed machine): the task fails and the query stops with that cause in
+    one line, and no frame is dead-lettered (they all used to be, the job looking healthy)."""
+    cascade = tmp_path / "cascade.xml"
+    fast = DETECTION_PRESETS["fast"]
+    monkeypatch.setitem(DETECTION_PRESETS, "fast", replace(fast, cascade=str(cascade)))
+    job = cfg.replace(detection_preset="fast")
+    with pytest.raises(DetectorUnavailableError, match="cannot load Haar cascade") as refused:
+        build_query(spark, job)
+    assert refused.value.exit_code == 5 and not spark.streams.active
+
+    shutil.copy(cascade_path(fast.cascade), cascade)
+    producer = make_producer(cfg)
+    jpeg = encode_jpeg(astronaut_bgr(), 80)
+    for seq in range(3):
+        meta = FrameMeta(CAMERA, seq, time.time_ns(), 512, 512)
+        producer.send(cfg.input_topic, key=CAMERA.encode(), value=jpeg, headers=meta.to_headers())
+    producer.close()
+    query = build_query(spark, job)  # the driver loads it
+    cascade.unlink()  # and the executors cannot
+    try:
+        with pytest.raises(StreamingQueryException) as stopped:
+            query.awaitTermination(120)
+    finally:
+        query.stop()
+    assert describe_failure(stopped.value).startswith(
+        "a Python worker raised camstream.errors.EnvironmentFailure: this executor cannot"
+        f" process frames (DetectorUnavailableError: cannot load Haar cascade '{cascade}')"
+    )
+    consumer = make_consumer(cfg)
+    try:
+        dlq = cfg.dead_letter_topic
+        ends = consumer.end_offsets(
+            [TopicPartition(dlq, p) for p in consumer.partitions_for_topic(dlq) or ()]
+        )
+    finally:
+        consumer.close()
+    assert ends and sum(ends.values()) == 0, f"frames were dead-lettered: {ends}"

@@ -2,10 +2,13 @@
 
 Every record is tagged with a `test_id` header (the contract passes extra headers on, to
 the output and to dead letters), so that each can be found on whichever topic it reached.
+The records go gzip-compressed, so that giants far over the topics' limits get in, as an
+attacker's would (a broker checks the compressed size, the job writes them uncompressed).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import signal
@@ -27,7 +30,7 @@ from camstream.kafka.clients import make_admin, make_consumer, make_producer
 from camstream.spark.job import build_query
 from camstream.spark.progress import LossMonitor, follow_progress
 from helpers import astronaut_bgr, consume, group_alive, wait_until
-from poison import CAMERA, poison_records
+from poison import CAMERA, GIANT_BYTES, GIANTS, poison_records
 
 pytestmark = pytest.mark.spark
 
@@ -87,12 +90,17 @@ def test_poison_records_never_stop_the_job_even_across_a_crash(cfg: Config, tmp_
     # The slow 3200x2400 frame early: the kill below lands while its batch is in flight, so
     # that the restarted job replays a batch with poison records in it.
     kinds = [*tricky.items(), *bad.items()]
+    giants = [kind for kind in kinds if kind[0] in GIANTS]
+    kinds = [kind for kind in kinds if kind[0] not in GIANTS]
     kinds.insert(6, kinds.pop(0))
+    # The giants right after it, in the first half: they reach the job before the kill
+    # (before the fix their dead letters made the query die, and each restart again).
+    kinds[7:7] = giants
     for seq, (kind, record) in enumerate(kinds):
         headers = FrameMeta(CAMERA, seq, time.time_ns(), 512, 512).to_headers()
         stream.append((f"valid-{seq}", (CAMERA.encode(), jpeg, headers), True))
         stream.append((kind, record, kind in tricky))
-    producer = make_producer(cfg)
+    producer = make_producer(cfg, compression_type="gzip", max_request_size=2 * GIANT_BYTES)
 
     def publish(part: list[tuple[str, Record, bool]]) -> None:
         for test_id, (key, value, headers), _ in part:
@@ -172,6 +180,21 @@ def test_poison_records_never_stop_the_job_even_across_a_crash(cfg: Config, tmp_
     assert stale["skipped"].startswith("stale")
     reason = headers_to_dict(tally.records["capture_ts_ns of 400 digits"].headers)["error"]
     assert "capture_ts_ns" in reason and "400 digits" in reason
+    # The giants fit: the key is replaced by its hash, the giant headers are cut; the
+    # reasons, the value and the test_id tag stay.
+    key, value, _ = dict(kinds)[GIANTS[0]]
+    hashed = tally.records[GIANTS[0]]
+    hashed_headers = headers_to_dict(hashed.headers)
+    assert hashed.key == hashlib.sha256(key or b"").hexdigest().encode()
+    assert hashed_headers["key_hashed"].startswith(f"{GIANT_BYTES} bytes replaced by their SHA-256")
+    assert "differs from camera_id" in hashed_headers["error"] and hashed.value == value
+    for giant, where in ((GIANTS[1], "error"), (GIANTS[2], "faces")):
+        cut = tally.records[giant]
+        assert len(cut.value) + sum(len(v or b"") for _, v in cut.headers) < 200_000, giant
+        assert headers_to_dict(cut.headers)["headers_dropped"].startswith("1 original headers")
+        assert where in headers_to_dict(cut.headers), giant
+    reason = headers_to_dict(tally.records[GIANTS[1]].headers)["error"]
+    assert reason == "FrameError: camera_id header must be 1-255 characters"
 
 
 def test_frames_deleted_before_the_job_read_them_are_reported(

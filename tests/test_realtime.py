@@ -28,8 +28,9 @@ from camstream.core.records import ProcessedRecord, check_record, process_record
 from camstream.errors import ConfigError
 from camstream.kafka.clients import make_producer
 from camstream.spark.job import build_query, realtime_rows, realtime_settings_text
+from camstream.spark.progress import describe_failure
 from helpers import astronaut_bgr, consume, iou
-from poison import CAMERA, bad_records, poison_records
+from poison import CAMERA, GIANT_BYTES, bad_records, poison_records
 
 pytestmark = pytest.mark.spark
 
@@ -93,7 +94,7 @@ def shared_records() -> dict[str, Record]:
         )
     records["astronaut"] = frame_record("cam-d", 0, astronaut_bgr())
     # Input headers named like the job's results are not passed on (the contract's
-    # _RESULT_NAMES, the source headers of dead letters and carried_from_seq among them).
+    # RESULT_NAMES, the source headers of dead letters and carried_from_seq among them).
     key, value, headers = frame_record("cam-e", 0, frames[0])
     results = ("carried_from_seq", "source_topic", "source_offset", "value_bytes",
                "headers_dropped", "value_dropped", "skipped")  # fmt: skip
@@ -249,19 +250,23 @@ def test_the_java_function_fits_an_annotated_frame_to_a_small_output_topic(spark
     assert python.ok and python.fitted and fitted >= 1
 
 
-def test_an_exception_in_java_on_a_record_makes_a_dead_letter_with_the_reason(
+def test_a_broken_environment_in_java_fails_the_task_instead_of_dead_lettering_frames(
     spark: Any,
 ) -> None:
-    """Whatever fails in Java on one record (here: a cascade that is not there) becomes a
-    dead letter that carries the record and the reason; the query itself does not fail."""
+    """A cascade that is not in the jar is no record's fault: every frame would fail alike.
+    It used to make every frame a dead letter while the job looked healthy; now the task
+    fails, and the one-line root cause says why (a record's own failure still makes a
+    dead letter: the poison records above)."""
     key, value, headers = frame_record("cam-x", 0, astronaut_bgr())
     text = realtime_settings_text(settings_for("fast"), OUT, DLQ).replace(
         "haarcascade_frontalface_default.xml", "haarcascade_missing.xml"
     )
-    [row] = run_java(spark, [(key, value, headers)], text)
-    assert row["topic"] == DLQ and (row["key"], row["value"]) == (key, value)
-    error = dict(java_headers(row))["error"].decode()
-    assert error.startswith("IllegalStateException: no Haar cascade haarcascade_missing.xml")
+    with pytest.raises(Exception) as failure:  # Spark's, whatever its class
+        run_java(spark, [(key, value, headers)], text)
+    line = describe_failure(failure.value)
+    assert (
+        "EnvironmentFailure: no Haar cascade haarcascade_missing.xml in camstream-realtime" in line
+    )
 
 
 def test_java_dead_letters_name_their_source_and_fit_a_small_topic_as_python_ones(
@@ -269,8 +274,9 @@ def test_java_dead_letters_name_their_source_and_fit_a_small_topic_as_python_one
 ) -> None:
     """Dead letters with and without the record's source (topic, partition, offset,
     timestamp), of a null value, and for a dead-letter topic too small for some: the value
-    left out (value_dropped), then the original headers too (headers_dropped). Every header,
-    its value and its place as in Python, but for the failure time's value."""
+    left out (value_dropped), the largest original headers too (headers_dropped); and giants
+    that only compression lets in: a key hashed (key_hashed), headers cut with the value kept.
+    Every header, its value and its place as in Python, but for the failure time's value."""
     limit = 8000
     settings = dataclasses.replace(settings_for("fast"), dead_letter_max_bytes=limit)
     meta = FrameMeta("cam-s", 3, time.time_ns(), 512, 512).to_headers()
@@ -287,6 +293,17 @@ def test_java_dead_letters_name_their_source_and_fit_a_small_topic_as_python_one
         "value dropped, source unknown": ((key, big, [*meta, ("extra", None)]), None),
         "headers dropped": ((key, big, [*meta, *spoof]), source),
         "headers dropped, null value, source unknown": ((key, None, [*meta, *spoof]), None),
+        "2 MB key hashed": ((b"\x00" * GIANT_BYTES, b"not a jpeg", meta), source),
+        "2 MB header cut, value kept": (
+            (key, b"not a jpeg", [*meta, ("note", b"\x00" * GIANT_BYTES), ("tag", b"t")]),
+            source,
+        ),
+        "2 MB camera_id cut": (
+            (key, b"not a jpeg", [("camera_id", b"x" * GIANT_BYTES), *meta[1:]]),
+            None,
+        ),
+        "2 MB header name cut": ((key, b"not a jpeg", [*meta, ("n" * GIANT_BYTES, b"1")]), None),
+        "2,000 headers cut": ((key, big, [*meta, *[("seq", b"1" * 50)] * 2_000]), source),
     }
     text = realtime_settings_text(settings, OUT, DLQ)
     java = run_java_with_source(spark, list(cases.values()), text)
@@ -296,7 +313,11 @@ def test_java_dead_letters_name_their_source_and_fit_a_small_topic_as_python_one
     )
 
     def comparable(headers: Headers) -> Headers:
-        return [(n, None if n == "failed_ts_ns" else v) for n, v in headers]
+        # Python shows a key that differs from camera_id, Java does not: the reason's kind.
+        return [
+            (n, None if n == "failed_ts_ns" else (v or b"").split(b":")[0] if n == "error" else v)
+            for n, v in headers
+        ]
 
     markers = {}
     for name, py, row in zip(cases, python, java, strict=True):
@@ -306,19 +327,30 @@ def test_java_dead_letters_name_their_source_and_fit_a_small_topic_as_python_one
         assert (row["key"], row["value"]) == (py.key, py.value), name
         assert record_bytes(row["key"], row["value"], j_headers) <= limit, name
         names = [n for n, _ in py.headers]
-        markers[name] = ("source_topic" in names, "value_dropped" in names,
-                         "headers_dropped" in names)  # fmt: skip
-    # The cases are what they say (a spoofed source_topic header goes with the originals).
+        flags = {"s": "source_topic", "v": "value_dropped", "h": "headers_dropped",
+                 "k": "key_hashed"}  # fmt: skip
+        markers[name] = "".join(flag for flag, header in flags.items() if header in names)
+    # The cases are what they say (s: a source_topic header, v: value_dropped, h:
+    # headers_dropped, k: key_hashed; a spoofed source_topic goes with the originals).
     assert markers == {
-        "whole": (True, False, False),
-        "whole, source unknown": (False, False, False),
-        "null value": (True, False, False),
-        "null key, value and headers": (True, False, False),
-        "value dropped": (True, True, False),
-        "value dropped, source unknown": (False, True, False),
-        "headers dropped": (True, True, True),
-        "headers dropped, null value, source unknown": (False, True, True),
+        "whole": "s",
+        "whole, source unknown": "",
+        "null value": "s",
+        "null key, value and headers": "s",
+        "value dropped": "sv",
+        "value dropped, source unknown": "v",
+        "headers dropped": "svh",
+        # Only the largest header goes: the small spoofed source_topic stays; no value to drop.
+        "headers dropped, null value, source unknown": "sh",
+        "2 MB key hashed": "sk",
+        "2 MB header cut, value kept": "sh",
+        "2 MB camera_id cut": "h",
+        "2 MB header name cut": "h",
+        "2,000 headers cut": "svh",
     }
+    # The contract's headers stay when others can go instead; the tag stays beside them.
+    kept = [n for n, _ in python[list(cases).index("2 MB header cut, value kept")].headers]
+    assert kept[:7] == [*(n for n, _ in meta), "tag"]
 
 
 def test_java_keeps_a_starving_camera_analysed_under_the_live_policy_as_python(

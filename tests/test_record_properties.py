@@ -2,14 +2,18 @@
 
 Hypothesis generates arbitrary keys, values and headers, and structured mutations of valid
 frames (cut, spliced and re-sized JPEGs, trailers, EXIF orientation, numbers of any length
-and sign, non-ASCII digits, duplicate, missing and null headers, huge and empty values).
+and sign, non-ASCII digits, duplicate, missing and null headers, huge and empty values),
+and giants that only compression lets into a topic (a 2 MB key, header value or header
+name, 20,000 headers: a broker checks a batch's compressed size, and they gzip to a few KB).
 They go through the job's own Arrow batch function (`make_batch_processor`), exactly as
 Spark hands them over. For every record: no exception, exactly one outcome (an output
-record or a dead letter), and that record fits its topic's size limit.
+record or a dead letter), and that record fits its topic's size limit, which is set from
+the input topic's limit, not from the records' uncompressed sizes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import replace
@@ -27,6 +31,7 @@ from camstream.core.contract import (
     DEAD_LETTER_HEADROOM_BYTES,
     H_FITTED,
     INPUT_HEADERS,
+    MAX_KEY_BYTES,
     AnnotatedFrame,
     DetectionEvent,
     FrameMeta,
@@ -40,6 +45,12 @@ from helpers import astronaut_bgr
 from poison import large_face_frame, with_exif_orientation
 
 OUTPUT, DEAD_LETTERS, EVENTS = "out", "dlq", "events"
+# The input topic's max.message.bytes (the broker's default): a record larger than this
+# uncompressed got in compressed.
+INPUT_LIMIT = 1_048_588
+# The smallest dead-letter topic tried: a longest key kept and a dead letter's own headers.
+SMALLEST_DEAD_LETTER = MAX_KEY_BYTES + DEAD_LETTER_HEADROOM_BYTES
+GIANT = 2_000_000
 RECORDS_PER_EXAMPLE = 25
 EXAMPLES = 420  # 10,500 records a run
 INPUT_SCHEMA = pa.schema(
@@ -188,7 +199,25 @@ def structured_record(draw: st.DrawFn) -> Record:
         key = camera_id.upper().encode()
     if draw(st.integers(0, 40)) == 0:
         value = draw(st.sampled_from(huge_values()))
+    if draw(st.integers(0, 60)) == 0:
+        key, headers = draw(compressed_giant(key, headers))
     return key, value, headers
+
+
+@st.composite
+def compressed_giant(draw: st.DrawFn, key: bytes | None, headers: Headers) -> tuple[Any, Headers]:
+    """The key or headers grown past the input topic's limit, as only compression lets in."""
+    kind = draw(st.sampled_from(["key", "contract header", "extra header", "name", "many"]))
+    if kind == "key":
+        return b"\x00" * GIANT, headers
+    if kind == "contract header":
+        name = draw(st.sampled_from(INPUT_HEADERS))
+        return key, [(n, b"9" * GIANT if n == name else v) for n, v in headers]
+    if kind == "extra header":
+        return key, [*headers, ("trace", b"\x00" * GIANT)]
+    if kind == "name":
+        return key, [*headers, ("n" * GIANT, b"1")]
+    return key, [*headers, *[("seq", b"1" * 50)] * 20_000]
 
 
 arbitrary_record = st.tuples(
@@ -255,29 +284,44 @@ def check_dead_letter(row: dict[str, Any], sent: Record, limit: int) -> None:
     key, value, headers = sent
     assert row["error"], "a dead letter without a reason"
     out_headers = [(h["key"], h["value"]) for h in row["headers"]]
-    assert row["key"] == key
     names = [name for name, _ in out_headers]
     values = dict(out_headers)
+    hashed = key is not None and len(key) > MAX_KEY_BYTES
+    if hashed:  # a key longer than any camera id: its SHA-256, and its length
+        assert row["key"] == hashlib.sha256(key or b"").hexdigest().encode()
+        assert values["key_hashed"].startswith(f"{len(key or b'')} bytes replaced".encode())
+    else:
+        assert row["key"] == key
     own = ["error", "failed_ts_ns"] + ([] if value is None else ["value_bytes"])
+    own += ["key_hashed"] if hashed else []
     if value is not None:  # the value's size is kept, whatever else had to go
         assert values["value_bytes"] == str(len(value)).encode()
-    if "value_dropped" not in names:
-        assert row["value"] == value
-        assert out_headers[: len(headers)] == headers  # as it came, null values included
-        assert names[len(headers) :] == own
-    else:  # too large for the dead-letter topic: the value is left out, and says so
+    # From the end: the note on the headers cut, the note on the value left out, the dead
+    # letter's own headers; before them the original headers, all or those kept.
+    cut = names[-1] == "headers_dropped"
+    value_dropped = names[-1 - cut] == "value_dropped"
+    tail = len(own) + cut + value_dropped
+    assert names[len(names) - tail :][: len(own)] == own
+    kept = out_headers[: len(out_headers) - tail]
+    if value_dropped:  # too large for the dead-letter topic: the value is left out, and says so
         assert row["value"] is None
         assert values["value_dropped"].startswith(f"{len(value or b'')} bytes left out".encode())
-        if "headers_dropped" not in names:
-            assert out_headers[: len(headers)] == headers
-            assert names[len(headers) :] == [*own, "value_dropped"]
-        else:
-            assert names == [*own, "value_dropped", "headers_dropped"]
+    else:
+        assert row["value"] == value
+    if cut:  # the original headers that did not fit, the largest first: the rest in order
+        gone = len(headers) - len(kept)
+        assert values["headers_dropped"].startswith(f"{gone} original headers left out".encode())
+        remaining = iter(headers)
+        assert all(header in remaining for header in kept), "kept headers out of order"
+        assert record_bytes(row["key"], None, [*headers, *out_headers[len(kept) :]]) > limit
+    else:
+        assert kept == headers  # as it came, null values included
     assert record_bytes(row["key"], row["value"], out_headers) <= limit
 
 
 def test_the_spark_function_never_raises_and_every_record_fits_its_topic() -> None:
-    processed = {"records": 0, "output": 0, "dead": 0, "fitted": 0, "events": 0, "cut": 0}
+    processed = {"records": 0, "output": 0, "dead": 0, "fitted": 0, "events": 0, "cut": 0,
+                 "hashed": 0, "headers cut": 0, "output headers cut": 0}  # fmt: skip
 
     @settings(
         max_examples=EXAMPLES,
@@ -288,7 +332,7 @@ def test_the_spark_function_never_raises_and_every_record_fits_its_topic() -> No
         batch=st.lists(records, min_size=RECORDS_PER_EXAMPLE, max_size=RECORDS_PER_EXAMPLE),
         base=record_settings(),
         dead_letter_extra=st.integers(0, 100_000),
-        dead_letter_share=st.sampled_from([None, None, 0.7, 0.2, 0.0]),
+        dead_letter_share=st.sampled_from([None, None, 0.7, 0.2, 0.05, 0.0]),
     )
     def check(
         batch: list[Record],
@@ -297,13 +341,12 @@ def test_the_spark_function_never_raises_and_every_record_fits_its_topic() -> No
         dead_letter_share: float | None,
     ) -> None:
         # A dead-letter topic that takes whatever the input topic takes, plus the room for
-        # the reason; or one made by someone else, smaller than the input's records (down
-        # to one that holds the key and the dead letter's own headers only).
-        largest = max(record_bytes(k, v, h) for k, v, h in batch)
-        limit = largest + DEAD_LETTER_HEADROOM_BYTES + dead_letter_extra
+        # the reason; or one made by someone else, smaller than the input topic (down to
+        # one that holds a longest key kept and the dead letter's own headers only). From
+        # the input topic's limit, not the records: compression let in larger ones.
+        limit = INPUT_LIMIT + DEAD_LETTER_HEADROOM_BYTES + dead_letter_extra
         if dead_letter_share is not None:
-            longest_key = max(len(k or b"") for k, _, _ in batch)
-            limit = max(longest_key + DEAD_LETTER_HEADROOM_BYTES, int(largest * dead_letter_share))
+            limit = max(SMALLEST_DEAD_LETTER, int(INPUT_LIMIT * dead_letter_share))
         cfg = replace(base, dead_letter_max_bytes=limit)
         process = make_batch_processor(cfg, OUTPUT, DEAD_LETTERS, events_topic=EVENTS)
         out_batches = list(process(iter([to_arrow(batch)])))  # must not raise
@@ -328,14 +371,18 @@ def test_the_spark_function_never_raises_and_every_record_fits_its_topic() -> No
         for row, sent in zip(rows, batch, strict=True):
             assert row["topic"] in (OUTPUT, DEAD_LETTERS)
             assert row["ok"] == (row["topic"] == OUTPUT)
+            names = [h["key"] for h in row["headers"]]
             if row["ok"]:
                 check_output(row, cfg.output_max_bytes)
                 processed["output"] += 1
-                processed["fitted"] += any(h["key"] == H_FITTED for h in row["headers"])
+                processed["fitted"] += H_FITTED in names
+                processed["output headers cut"] += "headers_dropped" in names
             else:
                 check_dead_letter(row, sent, cfg.dead_letter_max_bytes)
                 processed["dead"] += 1
-                processed["cut"] += any(h["key"] == "value_dropped" for h in row["headers"])
+                processed["cut"] += "value_dropped" in names
+                processed["hashed"] += "key_hashed" in names
+                processed["headers cut"] += names[-1] == "headers_dropped"
         processed["records"] += len(batch)
 
     check()
@@ -345,6 +392,9 @@ def test_the_spark_function_never_raises_and_every_record_fits_its_topic() -> No
     assert processed["output"] >= 500 and processed["dead"] >= 2_000 and processed["fitted"] > 0
     assert processed["events"] > 0
     assert processed["cut"] > 0  # dead letters too large for their topic occur, and fit cut
+    # Giants occur, on both topics, and are cut to fit.
+    assert processed["hashed"] > 0 and processed["headers cut"] > 0
+    assert processed["output headers cut"] > 0
 
 
 def test_exif_orientation_is_ignored_pixels_and_boxes_stay_as_stored() -> None:

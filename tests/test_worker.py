@@ -1,16 +1,25 @@
-"""The executor side of the job: a task's frames analysed by several threads, in order."""
+"""The executor side of the job: a task's frames analysed by several threads, in order; a
+broken environment fails the task, a bad record makes a dead letter."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import NoReturn
 
+import cv2
 import pyarrow as pa
 import pytest
 
 from camstream.cameras.simulate import load_sample_frames, sample_labels
 from camstream.config import DETECTION_PRESETS, RecordSettings
+from camstream.core import records
 from camstream.core.contract import FrameMeta
 from camstream.core.jpeg import encode_jpeg
+from camstream.core.records import process_record
+from camstream.core.settings import DetectionSettings
+from camstream.errors import DetectorUnavailableError, EnvironmentFailure
+from camstream.spark.progress import describe_failure
 from camstream.spark.worker import make_batch_processor
 
 SCHEMA = pa.schema(
@@ -72,3 +81,84 @@ def test_frame_threads_default_to_the_cores_at_most_four(monkeypatch: pytest.Mon
     assert worker._frame_pool is not None and worker._frame_pool[0] == 2
     worker.frame_pool(6)  # an explicit setting wins
     assert worker._frame_pool[0] == 6
+
+
+def dead_letter_reasons(settings: RecordSettings, batch: pa.RecordBatch) -> list[str | None]:
+    process = make_batch_processor(settings, "out", "dlq", frame_threads=2)
+    return [row["error"] for out in process(iter([batch])) for row in out.to_pylist()]
+
+
+def test_a_missing_cascade_fails_the_task_instead_of_dead_lettering_every_frame() -> None:
+    """A broken environment is no record's fault: it used to make every frame a dead letter
+    while the job looked healthy. Now the task fails, saying why."""
+    settings = RecordSettings(detection=DetectionSettings(cascade="/nowhere/cascade.xml"))
+    with pytest.raises(EnvironmentFailure, match=r"cannot process frames \(DetectorUnavailable"):
+        dead_letter_reasons(settings, sample_batch())
+    meta = FrameMeta("cam-0", 0, time.time_ns(), 640, 480).to_headers()
+    jpeg = encode_jpeg(load_sample_frames()[0], 80)
+    with pytest.raises(DetectorUnavailableError, match=r"/nowhere/cascade\.xml"):
+        process_record(b"cam-0", jpeg, meta, settings)
+
+
+@pytest.mark.parametrize(
+    ("failure", "raised"),
+    [
+        (MemoryError(), MemoryError),  # as it is: no message to build while memory is short
+        (ImportError("libGL.so.1: cannot open shared object file"), EnvironmentFailure),
+        (OSError(24, "Too many open files"), EnvironmentFailure),
+    ],
+    ids=["out of memory", "native library", "OS error"],
+)
+def test_environment_failures_fail_the_task_with_their_cause(
+    monkeypatch: pytest.MonkeyPatch, failure: BaseException, raised: type[BaseException]
+) -> None:
+    monkeypatch.setattr(records, "detect_in_jpeg", _raising(failure))
+    with pytest.raises(raised) as info:
+        dead_letter_reasons(RecordSettings(), sample_batch())
+    if raised is EnvironmentFailure:
+        assert f"{type(failure).__name__}: {failure}" in str(info.value)
+        assert "not at fault" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [RecursionError("maximum recursion depth exceeded"), ValueError("odd"), cv2.error("bad")],
+    ids=["recursion", "value", "OpenCV"],
+)
+def test_a_records_own_failure_still_makes_a_dead_letter(
+    monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    monkeypatch.setattr(records, "detect_in_jpeg", _raising(failure))
+    reasons = dead_letter_reasons(RecordSettings(), sample_batch())
+    assert reasons and all(r == f"{type(failure).__name__}: {failure}" for r in reasons)
+
+
+def _raising(failure: BaseException) -> Callable[..., NoReturn]:
+    def detect(*_args: object) -> NoReturn:
+        raise failure
+
+    return detect
+
+
+# What Spark 4 says when a Python worker fails a micro-batch (shortened).
+SPARK_4_PYTHON_FAILURE = """[STREAM_FAILED] Query [id = d9b8, runId = ec37] terminated with \
+exception: [PYTHON_EXCEPTION] An exception was thrown from the Python worker: Traceback (most \
+recent call last):
+  File "/app/src/camstream/spark/worker.py", line 138, in process_batches
+    raise environment_failure(exc) from exc
+camstream.errors.EnvironmentFailure: this executor cannot process frames \
+(DetectorUnavailableError: cannot load Haar cascade '/x.xml'); the task fails instead of \
+dead-lettering every record, which are not at fault
+ SQLSTATE: 38000 SQLSTATE: XXKST
+=== Streaming Query ===
+Identifier: camstream-in-to-out [id = d9b8, runId = ec37]
+Current Committed Offsets: {}
+"""
+
+
+def test_the_root_cause_of_a_failed_task_is_one_line_that_names_it() -> None:
+    assert describe_failure(SPARK_4_PYTHON_FAILURE) == (
+        "a Python worker raised camstream.errors.EnvironmentFailure: this executor cannot"
+        " process frames (DetectorUnavailableError: cannot load Haar cascade '/x.xml'); the"
+        " task fails instead of dead-lettering every record, which are not at fault"
+    )

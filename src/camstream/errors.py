@@ -10,7 +10,7 @@ other exception is a bug and keeps its traceback. The codes:
 | 2 | the command line or the configuration is wrong |
 | 3 | `status`: the local broker or cluster is not running |
 | 4 | Kafka cannot be reached, or refused the connection |
-| 5 | a prerequisite is missing (Java, Maven) or a download failed |
+| 5 | a prerequisite is missing (Java, Maven, a Haar cascade) or a download failed |
 | 6 | the streaming query stopped with an error |
 | 130 | interrupted (Ctrl-C) |
 """
@@ -56,7 +56,16 @@ class FrameError(CamstreamError, ValueError):
     """
 
 
-class DetectorUnavailableError(CamstreamError):
+class EnvironmentFailure(CamstreamError):
+    """Not a record's fault: the machine cannot analyse frames at all (a missing cascade, a
+    native library that does not load). Every record would fail alike, so the per-record
+    code lets it through: the task fails, and Spark retries it or the query stops with it,
+    instead of dead-lettering every frame while the job looks healthy."""
+
+    exit_code = 5
+
+
+class DetectorUnavailableError(EnvironmentFailure):
     """The Haar cascade file is missing or cannot be loaded."""
 
 
@@ -78,3 +87,18 @@ class BrokerError(CamstreamError):
 
 class SparkClusterError(CamstreamError):
     """The local Spark cluster could not be started; the message says why and where the logs are."""
+
+
+# What per-record code lets through instead of dead-lettering the record (the rule):
+# - EnvironmentFailure: camstream's own (a missing cascade);
+# - MemoryError: the contract bounds a frame (MAX_FRAME_PIXELS), so a worker that runs out
+#   of memory is too small for the frames it was given, not given a bad one;
+# - ImportError: a module or native library that does not load (cv2, numpy);
+# - OSError: nothing per record reads or writes files or sockets, so it is the machine's.
+# Anything else, RecursionError included, is the record's fault and makes a dead letter.
+ENVIRONMENT_FAILURES: tuple[type[BaseException], ...] = (
+    EnvironmentFailure,
+    MemoryError,
+    ImportError,
+    OSError,
+)

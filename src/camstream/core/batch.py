@@ -13,15 +13,17 @@ per-record map; the expensive stages around it still can:
    each is judged fresh or not when its turn comes (`camstream.core.freshness`);
 4. draw, fit and make each output record and its detection event (parallel).
 
-One result per record, in the records' order, and none of it raises: a record that fails
-at any stage becomes a dead letter with the reason. Plain Python: the caller hands in the
-records and a `map` (a thread pool's, or the builtin).
+One result per record, in the records' order, and none of it raises for a record: a record
+that fails at any stage becomes a dead letter with the reason. An environment failure
+(`camstream.errors.ENVIRONMENT_FAILURES`) is raised: every record would fail alike. Plain
+Python: the caller hands in the records and a `map` (a thread pool's, or the builtin).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,10 +45,11 @@ from camstream.core.records import (
     finish_frame,
     normalise,
     reason,
+    record_failures,
     stale_output,
 )
 from camstream.core.settings import RecordSettings
-from camstream.errors import FrameError
+from camstream.errors import ENVIRONMENT_FAILURES, FrameError
 
 Mapper = Callable[..., Iterable[Any]]
 
@@ -88,13 +91,18 @@ def process_batch(
         item.source = record[3] if len(record) > 3 else None
     problems = [problem for *_, problem in normalised]
 
-    def fail(item: _Item, exc: BaseException) -> None:
-        item.result = dead_letter(
-            item.key, item.value, item.headers, reason(exc), settings, clock, item.source
-        )
+    def failures(item: _Item) -> AbstractContextManager[None]:
+        """Where a stage's work on `item` goes: its failure makes its dead letter."""
+
+        def fail(exc: Exception) -> None:
+            item.result = dead_letter(
+                item.key, item.value, item.headers, reason(exc), settings, clock, item.source
+            )
+
+        return record_failures(fail)
 
     def check(item: _Item, problem: str) -> _Item:
-        try:
+        with failures(item):
             if problem:
                 raise FrameError(problem)
             checked = check_record(item.key, item.value, item.headers, settings)
@@ -103,8 +111,6 @@ def process_batch(
                 item.thumb = motion_thumbnail(
                     checked.jpeg, checked.info, settings.motion.thumb_width
                 )
-        except Exception as exc:
-            fail(item, exc)
         return item
 
     _run(mapper(check, items, problems))
@@ -118,11 +124,13 @@ def process_batch(
                     meta.camera_id, meta.seq, meta.capture_ts_ns, (meta.width, meta.height),
                     item.thumb,  # type: ignore[arg-type]
                 )  # fmt: skip
+            except ENVIRONMENT_FAILURES:
+                raise
             except Exception:  # no decision is a decision to analyse
                 item.decision = None
 
     def detect(item: _Item) -> _Item:
-        try:
+        with failures(item):
             frame, decision = item.frame, item.decision
             assert frame is not None
             stale = stale_output(frame, settings, clock, guard, budget, item.lookahead_ns)
@@ -138,8 +146,6 @@ def process_batch(
                 item.boxes = detect_frame(frame, settings)
                 if decision is not None:
                     decision.reference.boxes_xyxy = item.boxes
-        except Exception as exc:
-            fail(item, exc)
         return item
 
     to_detect = [item for item in pending if _analyse(item)]
@@ -159,7 +165,7 @@ def process_batch(
     for item in pending:
         if not item.in_regions or item.result is not None:
             continue
-        try:
+        with failures(item):
             decision = item.decision
             assert decision is not None and decision.previous is not None
             before = decision.previous.boxes_xyxy
@@ -169,8 +175,6 @@ def process_batch(
                 kept = [box for box in before if not overlaps(box, decision.regions)]
                 item.boxes = np.concatenate([item.boxes, np.asarray(kept, np.int32).reshape(-1, 4)])
             decision.reference.boxes_xyxy = item.boxes
-        except Exception as exc:
-            fail(item, exc)
     # A model whose detection failed (or was skipped as stale) is no model: analyse the next.
     if gate is not None:
         for item in pending:
@@ -178,7 +182,7 @@ def process_batch(
                 gate.drop(item.frame.meta.camera_id, item.decision.reference)  # type: ignore[union-attr]
 
     def finish(item: _Item) -> _Item:
-        try:
+        with failures(item):
             frame = item.frame
             assert frame is not None
             carried_from = None
@@ -194,8 +198,6 @@ def process_batch(
                     item.boxes, carried_from = reference.boxes_xyxy, reference.seq
             assert item.boxes is not None
             item.result = finish_frame(frame, item.boxes, settings, clock, carried_from)
-        except Exception as exc:
-            fail(item, exc)
         return item
 
     _run(mapper(finish, [item for item in pending if item.result is None]))

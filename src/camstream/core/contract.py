@@ -8,6 +8,7 @@ UTF-8, integers and JSON.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -59,8 +60,10 @@ H_VALUE_BYTES = "value_bytes"
 SOURCE_HEADERS = (H_SOURCE_TOPIC, H_SOURCE_PARTITION, H_SOURCE_OFFSET, H_SOURCE_TIMESTAMP_MS)
 # Added to a dead letter whose value had to be left out to fit the dead-letter topic.
 H_VALUE_DROPPED = "value_dropped"
-# Added to a dead letter whose original headers had to be left out as well.
+# Added to a record whose original headers had to be cut to fit its topic: how many went.
 H_HEADERS_DROPPED = "headers_dropped"
+# Added to a dead letter whose key was replaced by its SHA-256 (see MAX_KEY_BYTES).
+H_KEY_HASHED = "key_hashed"
 
 # Integers travel as ASCII decimal digits and fit a Java long, so that consumers in any
 # language parse them the same way (Python's int() would also take '١٢٣', ' 7', '1_000').
@@ -204,7 +207,7 @@ def analytics_headers(
     kept = [
         (name, replaced[name].encode() if name in replaced else bytes(value))
         for name, value in input_headers
-        if value is not None and name not in _RESULT_NAMES
+        if value is not None and name not in RESULT_NAMES
     ]
     return [
         *kept,
@@ -215,9 +218,10 @@ def analytics_headers(
     ]
 
 
-_RESULT_NAMES = frozenset(
+RESULT_NAMES = frozenset(
     (H_FACES, H_BOXES_XYXY, H_ANALYZED_TS_NS, H_ERROR, H_FAILED_TS_NS, H_SKIPPED, H_FITTED,
-     H_VALUE_DROPPED, H_CARRIED_FROM_SEQ, *SOURCE_HEADERS, H_VALUE_BYTES, H_HEADERS_DROPPED)
+     H_VALUE_DROPPED, H_CARRIED_FROM_SEQ, *SOURCE_HEADERS, H_VALUE_BYTES, H_HEADERS_DROPPED,
+     H_KEY_HASHED)
 )  # fmt: skip
 
 
@@ -280,12 +284,87 @@ def record_bytes(
     key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]]
 ) -> int:
     """An upper bound on what a broker counts against `max.message.bytes` for this record
-    in a batch of its own (how a producer sends any record larger than its batch size)."""
+    in a batch of its own (how a producer sends any record larger than its batch size).
+
+    Uncompressed: a broker checks the size of a compressed batch, so an input record may be
+    far larger than its topic's limit (2 MB of zeros gzip to 2 KB), but the job's sink
+    compresses nothing, and what it writes counts whole.
+    """
     size = RECORD_BATCH_HEADER_BYTES + 5 + 1 + 10 + 5  # length, attributes, ts and offset deltas
     size += 5 + len(key or b"") + 5 + len(value or b"") + 5
-    for name, raw in headers:
-        size += 5 + len(name.encode("utf-8", "surrogatepass")) + 5 + len(raw or b"")
-    return size
+    return size + sum(header_bytes(name, raw) for name, raw in headers)
+
+
+def header_bytes(name: str, value: bytes | None) -> int:
+    """What one header adds to `record_bytes`: its name and value and their lengths."""
+    return 5 + len(name.encode("utf-8", "surrogatepass")) + 5 + len(value or b"")
+
+
+# A record key longer than this cannot be a camera id (at most 255 characters of UTF-8): a
+# dead letter carries its SHA-256 instead, so that no key makes a dead letter too large.
+MAX_KEY_BYTES = 1024
+# The contract's input headers are kept first when a record's headers must be cut: the
+# first of each name, with a value no longer than this (none of theirs is longer valid).
+MAX_CONTRACT_HEADER_BYTES = 1024
+
+
+def bounded_key(key: bytes | None) -> tuple[bytes | None, Headers]:
+    """The key a dead letter carries, and the header that says it was hashed, if it was."""
+    if key is None or len(key) <= MAX_KEY_BYTES:
+        return key, []
+    note = (
+        f"{len(key)} bytes replaced by their SHA-256 (hex): a dead letter keeps keys of at"
+        f" most {MAX_KEY_BYTES} bytes"
+    )
+    return hashlib.sha256(key).hexdigest().encode(), [(H_KEY_HASHED, note.encode())]
+
+
+def contract_first_ranks(headers: Sequence[tuple[str, bytes | None]]) -> list[int]:
+    """For `cut_headers`: 1 (goes last) for the first header of each contract name whose
+    value is of a valid length, 0 for any other (repeats, giants and headers of its own)."""
+    seen: set[str] = set()
+    ranks = []
+    for name, value in headers:
+        first = name in INPUT_HEADERS and name not in seen
+        seen.add(name)
+        ranks.append(1 if first and len(value or b"") <= MAX_CONTRACT_HEADER_BYTES else 0)
+    return ranks
+
+
+def cut_headers(
+    headers: Sequence[tuple[str, bytes | None]], ranks: Sequence[int | None], room: int
+) -> tuple[Headers, int, int]:
+    """`headers` without those that must go so that the ones that may go take at most `room`
+    bytes (as `record_bytes` counts them).
+
+    A header of rank None stays whatever; of the others the lower rank goes first, and in a
+    rank the largest first (of two alike, the later). A sort, then one pass: a record of
+    100,000 headers costs no more than its size. Returns the headers kept, in their
+    order, how many went and their bytes.
+    """
+    sizes = [
+        0 if rank is None else header_bytes(*h) for h, rank in zip(headers, ranks, strict=True)
+    ]
+    total = sum(sizes)
+    candidates = [i for i, rank in enumerate(ranks) if rank is not None]
+    candidates.sort(key=lambda i: (ranks[i], -sizes[i], -i))
+    gone: set[int] = set()
+    for index in candidates:
+        if total <= room:
+            break
+        gone.add(index)
+        total -= sizes[index]
+    kept = [(name, value) for i, (name, value) in enumerate(headers) if i not in gone]
+    return kept, len(gone), sum(sizes[i] for i in gone)
+
+
+def headers_dropped_note(count: int, size: int) -> tuple[str, bytes]:
+    """The header that says how many of a record's own headers were cut, and their bytes."""
+    note = (
+        f"{count} original headers left out ({size} bytes, the largest first): they exceed"
+        " the topic's limit"
+    )
+    return H_HEADERS_DROPPED, note.encode()
 
 
 @dataclass(frozen=True)

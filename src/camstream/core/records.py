@@ -1,9 +1,12 @@
 """The per-record function: the frame contract and the per-frame function, for one record.
 
 Plain Python over bytes, like the per-frame function it applies: Spark (or anything else)
-only hands it a record's key, value and headers. `process_record` never raises: whatever
-goes wrong with a record becomes a dead letter that carries the record as it came and the
-reason, and every record it returns fits the topic it goes to.
+only hands it a record's key, value and headers. `process_record` never raises for a
+record: whatever goes wrong with one becomes a dead letter that carries the record as it
+came (as far as it fits) and the reason, and every record it returns fits the topic it goes
+to, however large the record came (compression lets in records far over a topic's limit).
+A broken environment is no record's fault (`camstream.errors.ENVIRONMENT_FAILURES`): it
+goes through, and fails the task.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import dataclasses
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,15 +28,21 @@ from camstream.core.annotation import annotate
 from camstream.core.contract import (
     H_CARRIED_FROM_SEQ,
     H_FITTED,
-    H_HEADERS_DROPPED,
     H_SKIPPED,
     H_VALUE_DROPPED,
+    INPUT_HEADERS,
+    RESULT_NAMES,
     FrameMeta,
     Headers,
     RecordSource,
     analytics_headers,
+    bounded_key,
+    contract_first_ranks,
+    cut_headers,
     dead_letter_headers,
     detection_event,
+    header_bytes,
+    headers_dropped_note,
     record_bytes,
 )
 from camstream.core.freshness import FreshnessGuard
@@ -46,7 +56,7 @@ from camstream.core.jpeg import (
     fit_jpeg,
 )
 from camstream.core.settings import RecordSettings
-from camstream.errors import FrameError
+from camstream.errors import ENVIRONMENT_FAILURES, FrameError
 
 Clock = Callable[[], int]
 
@@ -77,13 +87,14 @@ def process_record(
     settings: RecordSettings,
     clock: Clock = time.time_ns,
 ) -> ProcessedRecord:
-    """Apply the contract and the per-frame function to one Kafka record. Never raises.
+    """Apply the contract and the per-frame function to one Kafka record. Never raises for
+    the record's sake.
 
-    A record that cannot be processed, for any reason, comes back with ok=False, its
-    original key, value and headers, and the reason (the exception's type and message),
-    so that the caller dead-letters it and goes on with the frames around it. Every record
-    returned fits its topic's size limit (`settings.output_max_bytes` or
-    `settings.dead_letter_max_bytes`).
+    A record that cannot be processed comes back with ok=False, its original key, value
+    and headers, and the reason (the exception's type and message), so that the caller
+    dead-letters it and goes on with the frames around it. Every record returned fits its
+    topic's size limit (`settings.output_max_bytes` or `settings.dead_letter_max_bytes`).
+    An environment failure (`ENVIRONMENT_FAILURES`) is raised: every record would fail alike.
 
     Under the `live` freshness policy (`settings.max_age_ms`), a valid frame captured
     longer ago than that is validated like any other but not run through detection: it is
@@ -95,7 +106,8 @@ def process_record(
     (`check_record`, `detect_frame`, `finish_frame`) in `camstream.core.batch`.
     """
     key, value, headers, problem = normalise(key, value, headers)
-    try:
+    failures: list[BaseException] = []
+    with record_failures(failures.append):
         if problem:
             raise FrameError(problem)
         frame = check_record(key, value, headers, settings)
@@ -103,12 +115,23 @@ def process_record(
         if stale is not None:
             return stale
         return finish_frame(frame, detect_frame(frame, settings), settings, clock)
-    except Exception as exc:  # the per-record guarantee: one bad record never stops the job
-        return dead_letter(key, value, headers, reason(exc), settings, clock)
+    return dead_letter(key, value, headers, reason(failures[0]), settings, clock)
 
 
 def reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+@contextmanager
+def record_failures(failed: Callable[[Exception], object]) -> Iterator[None]:
+    """The per-record guarantee: a record's failure goes to `failed` (for its dead letter),
+    and one bad record never stops the job; an environment failure goes through."""
+    try:
+        yield
+    except ENVIRONMENT_FAILURES:
+        raise  # not this record's fault: every record would fail alike
+    except Exception as exc:
+        failed(exc)
 
 
 class BatchBudget:
@@ -280,12 +303,23 @@ def _output(
     clock: Clock,
     extra: Sequence[tuple[str, bytes]] = (),
 ) -> ProcessedRecord:
-    """The output record, re-encoded smaller when it would not fit the output topic."""
+    """The output record, re-encoded smaller when it would not fit the output topic.
+
+    Headers that alone leave no room for any frame (only compression lets such a record
+    in) are cut first: the input's own headers outside the contract, the largest first,
+    until the frame fits as it is or none is left (`headers_dropped` says how many).
+    """
     key = meta.camera_id.encode()
+    limit = settings.output_max_bytes
     skipped = any(name == H_SKIPPED for name, _ in extra)
     out_headers = analytics_headers(headers, boxes.tolist(), clock(), extra=extra)
-    if record_bytes(key, jpeg, out_headers) <= settings.output_max_bytes:
+    if record_bytes(key, jpeg, out_headers) <= limit:
         return ProcessedRecord(True, key, jpeg, out_headers, faces=len(boxes), skipped=skipped)
+    if record_bytes(key, None, out_headers) > limit:
+        headers, extra = _cut_passed_headers(key, jpeg, headers, boxes, extra, limit, clock)
+        out_headers = analytics_headers(headers, boxes.tolist(), clock(), extra=extra)
+        if record_bytes(key, jpeg, out_headers) <= limit:
+            return ProcessedRecord(True, key, jpeg, out_headers, faces=len(boxes), skipped=skipped)
 
     # Too large for the output topic: the same picture at lower quality, then smaller.
     image = image_bgr if image_bgr is not None else decode_jpeg(jpeg)
@@ -304,8 +338,7 @@ def _output(
         )
 
     def fits(candidate: FittedJpeg) -> bool:
-        size = record_bytes(key, candidate.jpeg, candidate_headers(candidate))
-        return size <= settings.output_max_bytes
+        return record_bytes(key, candidate.jpeg, candidate_headers(candidate)) <= limit
 
     fitted, last = fit_jpeg(
         image,
@@ -319,7 +352,7 @@ def _output(
             f"the annotated frame does not fit the output topic: still"
             f" {record_bytes(key, last.jpeg, candidate_headers(last))} bytes at JPEG quality"
             f" {last.quality} and {last.width}x{last.height}, over its max.message.bytes of"
-            f" {settings.output_max_bytes} (raise it, or lower CAMSTREAM_MIN_JPEG_QUALITY or"
+            f" {limit} (raise it, or lower CAMSTREAM_MIN_JPEG_QUALITY or"
             " CAMSTREAM_MIN_FRAME_WIDTH)"
         )
     return ProcessedRecord(
@@ -333,6 +366,33 @@ def _output(
     )
 
 
+def _cut_passed_headers(
+    key: bytes,
+    jpeg: bytes,
+    headers: Headers,
+    boxes: np.ndarray,
+    extra: Sequence[tuple[str, bytes]],
+    limit: int,
+    clock: Clock,
+) -> tuple[Headers, list[tuple[str, bytes]]]:
+    """The input headers an output keeps when they alone would not fit its topic, and its
+    extra headers with the note that says how many went. Only those the output passes on
+    and the contract does not name may go."""
+    ranks = [
+        None if value is None or name in RESULT_NAMES or name in INPUT_HEADERS else 0
+        for name, value in headers
+    ]
+    fixed = [h for h, rank in zip(headers, ranks, strict=True) if rank is None]
+    passed = [h for h, rank in zip(headers, ranks, strict=True) if rank is not None]
+    # Room for the note at its longest (every passed header gone), so that it fits too.
+    longest = headers_dropped_note(len(passed), sum(header_bytes(*h) for h in passed))
+    room = limit - record_bytes(
+        key, jpeg, analytics_headers(fixed, boxes.tolist(), clock(), extra=[*extra, longest])
+    )
+    kept, count, size = cut_headers(headers, ranks, room)
+    return kept, [*extra, headers_dropped_note(count, size)]
+
+
 def dead_letter(
     key: bytes | None,
     value: bytes | None,
@@ -343,31 +403,40 @@ def dead_letter(
     source: RecordSource | None = None,
 ) -> ProcessedRecord:
     """The record as it came, plus the reason, the time and where it came from; it fits the
-    dead-letter topic.
+    dead-letter topic, however large the record came.
 
-    A dead-letter topic smaller than the input topic (someone else made it, with the
-    broker's default limit) cannot take the largest records whole: then the value is left
-    out, with a header that says so, and the key, headers, reason, source coordinates and
-    the value's size still arrive. Should even the headers not fit, they go too (a header
-    says how many).
+    - A key longer than any camera id (MAX_KEY_BYTES) is replaced by its SHA-256, and
+      `key_hashed` gives its length.
+    - A dead-letter topic smaller than the input topic (someone else made it, with the
+      broker's default limit) cannot take the largest records whole: then the value is left
+      out, with a header that says so, and the key, headers, reason, source coordinates and
+      the value's size still arrive.
+    - Headers that even without the value would not fit are cut, the largest first, the
+      contract's own last (`headers_dropped` says how many); the value stays if it fits
+      beside those kept. The dead letter's own headers always stay.
     """
     failed_ts_ns = _safe_clock(clock)
     size = None if value is None else len(value)
-    out_headers = dead_letter_headers(headers, error, failed_ts_ns, source, size)
+    key, hashed = bounded_key(key)
+    own = [*dead_letter_headers([], error, failed_ts_ns, source, size), *hashed]
     limit = settings.dead_letter_max_bytes
-    if record_bytes(key, value, out_headers) > limit:
-        note = (
-            f"{size or 0} bytes left out: the dead letter would exceed the dead-letter"
-            f" topic's max.message.bytes of {limit}"
-        )
-        out_headers = [*out_headers, (H_VALUE_DROPPED, note.encode())]
-        value = None
-        if record_bytes(key, value, out_headers) > limit:
-            # The dead letter's own headers follow the original ones: kept by position, not
-            # by name, so that an original header named like one of them cannot stay.
-            note = f"{len(headers)} original headers left out: they exceed the topic's limit"
-            out_headers = [*out_headers[len(headers) :], (H_HEADERS_DROPPED, note.encode())]
-    return ProcessedRecord(False, key, value, out_headers, error=error)
+    if record_bytes(key, value, [*headers, *own]) <= limit:
+        return ProcessedRecord(False, key, value, [*headers, *own], error=error)
+    note = (
+        f"{size or 0} bytes left out: the dead letter would exceed the dead-letter"
+        f" topic's max.message.bytes of {limit}"
+    )
+    value_dropped = (H_VALUE_DROPPED, note.encode())
+    if record_bytes(key, None, [*headers, *own, value_dropped]) <= limit:
+        return ProcessedRecord(False, key, None, [*headers, *own, value_dropped], error=error)
+    # The note at its longest (every original header gone), so that it fits too.
+    longest = headers_dropped_note(len(headers), sum(header_bytes(*h) for h in headers))
+    room = limit - record_bytes(key, None, [*own, value_dropped, longest])
+    kept, count, cut_size = cut_headers(headers, contract_first_ranks(headers), room)
+    cut = headers_dropped_note(count, cut_size)
+    if record_bytes(key, value, [*kept, *own, cut]) <= limit:
+        return ProcessedRecord(False, key, value, [*kept, *own, cut], error=error)
+    return ProcessedRecord(False, key, None, [*kept, *own, value_dropped, cut], error=error)
 
 
 def _safe_clock(clock: Clock) -> int:

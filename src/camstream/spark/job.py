@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from camstream.config import Config
 from camstream.core.settings import DEFAULT_MAX_MESSAGE_BYTES, RecordSettings
-from camstream.errors import ConfigError
+from camstream.errors import ConfigError, EnvironmentFailure
 from camstream.spark.worker import OUTPUT_SCHEMA, make_batch_processor
 
 if TYPE_CHECKING:
@@ -338,6 +338,43 @@ def record_settings_for_topics(cfg: Config, slots: int = 1) -> RecordSettings:
     )
 
 
+def check_detector(spark: SparkSession, cfg: Config) -> None:
+    """Load the detector once, before the query starts: a missing cascade or a native
+    library that does not load stops the start with what is wrong (exit code 5), rather
+    than failing every task. Micro-batches: the Haar cascade, here on the driver. Real-time
+    Mode: one frame through the Java function (OpenCV's native library and the jar's
+    cascade), on Spark."""
+    settings = cfg.record_settings()
+    if not is_realtime(cfg):
+        from camstream.core.detection import load_cascade
+
+        load_cascade(settings.detection.cascade)  # DetectorUnavailableError says which
+        return
+    import numpy as np
+
+    from camstream.core.contract import FrameMeta
+    from camstream.core.jpeg import encode_jpeg
+
+    camera_id = "camstream-start-check"
+    meta = FrameMeta(camera_id, 0, time.time_ns(), 64, 64)
+    frame = (camera_id.encode(), encode_jpeg(np.zeros((64, 64, 3), np.uint8), 80))
+    probe = spark.createDataFrame(
+        [(*frame, meta.to_headers())],
+        "key binary, value binary, headers array<struct<key: string, value: binary>>",
+    )
+    text = realtime_settings_text(settings, cfg.output_topic, cfg.dead_letter_topic)
+    try:
+        realtime_rows(spark, probe, text).collect()
+    except ConfigError:
+        raise
+    except Exception as exc:
+        from camstream.spark.progress import describe_failure
+
+        raise EnvironmentFailure(
+            f"Real-time Mode's per-record function cannot run: {describe_failure(exc)}"
+        ) from exc
+
+
 def build_query(
     spark: SparkSession,
     cfg: Config,
@@ -347,8 +384,9 @@ def build_query(
     """Start the analytics query on `spark`; the caller owns the session and the query.
 
     `create_topics=False` skips topic creation, for managed Kafka services where the
-    job's credentials may not create topics.
+    job's credentials may not create topics. The detector is loaded first (`check_detector`).
     """
+    check_detector(spark, cfg)
     if create_topics:
         from camstream.kafka.topics import ensure_topics
 

@@ -167,19 +167,25 @@ def describe_progress(progress: dict[str, Any], lost: int = 0) -> str:
     return line
 
 
+# Spark 4 says "[PYTHON_EXCEPTION] ...", older ones "PythonException: ..."; the traceback
+# ends at a blank line, a Java frame, Spark's SQLSTATE or the query's description.
 _PYTHON_ERROR = re.compile(
-    r"PythonException:.*?Traceback \(most recent call last\):\n(?P<trace>.*?)(?:\n\n|\n\tat |\Z)",
+    r"(?:PythonException:|\[PYTHON_EXCEPTION\]).*?Traceback \(most recent call last\):\n"
+    r"(?P<trace>.*?)(?:\n\n|\n\tat |\n SQLSTATE|\n===|\Z)",
     re.S,
 )
 _KAFKA_ERROR = re.compile(r"org\.apache\.kafka\.common\.errors\.(?P<name>\w+): (?P<message>[^\n]+)")
+# What the Java per-record function (Real-time Mode) lets through: an environment failure.
+_JAVA_ERROR = re.compile(r"camstream\.realtime\.(?P<name>\w+): (?P<message>[^\n]+)")
 _QUERY_PREFIX = re.compile(r"^(?:\[\w+\] )?Query .*? terminated with exception: ", re.S)
 
 
 def describe_failure(error: BaseException | str) -> str:
     """The root cause of a failed query in one line, instead of Spark's page of plan.
 
-    A Python exception in a worker ('ValueError: ...'), or Kafka's own error (its message
-    names the topic-partition where Kafka knows it), else the first line Spark gave.
+    A Python exception in a worker ('ValueError: ...'), the Java per-record function's,
+    or Kafka's own error (its message names the topic-partition where Kafka knows it), else
+    the first line Spark gave.
     """
     text = str(error)
     python = _PYTHON_ERROR.search(text)
@@ -187,6 +193,9 @@ def describe_failure(error: BaseException | str) -> str:
         lines = [line.strip() for line in python.group("trace").splitlines() if line.strip()]
         if lines:
             return f"a Python worker raised {lines[-1]}"
+    java = _JAVA_ERROR.search(text)
+    if java:
+        return f"the Java per-record function raised {java.group('name')}: {java.group('message')}"
     kafka = _KAFKA_ERROR.search(text)
     if kafka:
         return f"Kafka refused: {kafka.group('name')}: {kafka.group('message').strip()}"

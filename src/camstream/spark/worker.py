@@ -2,7 +2,9 @@
 
 It only wraps the per-record stages (`camstream.core.batch.process_batch`): one output row
 per input row, to the output or the dead-letter topic, followed by the frame's detection
-event when it has faces. This module and `camstream.core` are all that executors import.
+event when it has faces. An environment failure (`camstream.errors.ENVIRONMENT_FAILURES`)
+fails the task instead, saying so. This module and `camstream.core` are all that executors
+import.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from camstream.core.contract import H_ERROR, H_FAILED_TS_NS
 from camstream.core.settings import RecordSettings
+from camstream.errors import ENVIRONMENT_FAILURES
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -22,6 +26,7 @@ if TYPE_CHECKING:
     from camstream.core.freshness import FreshnessGuard
     from camstream.core.motion import MotionGate
     from camstream.core.records import ProcessedRecord
+    from camstream.errors import EnvironmentFailure
 
 # The rows mapInArrow returns: the Kafka sink's columns, plus what the metrics count. An
 # event row has null `ok`, so that counts of frames leave it out. Spark takes the DDL form
@@ -118,10 +123,21 @@ def make_batch_processor(
     `settings.events_max_bytes` is set). A batch's records are analysed by `frame_threads`
     threads at once (`frame_pool`); the results are taken in order, so a camera's frames
     stay in order, and the motion gate (`settings.motion`), kept per worker, decides per
-    camera in that order.
+    camera in that order. A broken environment fails the task (`environment_failure`).
     """
 
     def process_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from camstream.errors import ENVIRONMENT_FAILURES
+        from camstream.spark.worker import environment_failure
+
+        try:
+            yield from sink_batches(batches)
+        except MemoryError:
+            raise  # as it is: no message to build while memory is short
+        except ENVIRONMENT_FAILURES as exc:
+            raise environment_failure(exc) from exc
+
+    def sink_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import pyarrow as pa
 
         from camstream.core.freshness import worker_guard
@@ -206,6 +222,18 @@ def sources(batch: pa.RecordBatch) -> list[RecordSource | None]:
     ]
 
 
+def environment_failure(exc: BaseException) -> EnvironmentFailure:
+    """What a task fails with when its environment is broken: the cause, saying that no
+    record was at fault (Spark retries the task, maybe elsewhere, or stops the query)."""
+    from camstream.core.records import reason
+    from camstream.errors import EnvironmentFailure
+
+    return EnvironmentFailure(
+        f"this executor cannot process frames ({reason(exc)}); the task fails instead of"
+        " dead-lettering every record, which are not at fault"
+    )
+
+
 def process_rows(
     records: list[tuple[Any, ...]],
     settings: RecordSettings,
@@ -213,25 +241,33 @@ def process_rows(
     mapper: Any = map,
     guard: FreshnessGuard | None = None,
 ) -> list[ProcessedRecord]:
-    """`process_batch` for a batch of Spark rows, with a last line of defence around it."""
+    """`process_batch` for a batch of Spark rows, with a last line of defence around it.
+
+    Raises an environment failure (`ENVIRONMENT_FAILURES`), as `process_batch` does.
+    """
     from camstream.core.batch import process_batch
 
     try:
         return process_batch(records, settings, gate, mapper, guard=guard)
+    except ENVIRONMENT_FAILURES:
+        raise
     except Exception as exc:  # process_batch never raises; should it, every row still goes on
-        return [_last_resort(record[0], record[1], exc) for record in records]
+        return [_last_resort(record, settings, exc) for record in records]
 
 
-def _last_resort(key: Any, value: Any, exc: BaseException) -> ProcessedRecord:
-    from camstream.core.records import ProcessedRecord
+def _last_resort(
+    record: tuple[Any, ...], settings: RecordSettings, exc: Exception
+) -> ProcessedRecord:
+    """A dead letter for a row of a batch that failed as a whole (a bug): the record as far
+    as it can be read, bounded like any dead letter."""
+    from camstream.core.records import ProcessedRecord, dead_letter, normalise, reason
 
-    reason = f"{type(exc).__name__}: {exc}"[:1000]
-    safe_key = key if isinstance(key, bytes) else None
-    safe_value = value if isinstance(value, bytes) else None
-    from camstream.core.contract import H_ERROR, H_FAILED_TS_NS
-
-    error_headers: list[tuple[str, bytes | None]] = [
-        (H_ERROR, reason.encode("utf-8", "replace")),
-        (H_FAILED_TS_NS, str(time.time_ns()).encode()),
-    ]
-    return ProcessedRecord(False, safe_key, safe_value, error_headers, error=reason)
+    key, value, headers, problem = normalise(*record[:3])
+    error = reason(exc) + (f"; {problem}" if problem else "")
+    source = record[3] if len(record) > 3 else None
+    try:
+        return dead_letter(key, value, headers, error, settings, source=source)
+    except Exception:  # the bug is in dead_letter itself: the reason alone still fits
+        headers = [(H_ERROR, error[:1000].encode("utf-8", "replace")),
+                   (H_FAILED_TS_NS, str(time.time_ns()).encode())]  # fmt: skip
+        return ProcessedRecord(False, None, None, headers, error=error)

@@ -6,7 +6,10 @@ import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CharsetDecoder;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
@@ -50,13 +53,17 @@ final class Contract {
   static final Set<String> RESULTS = Set.of(
       "faces", "boxes_xyxy", "analyzed_ts_ns", "error", "failed_ts_ns", "skipped", "fitted",
       "value_dropped", "carried_from_seq", "source_topic", "source_partition", "source_offset",
-      "source_timestamp_ms", "value_bytes", "headers_dropped");
+      "source_timestamp_ms", "value_bytes", "headers_dropped", "key_hashed");
   static final long MAX_FRAME_PIXELS = 8192L * 8192L;
   static final int MAX_JPEG_SIDE = 65535;
   /** A frame's long side at most this many times its short one, as camstream's contract. */
   static final int MAX_ASPECT_RATIO = 16;
   static final int MAX_ERROR_BYTES = 1000;
   static final int RECORD_BATCH_HEADER_BYTES = 61;
+  /** Longer keys cannot be camera ids: a dead letter carries their SHA-256 instead. */
+  static final int MAX_KEY_BYTES = 1024;
+  /** Contract headers with values up to this long are kept first when headers are cut. */
+  static final int MAX_CONTRACT_HEADER_BYTES = 1024;
   private static final Pattern DECIMAL = Pattern.compile("-?[0-9]+");
 
   private Contract() {}
@@ -220,15 +227,119 @@ final class Contract {
     return out;
   }
 
-  /** An upper bound on what a broker counts against max.message.bytes for this record. */
+  /**
+   * An upper bound on what a broker counts against max.message.bytes for this record,
+   * uncompressed (what the sink writes counts whole, whatever compression let the input in).
+   */
   static long recordBytes(byte[] key, byte[] value, List<Header> headers) {
     long size = RECORD_BATCH_HEADER_BYTES + 5 + 1 + 10 + 5;
     size += 5 + (key == null ? 0 : key.length) + 5 + (value == null ? 0 : value.length) + 5;
     for (Header header : headers) {
-      size += 5 + header.name().getBytes(StandardCharsets.UTF_8).length + 5
-          + (header.value() == null ? 0 : header.value().length);
+      size += headerBytes(header);
     }
     return size;
+  }
+
+  /** What one header adds to recordBytes. */
+  static long headerBytes(Header header) {
+    return 5 + header.name().getBytes(StandardCharsets.UTF_8).length + 5
+        + (header.value() == null ? 0 : header.value().length);
+  }
+
+  /** A dead letter's key, and the header that says it was hashed (when it was). */
+  record BoundedKey(byte[] key, List<Header> hashed) {}
+
+  static BoundedKey boundedKey(byte[] key) {
+    if (key == null || key.length <= MAX_KEY_BYTES) {
+      return new BoundedKey(key, List.of());
+    }
+    String note = key.length + " bytes replaced by their SHA-256 (hex): a dead letter keeps keys"
+        + " of at most " + MAX_KEY_BYTES + " bytes";
+    try {
+      byte[] digest = MessageDigest.getInstance("SHA-256").digest(key);
+      StringBuilder hex = new StringBuilder();
+      for (byte b : digest) {
+        hex.append(String.format("%02x", b));
+      }
+      return new BoundedKey(ascii(hex.toString()),
+          List.of(new Header("key_hashed", note.getBytes(StandardCharsets.UTF_8))));
+    } catch (NoSuchAlgorithmException e) {
+      throw new EnvironmentFailure("this JVM has no SHA-256", e);
+    }
+  }
+
+  /**
+   * For cutHeaders: 1 (goes last) for the first header of each contract name with a value of a
+   * valid length, 0 for any other (repeats, giants and headers of its own).
+   */
+  static int[] contractFirstRanks(List<Header> headers) {
+    int[] ranks = new int[headers.size()];
+    Set<String> seen = new HashSet<>();
+    for (int i = 0; i < ranks.length; i++) {
+      Header header = headers.get(i);
+      boolean first = INPUT.contains(header.name()) && !seen.contains(header.name());
+      seen.add(header.name());
+      int length = header.value() == null ? 0 : header.value().length;
+      ranks[i] = first && length <= MAX_CONTRACT_HEADER_BYTES ? 1 : 0;
+    }
+    return ranks;
+  }
+
+  /** The headers kept by cutHeaders, in their order; how many went and their bytes. */
+  record Cut(List<Header> kept, int count, long bytes) {}
+
+  /**
+   * As camstream.core.contract.cut_headers: the headers without those that must go so that the
+   * ones that may go take at most `room` bytes. Rank -1 stays whatever; of the others the lower
+   * rank goes first, and in a rank the largest first (of two alike, the later).
+   */
+  static Cut cutHeaders(List<Header> headers, int[] ranks, long room) {
+    long[] sizes = new long[headers.size()];
+    long total = 0;
+    List<Integer> candidates = new ArrayList<>();
+    for (int i = 0; i < sizes.length; i++) {
+      if (ranks[i] >= 0) {
+        sizes[i] = headerBytes(headers.get(i));
+        total += sizes[i];
+        candidates.add(i);
+      }
+    }
+    candidates.sort(Comparator.<Integer>comparingInt(i -> ranks[i])
+        .thenComparing(i -> -sizes[i]).thenComparing(i -> -i));
+    boolean[] gone = new boolean[sizes.length];
+    int count = 0;
+    long bytes = 0;
+    for (int index : candidates) {
+      if (total <= room) {
+        break;
+      }
+      gone[index] = true;
+      total -= sizes[index];
+      count++;
+      bytes += sizes[index];
+    }
+    List<Header> kept = new ArrayList<>();
+    for (int i = 0; i < sizes.length; i++) {
+      if (!gone[i]) {
+        kept.add(headers.get(i));
+      }
+    }
+    return new Cut(kept, count, bytes);
+  }
+
+  /** The header that says how many of a record's own headers were cut, and their bytes. */
+  static Header headersDroppedNote(long count, long bytes) {
+    String note = count + " original headers left out (" + bytes + " bytes, the largest first):"
+        + " they exceed the topic's limit";
+    return new Header("headers_dropped", note.getBytes(StandardCharsets.UTF_8));
+  }
+
+  static long headersBytes(List<Header> headers) {
+    long total = 0;
+    for (Header header : headers) {
+      total += headerBytes(header);
+    }
+    return total;
   }
 
   static byte[] ascii(String text) {

@@ -37,14 +37,14 @@ final class Detector {
     return FILES.computeIfAbsent(name, n -> {
       try (InputStream in = Detector.class.getResourceAsStream("/cascades/" + n)) {
         if (in == null) {
-          throw new IllegalStateException("no Haar cascade " + n + " in camstream-realtime.jar");
+          throw new EnvironmentFailure("no Haar cascade " + n + " in camstream-realtime.jar");
         }
         Path file = Files.createTempFile("camstream-", "-" + n);
         file.toFile().deleteOnExit();
         Files.copy(in, file, StandardCopyOption.REPLACE_EXISTING);
         return file.toString();
       } catch (IOException e) {
-        throw new IllegalStateException("cannot unpack Haar cascade " + n + ": " + e, e);
+        throw new EnvironmentFailure("cannot unpack Haar cascade " + n + ": " + e, e);
       }
     });
   }
@@ -53,7 +53,7 @@ final class Detector {
     return CLASSIFIERS.get().computeIfAbsent(name, n -> {
       CascadeClassifier classifier = new CascadeClassifier(cascadeFile(n));
       if (classifier.empty()) {
-        throw new IllegalStateException("cannot load Haar cascade " + n);
+        throw new EnvironmentFailure("cannot load Haar cascade " + n);
       }
       return classifier;
     });

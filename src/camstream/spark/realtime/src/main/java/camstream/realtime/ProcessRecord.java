@@ -4,6 +4,7 @@ import camstream.realtime.Contract.Header;
 import camstream.realtime.Contract.Meta;
 import camstream.realtime.Contract.Source;
 import java.math.BigDecimal;
+import java.io.UncheckedIOException;
 import java.math.RoundingMode;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
@@ -25,8 +26,12 @@ import scala.collection.Seq;
  * ms, settings) in; a row for the Kafka sink out: key, value, headers and the topic, the output
  * topic for an analysed frame or the dead-letter topic for a record that could not be, with the
  * reason and the record's source (null source arguments: unknown, no source headers). It never
- * throws: whatever fails on one record, the record becomes a dead letter. Kept equal to the
- * Python function by camstream's tests.
+ * throws for a record: whatever fails on one (a RuntimeException or a StackOverflowError) makes
+ * it a dead letter. A broken environment is no record's fault and fails the task: an
+ * EnvironmentFailure (a missing cascade), an I/O error, a LinkageError (OpenCV's native library
+ * that does not load), running out of memory (as camstream.errors.ENVIRONMENT_FAILURES). Every
+ * row it returns fits its topic, however large the record came. Kept equal to the Python
+ * function by camstream's tests.
  */
 public final class ProcessRecord
     implements UDF8<byte[], byte[], Seq<Row>, String, Integer, Long, Long, String, Row> {
@@ -48,12 +53,13 @@ public final class ProcessRecord
         }
       }
       outcome = process(key, value, pairs, settings);
-    } catch (VirtualMachineError fatal) {
-      if (!(fatal instanceof StackOverflowError)) {
-        throw fatal; // out of memory: the JVM, not this record, is in trouble
-      }
-      outcome = deadLetter(key, value, pairs, reason(fatal), settings, source);
-    } catch (Throwable failure) { // the per-record guarantee: one record never stops the job
+    } catch (EnvironmentFailure failure) {
+      throw failure; // not this record's fault: every record would fail alike
+    } catch (UncheckedIOException | LinkageError failure) {
+      throw new EnvironmentFailure("this executor cannot process frames (" + causes(failure)
+          + "); the task fails instead of dead-lettering every record, which are not at fault",
+          failure);
+    } catch (RuntimeException | StackOverflowError failure) { // one record never stops the job
       outcome = deadLetter(key, value, pairs, reason(failure), settings, source);
     } finally {
       Mats.releaseAll(); // the outcome holds bytes only: the record's images can go now
@@ -71,6 +77,16 @@ public final class ProcessRecord
 
   private static String reason(Throwable failure) {
     return failure.getClass().getSimpleName() + ": " + failure.getMessage();
+  }
+
+  /** The failure's reason and its causes' (a class that failed to initialise hides why). */
+  private static String causes(Throwable failure) {
+    StringBuilder text = new StringBuilder(reason(failure));
+    for (Throwable cause = failure.getCause(); cause != null && text.length() < 1000;
+        cause = cause.getCause()) {
+      text.append(", caused by ").append(reason(cause));
+    }
+    return text.toString();
   }
 
   static Outcome process(byte[] key, byte[] value, List<Header> headers, Settings settings) {
@@ -136,12 +152,26 @@ public final class ProcessRecord
         List.of(new Header("skipped", skipped.getBytes(StandardCharsets.UTF_8))));
   }
 
-  /** The output record, re-encoded smaller when it would not fit the output topic. */
+  /**
+   * The output record, re-encoded smaller when it would not fit the output topic. As Python:
+   * headers that alone leave no room for any frame are cut first (the input's own outside the
+   * contract, the largest first, until the frame fits as it is or none is left).
+   */
   private static Outcome output(Meta meta, byte[] key, byte[] jpeg, Mat image, List<int[]> boxes,
       List<Header> headers, Settings settings, List<Header> extra) {
+    long limit = settings.outputMaxBytes;
     List<Header> out = Contract.analytics(headers, boxes, now(), null, extra);
-    if (Contract.recordBytes(key, jpeg, out) <= settings.outputMaxBytes) {
+    if (Contract.recordBytes(key, jpeg, out) <= limit) {
       return new Outcome(true, key, jpeg, out);
+    }
+    if (Contract.recordBytes(key, null, out) > limit) {
+      Passed passed = cutPassed(key, jpeg, headers, boxes, extra, limit);
+      headers = passed.headers();
+      extra = passed.extra();
+      out = Contract.analytics(headers, boxes, now(), null, extra);
+      if (Contract.recordBytes(key, jpeg, out) <= limit) {
+        return new Outcome(true, key, jpeg, out);
+      }
     }
     Mat current = image != null ? image : Jpeg.decode(jpeg, Imgcodecs.IMREAD_COLOR);
     int quality = Math.min(settings.jpegQuality, 100);
@@ -150,7 +180,7 @@ public final class ProcessRecord
       byte[] candidate = Jpeg.encode(current, quality);
       List<Header> candidateHeaders = fittedHeaders(meta, current, quality, boxes, headers, extra);
       long size = Contract.recordBytes(key, candidate, candidateHeaders);
-      if (size <= settings.outputMaxBytes) {
+      if (size <= limit) {
         return new Outcome(true, key, candidate, candidateHeaders);
       }
       if (quality > lowest) {
@@ -161,11 +191,37 @@ public final class ProcessRecord
       if (smaller < settings.minFrameWidth) {
         throw new FrameError("the annotated frame does not fit the output topic: still " + size
             + " bytes at JPEG quality " + quality + " and " + current.cols() + "x"
-            + current.rows() + ", over its max.message.bytes of " + settings.outputMaxBytes
+            + current.rows() + ", over its max.message.bytes of " + limit
             + " (raise it, or lower CAMSTREAM_MIN_JPEG_QUALITY or CAMSTREAM_MIN_FRAME_WIDTH)");
       }
       current = Jpeg.resizeToWidth(current, smaller);
     }
+  }
+
+  /** The input headers an output keeps, and its extra headers with the note of those cut. */
+  record Passed(List<Header> headers, List<Header> extra) {}
+
+  private static Passed cutPassed(byte[] key, byte[] jpeg, List<Header> headers,
+      List<int[]> boxes, List<Header> extra, long limit) {
+    int[] ranks = new int[headers.size()];
+    List<Header> fixed = new ArrayList<>();
+    List<Header> passed = new ArrayList<>();
+    for (int i = 0; i < ranks.length; i++) {
+      Header header = headers.get(i);
+      boolean stays = header.value() == null || Contract.RESULTS.contains(header.name())
+          || Contract.INPUT.contains(header.name());
+      ranks[i] = stays ? -1 : 0;
+      (stays ? fixed : passed).add(header);
+    }
+    // Room for the note at its longest (every passed header gone), so that it fits too.
+    List<Header> withNote = new ArrayList<>(extra);
+    withNote.add(Contract.headersDroppedNote(passed.size(), Contract.headersBytes(passed)));
+    long room = limit - Contract.recordBytes(key, jpeg,
+        Contract.analytics(fixed, boxes, now(), null, withNote));
+    Contract.Cut cut = Contract.cutHeaders(headers, ranks, room);
+    List<Header> noted = new ArrayList<>(extra);
+    noted.add(Contract.headersDroppedNote(cut.count(), cut.bytes()));
+    return new Passed(cut.kept(), noted);
   }
 
   private static List<Header> fittedHeaders(Meta meta, Mat image, int quality,
@@ -186,32 +242,47 @@ public final class ProcessRecord
 
   /**
    * The record as it came, plus the reason, the time and, when known, where it came from; it
-   * fits the dead-letter topic. As camstream.core.records.dead_letter: too large, the value is
-   * left out (value_dropped says so); still too large, the original headers go too
-   * (headers_dropped says how many), and the dead letter's own headers stay.
+   * fits the dead-letter topic, however large the record came. As
+   * camstream.core.records.dead_letter: a key longer than any camera id is replaced by its
+   * SHA-256 (key_hashed says so); too large, the value is left out (value_dropped says so);
+   * headers that even without the value do not fit are cut, the largest first, the contract's
+   * own last (headers_dropped says how many), and the value stays if it fits beside those kept.
+   * The dead letter's own headers always stay.
    */
   static Outcome deadLetter(byte[] key, byte[] value, List<Header> headers, String error,
       Settings settings, Source source) {
     Integer size = value == null ? null : value.length;
-    List<Header> out = Contract.deadLetter(headers, error, now(), source, size);
+    Contract.BoundedKey bounded = Contract.boundedKey(key);
+    key = bounded.key();
+    List<Header> own = new ArrayList<>(Contract.deadLetter(List.of(), error, now(), source, size));
+    own.addAll(bounded.hashed());
     long limit = settings.deadLetterMaxBytes;
-    if (Contract.recordBytes(key, value, out) > limit) {
-      String note = (size == null ? 0 : size) + " bytes left out: the dead letter would"
-          + " exceed the dead-letter topic's max.message.bytes of " + limit;
-      out = new ArrayList<>(out);
-      out.add(new Header("value_dropped", note.getBytes(StandardCharsets.UTF_8)));
-      value = null;
-      if (Contract.recordBytes(key, null, out) > limit) {
-        // The dead letter's own headers, after the original ones: by position, not by name,
-        // so that an original header named like one of them cannot stay.
-        List<Header> kept = new ArrayList<>(out.subList(headers.size(), out.size()));
-        int dropped = headers.size();
-        String dropNote = dropped + " original headers left out: they exceed the topic's limit";
-        kept.add(new Header("headers_dropped", dropNote.getBytes(StandardCharsets.UTF_8)));
-        out = kept;
-      }
+    if (Contract.recordBytes(key, value, concat(headers, own)) <= limit) {
+      return new Outcome(false, key, value, concat(headers, own));
     }
-    return new Outcome(false, key, value, out);
+    String note = (size == null ? 0 : size) + " bytes left out: the dead letter would"
+        + " exceed the dead-letter topic's max.message.bytes of " + limit;
+    Header valueDropped = new Header("value_dropped", note.getBytes(StandardCharsets.UTF_8));
+    List<Header> ownDropped = concat(own, List.of(valueDropped));
+    if (Contract.recordBytes(key, null, concat(headers, ownDropped)) <= limit) {
+      return new Outcome(false, key, null, concat(headers, ownDropped));
+    }
+    // The note at its longest (every original header gone), so that it fits too.
+    Header longest = Contract.headersDroppedNote(headers.size(), Contract.headersBytes(headers));
+    long room = limit - Contract.recordBytes(key, null, concat(ownDropped, List.of(longest)));
+    Contract.Cut cut = Contract.cutHeaders(headers, Contract.contractFirstRanks(headers), room);
+    Header cutNote = Contract.headersDroppedNote(cut.count(), cut.bytes());
+    List<Header> kept = concat(concat(cut.kept(), own), List.of(cutNote));
+    if (Contract.recordBytes(key, value, kept) <= limit) {
+      return new Outcome(false, key, value, kept);
+    }
+    return new Outcome(false, key, null, concat(concat(cut.kept(), ownDropped), List.of(cutNote)));
+  }
+
+  private static List<Header> concat(List<Header> first, List<Header> second) {
+    List<Header> all = new ArrayList<>(first);
+    all.addAll(second);
+    return all;
   }
 
   /** Unix time in nanoseconds (microsecond resolution on Linux), as Python's time.time_ns. */
