@@ -32,11 +32,10 @@ def test_benchmark_smoke_run(cfg: Config, tmp_path: Path) -> None:
         assert results["drain_fps"][preset]["median"] > 0
         assert results["accuracy"][preset]["recall"] > 0.9
     assert "| raw OpenCV loop, fast (frames/s)" in out.stdout
-    # The uneven-load shapes run (not timed here: the figures come from `make bench`), and
-    # every camera's frames came out in order.
+    # The uneven-load shapes run (a quick run takes two: the figures come from `make
+    # bench`), and every camera's frames came out in order.
     shapes = {item["shape"]: item for item in results["uneven"]}
-    assert set(shapes) == {"uniform", "unequal cost", "3 cameras on 4 partitions",
-                           "8 cameras on 4, uneven"}  # fmt: skip
+    assert set(shapes) == {"uniform", "8 cameras on 4, uneven"}
     for item in shapes.values():
         assert item["received"] == item["frames"] and item["in_order"], item
         assert item["loop_fps"] > 0 and item["steady_fps"] > 0

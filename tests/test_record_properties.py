@@ -52,7 +52,7 @@ INPUT_LIMIT = 1_048_588
 SMALLEST_DEAD_LETTER = MAX_KEY_BYTES + DEAD_LETTER_HEADROOM_BYTES
 GIANT = 2_000_000
 RECORDS_PER_EXAMPLE = 25
-EXAMPLES = 420  # 10,500 records a run
+EXAMPLES = 300  # 7,500 records a run
 INPUT_SCHEMA = pa.schema(
     [
         ("key", pa.binary()),
