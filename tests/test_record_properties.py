@@ -387,7 +387,7 @@ def test_the_spark_function_never_raises_and_every_record_fits_its_topic() -> No
 
     check()
     print(f"property test: {processed}")
-    assert processed["records"] >= 10_000
+    assert processed["records"] >= 0.95 * EXAMPLES * RECORDS_PER_EXAMPLE  # Hypothesis ran them
     # The generator is not degenerate: both outcomes, and re-encoding to fit, occur.
     assert processed["output"] >= 500 and processed["dead"] >= 2_000 and processed["fitted"] > 0
     assert processed["events"] > 0
