@@ -57,7 +57,8 @@ def test_bad_configuration_fails_fast() -> None:
 
 
 def test_broker_down_is_reported_not_a_traceback() -> None:
-    out = run("monitor", "--kafka-bootstrap", f"127.0.0.1:{free_port()}")
+    out = run("monitor", "--kafka-bootstrap", f"127.0.0.1:{free_port()}",
+              env={"KAFKA_CONNECT_TIMEOUT_S": "2"})  # fmt: skip
     assert out.returncode == 4  # Kafka unreachable (camstream.errors)
     assert "cannot reach Kafka" in out.stderr and "Traceback" not in out.stderr
 

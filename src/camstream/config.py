@@ -164,6 +164,10 @@ class Config:
     replication_factor: int = setting(
         1, "replicas of the topics camstream creates (3 on a cluster)", minimum=1
     )
+    kafka_connect_timeout_s: float = setting(
+        10.0, "how long a client waits for Kafka's first answer before it says Kafka cannot be"
+        " reached", minimum=0.5, maximum=600.0,
+    )  # fmt: skip
     kafka_security_protocol: str = setting(
         "PLAINTEXT", "how clients talk to Kafka", choices=SECURITY_PROTOCOLS
     )

@@ -51,16 +51,13 @@ def unavailable(cfg: Config, cause: BaseException | None = None) -> KafkaUnavail
     return KafkaUnavailableError(message)
 
 
-# How long a client waits for the first metadata answer before saying the broker is down.
-BOOTSTRAP_TIMEOUT_MS = 10_000
-
-
 def _common(cfg: Config) -> dict[str, object]:
     _warn_without_fast_crc()
     return {
         "bootstrap_servers": cfg.kafka_bootstrap.split(","),
         "client_id": "camstream",
-        "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
+        # How long a client waits for the first metadata answer before saying Kafka is down.
+        "bootstrap_timeout_ms": round(cfg.kafka_connect_timeout_s * 1000),
         **security_settings(cfg.client_properties),
     }
 
@@ -142,8 +139,10 @@ def make_consumer(
         raise unavailable(cfg, exc) from None
 
 
-def make_admin(cfg: Config, bootstrap_timeout_ms: int = BOOTSTRAP_TIMEOUT_MS) -> KafkaAdminClient:
-    settings = {**_common(cfg), "bootstrap_timeout_ms": bootstrap_timeout_ms}
+def make_admin(cfg: Config, bootstrap_timeout_ms: int | None = None) -> KafkaAdminClient:
+    settings = _common(cfg)
+    if bootstrap_timeout_ms is not None:
+        settings["bootstrap_timeout_ms"] = bootstrap_timeout_ms
     try:
         return KafkaAdminClient(**settings, request_timeout_ms=15_000)
     except kafka_errors.KafkaTimeoutError as exc:
