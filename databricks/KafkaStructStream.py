@@ -415,7 +415,8 @@ print(f"started {query.name}")
 # MAGIC ## Progress
 # MAGIC
 # MAGIC One line per micro-batch: frames read and how long the batch took. Stop the query with
-# MAGIC the cell's stop button, or `query.stop()`.
+# MAGIC the cell's stop button, or `query.stop()`. The lines are printed: `display` renders
+# MAGIC DataFrames and refuses a plain string (`Cannot call display(<class 'str'>)`).
 
 # COMMAND ----------
 
@@ -428,5 +429,5 @@ while query.isActive and (deadline is None or time.monotonic() < deadline):
         batch = progress["batchId"]
         if batch > last_batch and progress.get("numInputRows"):
             duration = progress["durationMs"].get("triggerExecution", 0)
-            display(f"batch {batch}: {progress['numInputRows']} frames in {duration} ms")
+            print(f"batch {batch}: {progress['numInputRows']} frames in {duration} ms")
         last_batch = max(last_batch, batch)

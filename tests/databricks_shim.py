@@ -6,10 +6,14 @@ pip against the real index (`--dry-run`: the test environment keeps its own pack
 the notebook must work with both). Other cells run as Python in one namespace that holds
 what Databricks provides: `spark`, `dbutils` (widgets, secrets, library) and `display`;
 `dbutils.library.restartPython()` empties that namespace, as a restart of Python does.
+`display` refuses what Databricks' refuses (a string, a number: `Cannot call
+display(<class 'str'>)`); what a cell prints is kept, as a cell's output is.
 """
 
 from __future__ import annotations
 
+import builtins
+import copy
 import shlex
 import subprocess
 import sys
@@ -20,6 +24,11 @@ from typing import Any
 HEADER = "# Databricks notebook source"
 SEPARATOR = "# COMMAND ----------"
 MAGIC = "# MAGIC"
+# What the notebook's Python finds without defining it (`print`: its output is kept).
+PROVIDED = ("spark", "dbutils", "display", "print")
+# Not displayable in Databricks: `display` renders DataFrames (and figures), not plain values.
+PLAIN_TYPES = (str, bytes, bytearray, int, float, complex, bool, list, tuple, dict, set,
+               frozenset, type(None))  # fmt: skip
 
 
 def split_cells(source: str) -> list[str]:
@@ -74,7 +83,7 @@ class Library:
     def restartPython(self) -> None:
         """What survives a restart of Python: the notebook's widgets, not its variables."""
         self.run.restarts += 1
-        keep = {name: self.run.namespace[name] for name in ("spark", "dbutils", "display")}
+        keep = {name: self.run.namespace[name] for name in PROVIDED}
         self.run.namespace.clear()
         self.run.namespace.update(keep)
 
@@ -86,13 +95,35 @@ class DBUtils:
     library: Library | None = None
 
 
+class CellPrint:
+    """`print` as a cell sees it: printed, and kept as the cell's output. A function that
+    Spark ships to its workers takes plain `print` along (workers print to their logs)."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+
+    def __call__(self, *values: Any, sep: str | None = " ", **kwargs: Any) -> None:
+        self.lines.append((" " if sep is None else sep).join(map(str, values)))
+        builtins.print(*values, sep=sep, **kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return copy.copy, (builtins.print,)  # unpickled: plain `print` (copying it is itself)
+
+
 @dataclass
 class NotebookRun:
     namespace: dict[str, Any]
     displayed: list[Any] = field(default_factory=list)
+    printed: list[str] = field(default_factory=list)
     pip_commands: list[str] = field(default_factory=list)
     markdown_cells: int = 0
     restarts: int = 0
+
+    def display(self, item: Any, *args: Any, **kwargs: Any) -> None:
+        """Databricks' `display`: a plain value is refused, with the runtime's message."""
+        if isinstance(item, PLAIN_TYPES):
+            raise Exception(f"Cannot call display({type(item)})")  # the runtime's words
+        self.displayed.append(item)
 
 
 def run_notebook(
@@ -107,7 +138,8 @@ def run_notebook(
 
     run = run or NotebookRun(namespace={})
     dbutils = DBUtils(Widgets(widgets), Secrets(secrets or {}), Library(run))
-    run.namespace.update(spark=spark, dbutils=dbutils, display=run.displayed.append)
+    cell_print = CellPrint(run.printed)
+    run.namespace.update(spark=spark, dbutils=dbutils, display=run.display, print=cell_print)
     old_cwd = Path.cwd()
     os.chdir(cwd or path.parent)  # Databricks runs a notebook in its own folder
     try:

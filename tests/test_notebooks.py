@@ -9,8 +9,10 @@ the same records and checks that they agree.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,14 +27,22 @@ import pytest
 
 from camstream.cameras.simulate import load_sample_frames, sample_labels
 from camstream.config import Config
-from camstream.core.contract import INPUT_HEADERS, OUTPUT_HEADERS, FrameMeta, headers_to_dict
+from camstream.core.contract import (
+    H_CARRIED_FROM_SEQ,
+    H_FITTED,
+    H_SKIPPED,
+    INPUT_HEADERS,
+    OUTPUT_HEADERS,
+    FrameMeta,
+    analytics_headers,
+    headers_to_dict,
+)
 from camstream.core.jpeg import encode_jpeg
 from camstream.kafka.clients import make_consumer, make_producer
 from camstream.spark.job import build_query
 from databricks_shim import HEADER, SEPARATOR, NotebookRun, magic_command, run_notebook, split_cells
 from helpers import ARTIFACTS, astronaut_bgr, consume, unique_topics, wait_until
 from poison import CAMERA, bad_records, with_exif_orientation
-from station_helpers import AnnotatedFramePublisher
 
 REPO = Path(__file__).resolve().parent.parent
 PRODUCER_NB = REPO / "jupyter" / "VideoCaptureToKafka.ipynb"
@@ -107,6 +117,30 @@ def test_the_producer_notebook_shows_capture_encoding_and_the_producer() -> None
     assert imported <= allowed, imported - allowed
 
 
+# A markdown item that names headers: "- `width`, `height`: what they hold".
+HEADER_ITEM = re.compile(r"^- ((?:`\w+`(?:, )?)+):", re.MULTILINE)
+
+
+@pytest.mark.parametrize(
+    ("path", "heading", "headers"),
+    [
+        (PRODUCER_NB, "## The frame contract", INPUT_HEADERS),
+        (CONSUMER_NB, "## What a record holds",
+         (*OUTPUT_HEADERS, H_SKIPPED, H_CARRIED_FROM_SEQ, H_FITTED)),
+    ],
+    ids=["producer", "consumer"],
+)  # fmt: skip
+def test_the_notebooks_list_the_contracts_headers(
+    path: Path, heading: str, headers: tuple[str, ...]
+) -> None:
+    """The header names a reader sees are contract.py's, in its order: they cannot drift."""
+    cells = json.loads(path.read_text())["cells"]
+    markdown = ["".join(c["source"]) for c in cells if c["cell_type"] == "markdown"]
+    (section,) = [text for text in markdown if text.startswith(heading + "\n")]
+    items = HEADER_ITEM.findall(section)
+    assert [name for item in items for name in re.findall(r"`(\w+)`", item)] == list(headers)
+
+
 def test_the_consumer_notebook_shows_the_consumer_and_the_display() -> None:
     code = code_of(CONSUMER_NB)
     for step in ("KafkaConsumer(", "consumer.poll(", "display_id=True", ".update(",
@@ -144,7 +178,42 @@ def test_the_databricks_notebook_is_self_contained_and_shows_the_job() -> None:
             compile(cell, DATABRICKS_NB.name, "exec")
 
 
+def test_the_stand_in_display_refuses_what_databricks_refuses(tmp_path: Path) -> None:
+    """Databricks' `display` renders DataFrames: a string or a number fails the cell."""
+    notebook = tmp_path / "Display.py"
+    for value in ('f"batch {1}: 3 frames in 20 ms"', "3", "None", "[1, 2]", "{}"):
+        notebook.write_text(f"{HEADER}\nprint('progress')\n\n{SEPARATOR}\n\ndisplay({value})\n")
+        run = NotebookRun(namespace={})
+        with pytest.raises(Exception, match=r"^Cannot call display\(<class '\w+'>\)$"):
+            run_notebook(notebook, object(), {}, run=run)
+        assert run.printed == ["progress"] and not run.displayed
+    notebook.write_text(f"{HEADER}\ndisplay(spark)\n")  # here `spark` stands for a DataFrame
+    frame = object()
+    assert run_notebook(notebook, frame, {}).displayed == [frame]
+
+
 # ---- the Jupyter notebooks, run -------------------------------------------------------------
+@functools.cache
+def frame_jpeg() -> bytes:
+    return encode_jpeg(cv2.resize(astronaut_bgr(), (640, 480), interpolation=cv2.INTER_AREA), 80)
+
+
+def annotated(camera: str, seq: int, partition: int | None = None) -> dict[str, Any]:
+    """An output record as the job writes it (one face), as `producer.send` arguments."""
+    meta = FrameMeta(camera, seq, time.time_ns(), 640, 480)
+    headers = analytics_headers(meta.to_headers(), [[200, 100, 330, 230]], time.time_ns())
+    return {"key": camera.encode(), "value": frame_jpeg(), "headers": headers,
+            "partition": partition}  # fmt: skip
+
+
+def publish(cfg: Config, records: list[dict[str, Any]]) -> None:
+    producer = make_producer(cfg)
+    for record in records:
+        producer.send(cfg.output_topic, **record)
+    producer.flush()
+    producer.close()
+
+
 def test_producer_notebook_publishes_frames(cfg: Config, tmp_path: Path) -> None:
     nb = execute(
         PRODUCER_NB,
@@ -184,20 +253,17 @@ def test_consumer_notebook_escapes_camera_ids_and_shows_one_image_per_camera(
     cfg: Config, tmp_path: Path
 ) -> None:
     hostile = '<img src=x onerror="alert(1)">'
-    publisher = AnnotatedFramePublisher(cfg)
-    for index in range(3):
-        publisher.send("cam-a", index)
-        publisher.send(hostile, index)
-    publisher.send("cam-a", 1)  # sent twice: shown once (newer capture time only)
-    publisher.flush()
-    publisher.close()
+    a0, a1, a2 = (annotated("cam-a", seq) for seq in range(3))
+    h0, h1, h2 = (annotated(hostile, seq) for seq in range(3))
+    # cam-a's seq 1 sent twice, the same record (a restarted job writes some again): shown once.
+    publish(cfg, [a0, h0, a1, h1, a1, a2, h2])
     nb = execute(
         CONSUMER_NB,
         tmp_path / "KafkaConsumerProcessed.out.ipynb",
         kafkabrokers=cfg.kafka_bootstrap,
         topic=cfg.output_topic,
         from_beginning=True,
-        max_frames=7,
+        max_frames=6,
         idle_timeout_s=10,
     )
     images = [out for out in outputs(nb) if "image/jpeg" in out.get("data", {})]
@@ -205,7 +271,26 @@ def test_consumer_notebook_escapes_camera_ids_and_shows_one_image_per_camera(
     text = shown_text(nb)
     assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in text
     assert "<img src=x" not in text
-    assert "7 frames from 2 cameras" in text
+    assert "6 frames from 2 cameras, 1 duplicates hidden" in text
+    captions = ["".join(out["data"]["text/html"]) for out in outputs(nb)
+                if "seq " in "".join(out.get("data", {}).get("text/html", ""))]  # fmt: skip
+    assert len(captions) == 2 and all(" seq 2: " in c for c in captions), captions
+
+
+def test_consumer_notebook_stops_at_exactly_max_frames(cfg: Config, tmp_path: Path) -> None:
+    # Four frames on each of the topic's two partitions: a poll returns both, and the limit
+    # falls inside the first one.
+    publish(cfg, [annotated(f"cam-{p}", seq, partition=p) for seq in range(4) for p in (0, 1)])
+    nb = execute(
+        CONSUMER_NB,
+        tmp_path / "KafkaConsumerProcessed.out.ipynb",
+        kafkabrokers=cfg.kafka_bootstrap,
+        topic=cfg.output_topic,
+        from_beginning=True,
+        max_frames=3,
+        idle_timeout_s=5,
+    )
+    assert re.search(r"\b3 frames from [12] cameras, 0 duplicates", shown_text(nb)), shown_text(nb)
 
 
 @pytest.mark.spark
@@ -358,7 +443,11 @@ def test_the_databricks_notebook_and_camstream_analyze_agree(
     try:
         from_notebook = collect(nb_cfg, set(records), timeout_s=300)
         from_cli = collect(cli_cfg, set(records), timeout_s=300)
-        wait_until(lambda: run.displayed, 60, what="the notebook to display progress")
+        wait_until(
+            lambda: errors or any("frames in" in line for line in run.printed),
+            60,
+            what="the notebook to print progress",
+        )
     finally:
         query = run.namespace.get("query")
         if query is not None:
@@ -394,4 +483,5 @@ def test_the_databricks_notebook_and_camstream_analyze_agree(
     # How the notebook ran: OpenCV resolved for real, Python restarted, progress shown.
     assert run.pip_commands == ["install opencv-python-headless==4.11.0.86"]
     assert run.restarts == 1 and run.markdown_cells >= 6
-    assert any("frames in" in str(item) for item in run.displayed)
+    assert any(re.match(r"batch \d+: \d+ frames in \d+ ms$", line) for line in run.printed)
+    assert not run.displayed  # progress is printed: Databricks' display refuses a string
