@@ -249,6 +249,21 @@ def test_notebooks_take_the_broker_from_the_environment(
     assert "0 frames from 0 cameras" in text
 
 
+def replay_in_consumer_notebook(
+    cfg: Config, tmp_path: Path, max_frames: int, idle_timeout_s: float
+) -> Any:
+    """The consumer notebook run over the output topic from its beginning."""
+    return execute(
+        CONSUMER_NB,
+        tmp_path / "KafkaConsumerProcessed.out.ipynb",
+        kafkabrokers=cfg.kafka_bootstrap,
+        topic=cfg.output_topic,
+        from_beginning=True,
+        max_frames=max_frames,
+        idle_timeout_s=idle_timeout_s,
+    )
+
+
 def test_consumer_notebook_escapes_camera_ids_and_shows_one_image_per_camera(
     cfg: Config, tmp_path: Path
 ) -> None:
@@ -257,15 +272,7 @@ def test_consumer_notebook_escapes_camera_ids_and_shows_one_image_per_camera(
     h0, h1, h2 = (annotated(hostile, seq) for seq in range(3))
     # cam-a's seq 1 sent twice, the same record (a restarted job writes some again): shown once.
     publish(cfg, [a0, h0, a1, h1, a1, a2, h2])
-    nb = execute(
-        CONSUMER_NB,
-        tmp_path / "KafkaConsumerProcessed.out.ipynb",
-        kafkabrokers=cfg.kafka_bootstrap,
-        topic=cfg.output_topic,
-        from_beginning=True,
-        max_frames=6,
-        idle_timeout_s=10,
-    )
+    nb = replay_in_consumer_notebook(cfg, tmp_path, max_frames=6, idle_timeout_s=10)
     images = [out for out in outputs(nb) if "image/jpeg" in out.get("data", {})]
     assert len(images) == 2  # one per camera, updated in place: not one per frame
     text = shown_text(nb)
@@ -281,15 +288,7 @@ def test_consumer_notebook_stops_at_exactly_max_frames(cfg: Config, tmp_path: Pa
     # Four frames on each of the topic's two partitions: a poll returns both, and the limit
     # falls inside the first one.
     publish(cfg, [annotated(f"cam-{p}", seq, partition=p) for seq in range(4) for p in (0, 1)])
-    nb = execute(
-        CONSUMER_NB,
-        tmp_path / "KafkaConsumerProcessed.out.ipynb",
-        kafkabrokers=cfg.kafka_bootstrap,
-        topic=cfg.output_topic,
-        from_beginning=True,
-        max_frames=3,
-        idle_timeout_s=5,
-    )
+    nb = replay_in_consumer_notebook(cfg, tmp_path, max_frames=3, idle_timeout_s=5)
     assert re.search(r"\b3 frames from [12] cameras, 0 duplicates", shown_text(nb)), shown_text(nb)
 
 
