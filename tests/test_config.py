@@ -45,7 +45,10 @@ def test_environment_and_overrides() -> None:
         ({"KAFKA_BOOTSTRAP": "localhost"}, "expected HOST:PORT"),
         ({"KAFKA_BOOTSTRAP": "localhost:99999"}, "expected HOST:PORT"),
         ({"CAMSTREAM_INPUT_TOPIC": "bad topic!"}, "not a valid Kafka topic name"),
-        ({"CAMSTREAM_DETECTION_PRESET": "turbo"}, "detection_preset must be one of faithful, fast"),
+        (
+            {"CAMSTREAM_DETECTION_PRESET": "turbo"},
+            "detection_preset must be one of faithful, equalized, fast",
+        ),
         ({"CAMSTREAM_JPEG_QUALITY": "150"}, "jpeg_quality must be between 1 and 100"),
         ({"CAMSTREAM_STARTING_OFFSETS": "yesterday"}, "starting_offsets must be"),
         ({"CAMSTREAM_OUTPUT_TOPIC": "camera-stream"}, "must differ"),

@@ -94,5 +94,10 @@ def analyze_jpeg(jpeg: bytes, settings: DetectionSettings, jpeg_quality: int = 8
     boxes = detect_in_jpeg(jpeg, info, settings)
     if len(boxes) == 0:
         return FrameAnalysis(jpeg, boxes, info.width, info.height)
-    annotated = annotate(decode_jpeg(jpeg), boxes)
+    annotated = annotate(
+        decode_jpeg(jpeg),
+        boxes,
+        colour_bgr=settings.box_colour_bgr,
+        thickness=settings.box_thickness,
+    )
     return FrameAnalysis(encode_jpeg(annotated, jpeg_quality), boxes, info.width, info.height)

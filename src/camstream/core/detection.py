@@ -80,7 +80,8 @@ def detect_faces_grey(
     scale = full_width / grey.shape[1]
     if settings.equalize_histogram:
         grey = cv2.equalizeHist(grey)
-    min_side = max(1, round(settings.min_size / scale))
+    # 0 stays 0: OpenCV's "no minimum" (the cascade's own window).
+    min_side = round(settings.min_size / scale) if settings.min_size else 0
     found = load_cascade(settings.cascade).detectMultiScale(
         grey,
         scaleFactor=settings.scale_factor,

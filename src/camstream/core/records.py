@@ -280,7 +280,13 @@ def finish_frame(
     if len(boxes) == 0:
         result = _output(frame.meta, frame.jpeg, None, boxes, frame.headers, settings, clock, extra)
     else:
-        annotated = annotate(decode_checked(frame.jpeg, frame.info), boxes)
+        detection = settings.detection
+        annotated = annotate(
+            decode_checked(frame.jpeg, frame.info),
+            boxes,
+            colour_bgr=detection.box_colour_bgr,
+            thickness=detection.box_thickness,
+        )
         drawn = encode_jpeg(annotated, settings.jpeg_quality)
         result = _output(frame.meta, drawn, annotated, boxes, frame.headers, settings, clock, extra)
     event = None

@@ -12,39 +12,62 @@ from camstream.errors import ConfigError
 
 @dataclass(frozen=True)
 class DetectionSettings:
-    """How faces are detected. `detect_width` downsizes the grey frame before detection."""
+    """How faces are detected and drawn. `detect_width` downsizes the grey frame first.
+
+    The defaults are the 2018 reference demo's UDF, call for call: grey,
+    `detectMultiScale(scaleFactor=1.1, minNeighbors=5)` with `frontalface_alt` and no
+    minimum size, green boxes of thickness 2.
+    """
 
     cascade: str = "haarcascade_frontalface_alt.xml"
     scale_factor: float = 1.1
     min_neighbors: int = 5
-    min_size: int = 30
+    # Smallest face side in full-frame pixels; 0 = none (the cascade's own 20-px window).
+    min_size: int = 0
     # None = detect at full resolution; boxes are always reported in full-frame pixels.
     detect_width: int | None = None
-    equalize_histogram: bool = True
+    equalize_histogram: bool = False
+    box_colour_bgr: tuple[int, int, int] = (0, 255, 0)
+    # None = grows with the frame (2 px up to 480 lines, then a pixel per 240).
+    box_thickness: int | None = 2
 
     def validate(self) -> DetectionSettings:
         if self.scale_factor <= 1.0:
             raise ConfigError(f"scale_factor must be > 1.0 (got {self.scale_factor})")
         if self.min_neighbors < 0:
             raise ConfigError(f"min_neighbors must be >= 0 (got {self.min_neighbors})")
-        if self.min_size < 1:
-            raise ConfigError(f"min_size must be >= 1 pixel (got {self.min_size})")
+        if self.min_size < 0:
+            raise ConfigError(f"min_size must be >= 0 pixels (got {self.min_size})")
         if self.detect_width is not None and self.detect_width < 32:
             raise ConfigError(
                 f"detect_width must be >= 32 pixels or unset (got {self.detect_width})"
             )
+        if len(self.box_colour_bgr) != 3 or not all(0 <= c <= 255 for c in self.box_colour_bgr):
+            raise ConfigError(f"box_colour_bgr must be 3 values 0-255 (got {self.box_colour_bgr})")
+        if self.box_thickness is not None and not 1 <= self.box_thickness <= 64:
+            raise ConfigError(f"box_thickness must be 1-64 or unset (got {self.box_thickness})")
         return self
 
 
-# `faithful` keeps the reference demo's settings; `fast` trades a little recall for speed.
+_RED = (0, 0, 255)
+
+# `faithful` is the reference demo's detector exactly; `equalized` adds histogram
+# equalisation and a 30-px minimum face to it (and draws red, scaled boxes); `fast` trades
+# some recall for speed: the default cascade on a 320-px copy.
 DETECTION_PRESETS: dict[str, DetectionSettings] = {
     "faithful": DetectionSettings(),
+    "equalized": DetectionSettings(
+        min_size=30, equalize_histogram=True, box_colour_bgr=_RED, box_thickness=None
+    ),
     "fast": DetectionSettings(
         cascade="haarcascade_frontalface_default.xml",
         scale_factor=1.2,
         min_neighbors=5,
         min_size=24,
         detect_width=320,
+        equalize_histogram=True,
+        box_colour_bgr=_RED,
+        box_thickness=None,
     ),
 }
 
