@@ -6,8 +6,11 @@ pip against the real index (`--dry-run`: the test environment keeps its own pack
 the notebook must work with both). Other cells run as Python in one namespace that holds
 what Databricks provides: `spark`, `dbutils` (widgets, secrets, library) and `display`;
 `dbutils.library.restartPython()` empties that namespace, as a restart of Python does.
-`display` refuses what Databricks' refuses (a string, a number: `Cannot call
-display(<class 'str'>)`); what a cell prints is kept, as a cell's output is.
+`display` refuses what Databricks' refuses: anything but a DataFrame or an object that
+renders itself as HTML (`Cannot call display(<class 'str'>)`, the runtime's words); what a
+cell prints is kept, as a cell's output is. A Python cell may have a title (a first line
+`# DBTITLE 1,<title>`, as Databricks exports it), and a test may run only the cells of some
+titles: the definitions it needs, without the %pip cell or a streaming query.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import copy
 import shlex
 import subprocess
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,11 +28,9 @@ from typing import Any
 HEADER = "# Databricks notebook source"
 SEPARATOR = "# COMMAND ----------"
 MAGIC = "# MAGIC"
+TITLE = "# DBTITLE 1,"
 # What the notebook's Python finds without defining it (`print`: its output is kept).
 PROVIDED = ("spark", "dbutils", "display", "print")
-# Not displayable in Databricks: `display` renders DataFrames (and figures), not plain values.
-PLAIN_TYPES = (str, bytes, bytearray, int, float, complex, bool, list, tuple, dict, set,
-               frozenset, type(None))  # fmt: skip
 
 
 def split_cells(source: str) -> list[str]:
@@ -44,6 +46,19 @@ def magic_command(cell: str) -> str | None:
     if not lines or not all(line.startswith(MAGIC) for line in lines):
         return None
     return "\n".join(line[len(MAGIC) :].removeprefix(" ") for line in lines)
+
+
+def cell_title(cell: str) -> str | None:
+    first = cell.split("\n", 1)[0]
+    return first.removeprefix(TITLE) if first.startswith(TITLE) else None
+
+
+def displayable(item: Any) -> bool:
+    """What Databricks' `display` renders: a Spark (classic or Connect) or pandas DataFrame,
+    or an object with `_repr_html_`; the runtime raises for anything else."""
+    kind = type(item)
+    dataframe = kind.__name__ == "DataFrame" and kind.__module__.startswith(("pyspark.", "pandas."))
+    return dataframe or callable(getattr(item, "_repr_html_", None))
 
 
 class Widgets:
@@ -120,8 +135,8 @@ class NotebookRun:
     restarts: int = 0
 
     def display(self, item: Any, *args: Any, **kwargs: Any) -> None:
-        """Databricks' `display`: a plain value is refused, with the runtime's message."""
-        if isinstance(item, PLAIN_TYPES):
+        """Databricks' `display`: what it cannot render is refused, with the runtime's message."""
+        if not displayable(item):
             raise Exception(f"Cannot call display({type(item)})")  # the runtime's words
         self.displayed.append(item)
 
@@ -133,17 +148,27 @@ def run_notebook(
     secrets: dict[tuple[str, str], str] | None = None,
     cwd: Path | None = None,
     run: NotebookRun | None = None,
+    titles: Collection[str] | None = None,
 ) -> NotebookRun:
+    """Run the notebook's cells in order; with `titles`, only the Python cells of those titles."""
     import os
 
     run = run or NotebookRun(namespace={})
     dbutils = DBUtils(Widgets(widgets), Secrets(secrets or {}), Library(run))
     cell_print = CellPrint(run.printed)
     run.namespace.update(spark=spark, dbutils=dbutils, display=run.display, print=cell_print)
+    cells = split_cells(path.read_text())
+    if titles is not None:
+        missing = set(titles) - {cell_title(cell) for cell in cells}
+        if missing:
+            raise ValueError(f"{path.name} has no cell titled {sorted(missing)}")
+        cells = [cell if cell_title(cell) in titles else "" for cell in cells]
     old_cwd = Path.cwd()
     os.chdir(cwd or path.parent)  # Databricks runs a notebook in its own folder
     try:
-        for index, cell in enumerate(split_cells(path.read_text())):
+        for index, cell in enumerate(cells):
+            if not cell:
+                continue  # a cell not asked for
             magic = magic_command(cell)
             if magic is None:
                 exec(compile(cell, f"{path.name}[cell {index}]", "exec"), run.namespace)

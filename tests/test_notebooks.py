@@ -18,10 +18,12 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from pathlib import Path
 from typing import Any
 
 import cv2
+import pandas as pd
 import papermill
 import pytest
 
@@ -179,17 +181,18 @@ def test_the_databricks_notebook_is_self_contained_and_shows_the_job() -> None:
 
 
 def test_the_stand_in_display_refuses_what_databricks_refuses(tmp_path: Path) -> None:
-    """Databricks' `display` renders DataFrames: a string or a number fails the cell."""
+    """Databricks' `display` renders DataFrames and HTML-rendering objects: a string, a
+    number, a plain object fail the cell, with the runtime's message."""
     notebook = tmp_path / "Display.py"
-    for value in ('f"batch {1}: 3 frames in 20 ms"', "3", "None", "[1, 2]", "{}"):
+    for value in ('f"batch {1}: 3 frames in 20 ms"', "3", "None", "[1, 2]", "{}", "object()"):
         notebook.write_text(f"{HEADER}\nprint('progress')\n\n{SEPARATOR}\n\ndisplay({value})\n")
         run = NotebookRun(namespace={})
         with pytest.raises(Exception, match=r"^Cannot call display\(<class '\w+'>\)$"):
             run_notebook(notebook, object(), {}, run=run)
         assert run.printed == ["progress"] and not run.displayed
     notebook.write_text(f"{HEADER}\ndisplay(spark)\n")  # here `spark` stands for a DataFrame
-    frame = object()
-    assert run_notebook(notebook, frame, {}).displayed == [frame]
+    for frame in (pd.DataFrame({"faces": [1]}), types.SimpleNamespace(_repr_html_=lambda: "")):
+        assert run_notebook(notebook, frame, {}).displayed == [frame]
 
 
 # ---- the Jupyter notebooks, run -------------------------------------------------------------
