@@ -9,6 +9,7 @@ the same records and checks that they agree.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import json
 import os
@@ -23,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 import pandas as pd
 import papermill
 import pytest
 
 from camstream.cameras.simulate import load_sample_frames, sample_labels
-from camstream.config import Config
+from camstream.config import DETECTION_PRESETS, Config
 from camstream.core.contract import (
     H_CARRIED_FROM_SEQ,
     H_FITTED,
@@ -42,7 +44,15 @@ from camstream.core.contract import (
 from camstream.core.jpeg import encode_jpeg
 from camstream.kafka.clients import make_consumer, make_producer
 from camstream.spark.job import build_query
-from databricks_shim import HEADER, SEPARATOR, NotebookRun, magic_command, run_notebook, split_cells
+from databricks_shim import (
+    HEADER,
+    SEPARATOR,
+    NotebookRun,
+    cell_title,
+    magic_command,
+    run_notebook,
+    split_cells,
+)
 from helpers import ARTIFACTS, astronaut_bgr, consume, unique_topics, wait_until
 from poison import CAMERA, bad_records, with_exif_orientation
 
@@ -50,6 +60,13 @@ REPO = Path(__file__).resolve().parent.parent
 PRODUCER_NB = REPO / "jupyter" / "VideoCaptureToKafka.ipynb"
 CONSUMER_NB = REPO / "jupyter" / "KafkaConsumerProcessed.ipynb"
 DATABRICKS_NB = REPO / "databricks" / "KafkaStructStream.py"
+# The Databricks notebook's Python cells, by title, in order.
+SETTINGS_CELLS = ("Settings", "Kafka security")
+PER_FRAME_CELLS = ("The frame contract", "The JPEG check", "The classifier, once per worker",
+                   "Detect and draw", "The per-frame function")  # fmt: skip
+DATABRICKS_CELLS = (*SETTINGS_CELLS, "Checkpoint volume", *PER_FRAME_CELLS,
+                    "The function Spark runs", "Read the frames", "Write the results",
+                    "Progress")  # fmt: skip
 
 
 def camstream_imports(code: str) -> set[str]:
@@ -169,15 +186,165 @@ def test_the_databricks_notebook_is_self_contained_and_shows_the_job() -> None:
     assert "sparkContext" not in python and "addPyFile" not in python
     for step in ('spark.readStream.format("kafka")', '"includeHeaders", "true"', ".mapInArrow(",
                  '.writeStream.format("kafka")', '"checkpointLocation"', "detectMultiScale(",
-                 "haarcascade_frontalface_alt.xml", '"scale": 1.1', '"neighbours": 5',
-                 "cv2.rectangle(", "cv2.imencode(", "sys.modules",
-                 "dbutils.secrets.get("):  # fmt: skip
+                 "cv2.rectangle(", "cv2.imencode(", "sys.modules", "dbutils.secrets.get(",
+                 "CREATE VOLUME IF NOT EXISTS", "ScramLoginModule",
+                 "PlainLoginModule"):  # fmt: skip
         assert step in python, step
     assert 'dbutils.widgets.text("kafka_bootstrap_servers", ""' in python  # no default broker
     assert '"/Volumes/' in python  # checkpoints under a Unity Catalog volume by default
+    # Cells a reader can follow: titled, each after its prose, none a wall of code.
+    titled = [(cell_title(cell), magics[i - 1]) for i, cell in enumerate(cells) if cell_title(cell)]
+    assert [title for title, _ in titled] == list(DATABRICKS_CELLS)
+    assert all(before is not None and before.startswith("%md\n## ") for _, before in titled)
     for cell, magic in zip(cells, magics, strict=True):
         if magic is None:
             compile(cell, DATABRICKS_NB.name, "exec")
+            assert len(cell.splitlines()) <= 80, cell_title(cell)
+
+
+def test_the_databricks_notebooks_presets_are_camstreams() -> None:
+    """The notebook cannot import camstream; its preset table is checked against it instead,
+    field for field, and its preset widget offers exactly those presets."""
+    cells = ["The classifier, once per worker", "Detect and draw"]  # cv2, then the table
+    run = run_notebook(DATABRICKS_NB, None, {}, titles=cells)
+    assert run.namespace["PRESETS"] == {
+        name: dataclasses.asdict(settings) for name, settings in DETECTION_PRESETS.items()
+    }
+    (choices,) = [
+        ast.literal_eval(call.args[2])
+        for call in ast.walk(ast.parse(DATABRICKS_NB.read_text()))
+        if isinstance(call, ast.Call) and getattr(call.func, "attr", "") == "dropdown"
+        and ast.literal_eval(call.args[0]) == "preset"
+    ]  # fmt: skip
+    assert choices == list(DETECTION_PRESETS)
+
+
+def notebook_definitions(**widgets: str) -> dict[str, Any]:
+    """The namespace of the Databricks notebook's per-frame cells, run alone."""
+    return run_notebook(DATABRICKS_NB, None, widgets, titles=PER_FRAME_CELLS).namespace
+
+
+def test_the_databricks_notebook_stops_on_its_environment_and_dead_letters_records() -> None:
+    """Only a record's own failure makes a dead letter. A cascade that cannot load, memory,
+    a native library, the OS: every record would fail alike, so they raise, with the cause
+    (camstream analyze: test_worker's and test_dead_letters' environment-failure tests)."""
+    nb = notebook_definitions()
+    frame = nb["frame_or_dead_letter"]
+    jpeg = encode_jpeg(astronaut_bgr(), 85)
+    headers = list(FrameMeta(CAMERA, 0, time.time_ns(), 512, 512).to_headers())
+    faithful = nb["PRESETS"]["faithful"]
+
+    def route(value: bytes = jpeg, settings: dict[str, Any] = faithful) -> tuple[Any, ...]:
+        return frame(CAMERA.encode(), value, headers, settings, 1_016_384, "out", "dlq")
+
+    topic, _, annotated, out_headers = route()
+    assert topic == "out" and dict(out_headers)["faces"] == b"1"
+    (x1, y1, x2, _), *_ = json.loads(dict(out_headers)["boxes_xyxy"])
+    top_edge = cv2.imdecode(np.frombuffer(annotated, np.uint8), cv2.IMREAD_COLOR)[
+        y1, (x1 + x2) // 2
+    ]
+    assert abs(top_edge.astype(int) - (0, 255, 0)).max() < 60  # the 2018 demo's green box
+    assert nb["classifier"](faithful["cascade"]) is nb["classifier"](faithful["cascade"])
+    with pytest.raises(nb["EnvironmentFailure"], match=r"cannot load the Haar cascade '.*no-such"):
+        route(settings={**faithful, "cascade": "no-such-cascade.xml"})
+    topic, key, value, dead = route(jpeg[: len(jpeg) // 2])
+    assert (topic, key, value) == ("dlq", CAMERA.encode(), jpeg[: len(jpeg) // 2])
+    assert dict(dead)["error"] == b"BadRecord: JPEG is truncated (no end-of-image marker)"
+
+    def failing(failure: BaseException) -> Any:
+        def detect(*args: Any) -> None:
+            raise failure
+
+        return detect
+
+    for failure in (ImportError("libGL.so.1: cannot open"), OSError(24, "Too many open files")):
+        nb["detect"] = failing(failure)
+        with pytest.raises(nb["EnvironmentFailure"]) as stopped:
+            route()
+        assert f"cannot process frames ({type(failure).__name__}: {failure})" in str(stopped.value)
+    nb["detect"] = failing(MemoryError())
+    with pytest.raises(MemoryError):
+        route()
+    for failure in (cv2.error("bad"), RecursionError("too deep"), ValueError("odd")):
+        nb["detect"] = failing(failure)
+        topic, _, _, dead = route()
+        assert topic == "dlq" and dict(dead)["error"].startswith(type(failure).__name__.encode())
+
+
+@pytest.mark.parametrize(
+    ("mechanism", "module"),
+    [("PLAIN", "plain.PlainLoginModule"), ("SCRAM-SHA-256", "scram.ScramLoginModule"),
+     ("SCRAM-SHA-512", "scram.ScramLoginModule")],
+)  # fmt: skip
+def test_the_databricks_notebook_logs_in_with_plain_or_scram(
+    mechanism: str, module: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The JAAS line for the chosen mechanism, from two secrets; under the runtime's shaded
+    package name on Databricks, Kafka's own elsewhere; quotes and backslashes escaped."""
+    widgets = {"kafka_bootstrap_servers": "broker:9093", "sasl_mechanism": mechanism}
+    secrets = {("camstream", "kafka-username"): "app", ("camstream", "kafka-password"): 'p"w\\x'}
+    quoted = r'username="app" password="p\"w\\x";'
+    for runtime, package in ((None, "org.apache.kafka"), ("16.4", "kafkashaded.org.apache.kafka")):
+        if runtime:
+            monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", runtime)
+        run = run_notebook(DATABRICKS_NB, None, widgets, secrets, titles=SETTINGS_CELLS)
+        assert run.namespace["kafka_options"] == {
+            "kafka.bootstrap.servers": "broker:9093",
+            "kafka.security.protocol": "SASL_SSL",
+            "kafka.sasl.mechanism": mechanism,
+            "kafka.sasl.jaas.config": f"{package}.common.security.{module} required {quoted}",
+        }
+        assert 'p"w' not in "\n".join(run.printed)
+
+
+class UnityCatalogSql:
+    """`spark.sql` of a workspace with Unity Catalog, as far as the checkpoint cell asks it:
+    volumes are created where `allowed`, described where they exist."""
+
+    def __init__(self, allowed: bool, existing: set[str]) -> None:
+        self.allowed, self.existing, self.statements = allowed, existing, []
+
+    def sql(self, statement: str) -> Any:
+        self.statements.append(statement)
+        volume = statement.split()[-1]
+        if statement.startswith("CREATE VOLUME") and not self.allowed:
+            raise Exception("[PERMISSION_DENIED] User does not have CREATE VOLUME on Schema")
+        if statement.startswith("DESCRIBE VOLUME") and volume not in self.existing:
+            raise Exception(f"[UNITY_CATALOG_VOLUME_NOT_FOUND] {volume}")
+        return types.SimpleNamespace(collect=list)
+
+
+@pytest.mark.spark
+def test_the_databricks_notebook_makes_or_checks_its_checkpoint_volume(
+    spark: Any, tmp_path: Path
+) -> None:
+    """A /Volumes root: its volume is created (for users allowed to) or, if it exists, used;
+    else the cell stops with one line naming the widget. Local Spark has no volumes at all."""
+    widgets = {"kafka_bootstrap_servers": "broker:9092", "input_topic": "in", "output_topic": "out"}
+    volume = "/Volumes/main/default/camstream/checkpoints"
+
+    def checkpoint(root: str, sql: Any) -> Any:
+        cells = ["Settings", "Checkpoint volume"]
+        return run_notebook(DATABRICKS_NB, sql, {**widgets, "checkpoint_root": root}, titles=cells)
+
+    local = checkpoint(str(tmp_path), spark)  # not a volume: used as it is
+    assert local.namespace["checkpoint"] == f"{tmp_path}/in--out"
+    allowed = UnityCatalogSql(allowed=True, existing=set())
+    assert checkpoint(volume, allowed).namespace["checkpoint"] == f"{volume}/in--out"
+    assert allowed.statements == ["CREATE VOLUME IF NOT EXISTS `main`.`default`.`camstream`"]
+    made_by_admin = UnityCatalogSql(allowed=False, existing={"`main`.`default`.`camstream`"})
+    checkpoint(volume, made_by_admin)
+    assert made_by_admin.statements[1] == "DESCRIBE VOLUME `main`.`default`.`camstream`"
+
+    for root, sql, cause in [
+        ("/Volumes/nowhere/default/camstream/x", spark, "PARSE_SYNTAX_ERROR"),  # no UC here
+        (volume, UnityCatalogSql(allowed=False, existing=set()), "PERMISSION_DENIED"),
+        ("/Volumes/main/default", spark, "is not in a volume"),
+    ]:
+        with pytest.raises(Exception, match="set the checkpoint_root widget to /Volumes/") as stop:
+            checkpoint(root, sql)
+        assert type(stop.value).__name__ == "CheckpointUnusable"
+        assert cause in str(stop.value) and "\n" not in str(stop.value)
 
 
 def test_the_stand_in_display_refuses_what_databricks_refuses(tmp_path: Path) -> None:
