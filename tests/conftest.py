@@ -7,6 +7,7 @@ otherwise the session starts camstream's own local broker on free ports and stop
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import pytest
 from camstream.config import Config
 from camstream.local.broker import LocalBroker, LocalCluster
 from camstream.local.ports import free_port, free_port_block
-from helpers import config_with_topics
+from helpers import SASL_USER, config_with_topics, make_certificates, process_text
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -61,6 +62,42 @@ def stock_kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     broker.start()
     try:
         yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalBroker, str]]:
+    """A broker with a SASL_SSL listener (SCRAM-SHA-512 and PLAIN, a CA made here) beside its
+    PLAINTEXT one, and the password of its user SASL_USER; one for the session (7 s to start)."""
+    folder = tmp_path_factory.mktemp("secure-kafka")
+    _, keystore = make_certificates(folder / "tls")
+    password = secrets.token_urlsafe(24)
+    broker = LocalBroker(
+        folder / "kafka",
+        port=free_port(),
+        controller_port=free_port(),
+        sasl_ssl_port=free_port(),
+        tls_keystore_pem=str(keystore),
+        sasl_users=((SASL_USER, password),),
+    )
+    # Every command the broker's start runs (kafka-storage's format sets the SCRAM user).
+    commands: list[list[str]] = []
+    run = subprocess.run
+
+    def recorded(command: list[str], *args: Any, **kwargs: Any) -> Any:
+        commands.append([str(arg) for arg in command])
+        return run(command, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess, "run", recorded)
+        broker.start()
+    try:
+        assert any("StorageTool" in " ".join(c) or c[-1].startswith("@") for c in commands)
+        assert not [c for c in commands if password in " ".join(c)], "a password on a command line"
+        assert password not in process_text(broker.pid()), "the broker's command line"  # type: ignore[arg-type]
+        assert not (broker.directory / "format.args").exists()
+        yield broker, password
     finally:
         broker.stop()
 

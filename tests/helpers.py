@@ -1,8 +1,12 @@
 """What the tests share besides fixtures: unique topics, bounded waits, reading a topic,
-a test image and box overlap. Test modules import these from here, never from conftest."""
+a test image, box overlap, certificates for a TLS broker, running a notebook and the
+records it shows. Test modules import these from here, never from conftest."""
 
 from __future__ import annotations
 
+import functools
+import json
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -14,7 +18,9 @@ import numpy as np
 import pytest
 
 from camstream.config import Config
-from camstream.kafka.clients import make_consumer
+from camstream.core.contract import FrameMeta, analytics_headers
+from camstream.core.jpeg import encode_jpeg
+from camstream.kafka.clients import make_consumer, make_producer
 from camstream.kafka.topics import ensure_topics
 from camstream.local.supervisor import group_alive
 
@@ -35,11 +41,19 @@ iou = _bench_module("boxes").iou  # one definition for the bench and the tests
 
 __all__ = [
     "ARTIFACTS",
+    "SASL_USER",
+    "annotated",
     "astronaut_bgr",
     "config_with_topics",
     "consume",
+    "execute",
     "group_alive",
     "iou",
+    "make_certificates",
+    "outputs",
+    "process_text",
+    "publish",
+    "shown_text",
     "unique_topics",
     "wait_until",
 ]
@@ -116,3 +130,97 @@ def astronaut_bgr() -> np.ndarray:
     from skimage import data
 
     return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+
+
+# ---- a broker with TLS and SASL (the `secure_broker` fixture) --------------------------------
+SASL_USER = "camstream-app"
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    out = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def make_certificates(folder: Path) -> tuple[Path, Path]:
+    """A CA and a broker certificate for 127.0.0.1; returns (CA file, broker key+chain PEM)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+            "-out", "ca.pem", "-days", "2", "-subj", "/CN=camstream CA", cwd=folder)  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "broker.key",
+            "-out", "broker.csr", "-subj", "/CN=localhost", cwd=folder)  # fmt: skip
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl("x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "broker.crt", "-days", "2", "-extfile", "san.ext",
+            cwd=folder)  # fmt: skip
+    # Kafka's PEM key store: the PKCS#8 private key, then the certificate chain.
+    openssl("pkcs8", "-topk8", "-nocrypt", "-in", "broker.key", "-out", "broker.pk8", cwd=folder)
+    keystore = folder / "broker-keystore.pem"
+    keystore.write_text(
+        (folder / "broker.pk8").read_text()
+        + (folder / "broker.crt").read_text()
+        + (folder / "ca.pem").read_text()
+    )
+    for private in ("ca.key", "broker.key", "broker.pk8", "broker-keystore.pem"):
+        (folder / private).chmod(0o600)
+    return folder / "ca.pem", keystore
+
+
+def process_text(pid: int) -> str:
+    """A live process's command line and environment, as /proc shows them to anyone."""
+    proc = Path("/proc") / str(pid)
+    try:
+        return ((proc / "cmdline").read_bytes() + (proc / "environ").read_bytes()).decode(
+            "utf-8", "replace"
+        )
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return ""  # gone meanwhile
+
+
+# ---- the Jupyter notebooks, run in a real kernel --------------------------------------------
+def execute(notebook: Path, output: Path, **parameters: Any) -> dict[str, Any]:
+    """Run a notebook in a real kernel with papermill's parameters; the executed notebook."""
+    import papermill  # imported here: only the notebook tests need it
+
+    papermill.execute_notebook(
+        str(notebook),
+        str(output),
+        parameters=parameters,
+        kernel_name="python3",
+        progress_bar=False,
+        cwd=str(notebook.parent),
+        execution_timeout=300,
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / output.name).write_text(output.read_text())  # kept for a look afterwards
+    return json.loads(output.read_text())
+
+
+def outputs(nb: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a notebook's code cells showed: streams, displays, errors."""
+    return [out for cell in nb["cells"] if cell["cell_type"] == "code" for out in cell["outputs"]]
+
+
+def shown_text(nb: dict[str, Any]) -> str:
+    return json.dumps(outputs(nb))
+
+
+@functools.cache
+def frame_jpeg() -> bytes:
+    return encode_jpeg(cv2.resize(astronaut_bgr(), (640, 480), interpolation=cv2.INTER_AREA), 80)
+
+
+def annotated(camera: str, seq: int, partition: int | None = None) -> dict[str, Any]:
+    """An output record as the job writes it (one face), as `producer.send` arguments."""
+    meta = FrameMeta(camera, seq, time.time_ns(), 640, 480)
+    headers = analytics_headers(meta.to_headers(), [[200, 100, 330, 230]], time.time_ns())
+    return {"key": camera.encode(), "value": frame_jpeg(), "headers": headers,
+            "partition": partition}  # fmt: skip
+
+
+def publish(cfg: Config, records: list[dict[str, Any]]) -> None:
+    """Send records (`annotated`'s) to the output topic, acknowledged."""
+    producer = make_producer(cfg)
+    for record in records:
+        producer.send(cfg.output_topic, **record)
+    producer.flush()
+    producer.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import functools
 import json
 import os
 import re
@@ -26,7 +25,6 @@ from typing import Any
 import cv2
 import numpy as np
 import pandas as pd
-import papermill
 import pytest
 
 from camstream.cameras.simulate import load_sample_frames, sample_labels
@@ -38,7 +36,6 @@ from camstream.core.contract import (
     INPUT_HEADERS,
     OUTPUT_HEADERS,
     FrameMeta,
-    analytics_headers,
     headers_to_dict,
 )
 from camstream.core.jpeg import encode_jpeg
@@ -53,7 +50,17 @@ from databricks_shim import (
     run_notebook,
     split_cells,
 )
-from helpers import ARTIFACTS, astronaut_bgr, consume, unique_topics, wait_until
+from helpers import (
+    annotated,
+    astronaut_bgr,
+    consume,
+    execute,
+    outputs,
+    publish,
+    shown_text,
+    unique_topics,
+    wait_until,
+)
 from poison import CAMERA, bad_records, with_exif_orientation
 
 REPO = Path(__file__).resolve().parent.parent
@@ -80,32 +87,9 @@ def camstream_imports(code: str) -> set[str]:
     return names
 
 
-def execute(notebook: Path, output: Path, **parameters: Any) -> dict[str, Any]:
-    papermill.execute_notebook(
-        str(notebook),
-        str(output),
-        parameters=parameters,
-        kernel_name="python3",
-        progress_bar=False,
-        cwd=str(notebook.parent),
-        execution_timeout=300,
-    )
-    ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / output.name).write_text(output.read_text())  # kept for a look afterwards
-    return json.loads(output.read_text())
-
-
 def code_of(path: Path) -> str:
     nb = json.loads(path.read_text())
     return "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
-
-
-def outputs(nb: dict[str, Any]) -> list[dict[str, Any]]:
-    return [out for cell in nb["cells"] if cell["cell_type"] == "code" for out in cell["outputs"]]
-
-
-def shown_text(nb: dict[str, Any]) -> str:
-    return json.dumps(outputs(nb))
 
 
 # ---- what the notebooks show ---------------------------------------------------------------
@@ -363,27 +347,6 @@ def test_the_stand_in_display_refuses_what_databricks_refuses(tmp_path: Path) ->
 
 
 # ---- the Jupyter notebooks, run -------------------------------------------------------------
-@functools.cache
-def frame_jpeg() -> bytes:
-    return encode_jpeg(cv2.resize(astronaut_bgr(), (640, 480), interpolation=cv2.INTER_AREA), 80)
-
-
-def annotated(camera: str, seq: int, partition: int | None = None) -> dict[str, Any]:
-    """An output record as the job writes it (one face), as `producer.send` arguments."""
-    meta = FrameMeta(camera, seq, time.time_ns(), 640, 480)
-    headers = analytics_headers(meta.to_headers(), [[200, 100, 330, 230]], time.time_ns())
-    return {"key": camera.encode(), "value": frame_jpeg(), "headers": headers,
-            "partition": partition}  # fmt: skip
-
-
-def publish(cfg: Config, records: list[dict[str, Any]]) -> None:
-    producer = make_producer(cfg)
-    for record in records:
-        producer.send(cfg.output_topic, **record)
-    producer.flush()
-    producer.close()
-
-
 def test_producer_notebook_publishes_frames(cfg: Config, tmp_path: Path) -> None:
     nb = execute(
         PRODUCER_NB,

@@ -12,96 +12,17 @@ file, nor on a command line of any process they started, the broker's formatting
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from camstream.local.broker import LocalBroker
-from camstream.local.ports import free_port
+from helpers import SASL_USER, process_text
 
 pytestmark = [pytest.mark.spark, pytest.mark.own_brokers]
-
-USER = "camstream-app"
-
-
-def openssl(*args: str, cwd: Path) -> None:
-    out = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-
-
-def make_certificates(folder: Path) -> tuple[Path, Path]:
-    """A CA and a broker certificate for 127.0.0.1; returns (CA file, broker key+chain PEM)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
-            "-out", "ca.pem", "-days", "2", "-subj", "/CN=camstream CA", cwd=folder)  # fmt: skip
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "broker.key",
-            "-out", "broker.csr", "-subj", "/CN=localhost", cwd=folder)  # fmt: skip
-    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    openssl("x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "broker.crt", "-days", "2", "-extfile", "san.ext",
-            cwd=folder)  # fmt: skip
-    # Kafka's PEM key store: the PKCS#8 private key, then the certificate chain.
-    openssl("pkcs8", "-topk8", "-nocrypt", "-in", "broker.key", "-out", "broker.pk8", cwd=folder)
-    keystore = folder / "broker-keystore.pem"
-    keystore.write_text(
-        (folder / "broker.pk8").read_text()
-        + (folder / "broker.crt").read_text()
-        + (folder / "ca.pem").read_text()
-    )
-    for private in ("ca.key", "broker.key", "broker.pk8", "broker-keystore.pem"):
-        (folder / private).chmod(0o600)
-    return folder / "ca.pem", keystore
-
-
-@pytest.fixture(scope="module")
-def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalBroker, str]]:
-    folder = tmp_path_factory.mktemp("secure-kafka")
-    _, keystore = make_certificates(folder / "tls")
-    password = secrets.token_urlsafe(24)
-    broker = LocalBroker(
-        folder / "kafka",
-        port=free_port(),
-        controller_port=free_port(),
-        sasl_ssl_port=free_port(),
-        tls_keystore_pem=str(keystore),
-        sasl_users=((USER, password),),
-    )
-    # Every command the broker's start runs (kafka-storage's format sets the SCRAM user).
-    commands: list[list[str]] = []
-    run = subprocess.run
-
-    def recorded(command: list[str], *args: Any, **kwargs: Any) -> Any:
-        commands.append([str(arg) for arg in command])
-        return run(command, *args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(subprocess, "run", recorded)
-        broker.start()
-    try:
-        assert any("StorageTool" in " ".join(c) or c[-1].startswith("@") for c in commands)
-        assert not [c for c in commands if password in " ".join(c)], "a password on a command line"
-        assert password not in process_text(broker.pid()), "the broker's command line"  # type: ignore[arg-type]
-        assert not (broker.directory / "format.args").exists()
-        yield broker, password
-    finally:
-        broker.stop()
-
-
-def process_text(pid: int) -> str:
-    """A live process's command line and environment, as /proc shows them to anyone."""
-    proc = Path("/proc") / str(pid)
-    try:
-        return ((proc / "cmdline").read_bytes() + (proc / "environ").read_bytes()).decode(
-            "utf-8", "replace"
-        )
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return ""  # gone meanwhile
 
 
 def process_tree(root: int) -> list[int]:
@@ -138,7 +59,7 @@ def secure_env(broker: LocalBroker, password_file: Path, home: Path) -> dict[str
         "KAFKA_BOOTSTRAP": broker.secure_bootstrap,
         "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
         "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
-        "KAFKA_SASL_USERNAME": USER,
+        "KAFKA_SASL_USERNAME": SASL_USER,
         "KAFKA_SASL_PASSWORD_FILE": str(password_file),
         "KAFKA_SSL_CA_FILE": str(ca_file),
         "CAMSTREAM_HOME": str(home),
