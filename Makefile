@@ -58,7 +58,7 @@ test: setup test-tools lint
 test-fast: setup lint
 	$(PY) -m pytest -m "not spark and not cluster"
 
-# The benchmark (about 55 minutes on 2 cores): bench/results/results.json, PNG plots, a table.
+# The benchmark (about an hour on 2 cores): bench/results/results.json, PNG plots, a table.
 bench: setup
 	$(PY) bench/run.py
 

@@ -1,4 +1,4 @@
-"""The figures tables of docs/performance.md, generated from the results they come from.
+"""The figures tables of README.md and docs/performance.md, generated from their results.
 
 .venv/bin/python bench/docs_tables.py          # rewrite the tables in place
 .venv/bin/python bench/docs_tables.py --check  # exit 1 if one is out of date (tests)
@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-DOC = BENCH.parent / "docs" / "performance.md"
+README = BENCH.parent / "README.md"
+PERFORMANCE = BENCH.parent / "docs" / "performance.md"
 
 
 def _seconds(ms: float | None) -> str:
@@ -54,31 +55,106 @@ def wall_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-TABLES: dict[str, tuple[Path, Callable[[dict[str, Any]], str]]] = {
-    "wall": (BENCH / "results" / "wall" / "results.json", wall_table),
+_COLOURS = {(0, 255, 0): "green", (0, 0, 255): "red"}
+
+
+def describe(settings: dict[str, Any]) -> str:
+    """A preset's detection settings in a few words."""
+    cascade = settings["cascade"].removeprefix("haarcascade_").removesuffix(".xml")
+    parts = [f"`{cascade}`", f"{settings['scale_factor']}", f"{settings['min_neighbors']}"]
+    size = settings["min_size"]
+    parts.append(f"{size}-px minimum" if size else "no minimum size")
+    width = settings["detect_width"]
+    parts.append(f"on a {width}-px-wide copy" if width else "full frame")
+    if settings["equalize_histogram"]:
+        parts.append("`equalizeHist`")
+    colour = tuple(settings["box_colour_bgr"])
+    thickness = settings["box_thickness"]
+    lines = f"{thickness}-px" if thickness else "scaled"
+    parts.append(f"{_COLOURS.get(colour, f'BGR {colour}')} {lines} boxes")
+    return ", ".join(parts)
+
+
+def presets_table(results: dict[str, Any]) -> str:
+    """The presets side by side: recall and false boxes per labelled set, ms per frame."""
+    import dataclasses
+
+    from camstream.config import DETECTION_PRESETS, Config
+
+    section = results["presets"]
+    default = {f.name: f.default for f in dataclasses.fields(Config)}["detection_preset"]
+    rows = section["presets"]
+    sets = [name for name in next(iter(rows.values())) if name not in ("settings", "all")]
+    first = next(iter(rows.values()))
+    sizes = ", ".join(
+        f"{first[n]['frames']} frames of the {n} ({first[n]['faces']} faces)" for n in sets
+    )
+    rounds = section["repeats"]
+    how = "a quick run (a few frames: not figures to go by)" if section["quick"] else sizes
+    lines = [
+        f"Results of commit {section['commit']}, {section['date']},"
+        f" {section['machine']['cpus']} cores, OpenCV {section['machine']['opencv']}; {how};"
+        " ms per frame: camstream's per-frame function on one thread, median (min-max) of"
+        f" {rounds} interleaved round{'s' if rounds != 1 else ''}.",
+        "",
+        "| preset | detector | " + " | ".join(f"{n}: recall, false boxes (/100 frames)"
+                                            for n in sets) + " | ms/frame |",
+        "| --- | --- | " + " | ".join("---" for _ in sets) + " | --- |",
+    ]  # fmt: skip
+    for preset, row in rows.items():
+        current = DETECTION_PRESETS.get(preset)
+        text = describe(row["settings"])
+        if (
+            current is None
+            or json.loads(json.dumps(dataclasses.asdict(current))) != row["settings"]
+        ):
+            text += " **(the preset has changed since: rerun the bench)**"
+        figures = [
+            f"{row[n]['recall']:.3f}, {row[n]['false_boxes']}"
+            f" ({row[n]['false_boxes_per_100_frames']:.1f})"
+            for n in sets
+        ]
+        ms = row["all"]
+        lines.append(
+            f"| `{preset}`{' (default)' if preset == default else ''} | {text} | "
+            + " | ".join(figures)
+            + f" | {ms['ms_per_frame_median']:.1f} ({ms['ms_per_frame_min']:.1f}"
+            f"-{ms['ms_per_frame_max']:.1f}) |"
+        )
+    return "\n".join(lines)
+
+
+# Per table: the document it is in, the results file it comes from, and how it is drawn.
+TABLES: dict[str, tuple[Path, Path, Callable[[dict[str, Any]], str]]] = {
+    "wall": (PERFORMANCE, BENCH / "results" / "wall" / "results.json", wall_table),
+    "presets": (README, BENCH / "results" / "results.json", presets_table),
 }
 
 
-def render(text: str) -> str:
-    for name, (source, table) in TABLES.items():
+def render(doc: Path, text: str) -> str:
+    for name, (in_doc, source, table) in TABLES.items():
+        if in_doc != doc:
+            continue
         block = re.compile(rf"(<!-- {name}:begin -->\n)(?:.*?\n)?(<!-- {name}:end -->)", re.DOTALL)
         if not block.search(text):
-            raise SystemExit(f"{DOC} has no <!-- {name}:begin/end --> block")
+            raise SystemExit(f"{doc} has no <!-- {name}:begin/end --> block")
         body = table(json.loads(source.read_text()))
         text = block.sub(lambda m, body=body: m.group(1) + body + "\n" + m.group(2), text)
     return text
 
 
 def main(argv: list[str]) -> int:
-    current = DOC.read_text()
-    wanted = render(current)
-    if "--check" in argv:
-        if wanted != current:
-            print(f"{DOC}: a figures table differs from its results; run {__file__}")
-            return 1
-        return 0
-    DOC.write_text(wanted)
-    return 0
+    stale = []
+    for doc in dict.fromkeys(doc for doc, _, _ in TABLES.values()):
+        current = doc.read_text()
+        wanted = render(doc, current)
+        if "--check" not in argv:
+            doc.write_text(wanted)
+        elif wanted != current:
+            stale.append(doc)
+    for doc in stale:
+        print(f"{doc}: a figures table differs from its results; run {__file__}")
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

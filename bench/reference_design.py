@@ -67,7 +67,7 @@ def build_reference_query(
         classifier = cv2.CascadeClassifier(cv2.data.haarcascades + cascade_name)  # per frame
         grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         for x, y, w, h in classifier.detectMultiScale(grey, scale_factor, min_neighbors):
-            cv2.rectangle(frame, (int(x), int(y)), (int(x + w), int(y + h)), (0, 0, 255), 2)
+            cv2.rectangle(frame, (int(x), int(y)), (int(x + w), int(y + h)), (0, 255, 0), 2)
         record["frame"] = b64.b64encode(pk.dumps(frame)).decode()
         record["analyzed_ts_ns"] = __import__("time").time_ns()
         return js.dumps(record).encode()

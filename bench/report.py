@@ -30,6 +30,19 @@ def render_table(results: dict[str, Any]) -> str:
         rows.append(
             (f"{preset}: recall / precision", f"{acc['recall']:.3f} / {acc['precision']:.3f}")
         )
+    for preset, row in results.get("presets", {}).get("presets", {}).items():
+        sets = [name for name in row if name not in ("settings", "all")]
+        rows.append(
+            (
+                f"preset {preset}: recall, false boxes per 100 frames ({', '.join(sets)});"
+                " one core's ms/frame",
+                "; ".join(
+                    f"{row[n]['recall']:.3f}, {row[n]['false_boxes_per_100_frames']:.1f}"
+                    for n in sets
+                )
+                + f"; {row['all']['ms_per_frame_median']:.1f}",
+            )
+        )
     for preset, modes in results.get("capacity_by_mode", {}).items():
         for mode, fps in modes.items():
             rows.append((f"capacity, {preset}, {mode} (frames/s drained)", f"{fps:.1f}"))

@@ -4,8 +4,10 @@
     .venv/bin/python bench/run.py --quick                # a smoke run: short and small
     .venv/bin/python bench/run.py --scenarios raw,drain  # some of them
     .venv/bin/python bench/run.py --list                 # what there is
+    .venv/bin/python bench/run.py --scenarios presets --merge  # one section replaced
 
-Writes bench/results/results.json and PNG plots, prints a table, and shows progress. The
+Writes bench/results/results.json (with --merge, only the sections of the scenarios run
+change; the others stay as they are), PNG plots, prints a table, and shows progress. The
 scenarios live in bench/scenarios.py, registered by name; the report in bench/report.py.
 """
 
@@ -46,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     parser.add_argument("--repeats", type=int, default=3, help="repeats for medians")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the results file's other sections (and its commit and date): replace only"
+        " those of the scenarios run",
+    )
     args = parser.parse_args(argv)
     if args.list:
         for item in SCENARIOS.values():
@@ -71,10 +79,17 @@ def main(argv: list[str] | None = None) -> int:
                 SCENARIOS[name].run(ctx)
     finally:
         ctx.close()
-    (args.out / "results.json").write_text(json.dumps(ctx.results, indent=2))
-    plot(ctx.results, args.out)
-    print(render_table(ctx.results))
-    say(f"results in {args.out / 'results.json'}")
+    results_file = args.out / "results.json"
+    results = ctx.results
+    if args.merge and results_file.exists():
+        written = {
+            k: v for k, v in ctx.results.items() if k not in ("machine", "date", "commit", "quick")
+        }
+        results = {**json.loads(results_file.read_text()), **written}
+    results_file.write_text(json.dumps(results, indent=2))
+    plot(results, args.out)
+    print(render_table(results))
+    say(f"results in {results_file}")
     return 0
 
 

@@ -4,6 +4,8 @@ raw        the plain OpenCV loop (decode, grey, detect, draw, encode), one proce
 costs      one core's ms per frame at 640x480 and 1280x720, per preset (capacity plan)
 producer   how many cameras one `camstream simulate` process sustains at 1 frame/s
 accuracy   recall and precision of each preset on labelled frames
+presets    faithful, equalized and fast on the labelled still scenes and sample: recall,
+           false boxes, one core's ms per frame (bench/presets.py)
 drain      the Spark job draining a pre-filled topic, per preset
 reference  the reference demo's design (pickled base64 JSON, classifier per frame, flush
            per send) draining the same frames
@@ -190,6 +192,29 @@ def accuracy_scenario(ctx: Context) -> None:
         say(f"accuracy of {preset} on labelled frames")
         # A quick run (the tests' smoke run) looks at every fourth frame.
         ctx.results["accuracy"][preset] = accuracy(preset, step=4 if ctx.quick else 1)
+
+
+@scenario("presets", "faithful, equalized and fast side by side: recall, false boxes, ms/frame")
+def presets_scenario(ctx: Context) -> None:
+    import presets
+
+    sets = presets.labelled_sets(ctx.quick)
+    sizes = ", ".join(f"{len(frames)} frames of the {name}" for name, frames in sets.items())
+    say(f"presets on labelled frames ({sizes}), one thread, {ctx.repeats} interleaved rounds")
+    figures = presets.evaluate(sets, ctx.repeats)
+    # Its own commit, date and machine: `--merge` puts it beside sections of other runs.
+    ctx.results["presets"] = {
+        **{key: ctx.results[key] for key in ("commit", "date", "machine")},
+        "quick": ctx.quick,
+        "repeats": ctx.repeats,
+        "iou_match": presets.IOU_MATCH,
+        "presets": figures,
+    }
+    for preset, row in figures.items():
+        say(f"  {preset}: " + "; ".join(
+            f"{name} recall {row[name]['recall']:.3f}, {row[name]['false_boxes']} false boxes"
+            for name in sets
+        ) + f"; {row['all']['ms_per_frame_median']:.1f} ms/frame")  # fmt: skip
 
 
 @scenario("drain", "the Spark job draining a pre-filled topic, per preset")

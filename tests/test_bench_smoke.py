@@ -20,7 +20,7 @@ pytestmark = pytest.mark.spark
 def test_benchmark_smoke_run(cfg: Config, tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, str(REPO / "bench" / "run.py"), "--quick",
-         "--scenarios", "raw,accuracy,drain,uneven", "--out", str(tmp_path)],
+         "--scenarios", "raw,accuracy,presets,drain,uneven", "--out", str(tmp_path)],
         env={**os.environ, "KAFKA_BOOTSTRAP": cfg.kafka_bootstrap},
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
@@ -32,6 +32,12 @@ def test_benchmark_smoke_run(cfg: Config, tmp_path: Path) -> None:
         assert results["drain_fps"][preset]["median"] > 0
         assert results["accuracy"][preset]["recall"] > 0.9
     assert "| raw OpenCV loop, fast (frames/s)" in out.stdout
+    # The presets side by side (a quick run scores five frames: it runs, whatever its figures).
+    presets = results["presets"]["presets"]
+    assert list(presets) == ["faithful", "equalized", "fast"]
+    for row in presets.values():
+        assert row["sample video"]["recall"] == 1.0 and row["all"]["ms_per_frame_median"] > 0
+    assert "| preset faithful: recall, false boxes per 100 frames" in out.stdout
     # The uneven-load shapes run (a quick run takes two: the figures come from `make
     # bench`), and every camera's frames came out in order.
     shapes = {item["shape"]: item for item in results["uneven"]}

@@ -155,6 +155,8 @@ def realtime_settings_text(
         "min_size": detection.min_size,
         "detect_width": detection.detect_width or 0,
         "equalize_histogram": str(detection.equalize_histogram).lower(),
+        "box_colour_bgr": ",".join(str(c) for c in detection.box_colour_bgr),
+        "box_thickness": detection.box_thickness or 0,  # 0: grows with the frame
         "jpeg_quality": settings.jpeg_quality,
         "min_jpeg_quality": settings.min_jpeg_quality,
         "min_frame_width": settings.min_frame_width,

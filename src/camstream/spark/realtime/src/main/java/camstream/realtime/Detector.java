@@ -89,7 +89,8 @@ final class Detector {
       Imgproc.equalizeHist(grey, equalized);
       grey = equalized;
     }
-    int minSide = Math.max(1, (int) Math.rint(settings.minSize / scale));
+    // 0 stays 0: OpenCV's "no minimum" (the cascade's own window), as the reference demo.
+    int minSide = settings.minSize > 0 ? (int) Math.rint(settings.minSize / scale) : 0;
     MatOfRect found = Mats.own(new MatOfRect());
     classifier(settings.cascade).detectMultiScale(grey, found, settings.scaleFactor,
         settings.minNeighbors, 0, new Size(minSide, minSide), new Size());
@@ -110,13 +111,15 @@ final class Detector {
     return (int) Math.max(0, Math.min(high, value));
   }
 
-  /** A copy of the image with a red rectangle per box. */
-  static Mat annotate(Mat image, List<int[]> boxes) {
+  /** A copy of the image with a rectangle per box, in the settings' colour and thickness. */
+  static Mat annotate(Mat image, List<int[]> boxes, Settings settings) {
     Mat scene = Mats.own(image.clone());
-    int thickness = Math.max(2, (int) Math.rint(Math.min(scene.cols(), scene.rows()) / 240.0));
+    int thickness = settings.boxThickness > 0
+        ? settings.boxThickness
+        : Math.max(2, (int) Math.rint(Math.min(scene.cols(), scene.rows()) / 240.0));
+    Scalar colour = new Scalar(settings.boxColourBgr);
     for (int[] b : boxes) {
-      Imgproc.rectangle(scene, new Point(b[0], b[1]), new Point(b[2], b[3]),
-          new Scalar(0, 0, 255), thickness);
+      Imgproc.rectangle(scene, new Point(b[0], b[1]), new Point(b[2], b[3]), colour, thickness);
     }
     return scene;
   }

@@ -122,7 +122,8 @@ public final class ProcessRecord
     if (boxes.isEmpty()) {
       return output(meta, cameraKey, jpeg, null, boxes, headers, settings, List.of());
     }
-    Mat annotated = Detector.annotate(Jpeg.decode(jpeg, Imgcodecs.IMREAD_COLOR), boxes);
+    Mat image = Jpeg.decode(jpeg, Imgcodecs.IMREAD_COLOR);
+    Mat annotated = Detector.annotate(image, boxes, settings);
     byte[] drawn = Jpeg.encode(annotated, settings.jpegQuality);
     return output(meta, cameraKey, drawn, annotated, boxes, headers, settings, List.of());
   }

@@ -15,6 +15,8 @@ final class Settings {
   final int minSize;
   final int detectWidth; // 0: detect on the full frame
   final boolean equalizeHistogram;
+  final double[] boxColourBgr; // e.g. {0, 255, 0}: the reference demo's green
+  final int boxThickness; // 0: grows with the frame (as box_thickness None in Python)
   final int jpegQuality;
   final int minJpegQuality;
   final int minFrameWidth;
@@ -43,9 +45,13 @@ final class Settings {
     cascade = values.get("cascade");
     scaleFactor = Double.parseDouble(values.get("scale_factor"));
     minNeighbors = Integer.parseInt(values.get("min_neighbors"));
-    minSize = Integer.parseInt(values.get("min_size"));
+    minSize = Integer.parseInt(values.get("min_size")); // 0: no minimum
     detectWidth = Integer.parseInt(values.get("detect_width"));
     equalizeHistogram = Boolean.parseBoolean(values.get("equalize_histogram"));
+    String[] bgr = values.get("box_colour_bgr").split(",");
+    boxColourBgr = new double[] {
+        Integer.parseInt(bgr[0]), Integer.parseInt(bgr[1]), Integer.parseInt(bgr[2])};
+    boxThickness = Integer.parseInt(values.get("box_thickness"));
     jpegQuality = Integer.parseInt(values.get("jpeg_quality"));
     minJpegQuality = Integer.parseInt(values.get("min_jpeg_quality"));
     minFrameWidth = Integer.parseInt(values.get("min_frame_width"));
