@@ -23,6 +23,7 @@ from typing import Any
 import cv2
 from boxes import iou
 from gating import IOU_MATCH
+from registry import say
 
 from camstream.cameras.simulate import load_sample_frames, sample_labels
 from camstream.cameras.still_scenes import CLIPS, FRAMES, Clip, labels, render
@@ -107,6 +108,8 @@ def evaluate(sets: dict[str, list[LabelledFrame]], repeats: int,
                         found.append(analyze_jpeg(frame.jpeg, settings).boxes_xyxy.tolist())
                     seconds[preset, name].append(time.perf_counter() - started)
                     boxes[preset, name] = found  # the same every round
+                    ms = 1000 * seconds[preset, name][-1] / len(frames)
+                    say(f"presets: round {round_ + 1}/{repeats} {preset} {name}: {ms:.0f} ms/frame")
     finally:
         cv2.setNumThreads(threads)
     result: dict[str, Any] = {}
