@@ -2,8 +2,9 @@
 against the broker.
 
 The Jupyter notebooks run in a real kernel (papermill); the Databricks notebook runs through
-a local shim (tests/databricks_shim.py), over Spark Connect, against `camstream analyze`,
-in test_spark_connect.py.
+a local shim (tests/databricks_shim.py). The three run as one pipeline in
+test_notebook_pipeline.py; the Databricks notebook runs over Spark Connect, against
+`camstream analyze`, in test_spark_connect.py.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from camstream.core.contract import (
 )
 from camstream.core.jpeg import encode_jpeg
 from camstream.kafka.clients import make_producer
-from camstream.spark.job import build_query
 from databricks_shim import HEADER, SEPARATOR, NotebookRun, magic_command, run_notebook, split_cells
 from helpers import (
     CONSUMER_NB,
@@ -248,32 +248,3 @@ def test_consumer_notebook_stops_at_exactly_max_frames(cfg: Config, tmp_path: Pa
     publish(cfg, [annotated(f"cam-{p}", seq, partition=p) for seq in range(4) for p in (0, 1)])
     nb = replay_in_consumer_notebook(cfg, tmp_path, max_frames=3, idle_timeout_s=5)
     assert re.search(r"\b3 frames from [12] cameras, 0 duplicates", shown_text(nb)), shown_text(nb)
-
-
-@pytest.mark.spark
-def test_consumer_notebook_shows_annotated_frames_while_the_job_runs(
-    spark, cfg: Config, tmp_path: Path
-) -> None:
-    from camstream.cameras.simulate import CameraSimulator
-
-    query = build_query(spark, cfg.replace(checkpoint_location=str(tmp_path / "ckpt")))
-    try:
-        CameraSimulator(cfg, cameras=2, fps=10).run(max_frames=5)
-        consume(cfg, cfg.output_topic, 10, timeout_s=120)
-        nb = execute(
-            CONSUMER_NB,
-            tmp_path / "KafkaConsumerProcessed.out.ipynb",
-            kafkabrokers=cfg.kafka_bootstrap,
-            topic=cfg.output_topic,
-            max_frames=10,
-            from_beginning=True,
-        )
-    finally:
-        query.stop()
-    shown = outputs(nb)
-    assert len([out for out in shown if "image/jpeg" in out.get("data", {})]) == 2
-    captions = [
-        "".join(out["data"]["text/html"]) for out in shown if "text/html" in out.get("data", {})
-    ]
-    assert sum("delay" in c and " ms" in c and "faces" in c for c in captions) == 2
-    assert "10 frames from 2 cameras" in json.dumps(shown)
