@@ -216,9 +216,12 @@ class BackgroundNotebook:
 
     run: NotebookRun = field(default_factory=lambda: NotebookRun(namespace={}))
     errors: list[BaseException] = field(default_factory=list)
+    thread: threading.Thread | None = None
 
     def failed(self) -> bool:
-        return bool(self.errors)
+        """Whether it ended by itself (a cell raised, or the query failed): nothing more
+        will come out of it."""
+        return bool(self.errors) or (self.thread is not None and not self.thread.is_alive())
 
 
 @contextlib.contextmanager
@@ -226,7 +229,8 @@ def databricks_notebook_running(
     spark: Any, widgets: dict[str, str], stop_timeout_s: float = 90.0
 ) -> Iterator[BackgroundNotebook]:
     """Run the Databricks notebook through the stand-in on `spark` (a classic or a Spark
-    Connect session) while the block runs; then stop its query, and fail if a cell raised.
+    Connect session) while the block runs; then stop its query, and fail if a cell raised
+    or the query had failed.
 
     The query is stopped even when the block fails before the notebook started it: a query
     left running would go on writing while later tests share the session.
@@ -239,18 +243,20 @@ def databricks_notebook_running(
         except BaseException as exc:  # reported when the block ends
             notebook.errors.append(exc)
 
-    thread = threading.Thread(target=run, name="databricks-notebook", daemon=True)
+    thread = notebook.thread = threading.Thread(target=run, name="notebook", daemon=True)
     thread.start()
     try:
         yield notebook
     finally:
         deadline = time.monotonic() + stop_timeout_s
-        stopped = None
+        stopped = False
         while thread.is_alive() and time.monotonic() < deadline:
             query = notebook.run.namespace.get("query")
-            if query is not None and query is not stopped:
+            if query is not None and not stopped:
                 query.stop()
-                stopped = query
+                stopped = True
             thread.join(timeout=0.5)
     assert not thread.is_alive(), f"the notebook still runs {stop_timeout_s:.0f}s after its stop"
-    assert not notebook.errors, notebook.errors
+    query = notebook.run.namespace.get("query")
+    failure = query.exception() if query is not None else None  # None: stopped by us
+    assert not notebook.errors and failure is None, (notebook.errors, failure)
