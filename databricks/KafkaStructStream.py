@@ -697,7 +697,10 @@ while query.isActive and (deadline is None or time.monotonic() < deadline):
     query.awaitTermination(5)
     for progress in query.recentProgress:
         batch = progress["batchId"]
-        if batch > last_batch and progress.get("numInputRows"):
+        # Summed over the sources: over Spark Connect (serverless, standard access mode) the
+        # top-level numInputRows arrives empty (Spark 4.2), the sources' counts do not.
+        rows = sum(source["numInputRows"] for source in progress["sources"])
+        if batch > last_batch and rows:
             duration = progress["durationMs"].get("triggerExecution", 0)
-            print(f"batch {batch}: {progress['numInputRows']} frames in {duration} ms")
+            print(f"batch {batch}: {rows} frames in {duration} ms")
         last_batch = max(last_batch, batch)

@@ -1,15 +1,18 @@
 """What the tests share besides fixtures: unique topics, bounded waits, reading a topic,
-a test image, box overlap, certificates for a TLS broker, running a notebook and the
-records it shows. Test modules import these from here, never from conftest."""
+a test image, box overlap, certificates for a TLS broker, and running the notebooks and
+reading what they show. Test modules import these from here, never from conftest."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import subprocess
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +26,7 @@ from camstream.core.jpeg import encode_jpeg
 from camstream.kafka.clients import make_consumer, make_producer
 from camstream.kafka.topics import ensure_topics
 from camstream.local.supervisor import group_alive
+from databricks_shim import NotebookRun, run_notebook
 
 
 def _bench_module(name: str) -> Any:
@@ -41,11 +45,18 @@ iou = _bench_module("boxes").iou  # one definition for the bench and the tests
 
 __all__ = [
     "ARTIFACTS",
+    "CONSUMER_NB",
+    "DATABRICKS_NB",
+    "PRODUCER_NB",
     "SASL_USER",
+    "BackgroundNotebook",
     "annotated",
     "astronaut_bgr",
     "config_with_topics",
     "consume",
+    "databricks_notebook_running",
+    "databricks_widgets",
+    "end_offsets",
     "execute",
     "group_alive",
     "iou",
@@ -53,13 +64,18 @@ __all__ = [
     "outputs",
     "process_text",
     "publish",
+    "replay_in_consumer_notebook",
     "shown_text",
     "unique_topics",
     "wait_until",
 ]
 
 T = TypeVar("T")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts"
+PRODUCER_NB = REPO / "jupyter" / "VideoCaptureToKafka.ipynb"
+CONSUMER_NB = REPO / "jupyter" / "KafkaConsumerProcessed.ipynb"
+DATABRICKS_NB = REPO / "databricks" / "KafkaStructStream.py"
 
 
 def unique_topics(bootstrap: str, tmp_path: Path, **settings: Any) -> Config:
@@ -123,6 +139,19 @@ def consume(config: Config, topic: str, count: int, timeout_s: float = 60.0) -> 
     finally:
         consumer.close()
     return records
+
+
+def end_offsets(config: Config, topic: str) -> dict[int, int]:
+    """Partition -> end offset of `topic`: how many records each partition ever held."""
+    from kafka import TopicPartition
+
+    consumer = make_consumer(config)
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        ends = consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+    finally:
+        consumer.close()
+    return {tp.partition: offset for tp, offset in ends.items()}
 
 
 def astronaut_bgr() -> np.ndarray:
@@ -195,6 +224,21 @@ def execute(notebook: Path, output: Path, **parameters: Any) -> dict[str, Any]:
     return json.loads(output.read_text())
 
 
+def replay_in_consumer_notebook(
+    cfg: Config, tmp_path: Path, max_frames: int, idle_timeout_s: float
+) -> dict[str, Any]:
+    """The consumer notebook run over the output topic from its beginning."""
+    return execute(
+        CONSUMER_NB,
+        tmp_path / "KafkaConsumerProcessed.out.ipynb",
+        kafkabrokers=cfg.kafka_bootstrap,
+        topic=cfg.output_topic,
+        from_beginning=True,
+        max_frames=max_frames,
+        idle_timeout_s=idle_timeout_s,
+    )
+
+
 def outputs(nb: dict[str, Any]) -> list[dict[str, Any]]:
     """What a notebook's code cells showed: streams, displays, errors."""
     return [out for cell in nb["cells"] if cell["cell_type"] == "code" for out in cell["outputs"]]
@@ -224,3 +268,71 @@ def publish(cfg: Config, records: list[dict[str, Any]]) -> None:
         producer.send(cfg.output_topic, **record)
     producer.flush()
     producer.close()
+
+
+def databricks_widgets(cfg: Config, checkpoint_root: Path) -> dict[str, str]:
+    """The Databricks notebook's widgets for `cfg`'s broker and topics: every frame from the
+    topic's start, no security (the local broker), progress shown until the query stops."""
+    return {
+        "kafka_bootstrap_servers": cfg.kafka_bootstrap,
+        "input_topic": cfg.input_topic,
+        "output_topic": cfg.output_topic,
+        "dead_letter_topic": cfg.dead_letter_topic,
+        "checkpoint_root": str(checkpoint_root),
+        "starting_offsets": "earliest",
+        "security_protocol": "PLAINTEXT",
+        "progress_seconds": "0",
+    }
+
+
+@dataclass
+class BackgroundNotebook:
+    """The Databricks notebook running in a thread: its last cell prints progress until the
+    query stops. `errors` holds what a cell raised."""
+
+    run: NotebookRun = field(default_factory=lambda: NotebookRun(namespace={}))
+    errors: list[BaseException] = field(default_factory=list)
+    thread: threading.Thread | None = None
+
+    def failed(self) -> bool:
+        """Whether it ended by itself (a cell raised, or the query failed): nothing more
+        will come out of it."""
+        return bool(self.errors) or (self.thread is not None and not self.thread.is_alive())
+
+
+@contextlib.contextmanager
+def databricks_notebook_running(
+    spark: Any, widgets: dict[str, str], stop_timeout_s: float = 90.0
+) -> Iterator[BackgroundNotebook]:
+    """Run the Databricks notebook through the stand-in on `spark` (a classic or a Spark
+    Connect session) while the block runs; then stop its query, and fail if a cell raised
+    or the query had failed.
+
+    The query is stopped even when the block fails before the notebook started it: a query
+    left running would go on writing while later tests share the session.
+    """
+    notebook = BackgroundNotebook()
+
+    def run() -> None:
+        try:
+            run_notebook(DATABRICKS_NB, spark, widgets, run=notebook.run)
+        except BaseException as exc:  # reported when the block ends
+            notebook.errors.append(exc)
+
+    thread = notebook.thread = threading.Thread(target=run, name="notebook", daemon=True)
+    thread.start()
+    try:
+        yield notebook
+    finally:
+        deadline = time.monotonic() + stop_timeout_s
+        stopped = False
+        while thread.is_alive() and time.monotonic() < deadline:
+            query = notebook.run.namespace.get("query")
+            if query is not None and not stopped:
+                query.stop()
+                stopped = True
+            thread.join(timeout=0.5)
+    assert not thread.is_alive(), f"the notebook still runs {stop_timeout_s:.0f}s after its stop"
+    query = notebook.run.namespace.get("query")
+    failure = query.exception() if query is not None else None  # None: stopped by us
+    assert not notebook.errors and failure is None, (notebook.errors, failure)

@@ -1,9 +1,10 @@
-"""The reference demo's three notebooks, executed for real against the broker and Spark.
+"""The reference demo's three notebooks: what they show, and each Jupyter notebook run alone
+against the broker.
 
 The Jupyter notebooks run in a real kernel (papermill); the Databricks notebook runs through
-a local shim (tests/databricks_shim.py). The Databricks notebook is a second implementation
-of the job, on purpose (it must run imported alone): a test feeds it and `camstream analyze`
-the same records and checks that they agree.
+a local shim (tests/databricks_shim.py). The three run as one pipeline in
+test_notebook_pipeline.py; the Databricks notebook runs over Spark Connect, against
+`camstream analyze`, in test_spark_connect.py.
 """
 
 from __future__ import annotations
@@ -11,12 +12,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import threading
 import time
 import types
 from pathlib import Path
@@ -27,7 +23,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from camstream.cameras.simulate import load_sample_frames, sample_labels
 from camstream.config import DETECTION_PRESETS, Config
 from camstream.core.contract import (
     H_CARRIED_FROM_SEQ,
@@ -36,11 +31,8 @@ from camstream.core.contract import (
     INPUT_HEADERS,
     OUTPUT_HEADERS,
     FrameMeta,
-    headers_to_dict,
 )
 from camstream.core.jpeg import encode_jpeg
-from camstream.kafka.clients import make_consumer, make_producer
-from camstream.spark.job import build_query
 from databricks_shim import (
     HEADER,
     SEPARATOR,
@@ -51,22 +43,20 @@ from databricks_shim import (
     split_cells,
 )
 from helpers import (
+    CONSUMER_NB,
+    DATABRICKS_NB,
+    PRODUCER_NB,
     annotated,
     astronaut_bgr,
     consume,
     execute,
     outputs,
     publish,
+    replay_in_consumer_notebook,
     shown_text,
-    unique_topics,
-    wait_until,
 )
-from poison import CAMERA, bad_records, with_exif_orientation
+from poison import CAMERA
 
-REPO = Path(__file__).resolve().parent.parent
-PRODUCER_NB = REPO / "jupyter" / "VideoCaptureToKafka.ipynb"
-CONSUMER_NB = REPO / "jupyter" / "KafkaConsumerProcessed.ipynb"
-DATABRICKS_NB = REPO / "databricks" / "KafkaStructStream.py"
 # The Databricks notebook's Python cells, by title, in order.
 SETTINGS_CELLS = ("Settings", "Kafka security")
 PER_FRAME_CELLS = ("The frame contract", "The JPEG check", "The classifier, once per worker",
@@ -382,21 +372,6 @@ def test_notebooks_take_the_broker_from_the_environment(
     assert "0 frames from 0 cameras" in text
 
 
-def replay_in_consumer_notebook(
-    cfg: Config, tmp_path: Path, max_frames: int, idle_timeout_s: float
-) -> Any:
-    """The consumer notebook run over the output topic from its beginning."""
-    return execute(
-        CONSUMER_NB,
-        tmp_path / "KafkaConsumerProcessed.out.ipynb",
-        kafkabrokers=cfg.kafka_bootstrap,
-        topic=cfg.output_topic,
-        from_beginning=True,
-        max_frames=max_frames,
-        idle_timeout_s=idle_timeout_s,
-    )
-
-
 def test_consumer_notebook_escapes_camera_ids_and_shows_one_image_per_camera(
     cfg: Config, tmp_path: Path
 ) -> None:
@@ -423,197 +398,3 @@ def test_consumer_notebook_stops_at_exactly_max_frames(cfg: Config, tmp_path: Pa
     publish(cfg, [annotated(f"cam-{p}", seq, partition=p) for seq in range(4) for p in (0, 1)])
     nb = replay_in_consumer_notebook(cfg, tmp_path, max_frames=3, idle_timeout_s=5)
     assert re.search(r"\b3 frames from [12] cameras, 0 duplicates", shown_text(nb)), shown_text(nb)
-
-
-@pytest.mark.spark
-def test_consumer_notebook_shows_annotated_frames_while_the_job_runs(
-    spark, cfg: Config, tmp_path: Path
-) -> None:
-    from camstream.cameras.simulate import CameraSimulator
-
-    query = build_query(spark, cfg.replace(checkpoint_location=str(tmp_path / "ckpt")))
-    try:
-        CameraSimulator(cfg, cameras=2, fps=10).run(max_frames=5)
-        consume(cfg, cfg.output_topic, 10, timeout_s=120)
-        nb = execute(
-            CONSUMER_NB,
-            tmp_path / "KafkaConsumerProcessed.out.ipynb",
-            kafkabrokers=cfg.kafka_bootstrap,
-            topic=cfg.output_topic,
-            max_frames=10,
-            from_beginning=True,
-        )
-    finally:
-        query.stop()
-    shown = outputs(nb)
-    assert len([out for out in shown if "image/jpeg" in out.get("data", {})]) == 2
-    captions = [
-        "".join(out["data"]["text/html"]) for out in shown if "text/html" in out.get("data", {})
-    ]
-    assert sum("delay" in c and " ms" in c and "faces" in c for c in captions) == 2
-    assert "10 frames from 2 cameras" in json.dumps(shown)
-
-
-# ---- the Databricks notebook and camstream analyze: one job, two implementations -------------
-Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]]
-
-
-def shared_records() -> tuple[dict[str, Record], set[str]]:
-    """Frames with and without faces, odd valid ones, and every kind of bad record; tagged."""
-    records: dict[str, Record] = {}
-    labels = sample_labels()["frames"]
-    frames = load_sample_frames()
-    now = time.time_ns()
-    for seq, index in enumerate(range(0, len(frames), 6)):  # faces and empty scenes
-        meta = FrameMeta("cam-sample", seq, now, 640, 480)
-        records[f"sample-{index}-{len(labels[index]['faces'])}"] = (
-            b"cam-sample", encode_jpeg(frames[index], 80), list(meta.to_headers())
-        )  # fmt: skip
-    portrait = encode_jpeg(astronaut_bgr(), 85)
-    wide = cv2.resize(astronaut_bgr(), (640, 480), interpolation=cv2.INTER_AREA)
-    for seq, (name, value, size) in enumerate([
-        ("astronaut", portrait, (512, 512)),
-        ("exif-orientation-6", with_exif_orientation(encode_jpeg(wide, 80), 6), (640, 480)),
-        ("trailer", portrait + b"\x00trailer" + os.urandom(500), (512, 512)),
-    ]):  # fmt: skip
-        records[name] = (
-            CAMERA.encode(),
-            value,
-            list(FrameMeta(CAMERA, seq, now, *size).to_headers()),
-        )
-    valid = set(records)
-    bad = {k: r for k, r in bad_records(portrait, 100).items() if k != "oversized frame value"}
-    key = CAMERA.encode()
-    base = FrameMeta(CAMERA, 200, now, 512, 512).to_headers()
-
-    def changed(name: str, value: bytes) -> list[tuple[str, bytes | None]]:
-        return [(n, value if n == name else v) for n, v in base]
-
-    bad |= {
-        "capture_ts_ns of 400 digits": (key, portrait, changed("capture_ts_ns", b"9" * 400)),
-        "null key": (None, portrait, list(base)),
-        "seq twice": (key, portrait, [*base, ("seq", b"7")]),
-        "seq in Arabic-Indic digits": (key, portrait, changed("seq", "١٢".encode())),
-    }
-    records |= {f"bad: {kind}": (k, v, [(n, x) for n, x in h if n != "fuzz_kind"])
-                for kind, (k, v, h) in bad.items()}  # fmt: skip
-    return records, valid
-
-
-def publish_tagged(cfg: Config, records: dict[str, Record]) -> None:
-    producer = make_producer(cfg)
-    for test_id, (key, value, headers) in records.items():
-        producer.send(
-            cfg.input_topic, key=key, value=value, headers=[*headers, ("test_id", test_id.encode())]
-        )
-    producer.flush()
-    producer.close()
-
-
-def collect(cfg: Config, wanted: set[str], timeout_s: float) -> dict[str, tuple[str, Any]]:
-    """test_id -> (topic, record), from the output and dead-letter topics, first seen."""
-    consumer = make_consumer(cfg, cfg.output_topic, cfg.dead_letter_topic, from_beginning=True)
-    seen: dict[str, tuple[str, Any]] = {}
-    deadline = time.monotonic() + timeout_s
-    try:
-        while set(seen) < wanted and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=500).values():
-                for record in records:
-                    test_id = dict(record.headers)["test_id"].decode()
-                    seen.setdefault(test_id, (record.topic, record))
-    finally:
-        consumer.close()
-    return seen
-
-
-@pytest.mark.spark
-def test_the_databricks_notebook_and_camstream_analyze_agree(
-    spark, kafka_bootstrap: str, tmp_path: Path
-) -> None:
-    from camstream.kafka.topics import ensure_topics
-
-    records, valid = shared_records()
-    configs = {}
-    for name in ("notebook", "cli"):
-        cfg = unique_topics(kafka_bootstrap, tmp_path / name)
-        ensure_topics(cfg, cfg.pipeline_topics)
-        publish_tagged(cfg, records)
-        configs[name] = cfg
-    nb_cfg, cli_cfg = configs["notebook"], configs["cli"]
-
-    cli = subprocess.Popen(
-        [sys.executable, "-m", "camstream", "analyze", "--spark-master", "local[1]",
-         "--input-topic", cli_cfg.input_topic, "--output-topic", cli_cfg.output_topic,
-         "--dead-letter-topic", cli_cfg.dead_letter_topic, "--starting-offsets", "earliest",
-         "--checkpoint-location", str(tmp_path / "cli-checkpoint"),
-         # The notebook analyses every frame of this pre-filled topic; so does `all`.
-         "--freshness", "all"],
-        env={**os.environ, "KAFKA_BOOTSTRAP": kafka_bootstrap, "CAMSTREAM_HOME": str(tmp_path)},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
-    widgets = {
-        "kafka_bootstrap_servers": kafka_bootstrap,
-        "input_topic": nb_cfg.input_topic,
-        "output_topic": nb_cfg.output_topic,
-        "dead_letter_topic": nb_cfg.dead_letter_topic,
-        "checkpoint_root": str(tmp_path / "nb-checkpoints"),
-        "starting_offsets": "earliest",
-        "security_protocol": "PLAINTEXT",
-        "progress_seconds": "0",
-    }
-    run = NotebookRun(namespace={})
-    errors: list[BaseException] = []
-
-    def notebook() -> None:
-        try:
-            run_notebook(DATABRICKS_NB, spark, widgets, run=run)
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    thread = threading.Thread(target=notebook, daemon=True)
-    thread.start()
-    try:
-        from_notebook = collect(nb_cfg, set(records), timeout_s=300)
-        from_cli = collect(cli_cfg, set(records), timeout_s=300)
-        wait_until(
-            lambda: errors or any("frames in" in line for line in run.printed),
-            60,
-            what="the notebook to print progress",
-        )
-    finally:
-        query = run.namespace.get("query")
-        if query is not None:
-            query.stop()
-        thread.join(timeout=60)
-        cli.send_signal(signal.SIGTERM)
-        cli_output, _ = cli.communicate(timeout=90)
-    assert not errors, errors
-    assert cli.returncode == 0, cli_output[-2000:]
-    assert set(from_notebook) == set(records) == set(from_cli)
-
-    faces_seen = 0
-    for test_id in records:
-        (nb_topic, nb_record), (cli_topic, cli_record) = from_notebook[test_id], from_cli[test_id]
-        if test_id in valid:
-            assert nb_topic == nb_cfg.output_topic and cli_topic == cli_cfg.output_topic, test_id
-            nb_values = headers_to_dict(nb_record.headers)
-            cli_values = headers_to_dict(cli_record.headers)
-            assert nb_values["faces"] == cli_values["faces"], test_id
-            assert json.loads(nb_values["boxes_xyxy"]) == json.loads(cli_values["boxes_xyxy"])
-            names = [n for n, _ in nb_record.headers]
-            assert names == [n for n, _ in cli_record.headers], test_id
-            assert [n for n in names if n != "test_id"] == list(OUTPUT_HEADERS), test_id
-            faces_seen += int(nb_values["faces"])
-        else:  # both dead-letter it, each with a reason
-            assert nb_topic == nb_cfg.dead_letter_topic, (
-                test_id,
-                headers_to_dict(nb_record.headers),
-            )
-            assert cli_topic == cli_cfg.dead_letter_topic, test_id
-            assert dict(nb_record.headers)["error"] and dict(cli_record.headers)["error"]
-    assert faces_seen >= 4
-    # How the notebook ran: OpenCV resolved for real, Python restarted, progress shown.
-    assert run.pip_commands == ["install opencv-python-headless==4.11.0.86"]
-    assert run.restarts == 1 and run.markdown_cells >= 6
-    assert any(re.match(r"batch \d+: \d+ frames in \d+ ms$", line) for line in run.printed)
-    assert not run.displayed  # progress is printed: Databricks' display refuses a string
