@@ -21,6 +21,13 @@ from camstream.local.broker import LocalBroker, LocalCluster
 from camstream.local.ports import free_port, free_port_block
 from helpers import SASL_USER, config_with_topics, make_certificates, process_text
 
+# Every Spark driver the tests start (the session's, each `camstream analyze` subprocess's)
+# lives for seconds: JIT-compiling with C1 alone starts Spark in about half the time on two
+# cores. The tests check results, not the JVM's speed. Set PYSPARK_SUBMIT_ARGS to override.
+os.environ.setdefault(
+    "PYSPARK_SUBMIT_ARGS", "--driver-java-options -XX:TieredStopAtLevel=1 pyspark-shell"
+)
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Against an outside broker (KAFKA_BOOTSTRAP), tests that start, stop or kill brokers of
