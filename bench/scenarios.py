@@ -196,8 +196,8 @@ def accuracy_scenario(ctx: Context) -> None:
     ctx.results["accuracy"] = {}
     for preset in MEASURED_PRESETS:
         say(f"accuracy of {preset} on labelled frames")
-        # A quick run (the tests' smoke run) looks at every fourth frame.
-        ctx.results["accuracy"][preset] = accuracy(preset, step=4 if ctx.quick else 1)
+        # A quick run (the tests' smoke run) looks at every sixteenth frame: it runs, that is all.
+        ctx.results["accuracy"][preset] = accuracy(preset, step=16 if ctx.quick else 1)
 
 
 @scenario("presets", "faithful, equalized and fast side by side: recall, false boxes, ms/frame")

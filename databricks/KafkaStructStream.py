@@ -112,6 +112,11 @@ print(f"{input_topic} -> {output_topic} (dead letters: {dead_letter_topic}), pre
 # MAGIC authentication page recommends a Unity Catalog service credential instead, above all
 # MAGIC on standard access mode and serverless: the option `databricks.serviceCredential`
 # MAGIC (Runtime 16.1 and later) in `kafka_options`, in place of the JAAS line.
+# MAGIC
+# MAGIC A broker whose certificate a private CA signed (managed services use public CAs, which
+# MAGIC the runtime trusts): put the CA's PEM file on a volume and add
+# MAGIC `kafka.ssl.truststore.type` `PEM` and `kafka.ssl.truststore.location` (its path) to
+# MAGIC `kafka_options`.
 
 # COMMAND ----------
 

