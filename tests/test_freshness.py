@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +16,7 @@ from camstream.core.batch import process_batch
 from camstream.core.contract import FrameMeta, headers_to_dict
 from camstream.core.freshness import AnalysedStore, FreshnessGuard, detection_order, lookaheads
 from camstream.core.jpeg import encode_jpeg
+from camstream.core.load import HOLD_S, WARMUP_S, LoadMeter
 from camstream.core.settings import DETECTION_PRESETS, RecordSettings
 
 MS = 1_000_000
@@ -236,3 +238,89 @@ def test_the_workers_of_a_machine_share_what_they_analysed(tmp_path: Path, caplo
     assert not broken.starving("a", start + 500 * MS)
     assert "cannot share analysed frames" in caplog.text and "0700" in caplog.text
     assert not (shared / "x.db").exists()
+
+
+# ---- shedding only past capacity (camstream.core.load) ------------------------------------
+def _camera_frames(cameras: int, fps: float, seconds: float, start_ns: int) -> list[tuple]:
+    """(camera id, seq, capture time) of `cameras` cameras at `fps` for `seconds`."""
+    step = int(1e9 / fps)
+    return [(f"cam-{c}", seq, start_ns + seq * step)
+            for seq in range(int(seconds * fps)) for c in range(cameras)]  # fmt: skip
+
+
+def test_the_meter_weighs_the_cameras_rates_by_a_frames_cost_against_the_cores() -> None:
+    meter = LoadMeter(window_s=10.0)
+    assert meter.utilisation(2) is None and not meter.past_capacity(2)  # nothing known yet
+    # 3 cameras x 4 frames/s, seen by this meter one batch in two (another worker has the
+    # rest): the seq numbers still give each camera's rate.
+    frames = _camera_frames(3, 4.0, 10.0, 0)
+    for start in range(0, len(frames), 24):
+        if start // 24 % 2 == 0:
+            meter.frames(frames[start : start + 12], now=1.0)
+    meter.cost(150 * MS)  # 150 ms of CPU a frame: 12 frames/s need 1.8 cores
+    assert meter.utilisation(2) == pytest.approx(0.9, rel=0.01)
+    assert meter.utilisation(4) == pytest.approx(0.45, rel=0.01)
+    assert not meter.past_capacity(4)
+    # Hysteresis: past capacity above 0.9, and until back under 0.9 x 0.85.
+    meter.cost(200 * MS)  # the average moves by a fifth: 160 ms, 0.96
+    assert meter.past_capacity(2)
+    for _ in range(3):
+        meter.cost(135 * MS)  # toward 135 ms: 0.86 > 0.765, still past capacity
+    assert 0.765 < (meter.utilisation(2) or 0) < 0.9 and meter.past_capacity(2)
+    for _ in range(20):
+        meter.cost(100 * MS)
+    assert not meter.past_capacity(2)
+    # A camera silent for the window no longer counts.
+    meter.frames([("cam-0", 1000, 10**12), ("cam-0", 1001, 10**12 + 250 * MS)], now=30.0)
+    assert meter.utilisation(2) == pytest.approx(4 * 0.1 / 2, rel=0.01)
+
+
+def test_a_lag_past_the_limit_brings_the_threshold_down_to_the_load_it_had() -> None:
+    meter = LoadMeter()
+    meter.frames(_camera_frames(2, 4.0, 2.0, 0), now=1.0)
+    meter.cost(100 * MS, now=1.0)  # 8 frames/s x 100 ms over 2 cores: 0.4, under the threshold
+    assert not meter.past_capacity(2, now=1.0)
+    # A lag in the first WARMUP_S is the job's start: past capacity for HOLD_S, no more.
+    meter.lagging(2, now=2.0)
+    assert meter.past_capacity(2, now=2.0 + HOLD_S - 1) and meter.threshold == 0.9
+    assert not meter.past_capacity(2, now=2.0 + HOLD_S + 1)
+    # Yet a frame waited past the lag limit: something else takes the cores.
+    meter.lagging(2, now=WARMUP_S + 100.0)
+    assert meter.threshold == pytest.approx(0.4 * 0.85)
+    assert meter.past_capacity(2, now=WARMUP_S + 100.0 + HOLD_S + 1)  # and stays so at this load
+    for _ in range(20):
+        meter.cost(50 * MS)  # half the load: 0.2, under 0.34 x 0.85
+    assert meter.past_capacity(
+        2, now=WARMUP_S + 100.0 + HOLD_S - 1
+    )  # held for HOLD_S whatever the load
+    assert not meter.past_capacity(2, now=WARMUP_S + 100.0 + HOLD_S + 1)
+    meter.lagging(2, now=WARMUP_S + 200.0)
+    assert meter.threshold >= 0.3  # never below MIN_THRESHOLD
+
+
+def _live_guard() -> FreshnessGuard:
+    return FreshnessGuard(LIVE.min_analysis_interval_ms or 0, meter=LoadMeter())
+
+
+def test_under_capacity_a_job_seconds_behind_analyses_every_frame() -> None:
+    """A job that runs 3 s behind its cameras but keeps pace (the fast preset on tiny frames
+    costs next to nothing) skips nothing: its output is that of `all`. A frame that waited
+    past the lag limit shows it past capacity after all, and from then on it sheds."""
+    settings_ = replace(LIVE, max_lag_ms=5000)
+    guard = _live_guard()
+    now = 10**15
+    for number in range(4):
+        now += 1000 * MS
+        batch = [frame(cam, number * 4 + i, now - 3000 * MS - (3 - i) * 250 * MS)
+                 for i in range(4) for cam in ("a", "b", "c")]  # fmt: skip
+        results = process_batch(batch, settings_, None, map, lambda now=now: now, guard=guard)
+        assert all(r.ok for r in results) and not any(r.skipped for r in results)
+    assert not (guard.meter and guard.meter.past_capacity(1))
+    # 6 s behind: past the lag limit. The first such frame trips the meter; frames then go
+    # by the live rules (each camera's newest analysed, as it is starving).
+    now += 1000 * MS
+    batch = [frame(cam, 16 + i, now - 6000 * MS - (3 - i) * 250 * MS)
+             for i in range(4) for cam in ("a", "b", "c")]  # fmt: skip
+    results = process_batch(batch, settings_, None, map, lambda: now, guard=guard)
+    assert any(r.skipped for r in results) and all(r.ok for r in results)
+    assert guard.meter is not None and guard.meter.past_capacity(1)

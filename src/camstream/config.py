@@ -272,6 +272,11 @@ class Config:
         1000, "with freshness live: frames older than this by their turn skip detection",
         minimum=1,
     )  # fmt: skip
+    max_frame_lag_ms: int = setting(
+        5000, "with freshness live: under capacity every frame is analysed, unless it waited"
+        " longer than this by its turn: then the job counts as past capacity and sheds",
+        minimum=1,
+    )  # fmt: skip
     analysis_budget_ms: int = setting(
         400, "with freshness live: past capacity, the time a micro-batch spends analysing, shared"
         " by its cameras (newest frames first; the rest skip detection)",
@@ -520,6 +525,7 @@ class Config:
             max_frame_bytes=self.max_frame_bytes,
             max_age_ms=self.max_frame_age_ms if self.sheds_load else None,
             min_analysis_interval_ms=self.min_analysis_interval_ms if self.sheds_load else None,
+            max_lag_ms=self.max_frame_lag_ms if self.sheds_load else None,
             batch_budget_ms=self.analysis_budget_ms if self.sheds_load else None,
             task_slots=max(1, task_slots),
             motion=self.motion,

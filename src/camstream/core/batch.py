@@ -32,6 +32,7 @@ import numpy as np
 from camstream.core.analysis import detect_in_regions
 from camstream.core.contract import RecordSource
 from camstream.core.freshness import FreshnessGuard, detection_order, lookaheads
+from camstream.core.load import LoadMeter
 from camstream.core.motion import GateDecision, MotionGate, motion_thumbnail, overlaps
 from camstream.core.records import (
     BatchBudget,
@@ -85,6 +86,7 @@ def process_batch(
     newest first, and with a `guard` no camera starves (`camstream.core.freshness`).
     """
     started_ns = clock()  # the batch's analysis budget runs from here
+    cpu_started_ns = time.process_time_ns()  # what the batch costs, all its threads
     normalised = [normalise(*record[:3]) for record in records]
     items = [_Item(key, value, headers) for key, value, headers, _ in normalised]
     for item, record in zip(items, records, strict=True):
@@ -133,7 +135,7 @@ def process_batch(
         with failures(item):
             frame, decision = item.frame, item.decision
             assert frame is not None
-            stale = stale_output(frame, settings, clock, guard, budget, item.lookahead_ns)
+            stale = stale_output(frame, settings, clock, guard, budget, item.lookahead_ns, shedding)
             if stale is not None:  # too old by its turn, or its batch's time is spent
                 item.result = stale
                 return item
@@ -150,7 +152,9 @@ def process_batch(
 
     to_detect = [item for item in pending if _analyse(item)]
     budget = None
-    if settings.max_age_ms is not None:  # past capacity, the time goes to the newest frames
+    meter = guard.meter if guard is not None else None
+    shedding = settings.max_age_ms is not None and _past_capacity(pending, settings, meter)
+    if shedding:  # past capacity, the time goes to the newest frames
         ahead = lookaheads([_camera_and_capture(item) for item in to_detect])
         for item, lookahead_ns in zip(to_detect, ahead, strict=True):
             item.lookahead_ns = lookahead_ns
@@ -189,7 +193,7 @@ def process_batch(
             if not _analyse(item):
                 reference = item.decision.reference  # type: ignore[union-attr]
                 if reference.boxes_xyxy is None:  # its detection failed: detect this one
-                    stale = stale_output(frame, settings, clock, guard, budget)
+                    stale = stale_output(frame, settings, clock, guard, budget, 0, shedding)
                     if stale is not None:
                         item.result = stale
                         return item
@@ -201,7 +205,21 @@ def process_batch(
         return item
 
     _run(mapper(finish, [item for item in pending if item.result is None]))
+    if meter is not None:  # the whole batch's CPU over its analysed frames: what a frame costs
+        analysed = sum(1 for item in pending if item.boxes is not None)
+        if analysed:
+            meter.cost((time.process_time_ns() - cpu_started_ns) // analysed)
     return [item.result for item in items]  # type: ignore[misc]
+
+
+def _past_capacity(pending: list[_Item], settings: RecordSettings, meter: LoadMeter | None) -> bool:
+    """Whether this batch sheds: with no meter (no history), always; else while the meter
+    judges the job past capacity, its cameras' rates updated from this batch."""
+    if meter is None:
+        return True
+    metas = [item.frame.meta for item in pending if item.frame is not None]
+    meter.frames([(meta.camera_id, meta.seq, meta.capture_ts_ns) for meta in metas])
+    return meter.past_capacity(settings.task_slots)
 
 
 def _budget(

@@ -16,10 +16,13 @@ catches up with the present instead of lagging ever more. Two rules keep that fa
   gets its cameras' part of all the live cameras, times the tasks that run at once; past
   it, its frames go out unanalysed as well (`records.BatchBudget`), its first excepted.
 
-Under capacity every frame is younger than `max_age_ms` when its turn comes, so nothing is
-skipped and the output is that of the `all` policy. Ages use the cameras' capture clocks:
-a camera whose clock runs behind looks late and is analysed at the guard's interval only;
-the interval itself is measured in the camera's own clock, so skew cannot starve it.
+Under capacity nothing is skipped and the output is that of the `all` policy: the worker's
+guard keeps a `LoadMeter`, and its batches shed only while the meter judges the job past
+capacity (its cameras' frames need more CPU than the job has, or a frame waited past
+`max_lag_ms`); a job seconds behind but keeping pace analyses every frame. Ages use the
+cameras' capture clocks: a camera whose clock runs behind looks late and is analysed at
+the guard's interval only; the interval itself is measured in the camera's own clock, so
+skew cannot starve it.
 
 Plain Python: the worker keeps one guard (`worker_guard`); the per-record function takes it.
 Spark hands a partition's next batch to whichever Python worker is idle, so the workers of
@@ -41,6 +44,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from camstream.core.load import LoadMeter
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -59,10 +64,14 @@ class FreshnessGuard:
         min_interval_ms: int,
         max_cameras: int = MAX_CAMERAS,
         store: AnalysedStore | None = None,
+        meter: LoadMeter | None = None,
     ) -> None:
         self.min_interval_ns = int(min_interval_ms) * 1_000_000
         self.max_cameras = max_cameras
         self.store = store
+        # Sheds only past capacity, as the meter judges it (None: every batch is judged as
+        # past capacity, frame by frame: a guard made for one batch has no history).
+        self.meter = meter
         self._analysed: OrderedDict[str, int] = OrderedDict()
         self._claimed: dict[str, int] = {}  # since the last `share`
         self._seen: OrderedDict[str, float] = OrderedDict()  # camera id -> monotonic time
@@ -260,7 +269,7 @@ def worker_guard(min_interval_ms: int, scope: str = "") -> FreshnessGuard:
     if guard is None:
         store = AnalysedStore(store_path(scope)) if scope else None
         guard = _worker_guards[(min_interval_ms, scope)] = FreshnessGuard(
-            min_interval_ms, store=store
+            min_interval_ms, store=store, meter=LoadMeter()
         )
     return guard
 

@@ -216,8 +216,13 @@ def stale_output(
     guard: FreshnessGuard | None = None,
     budget: BatchBudget | None = None,
     lookahead_ns: int = 0,
+    shedding: bool = True,
 ) -> ProcessedRecord | None:
     """Under the `live` policy, the output of a frame not to analyse, else None.
+
+    Not `shedding` (the job under capacity, `camstream.core.load`), every frame is analysed
+    but one that waited past `max_lag_ms`, which proves the job past capacity after all
+    (the guard's meter learns it) and is judged as past capacity.
 
     Asked right before detection, when the frame's turn has come (it may have waited in its
     batch behind others). A frame older than `max_age_ms` is not analysed, unless its
@@ -231,6 +236,13 @@ def stale_output(
         return None
     now = clock()
     age_ms = (now - frame.meta.capture_ts_ns) / 1e6
+    if not shedding:
+        if settings.max_lag_ms is None or age_ms <= settings.max_lag_ms:
+            if guard is not None:
+                guard.claim(frame.meta.camera_id, frame.meta.capture_ts_ns, True)
+            return None
+        if guard is not None and guard.meter is not None:
+            guard.meter.lagging(settings.task_slots)
     reason = None
     if budget is not None and (shed := budget.spent(now)) is not None:
         reason = shed

@@ -138,6 +138,9 @@ class RecordSettings:
     # `min_analysis_interval_ms` (None: no such guard). None: every frame is analysed.
     max_age_ms: int | None = None
     min_analysis_interval_ms: int | None = None
+    # Under capacity (camstream.core.load) every frame is analysed, but one that waited past
+    # this by its turn: it shows the job past capacity after all. None: no such limit.
+    max_lag_ms: int | None = None
     # Also under `live`: how long a micro-batch may spend analysing frames, shared by its
     # cameras: a task (a batch of records) gets the part of its cameras among all the live
     # cameras, times the `task_slots` that run at once. None: no limit.
