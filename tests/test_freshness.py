@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from camstream.config import Config
-from camstream.core.batch import process_batch
+from camstream.core.batch import process_batch, process_batch_parts
 from camstream.core.contract import FrameMeta, headers_to_dict
 from camstream.core.freshness import AnalysedStore, FreshnessGuard, detection_order, lookaheads
 from camstream.core.jpeg import encode_jpeg
@@ -324,3 +324,40 @@ def test_under_capacity_a_job_seconds_behind_analyses_every_frame() -> None:
     results = process_batch(batch, settings_, None, map, lambda: now, guard=guard)
     assert any(r.skipped for r in results) and all(r.ok for r in results)
     assert guard.meter is not None and guard.meter.past_capacity(1)
+
+
+def test_past_capacity_frames_that_skip_detection_anyway_go_out_first_in_order() -> None:
+    """Frames that would skip detection however soon their turn came (older than max_age,
+    of a camera not starving, not its newest) go out in a first part, before the others
+    are analysed; each camera's frames stay in order across the parts."""
+    guard = FreshnessGuard(1500)  # no meter: every batch is past capacity
+    now = 10**15
+    for camera_id in ("a", "b"):  # analysed lately: not starving
+        guard.claim(camera_id, now - 1100 * MS, fresh=True)
+    # c was never analysed: it starves, so its frames go by their turn.
+    batch = [frame(cam, seq, now - (2000 - seq * 200) * MS)
+             for seq in range(6) for cam in ("a", "b", "c")]  # fmt: skip
+    parts = list(process_batch_parts(batch, LIVE, None, map, lambda: now, guard))
+    assert len(parts) == 2
+    first, rest = ([index for index, _ in part] for part in parts)
+    assert sorted(first + rest) == list(range(len(batch)))
+    assert first == sorted(first) and rest == sorted(rest)
+    early = {(batch[i][0], headers_to_dict(batch[i][2])["seq"]) for i in first}
+    # a and b: seq 0-4 are 2000-1200 ms old (> 1000); seq 5, 1000 ms, is their newest.
+    assert early == {(cam, str(seq)) for cam in (b"a", b"b") for seq in range(5)}
+    assert all(result.skipped and result.ok for part in parts[:1] for _, result in part)
+    # Each camera's frames in order across the parts: the first part's are its oldest.
+    for camera_id in (b"a", b"b", b"c"):
+        seqs = [int(headers_to_dict(r.headers)["seq"]) for part in parts for _, r in part
+                if r.key == camera_id]  # fmt: skip
+        assert seqs == sorted(seqs), camera_id
+    # The same outcomes as the whole batch at once (a fresh guard in the same state).
+    again = FreshnessGuard(1500)
+    for camera_id in ("a", "b"):
+        again.claim(camera_id, now - 1100 * MS, fresh=True)
+    whole = process_batch(batch, LIVE, None, map, lambda: now, again)
+    by_index = dict(pair for part in parts for pair in part)
+    assert [r.skipped for r in whole] == [by_index[i].skipped for i in range(len(batch))]
+    # Under `all`, or with nothing to skip early, one part.
+    every = replace(LIVE, max_age_ms=None)
+    assert len(list(process_batch_parts(batch, every, None, map, lambda: now, guard))) == 1

@@ -13,7 +13,9 @@ per-record map; the expensive stages around it still can:
    each is judged fresh or not when its turn comes (`camstream.core.freshness`);
 4. draw, fit and make each output record and its detection event (parallel).
 
-One result per record, in the records' order, and none of it raises for a record: a record
+One result per record (`process_batch`: in the records' order; `process_batch_parts`: in
+parts as they are known, past capacity the frames that skip detection anyway first, so that
+they do not wait for it), and none of it raises for a record: a record
 that fails at any stage becomes a dead letter with the reason. An environment failure
 (`camstream.errors.ENVIRONMENT_FAILURES`) is raised: every record would fail alike. Plain
 Python: the caller hands in the records and a `map` (a thread pool's, or the builtin).
@@ -47,6 +49,7 @@ from camstream.core.records import (
     normalise,
     reason,
     record_failures,
+    skipped_output,
     stale_output,
 )
 from camstream.core.settings import RecordSettings
@@ -55,7 +58,7 @@ from camstream.errors import ENVIRONMENT_FAILURES, FrameError
 Mapper = Callable[..., Iterable[Any]]
 
 
-@dataclass
+@dataclass(eq=False)  # each item is itself (kept in sets by identity)
 class _Item:
     key: bytes | None
     value: bytes | None
@@ -84,6 +87,29 @@ def process_batch(
     A record is (key, value, headers), or (key, value, headers, RecordSource) to name
     where it was read in its dead letter. Under the `live` policy the frames are analysed
     newest first, and with a `guard` no camera starves (`camstream.core.freshness`).
+    """
+    results: list[ProcessedRecord | None] = [None] * len(records)
+    for part in process_batch_parts(records, settings, gate, mapper, clock, guard):
+        for index, result in part:
+            results[index] = result
+    return results  # type: ignore[return-value]
+
+
+def process_batch_parts(
+    records: Sequence[tuple[Any, ...]],
+    settings: RecordSettings,
+    gate: MotionGate | None = None,
+    mapper: Mapper = map,
+    clock: Clock = time.time_ns,
+    guard: FreshnessGuard | None = None,
+) -> Iterator[list[tuple[int, ProcessedRecord]]]:
+    """`process_batch`'s outcomes as (record index, outcome), in parts as they are known,
+    each part in the records' order; every record is in exactly one part.
+
+    Past capacity, the frames that will skip detection anyway go out first, before the
+    others are analysed (`early_skips`): nothing they show waits for detection it does not
+    get. Each camera's frames stay in order: those that go first are the oldest of their
+    camera in the batch. Otherwise there is one part.
     """
     started_ns = clock()  # the batch's analysis budget runs from here
     cpu_started_ns = time.process_time_ns()  # what the batch costs, all its threads
@@ -152,6 +178,7 @@ def process_batch(
 
     to_detect = [item for item in pending if _analyse(item)]
     budget = None
+    emitted: list[int] = []  # indices of the records already yielded
     meter = guard.meter if guard is not None else None
     shedding = settings.max_age_ms is not None and _past_capacity(pending, settings, meter)
     if shedding:  # past capacity, the time goes to the newest frames
@@ -162,6 +189,21 @@ def process_batch(
             to_detect, _camera_and_capture, guard, lambda item: item.lookahead_ns
         )
         budget = _budget(pending, settings, guard, started_ns)
+        if gate is None:  # with the gate, a frame may be the model of the frames after it
+            in_order = [item for item in pending if _analyse(item)]  # the batch's order
+            early = early_skips(in_order, settings, guard, started_ns)
+            for item in early:
+                with failures(item):
+                    item.result = skipped_output(
+                        item.frame,
+                        early[item],
+                        settings,
+                        clock,  # type: ignore[arg-type]
+                    )
+            to_detect = [item for item in to_detect if item not in early]
+            emitted = [index for index, item in enumerate(items) if item.result is not None]
+            if emitted:
+                yield [(index, items[index].result) for index in emitted]  # type: ignore[misc]
     _run(mapper(detect, to_detect))
     # In order: a frame analysed on its moving regions keeps the boxes of the frame it moved
     # from that lie outside them (the person who stood still while another walked by). That
@@ -209,7 +251,35 @@ def process_batch(
         analysed = sum(1 for item in pending if item.boxes is not None)
         if analysed:
             meter.cost((time.process_time_ns() - cpu_started_ns) // analysed)
-    return [item.result for item in items]  # type: ignore[misc]
+    done = set(emitted)
+    yield [(i, item.result) for i, item in enumerate(items) if i not in done]  # type: ignore[misc]
+
+
+def early_skips(
+    to_detect: list[_Item], settings: RecordSettings, guard: FreshnessGuard | None, now_ns: int
+) -> dict[_Item, str]:
+    """Past capacity, the frames whose detection would be skipped however soon their turn
+    came, with the reason: older than `max_age_ms` already, of a camera that is not starving,
+    and not its newest in the batch. Per camera only a run of its first frames (in the
+    batch's order), so that they can go out before the camera's others."""
+    if settings.max_age_ms is None:
+        return {}
+    max_age_ns = settings.max_age_ms * 1_000_000
+    by_camera: dict[str, list[_Item]] = {}
+    for item in to_detect:
+        by_camera.setdefault(_camera_and_capture(item)[0], []).append(item)
+    early: dict[_Item, str] = {}
+    for camera_id, frames in by_camera.items():
+        newest = max(frames, key=lambda item: _camera_and_capture(item)[1])
+        ahead = newest.lookahead_ns
+        if guard is None or guard.starving(camera_id, _camera_and_capture(newest)[1], ahead):
+            continue  # its frames go by their turn (one of them is analysed, however old)
+        for item in frames:
+            age_ns = now_ns - _camera_and_capture(item)[1]
+            if item is newest or age_ns <= max_age_ns:
+                break
+            early[item] = f"stale: {age_ns / 1e6:.0f} ms old > {settings.max_age_ms} ms"
+    return early
 
 
 def _past_capacity(pending: list[_Item], settings: RecordSettings, meter: LoadMeter | None) -> bool:

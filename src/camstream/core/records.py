@@ -263,9 +263,16 @@ def stale_output(
         if budget is not None:
             budget.analysing()
         return None
-    # Validated like every frame (the cheapest full decode: 1/8 size, grey), not analysed.
+    return skipped_output(frame, reason, settings, clock)
+
+
+def skipped_output(
+    frame: CheckedFrame, reason: str, settings: RecordSettings, clock: Clock
+) -> ProcessedRecord:
+    """A frame that skips detection, validated like every frame (the cheapest full decode:
+    1/8 size, grey), unannotated and marked with the reason."""
     decode_checked(frame.jpeg, frame.info, cv2.IMREAD_REDUCED_GRAYSCALE_8)
-    skipped = (H_SKIPPED, (reason or "").encode())
+    skipped = (H_SKIPPED, reason.encode())
     return _output(
         frame.meta, frame.jpeg, None, _NO_BOXES, frame.headers, settings, clock, [skipped]
     )

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from camstream.config import Config
 from camstream.core.settings import DEFAULT_MAX_MESSAGE_BYTES, RecordSettings
 from camstream.errors import ConfigError, EnvironmentFailure
-from camstream.spark.worker import OUTPUT_SCHEMA, make_batch_processor
+from camstream.spark.worker import OUTPUT_SCHEMA, is_flush_row, make_batch_processor
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -238,7 +238,7 @@ def analytics_dataframe(
         "key", "value", "headers", "topic", "partition", "offset",
         F.unix_millis("timestamp").alias("timestamp_ms"),
     )  # fmt: skip
-    processed = records.mapInArrow(processor, OUTPUT_SCHEMA)
+    processed = records.mapInArrow(processor, OUTPUT_SCHEMA).where(~is_flush_row(F.col("topic")))
     # Counted in every batch's progress (observedMetrics): nothing is dropped silently. Event
     # rows have a null `ok`: count() and sum() of the frames' columns leave them out.
     return processed.observe(

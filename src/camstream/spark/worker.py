@@ -1,7 +1,7 @@
 """The executor side of the job: the function Spark runs over Arrow batches of Kafka records.
 
-It only wraps the per-record stages (`camstream.core.batch.process_batch`): one output row
-per input row, to the output or the dead-letter topic, followed by the frame's detection
+It only wraps the per-record stages (`camstream.core.batch.process_batch_parts`): one output
+row per input row, to the output or the dead-letter topic, followed by the frame's detection
 event when it has faces. An environment failure (`camstream.errors.ENVIRONMENT_FAILURES`)
 fails the task instead, saying so. This module and `camstream.core` are all that executors
 import.
@@ -118,7 +118,9 @@ def make_batch_processor(
 ) -> Any:
     """The function that Spark runs in each Python worker over Arrow record batches.
 
-    One output row per input row, always, in the input's order: a record that fails becomes
+    One output row per input row, always, each camera's in the input's order (past capacity,
+    frames that skip detection anyway go out first, in a batch of their own; the rest in
+    order after them): a record that fails becomes
     a dead letter; a frame with faces is followed by its event row to `events_topic` (when
     `settings.events_max_bytes` is set). A batch's records are analysed by `frame_threads`
     threads at once (`frame_pool`); the results are taken in order, so a camera's frames
@@ -146,7 +148,7 @@ def make_batch_processor(
             configure_worker,
             frame_pool,
             output_arrow_schema,
-            process_rows,
+            process_row_parts,
             sources,
         )
 
@@ -161,31 +163,56 @@ def make_batch_processor(
             keys = batch.column("key").to_pylist()
             values = batch.column("value").to_pylist()
             header_lists = batch.column("headers").to_pylist()
-            rows: dict[str, list[Any]] = {name: [] for name in out_schema.names}
             records = list(zip(keys, values, header_lists, sources(batch), strict=True))
             if guard is not None:  # keys are camera ids (a record whose isn't is rejected)
                 guard.learn(
                     {key.decode("utf-8", "replace") for key in keys if key and len(key) <= 1024}
                 )
-            # Executor.map yields the results in the order of the records.
-            results = process_rows(records, settings, gate, pool.map, guard)
+            # Past capacity, the frames that skip detection anyway go out first (a part of
+            # their own); every part keeps the records' order, and so each camera's.
+            for part in process_row_parts(records, settings, gate, pool.map, guard):
+                rows: dict[str, list[Any]] = {name: [] for name in out_schema.names}
+                for result in part:
+                    for name, cell in sink_row(result, output_topic, dead_letter_topic).items():
+                        rows[name].append(cell)
+                    rows["ok"].append(result.ok)
+                    rows["faces"].append(result.faces)
+                    rows["error"].append(result.error)
+                    rows["skipped"].append(result.skipped)
+                    rows["carried"].append(result.carried)
+                    rows["analysed"].append(result.analysed)
+                    if result.event is not None and events_topic:
+                        for name, cell in event_row(result, events_topic).items():
+                            rows[name].append(cell)
+                yield pa.RecordBatch.from_pydict(rows, schema=out_schema)
+                yield flush_batch(out_schema)
             if guard is not None:
                 guard.share()
-            for result in results:
-                for name, cell in sink_row(result, output_topic, dead_letter_topic).items():
-                    rows[name].append(cell)
-                rows["ok"].append(result.ok)
-                rows["faces"].append(result.faces)
-                rows["error"].append(result.error)
-                rows["skipped"].append(result.skipped)
-                rows["carried"].append(result.carried)
-                rows["analysed"].append(result.analysed)
-                if result.event is not None and events_topic:
-                    for name, cell in event_row(result, events_topic).items():
-                        rows[name].append(cell)
-            yield pa.RecordBatch.from_pydict(rows, schema=out_schema)
 
     return process_batches
+
+
+def flush_batch(schema: pa.Schema) -> pa.RecordBatch:
+    """A row that pushes the batch before it out to the JVM, to be dropped there (its topic
+    is null: `is_flush_row`).
+
+    PySpark writes `mapInArrow`'s batches to the worker's buffered socket without flushing
+    them (`spark.buffer.size`, 64 KB), so the end of a part that goes out early would wait
+    there until the next part is written, after the analysis: a value as large as that
+    buffer makes the writer flush it. Its own end waits instead, and is dropped.
+    """
+    import pyarrow as pa
+
+    size = int(os.environ.get("SPARK_BUFFER_SIZE", "65536"))
+    row: dict[str, list[Any]] = {name: [None] for name in schema.names}
+    row["value"], row["headers"] = [bytes(size)], [[]]
+    return pa.RecordBatch.from_pydict(row, schema=schema)
+
+
+def is_flush_row(topic_column: Any) -> Any:
+    """The condition that drops `flush_batch`'s row from the job's output (every other row
+    names its topic)."""
+    return topic_column.isNull()
 
 
 def event_row(result: ProcessedRecord, events_topic: str) -> dict[str, Any]:
@@ -234,25 +261,33 @@ def environment_failure(exc: BaseException) -> EnvironmentFailure:
     )
 
 
-def process_rows(
+def process_row_parts(
     records: list[tuple[Any, ...]],
     settings: RecordSettings,
     gate: MotionGate | None,
     mapper: Any = map,
     guard: FreshnessGuard | None = None,
-) -> list[ProcessedRecord]:
-    """`process_batch` for a batch of Spark rows, with a last line of defence around it.
+) -> Iterator[list[ProcessedRecord]]:
+    """`process_batch_parts` for a batch of Spark rows (each part's outcomes in the
+    records' order), with a last line of defence around it.
 
     Raises an environment failure (`ENVIRONMENT_FAILURES`), as `process_batch` does.
     """
-    from camstream.core.batch import process_batch
+    from camstream.core.batch import process_batch_parts
 
+    done: set[int] = set()
     try:
-        return process_batch(records, settings, gate, mapper, guard=guard)
+        for part in process_batch_parts(records, settings, gate, mapper, guard=guard):
+            done.update(index for index, _ in part)
+            yield [result for _, result in part]
     except ENVIRONMENT_FAILURES:
         raise
-    except Exception as exc:  # process_batch never raises; should it, every row still goes on
-        return [_last_resort(record, settings, exc) for record in records]
+    except Exception as exc:  # it never raises; should it, every row not out yet still goes on
+        yield [
+            _last_resort(record, settings, exc)
+            for index, record in enumerate(records)
+            if index not in done
+        ]
 
 
 def _last_resort(
