@@ -334,7 +334,7 @@ def test_past_capacity_frames_that_skip_detection_anyway_go_out_first_in_order()
     now = 10**15
     for camera_id in ("a", "b"):  # analysed lately: not starving
         guard.claim(camera_id, now - 1100 * MS, fresh=True)
-    # c was never analysed: it starves, so its frames go by their turn.
+    # c was never analysed: it starves, and its newest frame is analysed however old.
     batch = [frame(cam, seq, now - (2000 - seq * 200) * MS)
              for seq in range(6) for cam in ("a", "b", "c")]  # fmt: skip
     parts = list(process_batch_parts(batch, LIVE, None, map, lambda: now, guard))
@@ -343,9 +343,12 @@ def test_past_capacity_frames_that_skip_detection_anyway_go_out_first_in_order()
     assert sorted(first + rest) == list(range(len(batch)))
     assert first == sorted(first) and rest == sorted(rest)
     early = {(batch[i][0], headers_to_dict(batch[i][2])["seq"]) for i in first}
-    # a and b: seq 0-4 are 2000-1200 ms old (> 1000); seq 5, 1000 ms, is their newest.
-    assert early == {(cam, str(seq)) for cam in (b"a", b"b") for seq in range(5)}
+    # seq 0-4 are 2000-1200 ms old (> 1000); seq 5, 1000 ms, is each camera's newest.
+    assert early == {(cam, str(seq)) for cam in (b"a", b"b", b"c") for seq in range(5)}
     assert all(result.skipped and result.ok for part in parts[:1] for _, result in part)
+    newest_of_c = next(r for _, r in parts[1]
+                       if r.key == b"c" and headers_to_dict(r.headers)["seq"] == "5")  # fmt: skip
+    assert not newest_of_c.skipped and newest_of_c.analysed  # starving: analysed, 1000 ms old
     # Each camera's frames in order across the parts: the first part's are its oldest.
     for camera_id in (b"a", b"b", b"c"):
         seqs = [int(headers_to_dict(r.headers)["seq"]) for part in parts for _, r in part
@@ -361,3 +364,37 @@ def test_past_capacity_frames_that_skip_detection_anyway_go_out_first_in_order()
     # Under `all`, or with nothing to skip early, one part.
     every = replace(LIVE, max_age_ms=None)
     assert len(list(process_batch_parts(batch, every, None, map, lambda: now, guard))) == 1
+
+
+def test_past_capacity_frames_beyond_what_a_batch_analyses_go_out_first() -> None:
+    """Past capacity, a batch expects to analyse about what its predecessors did in as much
+    budget (with a margin); frames beyond that in the detection order, however young, go
+    out before the analysis, each camera's oldest first."""
+    meter = LoadMeter()
+    assert meter.forecast(400) is None  # nothing known yet
+    meter.analysed(10, 400)
+    assert meter.forecast(400) == 16 and meter.forecast(200) == 9  # 1.5 x, plus one
+    meter.analysed(0, 400)
+    assert meter.forecast(400) == 13  # a moving average: 8 per 400 ms
+
+    guard = FreshnessGuard(1500, meter=LoadMeter())
+    assert guard.meter is not None
+    guard.meter.lagging(1)  # past capacity (a lag proves it)
+    settings_ = replace(LIVE, batch_budget_ms=400)
+    guard.meter.analysed(1, 400)  # a batch analyses one frame: the candidates are 3
+    now = 10**15
+    for camera_id in ("a", "b", "c"):
+        guard.claim(camera_id, now - 500 * MS, fresh=True)  # not starving
+    # 3 cameras x 4 frames, all younger than max_age (1000 ms).
+    batch = [frame(cam, seq, now - (400 - seq * 100) * MS)
+             for seq in range(4) for cam in ("a", "b", "c")]  # fmt: skip
+    parts = list(process_batch_parts(batch, settings_, None, map, lambda: now, guard))
+    assert len(parts) == 2
+    first = [index for index, _ in parts[0]]
+    # Candidates: each camera's newest (seq 3); the rest are shed at once, oldest first.
+    assert {(batch[i][0], headers_to_dict(batch[i][2])["seq"]) for i in first} == {
+        (cam, str(seq)) for cam in (b"a", b"b", b"c") for seq in range(3)
+    }
+    reasons = {headers_to_dict(r.headers)["skipped"] for _, r in parts[0]}
+    assert reasons == {"shed: past capacity, its camera's newer frames go first"}
+    assert all(r.analysed and not r.skipped for _, r in parts[1])

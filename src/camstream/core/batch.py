@@ -191,7 +191,9 @@ def process_batch_parts(
         budget = _budget(pending, settings, guard, started_ns)
         if gate is None:  # with the gate, a frame may be the model of the frames after it
             in_order = [item for item in pending if _analyse(item)]  # the batch's order
-            early = early_skips(in_order, settings, guard, started_ns)
+            forecast = None if meter is None or budget is None else meter.forecast(budget.budget_ms)
+            candidates = None if forecast is None else set(to_detect[:forecast])
+            early = early_skips(in_order, settings, started_ns, candidates)
             for item in early:
                 with failures(item):
                     item.result = skipped_output(
@@ -251,17 +253,23 @@ def process_batch_parts(
         analysed = sum(1 for item in pending if item.boxes is not None)
         if analysed:
             meter.cost((time.process_time_ns() - cpu_started_ns) // analysed)
+        if shedding and budget is not None:  # what the next batch may analyse
+            meter.analysed(analysed, budget.budget_ms)
     done = set(emitted)
     yield [(i, item.result) for i, item in enumerate(items) if i not in done]  # type: ignore[misc]
 
 
 def early_skips(
-    to_detect: list[_Item], settings: RecordSettings, guard: FreshnessGuard | None, now_ns: int
+    to_detect: list[_Item],
+    settings: RecordSettings,
+    now_ns: int,
+    candidates: set[_Item] | None = None,
 ) -> dict[_Item, str]:
     """Past capacity, the frames whose detection would be skipped however soon their turn
-    came, with the reason: older than `max_age_ms` already, of a camera that is not starving,
-    and not its newest in the batch. Per camera only a run of its first frames (in the
-    batch's order), so that they can go out before the camera's others."""
+    came, with the reason: not their camera's newest in the batch, and older than
+    `max_age_ms` already or not among the `candidates` (the first frames in the detection
+    order, as many as the batch may analyse: `LoadMeter.forecast`). Per camera only a run
+    of its first frames (in the batch's order), so that they go out before its others."""
     if settings.max_age_ms is None:
         return {}
     max_age_ns = settings.max_age_ms * 1_000_000
@@ -269,16 +277,19 @@ def early_skips(
     for item in to_detect:
         by_camera.setdefault(_camera_and_capture(item)[0], []).append(item)
     early: dict[_Item, str] = {}
-    for camera_id, frames in by_camera.items():
+    for frames in by_camera.values():
+        # A starving camera's claim goes to its newest frame (first in the detection order).
         newest = max(frames, key=lambda item: _camera_and_capture(item)[1])
-        ahead = newest.lookahead_ns
-        if guard is None or guard.starving(camera_id, _camera_and_capture(newest)[1], ahead):
-            continue  # its frames go by their turn (one of them is analysed, however old)
         for item in frames:
             age_ns = now_ns - _camera_and_capture(item)[1]
-            if item is newest or age_ns <= max_age_ns:
+            if item is newest:
                 break
-            early[item] = f"stale: {age_ns / 1e6:.0f} ms old > {settings.max_age_ms} ms"
+            if age_ns > max_age_ns:
+                early[item] = f"stale: {age_ns / 1e6:.0f} ms old > {settings.max_age_ms} ms"
+            elif candidates is not None and item not in candidates:
+                early[item] = "shed: past capacity, its camera's newer frames go first"
+            else:
+                break
     return early
 
 

@@ -19,6 +19,7 @@ Plain Python, thread-safe; the worker's `FreshnessGuard` keeps one.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -43,6 +44,9 @@ HOLD_S = 30.0
 WARMUP_S = 60.0
 # Weight of the newest observation in the moving averages.
 SMOOTHING = 0.2
+# Past capacity, a batch's candidates for detection are this many times the frames its
+# predecessors analysed in as much budget (newest first); the rest go out at once.
+FORECAST_MARGIN = 1.5
 
 
 class LoadMeter:
@@ -57,6 +61,7 @@ class LoadMeter:
         self._past = False
         self._held_until = float("-inf")  # monotonic
         self._first_cost: float | None = None  # monotonic
+        self._analysed_per_ms: float | None = None  # past capacity, per ms of batch budget
         self._lock = threading.Lock()
 
     def frames(self, frames: Sequence[tuple[str, int, int]], now: float | None = None) -> None:
@@ -90,6 +95,21 @@ class LoadMeter:
             if self._first_cost is None:
                 self._first_cost = now
             self._cost_ns = cpu_ns if self._cost_ns is None else _smooth(self._cost_ns, cpu_ns)
+
+    def analysed(self, count: int, budget_ms: int) -> None:
+        """Past capacity, how many frames a batch with `budget_ms` of analysis analysed."""
+        with self._lock:
+            per_ms = count / max(1, budget_ms)
+            previous = self._analysed_per_ms
+            self._analysed_per_ms = per_ms if previous is None else _smooth(previous, per_ms)
+
+    def forecast(self, budget_ms: int) -> int | None:
+        """Past capacity, how many frames a batch with `budget_ms` of analysis may analyse,
+        with a margin (`FORECAST_MARGIN`); None before a batch past capacity has told."""
+        with self._lock:
+            if self._analysed_per_ms is None:
+                return None
+            return math.ceil(round(FORECAST_MARGIN * self._analysed_per_ms * budget_ms, 6)) + 1
 
     def utilisation(self, cores: int) -> float | None:
         """The cores the cameras' frames need over the cores the job has (None: no frame
