@@ -163,3 +163,34 @@ def test_the_root_cause_of_a_failed_task_is_one_line_that_names_it() -> None:
         " process frames (DetectorUnavailableError: cannot load Haar cascade '/x.xml'); the"
         " task fails instead of dead-lettering every record, which are not at fault"
     )
+
+
+def test_an_early_part_is_pushed_out_by_a_row_the_job_drops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past capacity, the frames that skip detection anyway are a part of their own, before
+    the analysis. PySpark does not flush a worker's output after each batch, so a row as
+    large as its buffer follows that part (and only a part that more follow): its null
+    topic is what the job drops (`is_flush_row`)."""
+    from camstream.core.freshness import FreshnessGuard
+    from camstream.spark.worker import flush_batch, output_arrow_schema, process_row_parts
+
+    jpeg = encode_jpeg(load_sample_frames()[0], 80)
+    now = time.time_ns()
+    batch = [
+        (camera.encode(), jpeg, FrameMeta(camera, seq, now - (3 - seq) * 800_000_000, 640, 480)
+         .to_headers())
+        for seq in range(4) for camera in ("cam-0", "cam-1")
+    ]  # fmt: skip
+    live = RecordSettings(detection=DETECTION_PRESETS["fast"], max_age_ms=1000)
+    guard = FreshnessGuard(1500)  # no meter: past capacity
+    parts = list(process_row_parts(batch, live, None, map, guard))
+    assert [more for _, more in parts] == [True, False]
+    assert all(result.skipped for result in parts[0][0]) and len(parts[0][0]) == 4  # 2.4, 1.6 s
+    assert len(parts[1][0]) == 4 and all(r.analysed for r in parts[1][0])  # 0.8 s, 0 s old
+    monkeypatch.setenv("SPARK_BUFFER_SIZE", "1000")
+    (row,) = flush_batch(output_arrow_schema()).to_pylist()
+    assert row["topic"] is None and len(row["value"]) == 1000
+    # Under `all`, one part and no such row.
+    every = RecordSettings(detection=DETECTION_PRESETS["fast"])
+    assert [more for _, more in process_row_parts(batch, every, None, map, None)] == [False]

@@ -170,7 +170,7 @@ def make_batch_processor(
                 )
             # Past capacity, the frames that skip detection anyway go out first (a part of
             # their own); every part keeps the records' order, and so each camera's.
-            for part in process_row_parts(records, settings, gate, pool.map, guard):
+            for part, more in process_row_parts(records, settings, gate, pool.map, guard):
                 rows: dict[str, list[Any]] = {name: [] for name in out_schema.names}
                 for result in part:
                     for name, cell in sink_row(result, output_topic, dead_letter_topic).items():
@@ -185,7 +185,8 @@ def make_batch_processor(
                         for name, cell in event_row(result, events_topic).items():
                             rows[name].append(cell)
                 yield pa.RecordBatch.from_pydict(rows, schema=out_schema)
-                yield flush_batch(out_schema)
+                if more:  # out now, not after the analysis that comes next
+                    yield flush_batch(out_schema)
             if guard is not None:
                 guard.share()
 
@@ -267,9 +268,10 @@ def process_row_parts(
     gate: MotionGate | None,
     mapper: Any = map,
     guard: FreshnessGuard | None = None,
-) -> Iterator[list[ProcessedRecord]]:
-    """`process_batch_parts` for a batch of Spark rows (each part's outcomes in the
-    records' order), with a last line of defence around it.
+) -> Iterator[tuple[list[ProcessedRecord], bool]]:
+    """`process_batch_parts` for a batch of Spark rows: each part's outcomes in the
+    records' order, and whether more follow (after analysis); with a last line of defence
+    around it.
 
     Raises an environment failure (`ENVIRONMENT_FAILURES`), as `process_batch` does.
     """
@@ -279,15 +281,18 @@ def process_row_parts(
     try:
         for part in process_batch_parts(records, settings, gate, mapper, guard=guard):
             done.update(index for index, _ in part)
-            yield [result for _, result in part]
+            yield [result for _, result in part], len(done) < len(records)
     except ENVIRONMENT_FAILURES:
         raise
     except Exception as exc:  # it never raises; should it, every row not out yet still goes on
-        yield [
-            _last_resort(record, settings, exc)
-            for index, record in enumerate(records)
-            if index not in done
-        ]
+        yield (
+            [
+                _last_resort(record, settings, exc)
+                for index, record in enumerate(records)
+                if index not in done
+            ],
+            False,
+        )
 
 
 def _last_resort(
