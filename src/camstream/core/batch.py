@@ -182,6 +182,7 @@ def process_batch_parts(
     meter = guard.meter if guard is not None else None
     shedding = settings.max_age_ms is not None and _past_capacity(pending, settings, meter)
     if shedding:  # past capacity, the time goes to the newest frames
+        in_order = to_detect  # the batch's order
         ahead = lookaheads([_camera_and_capture(item) for item in to_detect])
         for item, lookahead_ns in zip(to_detect, ahead, strict=True):
             item.lookahead_ns = lookahead_ns
@@ -190,7 +191,6 @@ def process_batch_parts(
         )
         budget = _budget(pending, settings, guard, started_ns)
         if gate is None:  # with the gate, a frame may be the model of the frames after it
-            in_order = [item for item in pending if _analyse(item)]  # the batch's order
             forecast = None if meter is None or budget is None else meter.forecast(budget.budget_ms)
             candidates = None if forecast is None else set(to_detect[:forecast])
             early = early_skips(in_order, settings, started_ns, candidates)

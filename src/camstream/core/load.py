@@ -6,8 +6,8 @@ that merely runs seconds behind (a queue that does not grow) is under capacity; 
 cameras send more than it analyses falls further behind with every batch.
 
 The estimate: each camera's frame rate (from its frames' capture times in a batch), summed
-over the cameras seen lately, times the CPU time one frame's analysis took (a moving
-average, measured on the analysing thread: contention does not inflate it), against the
+over the cameras seen lately, times the CPU time an analysed frame costs (a moving average
+of each batch's process CPU, all its threads, over the frames it analysed), against the
 cores the job has. What the estimate cannot see (other processes on the machine, the
 engine's own work between batches) the lag shows: a frame that waited past the lag limit
 proves the job past capacity at the load it had then, and the threshold comes down to it.

@@ -146,6 +146,7 @@ def make_batch_processor(
         from camstream.core.motion import worker_gate
         from camstream.spark.worker import (
             configure_worker,
+            flush_batch,
             frame_pool,
             output_arrow_schema,
             process_row_parts,
@@ -159,6 +160,7 @@ def make_batch_processor(
         guard = None if interval is None else worker_guard(interval, output_topic)
 
         out_schema = output_arrow_schema()
+        flush = flush_batch(out_schema)
         for batch in batches:
             keys = batch.column("key").to_pylist()
             values = batch.column("value").to_pylist()
@@ -186,7 +188,7 @@ def make_batch_processor(
                             rows[name].append(cell)
                 yield pa.RecordBatch.from_pydict(rows, schema=out_schema)
                 if more:  # out now, not after the analysis that comes next
-                    yield flush_batch(out_schema)
+                    yield flush
             if guard is not None:
                 guard.share()
 
