@@ -1,7 +1,7 @@
 """The detection presets side by side on labelled frames: recall, false boxes, ms per frame.
 
-Each preset runs camstream's per-frame function (`analyze_jpeg`: decode, detect, draw,
-encode) on one thread over two labelled sets of 640x480 JPEGs (quality 80): the still
+Each preset runs the job's per-record path (`analyse_jpeg`: check, detect, draw, encode)
+on one thread over two labelled sets of 640x480 JPEGs (quality 80): the still
 scenes (`camstream.cameras.still_scenes`: 8 clips, 480 frames) and the sample video (80
 frames, `sample_labels.json`). Scored as the motion gate's recall is (`gating.py`): a
 labelled face counts as found when a box overlaps it with IoU >= 0.5. A box that overlaps
@@ -22,12 +22,12 @@ from typing import Any
 
 import cv2
 from boxes import iou
+from frame_functions import analyse_jpeg, boxes_of
 from gating import IOU_MATCH
 from registry import say
 
 from camstream.cameras.simulate import load_sample_frames, sample_labels
 from camstream.cameras.still_scenes import CLIPS, FRAMES, Clip, labels, render
-from camstream.core.analysis import analyze_jpeg
 from camstream.core.jpeg import encode_jpeg
 from camstream.core.settings import DETECTION_PRESETS
 
@@ -94,7 +94,7 @@ def evaluate(sets: dict[str, list[LabelledFrame]], repeats: int,
     try:
         first = next(frame.jpeg for frames in sets.values() for frame in frames)
         for preset in presets:
-            analyze_jpeg(first, DETECTION_PRESETS[preset])  # warm-up: the classifier's load
+            analyse_jpeg(first, DETECTION_PRESETS[preset])  # warm-up: the classifier's load
         seconds: dict[tuple[str, str], list[float]] = {(p, s): [] for p in presets for s in sets}
         boxes: dict[tuple[str, str], list[list[list[int]]]] = {}
         for round_ in range(repeats):
@@ -105,7 +105,7 @@ def evaluate(sets: dict[str, list[LabelledFrame]], repeats: int,
                     found = []
                     started = time.perf_counter()
                     for frame in frames:
-                        found.append(analyze_jpeg(frame.jpeg, settings).boxes_xyxy.tolist())
+                        found.append(boxes_of(analyse_jpeg(frame.jpeg, settings)))
                     seconds[preset, name].append(time.perf_counter() - started)
                     boxes[preset, name] = found  # the same every round
                     ms = 1000 * seconds[preset, name][-1] / len(frames)

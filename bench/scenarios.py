@@ -33,6 +33,7 @@ from typing import Any
 
 import cv2
 from boxes import iou
+from frame_functions import analyse_jpeg, detect_faces
 from registry import Context, say, scenario
 from stack import (
     LoadShape,
@@ -48,9 +49,7 @@ from stack import (
 
 from camstream.cameras.simulate import load_sample_frames, sample_labels
 from camstream.config import DETECTION_PRESETS
-from camstream.core.analysis import analyze_jpeg
 from camstream.core.annotation import annotate
-from camstream.core.detection import detect_faces
 from camstream.core.jpeg import decode_jpeg, encode_jpeg
 from camstream.spark.job import DEFAULT_REALTIME_INTERVAL
 
@@ -73,7 +72,7 @@ def _raw_worker(args: tuple[str, float, bool]) -> int:
     cv2.setNumThreads(1)
     settings = DETECTION_PRESETS[preset]
     jpegs = sample_jpegs()
-    step = analyze_jpeg if camstream_function else naive_frame
+    step = analyse_jpeg if camstream_function else naive_frame
     step(jpegs[0], settings)  # warm-up: classifier load
     frames, deadline = 0, time.perf_counter() + seconds
     while time.perf_counter() < deadline:
@@ -116,10 +115,10 @@ def frame_costs(seconds: float) -> dict[str, Any]:
         }
         for preset in MEASURED_PRESETS:
             settings = DETECTION_PRESETS[preset]
-            analyze_jpeg(jpegs[0], settings)  # warm-up: classifier load
+            analyse_jpeg(jpegs[0], settings)  # warm-up: classifier load
             done, started = 0, time.perf_counter()
             while time.perf_counter() - started < seconds:
-                analyze_jpeg(jpegs[done % len(jpegs)], settings)
+                analyse_jpeg(jpegs[done % len(jpegs)], settings)
                 done += 1
             costs[name][f"{preset}_ms_per_frame"] = (time.perf_counter() - started) * 1000 / done
     return costs

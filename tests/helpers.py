@@ -42,6 +42,11 @@ def _bench_module(name: str) -> Any:
 
 
 iou = _bench_module("boxes").iou  # one definition for the bench and the tests
+_frame_functions = _bench_module("frame_functions")
+analyse_jpeg = _frame_functions.analyse_jpeg  # the job's per-record path on one JPEG
+boxes_of = _frame_functions.boxes_of
+detect_faces = _frame_functions.detect_faces
+jpeg_size = _frame_functions.jpeg_size
 
 __all__ = [
     "ARTIFACTS",
@@ -50,16 +55,20 @@ __all__ = [
     "PRODUCER_NB",
     "SASL_USER",
     "BackgroundNotebook",
+    "analyse_jpeg",
     "annotated",
     "astronaut_bgr",
+    "boxes_of",
     "config_with_topics",
     "consume",
     "databricks_notebook_running",
     "databricks_widgets",
+    "detect_faces",
     "end_offsets",
     "execute",
     "group_alive",
     "iou",
+    "jpeg_size",
     "make_certificates",
     "outputs",
     "process_text",

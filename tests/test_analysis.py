@@ -9,10 +9,10 @@ from dataclasses import replace
 import pytest
 
 from camstream.config import DETECTION_PRESETS, RecordSettings
+from camstream.core.batch import process_record
 from camstream.core.contract import OUTPUT_HEADERS, FrameMeta, headers_to_dict
-from camstream.core.jpeg import encode_jpeg, jpeg_size
-from camstream.core.records import process_record
-from helpers import astronaut_bgr
+from camstream.core.jpeg import encode_jpeg
+from helpers import analyse_jpeg, astronaut_bgr, jpeg_size
 
 SETTINGS = RecordSettings(detection=DETECTION_PRESETS["faithful"])
 LATEST = replace(SETTINGS, max_age_ms=1000)
@@ -100,9 +100,7 @@ def test_latest_policy_passes_stale_frames_through_marked() -> None:
 def test_a_frame_without_faces_is_passed_on_unchanged() -> None:
     import numpy as np
 
-    from camstream.core.analysis import analyze_jpeg
-
     blank = encode_jpeg(np.full((480, 640, 3), 90, dtype=np.uint8), 75)
     for settings in DETECTION_PRESETS.values():
-        result = analyze_jpeg(blank, settings)
-        assert result.annotated_jpeg is blank and len(result.boxes_xyxy) == 0
+        result = analyse_jpeg(blank, settings)
+        assert result.value == blank and result.faces == 0

@@ -7,11 +7,10 @@ import pytest
 
 from camstream.cameras.simulate import load_sample_frames, sample_labels
 from camstream.config import DETECTION_PRESETS
-from camstream.core.analysis import analyze_jpeg
 from camstream.core.annotation import BOX_COLOUR_BGR, annotate
-from camstream.core.detection import detect_faces, load_cascade
+from camstream.core.detection import load_cascade
 from camstream.core.jpeg import decode_jpeg, encode_jpeg
-from helpers import astronaut_bgr, iou
+from helpers import analyse_jpeg, astronaut_bgr, boxes_of, detect_faces, iou, jpeg_size
 
 # Where the astronaut's face is in skimage's 512x512 portrait (checked by eye).
 ASTRONAUT_FACE_XYXY = [176, 66, 274, 164]
@@ -73,12 +72,11 @@ def test_annotate_draws_boxes_on_a_copy() -> None:
     assert scene[5:20, 5:60].max() == 255  # the caption is drawn
 
 
-def test_analyze_jpeg_returns_annotated_jpeg_and_boxes() -> None:
-    result = analyze_jpeg(encode_jpeg(astronaut_bgr(), 90), DETECTION_PRESETS["faithful"])
-    assert (result.width, result.height) == (512, 512)
-    assert result.annotated_jpeg[:3] == b"\xff\xd8\xff"
-    annotated = decode_jpeg(result.annotated_jpeg)
-    x1, y1, x2, _ = result.boxes_xyxy[0]
+def test_the_record_path_returns_an_annotated_jpeg_and_its_boxes() -> None:
+    result = analyse_jpeg(encode_jpeg(astronaut_bgr(), 90), DETECTION_PRESETS["faithful"])
+    assert result.ok and result.value is not None and jpeg_size(result.value) == (512, 512)
+    annotated = decode_jpeg(result.value)
+    x1, y1, x2, _ = boxes_of(result)[0]
     # The reference's green box edge (JPEG blurs colours a little).
     b, g, r = (int(v) for v in annotated[y1, (x1 + x2) // 2])
     assert g > 180 and r < 80 and b < 80

@@ -24,9 +24,9 @@ import pytest
 from camstream.cameras.simulate import load_sample_frames
 from camstream.config import Config
 from camstream.core.contract import INPUT_HEADERS, FrameMeta
-from camstream.core.jpeg import encode_jpeg, jpeg_size
+from camstream.core.jpeg import encode_jpeg
 from camstream.local.ports import free_port
-from helpers import consume
+from helpers import consume, jpeg_size
 
 RTSP_SERVER = Path(__file__).resolve().parent / "servers" / "rtsp_camera.py"
 SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin") or "/usr/bin/python3"

@@ -18,11 +18,12 @@ import pytest
 
 from camstream.cameras.simulate import sample_labels
 from camstream.config import Config
-from camstream.core.analysis import analyze_jpeg
 from camstream.core.contract import FrameMeta, headers_to_dict
 from camstream.core.settings import DETECTION_PRESETS
 from helpers import (
     PRODUCER_NB,
+    analyse_jpeg,
+    boxes_of,
     consume,
     databricks_notebook_running,
     databricks_widgets,
@@ -77,7 +78,7 @@ def test_the_three_notebooks_run_as_one_pipeline(spark, cfg: Config, tmp_path: P
             int(found["capture_ts_ns"]) == FrameMeta.from_headers(sent[seq].headers).capture_ts_ns
         )
         # The faces the per-frame function finds on the frame the producer sent.
-        expected = analyze_jpeg(sent[seq].value, DETECTION_PRESETS[PRESET]).boxes_xyxy.tolist()
+        expected = boxes_of(analyse_jpeg(sent[seq].value, DETECTION_PRESETS[PRESET]))
         assert json.loads(found["boxes_xyxy"]) == expected, seq
         assert int(found["faces"]) == len(expected) == len(labels[seq]["faces"]), seq
 

@@ -35,7 +35,7 @@ headers = [{{"key": k, "value": v}} for k, v in [("camera_id", b"c"), ("seq", b"
     ("capture_ts_ns", b"1"), ("width", b"64"), ("height", b"48"), ("schema_version", b"1")]]
 batch = pa.RecordBatch.from_pydict({{"key": [b"c", None], "value": [frame, b"x"],
     "headers": [headers, headers]}})
-process = worker.make_batch_processor(RecordSettings(), "out", "dlq")
+process = worker.make_batch_processor(RecordSettings(), worker.WorkerSettings("out", "dlq"))
 rows = [row for out in process(iter([batch])) for row in out.to_pylist()]
 print([(row["topic"], row["ok"]) for row in rows])
 """

@@ -10,10 +10,9 @@ from camstream.cameras.encoding import encode_frame as fit_jpeg
 from camstream.cameras.simulate import CameraSimulator, sample_video_path
 from camstream.config import Config
 from camstream.core.contract import INPUT_HEADERS, FrameMeta
-from camstream.core.jpeg import jpeg_size
 from camstream.errors import CaptureError, FrameTooLargeError
 from camstream.kafka.publish import FramePublisher
-from helpers import consume
+from helpers import consume, jpeg_size
 
 
 def test_produce_from_a_video_file(cfg: Config) -> None:

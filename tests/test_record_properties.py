@@ -40,7 +40,7 @@ from camstream.core.contract import (
 )
 from camstream.core.jpeg import decode_jpeg, encode_jpeg, scan_jpeg
 from camstream.core.settings import MotionSettings
-from camstream.spark.worker import make_batch_processor
+from camstream.spark.worker import WorkerSettings, make_batch_processor
 from helpers import astronaut_bgr
 from poison import large_face_frame, with_exif_orientation
 
@@ -386,7 +386,7 @@ def test_the_spark_function_never_raises_and_every_record_fits_its_topic() -> No
         if dead_letter_share is not None:
             limit = max(SMALLEST_DEAD_LETTER, int(INPUT_LIMIT * dead_letter_share))
         cfg = replace(base, dead_letter_max_bytes=limit)
-        process = make_batch_processor(cfg, OUTPUT, DEAD_LETTERS, events_topic=EVENTS)
+        process = make_batch_processor(cfg, WorkerSettings(OUTPUT, DEAD_LETTERS, EVENTS))
         out_batches = list(process(iter([to_arrow(batch)])))  # must not raise
         # Past capacity a row with no topic follows an early part: the job drops it.
         all_rows = [row for b in out_batches for row in b.to_pylist() if row["topic"] is not None]
@@ -437,7 +437,7 @@ def test_the_spark_function_never_raises_and_every_record_fits_its_topic() -> No
 
 
 def test_exif_orientation_is_ignored_pixels_and_boxes_stay_as_stored() -> None:
-    from camstream.core.records import process_record
+    from camstream.core.batch import process_record
 
     jpeg = with_exif_orientation(encode_jpeg(astronaut_bgr(), 85), 6)
     assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (512, 512)
@@ -458,7 +458,7 @@ def test_exif_orientation_is_ignored_pixels_and_boxes_stay_as_stored() -> None:
 
 
 def test_trailing_bytes_are_accepted_and_truncation_still_caught() -> None:
-    from camstream.core.records import process_record
+    from camstream.core.batch import process_record
 
     jpeg = encode_jpeg(astronaut_bgr(), 80)
     headers = FrameMeta("cam-t", 1, 1, 512, 512).to_headers()
@@ -474,7 +474,7 @@ def test_trailing_bytes_are_accepted_and_truncation_still_caught() -> None:
 
 def test_a_large_face_frame_is_re_encoded_to_fit_its_topic() -> None:
     """Under the frame limit at quality 30; annotated at quality 80 it would not fit."""
-    from camstream.core.records import process_record
+    from camstream.core.batch import process_record
 
     scene = large_face_frame()
     jpeg = encode_jpeg(scene, 30)
@@ -505,7 +505,7 @@ def test_a_large_face_frame_is_re_encoded_to_fit_its_topic() -> None:
 
 
 def test_a_dead_letter_too_large_for_its_topic_drops_only_the_value() -> None:
-    from camstream.core.records import process_record
+    from camstream.core.batch import process_record
 
     headers = FrameMeta("cam-d", 1, 1, 8, 8).to_headers()
     value = b"not a jpeg" * 20_000
@@ -517,7 +517,7 @@ def test_a_dead_letter_too_large_for_its_topic_drops_only_the_value() -> None:
 
 
 def test_the_latest_policy_validates_stale_frames_like_fresh_ones() -> None:
-    from camstream.core.records import process_record
+    from camstream.core.batch import process_record
 
     jpeg = encode_jpeg(astronaut_bgr(), 80)
     stale = RecordSettings(max_age_ms=1000, max_frame_bytes=200_000)

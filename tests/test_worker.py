@@ -13,14 +13,14 @@ import pytest
 
 from camstream.cameras.simulate import load_sample_frames, sample_labels
 from camstream.config import DETECTION_PRESETS, RecordSettings
-from camstream.core import records
+from camstream.core import batch
+from camstream.core.batch import process_record
 from camstream.core.contract import FrameMeta
 from camstream.core.jpeg import encode_jpeg
-from camstream.core.records import process_record
 from camstream.core.settings import DetectionSettings
 from camstream.errors import DetectorUnavailableError, EnvironmentFailure
 from camstream.spark.progress import describe_failure
-from camstream.spark.worker import make_batch_processor
+from camstream.spark.worker import WorkerSettings, make_batch_processor
 
 SCHEMA = pa.schema(
     [
@@ -45,7 +45,7 @@ def sample_batch(cameras: int = 3) -> pa.RecordBatch:
 
 def run(threads: int, preset: str, batch: pa.RecordBatch) -> list[dict]:
     settings = RecordSettings(detection=DETECTION_PRESETS[preset])
-    process = make_batch_processor(settings, "out", "dlq", frame_threads=threads)
+    process = make_batch_processor(settings, WorkerSettings("out", "dlq", frame_threads=threads))
     return [row for out in process(iter([batch])) for row in out.to_pylist()]
 
 
@@ -85,7 +85,7 @@ def test_frame_threads_default_to_the_cores_at_most_four(monkeypatch: pytest.Mon
 
 
 def dead_letter_reasons(settings: RecordSettings, batch: pa.RecordBatch) -> list[str | None]:
-    process = make_batch_processor(settings, "out", "dlq", frame_threads=2)
+    process = make_batch_processor(settings, WorkerSettings("out", "dlq", frame_threads=2))
     return [row["error"] for out in process(iter([batch])) for row in out.to_pylist()]
 
 
@@ -113,7 +113,7 @@ def test_a_missing_cascade_fails_the_task_instead_of_dead_lettering_every_frame(
 def test_environment_failures_fail_the_task_with_their_cause(
     monkeypatch: pytest.MonkeyPatch, failure: BaseException, raised: type[BaseException]
 ) -> None:
-    monkeypatch.setattr(records, "detect_in_jpeg", _raising(failure))
+    monkeypatch.setattr(batch, "detect_in_jpeg", _raising(failure))
     with pytest.raises(raised) as info:
         dead_letter_reasons(RecordSettings(), sample_batch())
     if raised is EnvironmentFailure:
@@ -129,7 +129,7 @@ def test_environment_failures_fail_the_task_with_their_cause(
 def test_a_records_own_failure_still_makes_a_dead_letter(
     monkeypatch: pytest.MonkeyPatch, failure: Exception
 ) -> None:
-    monkeypatch.setattr(records, "detect_in_jpeg", _raising(failure))
+    monkeypatch.setattr(batch, "detect_in_jpeg", _raising(failure))
     reasons = dead_letter_reasons(RecordSettings(), sample_batch())
     assert reasons and all(r == f"{type(failure).__name__}: {failure}" for r in reasons)
 

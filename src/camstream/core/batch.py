@@ -1,22 +1,26 @@
-"""A batch of records through the per-record stages, with the motion gate between them.
+"""A batch of records through the per-record stages: check, gate, plan, detect, finish.
 
-The gate decides per camera in the camera's order, so it cannot run inside the parallel
-per-record map; the expensive stages around it still can:
+This is the path the job runs (`camstream.spark.worker` only hands it Arrow rows), and
+`process_record` is the same path for one record. Each stage is a named function over the
+batch's typed state (`Batch`, and a `Frame` per record that passed the contract):
 
-1. check each record against the contract, and make its motion thumbnail (parallel);
-2. decide per frame, in the batch's order: analyse, or carry the boxes of the camera's last
-   analysed frame (sequential, about 10 us a frame);
-3. detect faces on the frames to analyse (parallel): on the whole frame, or, for a frame
-   that moved, on its moving regions, keeping its camera's boxes outside them (in order).
-   Under the `live` policy the frames go starving cameras first, then round robin over the
-   cameras, each one's newest first, and
-   each is judged fresh or not when its turn comes (`camstream.core.freshness`);
-4. draw, fit and make each output record and its detection event (parallel).
+1. `check_stage`: each record against the contract, and its motion thumbnail (parallel);
+2. `gate_stage`: per frame, in the batch's order, analyse it or carry the boxes of its
+   camera's last analysed frame (sequential: the gate decides per camera in order; about
+   10 us a frame);
+3. `plan_stage`: under the `live` policy, past capacity, the order the frames are analysed
+   in (starving cameras first, then round robin over the cameras, each one's newest first:
+   `camstream.core.freshness`) and the frames that skip detection however soon their turn
+   came, which go out at once (`camstream.core.shedding`);
+4. `detect_stage`: each frame judged fresh or not when its turn comes, the one verdict it
+   gets (`judge`), then faces on the whole frame or on its moving regions (parallel);
+   `regions_stage` then keeps, in order, the boxes of the frame it moved from that lie
+   outside them (the person who stood still while another walked by);
+5. `finish_stage`: draw, fit and make each output record and its detection event
+   (parallel; `camstream.core.output`).
 
-One result per record (`process_batch`: in the records' order; `process_batch_parts`: in
-parts as they are known, past capacity the frames that skip detection anyway first, so that
-they do not wait for it), and none of it raises for a record: a record
-that fails at any stage becomes a dead letter with the reason. An environment failure
+One outcome per record, and no stage raises for a record: a record that fails at any stage
+becomes a dead letter with the reason. An environment failure
 (`camstream.errors.ENVIRONMENT_FAILURES`) is raised: every record would fail alike. Plain
 Python: the caller hands in the records and a `map` (a thread pool's, or the builtin).
 """
@@ -26,51 +30,118 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from camstream.core.analysis import detect_in_regions
-from camstream.core.contract import RecordSource
+from camstream.core.analysis import detect_in_jpeg, detect_in_regions
+from camstream.core.contract import Headers, RecordSource
 from camstream.core.freshness import FreshnessGuard, detection_order, lookaheads
-from camstream.core.load import LoadMeter
 from camstream.core.motion import GateDecision, MotionGate, motion_thumbnail, overlaps
+from camstream.core.output import finish_frame, skipped_output
 from camstream.core.records import (
-    BatchBudget,
     CheckedFrame,
     Clock,
-    Headers,
     ProcessedRecord,
     check_record,
     dead_letter,
-    detect_frame,
-    finish_frame,
     normalise,
     reason,
     record_failures,
-    skipped_output,
-    stale_output,
 )
 from camstream.core.settings import RecordSettings
+from camstream.core.shedding import Shedding, batch_shedding, early_skips
 from camstream.errors import ENVIRONMENT_FAILURES, FrameError
 
 Mapper = Callable[..., Iterable[Any]]
 
 
-@dataclass(eq=False)  # each item is itself (kept in sets by identity)
-class _Item:
+@dataclass(frozen=True)
+class Record:
+    """A record as it came: key, value and headers as bytes, where it was read (for its
+    dead letter) and what could not be read of it (`records.normalise`)."""
+
     key: bytes | None
     value: bytes | None
     headers: Headers
-    result: ProcessedRecord | None = None  # set once the record's outcome is known
-    frame: CheckedFrame | None = None
-    thumb: np.ndarray | None = None
-    decision: GateDecision | None = None
-    boxes: np.ndarray | None = None
+    source: RecordSource | None
+    problem: str
+
+
+@dataclass(eq=False)  # each frame is itself (kept in sets by identity)
+class Frame:
+    """A record that passed the contract, on its way through the stages."""
+
+    index: int  # of its record in the batch
+    checked: CheckedFrame
+    thumb: np.ndarray | None = None  # the motion gate's thumbnail
+    decision: GateDecision | None = None  # None: analyse it (no gate, or no decision)
+    boxes: np.ndarray | None = None  # its faces once detected (or carried)
     in_regions: bool = False  # detected on the moving regions only
-    source: RecordSource | None = None  # where it was read, for its dead letter
     lookahead_ns: int = 0  # live policy: when its camera's next chance comes
+
+    @property
+    def camera_id(self) -> str:
+        return self.checked.meta.camera_id
+
+    @property
+    def capture_ts_ns(self) -> int:
+        return self.checked.meta.capture_ts_ns
+
+    @property
+    def analyse(self) -> bool:
+        """Detect on it (else its boxes are carried from its camera's model)."""
+        return self.decision is None or self.decision.analyse
+
+
+@dataclass(eq=False)
+class Batch:
+    """A batch's records, their outcomes as they become known, and what judges them."""
+
+    records: list[Record]
+    settings: RecordSettings
+    gate: MotionGate | None
+    mapper: Mapper
+    clock: Clock
+    guard: FreshnessGuard | None
+    outcomes: list[ProcessedRecord | None] = field(init=False)
+    shedding: Shedding = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.outcomes = [None] * len(self.records)
+        self.shedding = Shedding(self.settings, past_capacity=False)
+
+    def done(self, frame: Frame) -> bool:
+        return self.outcomes[frame.index] is not None
+
+    def failures(self, index: int) -> AbstractContextManager[None]:
+        """Where a stage's work on a record goes: its failure makes its dead letter."""
+
+        def fail(exc: Exception) -> None:
+            record = self.records[index]
+            self.outcomes[index] = dead_letter(
+                record.key,
+                record.value,
+                record.headers,
+                reason(exc),
+                self.settings,
+                self.clock,
+                record.source,
+            )
+
+        return record_failures(fail)
+
+
+def process_record(
+    key: Any, value: Any, headers: Any, settings: RecordSettings, clock: Clock = time.time_ns
+) -> ProcessedRecord:
+    """One Kafka record through the job's path (`process_batch` of one record). Never
+    raises for the record's sake: one that cannot be processed comes back with ok=False,
+    as it came, and the reason (the exception's type and message). Under the `live` policy
+    (`settings.max_age_ms`) a frame captured longer ago than that skips detection and goes
+    out marked `skipped`."""
+    return process_batch([(key, value, headers)], settings, clock=clock)[0]
 
 
 def process_batch(
@@ -88,11 +159,9 @@ def process_batch(
     where it was read in its dead letter. Under the `live` policy the frames are analysed
     newest first, and with a `guard` no camera starves (`camstream.core.freshness`).
     """
-    results: list[ProcessedRecord | None] = [None] * len(records)
-    for part in process_batch_parts(records, settings, gate, mapper, clock, guard):
-        for index, result in part:
-            results[index] = result
-    return results  # type: ignore[return-value]
+    parts = process_batch_parts(records, settings, gate, mapper, clock, guard)
+    outcomes = {index: result for part in parts for index, result in part}
+    return [outcomes[index] for index in range(len(records))]
 
 
 def process_batch_parts(
@@ -107,227 +176,232 @@ def process_batch_parts(
     each part in the records' order; every record is in exactly one part.
 
     Past capacity, the frames that will skip detection anyway go out first, before the
-    others are analysed (`early_skips`): nothing they show waits for detection it does not
+    others are analysed (`plan_stage`): nothing they show waits for detection it does not
     get. Each camera's frames stay in order: those that go first are the oldest of their
     camera in the batch. Otherwise there is one part.
     """
     started_ns = clock()  # the batch's analysis budget runs from here
     cpu_started_ns = time.process_time_ns()  # what the batch costs, all its threads
-    normalised = [normalise(*record[:3]) for record in records]
-    items = [_Item(key, value, headers) for key, value, headers, _ in normalised]
-    for item, record in zip(items, records, strict=True):
-        item.source = record[3] if len(record) > 3 else None
-    problems = [problem for *_, problem in normalised]
+    batch = Batch([_record(raw) for raw in records], settings, gate, mapper, clock, guard)
+    frames = check_stage(batch)
+    gate_stage(batch, frames)
+    to_detect = plan_stage(batch, frames, started_ns)
+    # Outcomes known before detection (the frames planned to skip it, and dead letters) go
+    # out first only when the plan sheds: otherwise the whole batch is one part.
+    early = _known(batch) if batch.shedding.past_capacity and gate is None else []
+    if early:
+        yield [(index, _outcome(batch, index)) for index in early]
+    detect_stage(batch, to_detect)
+    regions_stage(batch, frames)
+    finish_stage(batch, frames)
+    _measure(batch, frames, cpu_started_ns)
+    sent = set(early)
+    yield [(index, _outcome(batch, index)) for index in range(len(records)) if index not in sent]
 
-    def failures(item: _Item) -> AbstractContextManager[None]:
-        """Where a stage's work on `item` goes: its failure makes its dead letter."""
 
-        def fail(exc: Exception) -> None:
-            item.result = dead_letter(
-                item.key, item.value, item.headers, reason(exc), settings, clock, item.source
+def _record(raw: tuple[Any, ...]) -> Record:
+    key, value, headers, problem = normalise(*raw[:3])
+    return Record(key, value, headers, raw[3] if len(raw) > 3 else None, problem)
+
+
+def check_stage(batch: Batch) -> list[Frame]:
+    """The records that pass the contract, as frames (with their motion thumbnails when
+    the batch is gated); each other record's outcome is its dead letter."""
+    thumb_width = batch.settings.motion.thumb_width
+
+    def check(index: int) -> Frame | None:
+        record = batch.records[index]
+        with batch.failures(index):
+            if record.problem:
+                raise FrameError(record.problem)
+            checked = check_record(record.key, record.value, record.headers, batch.settings)
+            frame = Frame(index, checked)
+            if batch.gate is not None:
+                frame.thumb = motion_thumbnail(checked.jpeg, checked.info, thumb_width)
+            return frame
+        return None
+
+    return [frame for frame in batch.mapper(check, range(len(batch.records))) if frame is not None]
+
+
+def gate_stage(batch: Batch, frames: list[Frame]) -> None:
+    """The gate's decision on each frame, in the batch's order (none without a gate)."""
+    if batch.gate is None:
+        return
+    for frame in frames:
+        meta = frame.checked.meta
+        assert frame.thumb is not None  # made by check_stage for a gated batch
+        try:
+            frame.decision = batch.gate.decide(
+                meta.camera_id, meta.seq, meta.capture_ts_ns, (meta.width, meta.height), frame.thumb
             )
+        except ENVIRONMENT_FAILURES:
+            raise
+        except Exception:  # no decision is a decision to analyse
+            frame.decision = None
 
-        return record_failures(fail)
 
-    def check(item: _Item, problem: str) -> _Item:
-        with failures(item):
-            if problem:
-                raise FrameError(problem)
-            checked = check_record(item.key, item.value, item.headers, settings)
-            item.frame = checked
-            if gate is not None:
-                item.thumb = motion_thumbnail(
-                    checked.jpeg, checked.info, settings.motion.thumb_width
-                )
-        return item
+def plan_stage(batch: Batch, frames: list[Frame], started_ns: int) -> list[Frame]:
+    """The frames to detect on, in the order they are analysed; sets `batch.shedding`.
 
-    _run(mapper(check, items, problems))
-    pending = [item for item in items if item.result is None and item.frame is not None]
-
-    if gate is not None:
-        for item in pending:
-            try:
-                meta = item.frame.meta  # type: ignore[union-attr]
-                item.decision = gate.decide(
-                    meta.camera_id, meta.seq, meta.capture_ts_ns, (meta.width, meta.height),
-                    item.thumb,  # type: ignore[arg-type]
-                )  # fmt: skip
-            except ENVIRONMENT_FAILURES:
-                raise
-            except Exception:  # no decision is a decision to analyse
-                item.decision = None
-
-    def detect(item: _Item) -> _Item:
-        with failures(item):
-            frame, decision = item.frame, item.decision
-            assert frame is not None
-            stale = stale_output(frame, settings, clock, guard, budget, item.lookahead_ns, shedding)
-            if stale is not None:  # too old by its turn, or its batch's time is spent
-                item.result = stale
-                return item
-            if decision is not None and decision.regions:
-                item.boxes = detect_in_regions(
-                    frame.jpeg, frame.info, settings.detection, decision.regions
-                )
-                item.in_regions = True
-            else:
-                item.boxes = detect_frame(frame, settings)
-                if decision is not None:
-                    decision.reference.boxes_xyxy = item.boxes
-        return item
-
-    to_detect = [item for item in pending if _analyse(item)]
-    budget = None
-    emitted: list[int] = []  # indices of the records already yielded
+    Past capacity the time goes to the newest frames (`detection_order`), and, without a
+    gate (with one, a frame may be the model of the frames after it), the frames that will
+    skip detection however soon their turn came get their outcomes now.
+    """
+    to_detect = [frame for frame in frames if frame.analyse]
+    settings, guard = batch.settings, batch.guard
+    captures = [(f.camera_id, f.checked.meta.seq, f.capture_ts_ns) for f in frames]
+    batch.shedding = batch_shedding(captures, settings, guard, started_ns)
+    if not batch.shedding.past_capacity:
+        return to_detect
+    ahead = lookaheads([(f.camera_id, f.capture_ts_ns) for f in to_detect])
+    for frame, lookahead_ns in zip(to_detect, ahead, strict=True):
+        frame.lookahead_ns = lookahead_ns
+    in_order = to_detect  # the batch's order
+    to_detect = detection_order(
+        to_detect,
+        lambda frame: (frame.camera_id, frame.capture_ts_ns),
+        guard,
+        lambda frame: frame.lookahead_ns,
+    )
+    if batch.gate is not None:
+        return to_detect
+    budget = batch.shedding.budget
     meter = guard.meter if guard is not None else None
-    shedding = settings.max_age_ms is not None and _past_capacity(pending, settings, meter)
-    if shedding:  # past capacity, the time goes to the newest frames
-        in_order = to_detect  # the batch's order
-        ahead = lookaheads([_camera_and_capture(item) for item in to_detect])
-        for item, lookahead_ns in zip(to_detect, ahead, strict=True):
-            item.lookahead_ns = lookahead_ns
-        to_detect = detection_order(
-            to_detect, _camera_and_capture, guard, lambda item: item.lookahead_ns
-        )
-        budget = _budget(pending, settings, guard, started_ns)
-        if gate is None:  # with the gate, a frame may be the model of the frames after it
-            forecast = None if meter is None or budget is None else meter.forecast(budget.budget_ms)
-            candidates = None if forecast is None else set(to_detect[:forecast])
-            early = early_skips(in_order, settings, started_ns, candidates)
-            for item in early:
-                with failures(item):
-                    item.result = skipped_output(
-                        item.frame,
-                        early[item],
-                        settings,
-                        clock,  # type: ignore[arg-type]
-                    )
-            to_detect = [item for item in to_detect if item not in early]
-            emitted = [index for index, item in enumerate(items) if item.result is not None]
-            if emitted:
-                yield [(index, items[index].result) for index in emitted]  # type: ignore[misc]
-    _run(mapper(detect, to_detect))
-    # In order: a frame analysed on its moving regions keeps the boxes of the frame it moved
-    # from that lie outside them (the person who stood still while another walked by). That
-    # frame's boxes are known by now, from an earlier batch or earlier in this one.
-    for item in pending:
-        if not item.in_regions or item.result is not None:
+    forecast = None if meter is None or budget is None else meter.forecast(budget.budget_ms)
+    candidates = None if forecast is None else {frame.index for frame in to_detect[:forecast]}
+    early = early_skips(
+        [(f.camera_id, f.capture_ts_ns) for f in in_order],
+        settings,
+        started_ns,
+        None
+        if candidates is None
+        else {i for i, f in enumerate(in_order) if f.index in candidates},
+    )
+    going_early = {in_order[position] for position in early}
+    for position, why in early.items():
+        frame = in_order[position]
+        with batch.failures(frame.index):
+            batch.outcomes[frame.index] = skipped_output(frame.checked, why, settings, batch.clock)
+    return [frame for frame in to_detect if frame not in going_early]
+
+
+def judge(batch: Batch, frame: Frame) -> bool:
+    """The frame's one verdict, when its turn for detection comes: analyse it (True), or
+    skip detection (its outcome says why)."""
+    why = batch.shedding.skip_reason(
+        frame.camera_id, frame.capture_ts_ns, batch.clock(), frame.lookahead_ns
+    )
+    if why is None:
+        return True
+    batch.outcomes[frame.index] = skipped_output(frame.checked, why, batch.settings, batch.clock)
+    return False
+
+
+def detect_frame(frame: CheckedFrame, settings: RecordSettings) -> np.ndarray:
+    """The frame's faces on the whole frame, (N, 4) int32 xyxy in its pixels."""
+    return detect_in_jpeg(frame.jpeg, frame.info, settings.detection)
+
+
+def detect_stage(batch: Batch, to_detect: list[Frame]) -> None:
+    """Faces on each frame to analyse, in the planned order: on its moving regions when
+    the gate found some, else on the whole frame (which becomes its camera's model's)."""
+
+    def detect(frame: Frame) -> None:
+        with batch.failures(frame.index):
+            if not judge(batch, frame):
+                return
+            decision = frame.decision
+            if decision is not None and decision.regions:
+                detection = batch.settings.detection
+                checked = frame.checked
+                frame.boxes = detect_in_regions(
+                    checked.jpeg, checked.info, detection, decision.regions
+                )
+                frame.in_regions = True
+            else:
+                frame.boxes = detect_frame(frame.checked, batch.settings)
+                if decision is not None:
+                    decision.reference.boxes_xyxy = frame.boxes
+
+    _run(batch.mapper(detect, to_detect))
+
+
+def regions_stage(batch: Batch, frames: list[Frame]) -> None:
+    """In order: a frame analysed on its moving regions keeps the boxes of the frame it
+    moved from that lie outside them. That frame's boxes are known by now, from an earlier
+    batch or earlier in this one. Then the models whose detection failed (or was skipped)
+    are dropped: they are no models, and the camera's next frame is analysed."""
+    for frame in frames:
+        if not frame.in_regions or batch.done(frame):
             continue
-        with failures(item):
-            decision = item.decision
+        with batch.failures(frame.index):
+            decision = frame.decision
             assert decision is not None and decision.previous is not None
+            assert frame.boxes is not None
             before = decision.previous.boxes_xyxy
-            if before is None:  # its detection failed: no boxes to keep, look at it all
-                item.boxes = detect_frame(item.frame, settings)  # type: ignore[arg-type]
+            if before is None:  # its model's detection failed: no boxes to keep, look at it all
+                frame.boxes = detect_frame(frame.checked, batch.settings)
             else:
                 kept = [box for box in before if not overlaps(box, decision.regions)]
-                item.boxes = np.concatenate([item.boxes, np.asarray(kept, np.int32).reshape(-1, 4)])
-            decision.reference.boxes_xyxy = item.boxes
-    # A model whose detection failed (or was skipped as stale) is no model: analyse the next.
-    if gate is not None:
-        for item in pending:
-            if item.decision is not None and item.decision.analyse and item.result is not None:
-                gate.drop(item.frame.meta.camera_id, item.decision.reference)  # type: ignore[union-attr]
+                frame.boxes = np.concatenate(
+                    [frame.boxes, np.asarray(kept, np.int32).reshape(-1, 4)]
+                )
+            decision.reference.boxes_xyxy = frame.boxes
+    if batch.gate is not None:
+        for frame in frames:
+            if frame.decision is not None and frame.decision.analyse and batch.done(frame):
+                batch.gate.drop(frame.camera_id, frame.decision.reference)
 
-    def finish(item: _Item) -> _Item:
-        with failures(item):
-            frame = item.frame
-            assert frame is not None
+
+def finish_stage(batch: Batch, frames: list[Frame]) -> None:
+    """Each frame's output record: with its boxes, or its model's carried forward (with
+    `carried_from_seq`); a frame whose model's detection failed is analysed itself."""
+
+    def finish(frame: Frame) -> None:
+        with batch.failures(frame.index):
             carried_from = None
-            if not _analyse(item):
-                reference = item.decision.reference  # type: ignore[union-attr]
-                if reference.boxes_xyxy is None:  # its detection failed: detect this one
-                    stale = stale_output(frame, settings, clock, guard, budget, 0, shedding)
-                    if stale is not None:
-                        item.result = stale
-                        return item
-                    item.boxes = detect_frame(frame, settings)
+            if not frame.analyse:
+                assert frame.decision is not None
+                reference = frame.decision.reference
+                if reference.boxes_xyxy is None:  # its model's detection failed
+                    if not judge(batch, frame):
+                        return
+                    frame.boxes = detect_frame(frame.checked, batch.settings)
                 else:
-                    item.boxes, carried_from = reference.boxes_xyxy, reference.seq
-            assert item.boxes is not None
-            item.result = finish_frame(frame, item.boxes, settings, clock, carried_from)
-        return item
+                    frame.boxes, carried_from = reference.boxes_xyxy, reference.seq
+            assert frame.boxes is not None
+            batch.outcomes[frame.index] = finish_frame(
+                frame.checked, frame.boxes, batch.settings, batch.clock, carried_from
+            )
 
-    _run(mapper(finish, [item for item in pending if item.result is None]))
-    if meter is not None:  # the whole batch's CPU over its analysed frames: what a frame costs
-        analysed = sum(1 for item in pending if item.boxes is not None)
-        if analysed:
-            meter.cost((time.process_time_ns() - cpu_started_ns) // analysed)
-        if shedding and budget is not None:  # what the next batch may analyse
-            meter.analysed(analysed, budget.budget_ms)
-    done = set(emitted)
-    yield [(i, item.result) for i, item in enumerate(items) if i not in done]  # type: ignore[misc]
+    _run(batch.mapper(finish, [frame for frame in frames if not batch.done(frame)]))
 
 
-def early_skips(
-    to_detect: list[_Item],
-    settings: RecordSettings,
-    now_ns: int,
-    candidates: set[_Item] | None = None,
-) -> dict[_Item, str]:
-    """Past capacity, the frames whose detection would be skipped however soon their turn
-    came, with the reason: not their camera's newest in the batch, and older than
-    `max_age_ms` already or not among the `candidates` (the first frames in the detection
-    order, as many as the batch may analyse: `LoadMeter.forecast`). Per camera only a run
-    of its first frames (in the batch's order), so that they go out before its others."""
-    if settings.max_age_ms is None:
-        return {}
-    max_age_ns = settings.max_age_ms * 1_000_000
-    by_camera: dict[str, list[_Item]] = {}
-    for item in to_detect:
-        by_camera.setdefault(_camera_and_capture(item)[0], []).append(item)
-    early: dict[_Item, str] = {}
-    for frames in by_camera.values():
-        # A starving camera's claim goes to its newest frame (first in the detection order).
-        newest = max(frames, key=lambda item: _camera_and_capture(item)[1])
-        for item in frames:
-            age_ns = now_ns - _camera_and_capture(item)[1]
-            if item is newest:
-                break
-            if age_ns > max_age_ns:
-                early[item] = f"stale: {age_ns / 1e6:.0f} ms old > {settings.max_age_ms} ms"
-            elif candidates is not None and item not in candidates:
-                early[item] = "shed: past capacity, its camera's newer frames go first"
-            else:
-                break
-    return early
-
-
-def _past_capacity(pending: list[_Item], settings: RecordSettings, meter: LoadMeter | None) -> bool:
-    """Whether this batch sheds: with no meter (no history), always; else while the meter
-    judges the job past capacity, its cameras' rates updated from this batch."""
+def _measure(batch: Batch, frames: list[Frame], cpu_started_ns: int) -> None:
+    """What the batch tells the load meter: the CPU a frame with boxes costs (detected or
+    carried: the cameras' rates count every frame), and how many the budget allowed."""
+    meter = batch.guard.meter if batch.guard is not None else None
     if meter is None:
-        return True
-    metas = [item.frame.meta for item in pending if item.frame is not None]
-    meter.frames([(meta.camera_id, meta.seq, meta.capture_ts_ns) for meta in metas])
-    return meter.past_capacity(settings.task_slots)
+        return
+    worked = sum(1 for frame in frames if frame.boxes is not None)
+    if worked:
+        meter.cost((time.process_time_ns() - cpu_started_ns) // worked)
+    budget = batch.shedding.budget
+    if batch.shedding.past_capacity and budget is not None:  # what the next batch may analyse
+        meter.analysed(worked, budget.budget_ms)
 
 
-def _budget(
-    pending: list[_Item], settings: RecordSettings, guard: FreshnessGuard | None, started_ns: int
-) -> BatchBudget | None:
-    """This batch's part of a micro-batch's analysis budget: its cameras' share of the live
-    cameras, times the tasks that run at once (at most the whole budget)."""
-    if settings.batch_budget_ms is None:
-        return None
-    cameras = {_camera_and_capture(item)[0] for item in pending}
-    live = max(len(cameras), guard.live_cameras(cameras) if guard is not None else 0, 1)
-    share = min(1.0, settings.task_slots * len(cameras) / live)
-    budget_ms = max(1, round(settings.batch_budget_ms * share))
-    # Starving cameras' frames may take up to twice the whole budget: no camera starves, and
-    # a batch stays short whatever the number of cameras.
-    return BatchBudget(budget_ms, started_ns, starving_ms=2 * settings.batch_budget_ms)
+def _known(batch: Batch) -> list[int]:
+    return [index for index, outcome in enumerate(batch.outcomes) if outcome is not None]
 
 
-def _camera_and_capture(item: _Item) -> tuple[str, int]:
-    assert item.frame is not None
-    return item.frame.meta.camera_id, item.frame.meta.capture_ts_ns
+def _outcome(batch: Batch, index: int) -> ProcessedRecord:
+    outcome = batch.outcomes[index]
+    assert outcome is not None, "every stage leaves each record an outcome"
+    return outcome
 
 
-def _analyse(item: _Item) -> bool:
-    return item.decision is None or item.decision.analyse
-
-
-def _run(results: Iterator[Any] | Iterable[Any]) -> None:
+def _run(results: Iterable[Any]) -> None:
     for _ in results:  # a lazy map does its work as it is consumed
         pass

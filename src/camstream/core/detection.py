@@ -48,35 +48,12 @@ def _load(name: str) -> cv2.CascadeClassifier:
     return classifier
 
 
-def to_grey(image_bgr: np.ndarray) -> np.ndarray:
-    if image_bgr.ndim == 2:
-        return image_bgr
-    return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
-
-
-def detect_faces(image_bgr: np.ndarray, settings: DetectionSettings) -> np.ndarray:
-    """Faces as an int32 array of shape (N, 4) with rows [x1, y1, x2, y2] in the image's pixels.
-
-    With `settings.detect_width` set, detection runs on a downscaled grey copy and the boxes
-    are mapped back to full size.
-    """
-    grey = to_grey(image_bgr)
-    height, width = grey.shape[:2]
-    return detect_faces_grey(grey, settings, (width, height))
-
-
 def detect_faces_grey(
     grey: np.ndarray, settings: DetectionSettings, full_size: tuple[int, int]
 ) -> np.ndarray:
-    """Detect on a grey image that may be a reduced copy of a `full_size` (w, h) frame;
-    boxes come back in full-size pixels."""
+    """Detect on a grey image that may be a reduced copy of a `full_size` (w, h) frame (the
+    caller reduces it to `settings.detect_width`); boxes come back in full-size pixels."""
     full_width, full_height = full_size
-    if settings.detect_width is not None and grey.shape[1] > settings.detect_width:
-        small_size = (
-            settings.detect_width,
-            max(1, round(grey.shape[0] * settings.detect_width / grey.shape[1])),
-        )
-        grey = cv2.resize(grey, small_size, interpolation=cv2.INTER_AREA)
     scale = full_width / grey.shape[1]
     if settings.equalize_histogram:
         grey = cv2.equalizeHist(grey)

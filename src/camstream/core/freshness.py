@@ -14,7 +14,7 @@ catches up with the present instead of lagging ever more. Two rules keep that fa
   yet); its frame is analysed however old it is;
 - a micro-batch spends at most `batch_budget_ms` analysing, shared by the cameras: a task
   gets its cameras' part of all the live cameras, times the tasks that run at once; past
-  it, its frames go out unanalysed as well (`records.BatchBudget`), its first excepted.
+  it, its frames go out unanalysed as well (`shedding.BatchBudget`), its first excepted.
 
 Under capacity nothing is skipped and the output is that of the `all` policy: the worker's
 guard keeps a `LoadMeter`, and its batches shed only while the meter judges the job past

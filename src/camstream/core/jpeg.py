@@ -103,12 +103,6 @@ def check_jpeg(jpeg: bytes) -> JpegInfo:
     return info
 
 
-def jpeg_size(jpeg: bytes) -> tuple[int, int]:
-    """(width, height) of a JPEG from its start-of-frame segment."""
-    info = scan_jpeg(jpeg)
-    return info.width, info.height
-
-
 # Pixels as stored: an EXIF Orientation tag would make OpenCV rotate the image, and then
 # the frame would no longer have the size its headers give, nor the boxes their place.
 AS_STORED = cv2.IMREAD_IGNORE_ORIENTATION
@@ -135,11 +129,37 @@ def encode_jpeg(image_bgr: np.ndarray, quality: int) -> bytes:
     return buffer.tobytes()
 
 
-def resize_to_width(image_bgr: np.ndarray, width: int | None) -> np.ndarray:
-    if not width or image_bgr.shape[1] <= width:
-        return image_bgr
-    height = max(1, round(image_bgr.shape[0] * width / image_bgr.shape[1]))
-    return cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_AREA)
+# JPEG decodes at 1/8, 1/4 or 1/2 size directly (DCT scaling): far cheaper than a full
+# decode followed by a resize.
+_REDUCED_GREY = (
+    (8, cv2.IMREAD_REDUCED_GRAYSCALE_8),
+    (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
+    (2, cv2.IMREAD_REDUCED_GRAYSCALE_2),
+)
+
+
+def decode_grey_at_least(jpeg: bytes, info: JpegInfo, width: int, height: int = 1) -> np.ndarray:
+    """A checked JPEG decoded to grey at the smallest of 1/8, 1/4, 1/2 and full size that is
+    still at least `width` x `height`."""
+    flags = cv2.IMREAD_GRAYSCALE
+    for factor, reduced in _REDUCED_GREY:
+        if info.width // factor >= width and info.height // factor >= height:
+            flags = reduced
+            break
+    return decode_checked(jpeg, info, flags)
+
+
+def resize_area(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`image` at (width, height), averaged over source pixels (no aliasing when shrinking)."""
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def resize_to_width(image: np.ndarray, width: int | None) -> np.ndarray:
+    """`image` shrunk to `width` pixels wide, its aspect ratio kept; as it is when it is no
+    wider (or `width` is None)."""
+    if not width or image.shape[1] <= width:
+        return image
+    return resize_area(image, (width, max(1, round(image.shape[0] * width / image.shape[1]))))
 
 
 @dataclass(frozen=True)

@@ -35,12 +35,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from camstream.core.jpeg import JpegInfo, decode_checked
+from camstream.core.boxes import Box, boxes_overlap
+from camstream.core.jpeg import JpegInfo, decode_grey_at_least, resize_area
 from camstream.core.settings import MotionSettings
-
-# JPEG decodes at 1/8, 1/4 or 1/2 size directly; the thumbnail needs no more than that.
-_REDUCED_GREY = ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
-                 (2, cv2.IMREAD_REDUCED_GRAYSCALE_2), (1, cv2.IMREAD_GRAYSCALE))  # fmt: skip
 
 
 def thumbnail_size(width: int, height: int, thumb_width: int) -> tuple[int, int]:
@@ -64,14 +61,9 @@ def motion_thumbnail(jpeg: bytes, info: JpegInfo, thumb_width: int) -> np.ndarra
     keeps sensor and JPEG noise below the pixel threshold.
     """
     size = thumbnail_size(info.width, info.height, thumb_width)
-    flags = cv2.IMREAD_GRAYSCALE
-    for factor, reduced in _REDUCED_GREY:
-        if info.width // factor >= size[0] and info.height // factor >= size[1]:
-            flags = reduced
-            break
-    grey = decode_checked(jpeg, info, flags)
+    grey = decode_grey_at_least(jpeg, info, *size)
     if (grey.shape[1], grey.shape[0]) != size:
-        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+        grey = resize_area(grey, size)
     return cv2.GaussianBlur(grey, (5, 5), 0)
 
 
@@ -113,7 +105,7 @@ def moving_regions(
         for i, a in enumerate(boxes):
             for j in range(i + 1, len(boxes)):
                 b = boxes[j]
-                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
+                if boxes_overlap(a, b):
                     boxes[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
                     del boxes[j]
                     merged = True
@@ -127,8 +119,8 @@ def moving_regions(
 
 
 def overlaps(box: Box | list[int], regions: tuple[Box, ...]) -> bool:
-    return any(box[0] < r[2] and r[0] < box[2] and box[1] < r[3] and r[1] < box[3]
-               for r in regions)  # fmt: skip
+    """Whether `box` shares a pixel with any of `regions`."""
+    return any(boxes_overlap(box, region) for region in regions)
 
 
 class Reference:
@@ -168,9 +160,6 @@ class Reference:
             self._boxes = boxes
         else:
             gate._set_boxes(self, boxes)
-
-
-Box = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING
 from camstream.config import Config
 from camstream.core.settings import DEFAULT_MAX_MESSAGE_BYTES, RecordSettings
 from camstream.errors import ConfigError, EnvironmentFailure
-from camstream.spark.worker import OUTPUT_SCHEMA, is_flush_row, make_batch_processor
+from camstream.spark.worker import (
+    OUTPUT_SCHEMA,
+    WorkerSettings,
+    is_flush_row,
+    make_batch_processor,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -225,14 +230,14 @@ def analytics_dataframe(
 
     settings = settings or cfg.record_settings()
     source = spark.readStream.format("kafka").options(**kafka_source_options(cfg)).load()
-    processor = make_batch_processor(
-        settings,
+    worker = WorkerSettings(
         cfg.output_topic,
         cfg.dead_letter_topic,
+        cfg.events_topic,
         opencv_threads=cfg.opencv_threads,
         frame_threads=cfg.frame_threads,
-        events_topic=cfg.events_topic,
     )
+    processor = make_batch_processor(settings, worker)
     # Where each record was read travels beside it, for its dead letter (SOURCE_COLUMNS).
     records = source.select(
         "key", "value", "headers", "topic", "partition", "offset",

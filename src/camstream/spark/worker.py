@@ -13,9 +13,10 @@ import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from camstream.core.contract import H_ERROR, H_FAILED_TS_NS
+from camstream.core.contract import dead_letter_headers
 from camstream.core.settings import RecordSettings
 from camstream.errors import ENVIRONMENT_FAILURES
 
@@ -44,6 +45,25 @@ OUTPUT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("analysed", "boolean"),
 )
 OUTPUT_SCHEMA = ", ".join(f"{name} {ddl}" for name, ddl in OUTPUT_COLUMNS)
+# The sink's columns, which every row names; the others are what the metrics count.
+SINK_COLUMNS = ("key", "value", "headers", "topic")
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Where a worker's rows go, and the threads it analyses them with.
+
+    `opencv_threads`: OpenCV's own threads per worker (Spark already runs a task per core);
+    `frame_threads`: threads that analyse a task's frames at once (0: the machine's cores,
+    at most DEFAULT_MAX_FRAME_THREADS; `frame_pool`). `events_topic`: None writes no
+    detection events.
+    """
+
+    output_topic: str
+    dead_letter_topic: str
+    events_topic: str | None = None
+    opencv_threads: int = 1
+    frame_threads: int = 0
 
 
 def output_arrow_schema() -> pa.Schema:
@@ -68,6 +88,19 @@ def sink_row(result: ProcessedRecord, output_topic: str, dead_letter_topic: str)
         "value": result.value,
         "headers": [{"key": k, "value": v} for k, v in result.headers],
         "topic": output_topic if result.ok else dead_letter_topic,
+    }
+
+
+def output_row(result: ProcessedRecord, worker: WorkerSettings) -> dict[str, Any]:
+    """A processed record as a row of `OUTPUT_COLUMNS`: the sink's, and what it counts."""
+    return {
+        **sink_row(result, worker.output_topic, worker.dead_letter_topic),
+        "ok": result.ok,
+        "faces": result.faces,
+        "error": result.error,
+        "skipped": result.skipped,
+        "carried": result.carried,
+        "analysed": result.analysed,
     }
 
 
@@ -108,24 +141,18 @@ def frame_pool(threads: int) -> ThreadPoolExecutor:
     return _frame_pool[1]
 
 
-def make_batch_processor(
-    settings: RecordSettings,
-    output_topic: str,
-    dead_letter_topic: str,
-    opencv_threads: int = 1,
-    frame_threads: int = 0,
-    events_topic: str | None = None,
-) -> Any:
+def make_batch_processor(settings: RecordSettings, worker: WorkerSettings) -> Any:
     """The function that Spark runs in each Python worker over Arrow record batches.
 
     One output row per input row, always, each camera's in the input's order (past capacity,
     frames that skip detection anyway go out first, in a batch of their own; the rest in
     order after them): a record that fails becomes
-    a dead letter; a frame with faces is followed by its event row to `events_topic` (when
-    `settings.events_max_bytes` is set). A batch's records are analysed by `frame_threads`
-    threads at once (`frame_pool`); the results are taken in order, so a camera's frames
-    stay in order, and the motion gate (`settings.motion`), kept per worker, decides per
-    camera in that order. A broken environment fails the task (`environment_failure`).
+    a dead letter; a frame with faces is followed by its event row to `worker.events_topic`
+    (when `settings.events_max_bytes` is set). A batch's records are analysed by
+    `worker.frame_threads` threads at once (`frame_pool`); the results are taken in order,
+    so a camera's frames stay in order, and the motion gate (`settings.motion`), kept per
+    worker, decides per camera in that order. A broken environment fails the task
+    (`environment_failure`).
     """
 
     def process_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -153,11 +180,12 @@ def make_batch_processor(
             sources,
         )
 
-        configure_worker(opencv_threads)
-        pool = frame_pool(frame_threads)
-        gate = worker_gate(settings.motion, output_topic) if settings.motion.enabled else None
+        configure_worker(worker.opencv_threads)
+        pool = frame_pool(worker.frame_threads)
+        scope = worker.output_topic  # two jobs whose cameras share ids share no state
+        gate = worker_gate(settings.motion, scope) if settings.motion.enabled else None
         interval = settings.min_analysis_interval_ms
-        guard = None if interval is None else worker_guard(interval, output_topic)
+        guard = None if interval is None else worker_guard(interval, scope)
 
         out_schema = output_arrow_schema()
         flush = flush_batch(out_schema)
@@ -173,20 +201,15 @@ def make_batch_processor(
             # Past capacity, the frames that skip detection anyway go out first (a part of
             # their own); every part keeps the records' order, and so each camera's.
             for part, more in process_row_parts(records, settings, gate, pool.map, guard):
-                rows: dict[str, list[Any]] = {name: [] for name in out_schema.names}
-                for result in part:
-                    for name, cell in sink_row(result, output_topic, dead_letter_topic).items():
-                        rows[name].append(cell)
-                    rows["ok"].append(result.ok)
-                    rows["faces"].append(result.faces)
-                    rows["error"].append(result.error)
-                    rows["skipped"].append(result.skipped)
-                    rows["carried"].append(result.carried)
-                    rows["analysed"].append(result.analysed)
-                    if result.event is not None and events_topic:
-                        for name, cell in event_row(result, events_topic).items():
-                            rows[name].append(cell)
-                yield pa.RecordBatch.from_pydict(rows, schema=out_schema)
+                rows = [output_row(result, worker) for result in part]
+                if worker.events_topic:
+                    events_topic = worker.events_topic
+                    rows = [
+                        row
+                        for result, first in zip(part, rows, strict=True)
+                        for row in (first, *_event_rows(result, events_topic))
+                    ]
+                yield pa.RecordBatch.from_pylist(rows, schema=out_schema)
                 if more:  # out now, not after the analysis that comes next
                     yield flush
             if guard is not None:
@@ -219,19 +242,15 @@ def is_flush_row(topic_column: Any) -> Any:
 
 
 def event_row(result: ProcessedRecord, events_topic: str) -> dict[str, Any]:
-    """The detection event of an output frame, as a sink row keyed by camera id."""
-    return {
-        "key": result.key,
-        "value": result.event,
-        "headers": [],
-        "topic": events_topic,
-        "ok": None,
-        "faces": None,
-        "error": None,
-        "skipped": None,
-        "carried": None,
-        "analysed": None,
-    }
+    """The detection event of an output frame, as a sink row keyed by camera id (the
+    columns the metrics count are null: it is no frame)."""
+    row: dict[str, Any] = dict.fromkeys(name for name, _ in OUTPUT_COLUMNS)
+    row.update(key=result.key, value=result.event, headers=[], topic=events_topic)
+    return row
+
+
+def _event_rows(result: ProcessedRecord, events_topic: str) -> tuple[dict[str, Any], ...]:
+    return () if result.event is None else (event_row(result, events_topic),)
 
 
 # The Kafka source's columns that say where a record was read (`timestamp` as ms since the
@@ -310,6 +329,5 @@ def _last_resort(
     try:
         return dead_letter(key, value, headers, error, settings, source=source)
     except Exception:  # the bug is in dead_letter itself: the reason alone still fits
-        headers = [(H_ERROR, error[:1000].encode("utf-8", "replace")),
-                   (H_FAILED_TS_NS, str(time.time_ns()).encode())]  # fmt: skip
+        headers = dead_letter_headers([], error, time.time_ns())
         return ProcessedRecord(False, None, None, headers, error=error)
