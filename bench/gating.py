@@ -42,27 +42,38 @@ def clip_records(name: str, camera_id: str, start_ns: int = 10**18) -> list[tupl
     return records
 
 
-def run_clip(name: str, settings: RecordSettings, gate: MotionGate | None,
-             batch: int = 10) -> list[dict[str, Any]]:  # fmt: skip
+def run_clip(
+    name: str, settings: RecordSettings, gate: MotionGate | None, batch: int = 10
+) -> list[dict[str, Any]]:
     """Per frame of the clip: its output boxes and whether they were carried."""
     records = clip_records(name, f"cam-{name}")
     out = []
     for first in range(0, len(records), batch):
-        for result in process_batch(records[first : first + batch], settings, gate,
-                                    clock=lambda: 10**18):  # fmt: skip
+        for result in process_batch(
+            records[first : first + batch], settings, gate, clock=lambda: 10**18
+        ):
             assert result.ok, result.error
             values = headers_to_dict(result.headers)
             out.append({"boxes": json.loads(values["boxes_xyxy"]), "carried": result.carried})
     return out
 
 
-def evaluate(preset: str, motion: MotionSettings | None = None,
-             clips: tuple[str, ...] | None = None) -> dict[str, Any]:  # fmt: skip
+def evaluate(
+    preset: str, motion: MotionSettings | None = None, clips: tuple[str, ...] | None = None
+) -> dict[str, Any]:
     """Recall without and with the gate, the share gated, per clip and in all."""
     settings = RecordSettings(detection=DETECTION_PRESETS[preset])
     motion = motion or MotionSettings(enabled=True)
-    totals = {"faces": 0, "found_ungated": 0, "found_gated": 0, "frames": 0, "gated": 0,
-              "moved_frames": 0, "ms_ungated": 0.0, "ms_gated": 0.0}  # fmt: skip
+    totals = {
+        "faces": 0,
+        "found_ungated": 0,
+        "found_gated": 0,
+        "frames": 0,
+        "gated": 0,
+        "moved_frames": 0,
+        "ms_ungated": 0.0,
+        "ms_gated": 0.0,
+    }
     per_clip = {}
     for clip in CLIPS:
         if clips is not None and clip.name not in clips:
@@ -74,11 +85,16 @@ def evaluate(preset: str, motion: MotionSettings | None = None,
         gate = MotionGate(motion)
         gated = run_clip(clip.name, dataclasses.replace(settings, motion=motion), gate)
         ended = time.perf_counter()
-        row = {"faces": 0, "found_ungated": 0, "found_gated": 0, "frames": len(truth),
-               "gated": sum(f["carried"] for f in gated),
-               "moved_frames": sum(t["moved"] for t in truth),
-               "ms_ungated": (middle - started) * 1000,
-               "ms_gated": (ended - middle) * 1000}  # fmt: skip
+        row = {
+            "faces": 0,
+            "found_ungated": 0,
+            "found_gated": 0,
+            "frames": len(truth),
+            "gated": sum(f["carried"] for f in gated),
+            "moved_frames": sum(t["moved"] for t in truth),
+            "ms_ungated": (middle - started) * 1000,
+            "ms_gated": (ended - middle) * 1000,
+        }
         for label, a, b in zip(truth, plain, gated, strict=True):
             for face in label["faces"]:
                 row["faces"] += 1

@@ -45,8 +45,11 @@ def test_a_starving_camera_is_analysed_however_old_and_goes_first() -> None:
     guard = FreshnessGuard(1500)
     now = 100_000 * MS
     # Both cameras' frames are all 5 s old by their turn: only the guard lets any through.
-    batch = [frame(cam, seq, now - 5000 * MS - (3 - seq) * 250 * MS)
-             for seq in range(4) for cam in ("a", "b")]  # fmt: skip
+    batch = [
+        frame(cam, seq, now - 5000 * MS - (3 - seq) * 250 * MS)
+        for seq in range(4)
+        for cam in ("a", "b")
+    ]
     results = process_batch(batch, LIVE, None, map, lambda: now, guard=guard)
     analysed = [(r.key, headers_to_dict(r.headers)["seq"]) for r in results if not r.skipped]
     # Each camera's newest frame, and only it: the others are within the interval of it.
@@ -180,8 +183,9 @@ def test_a_batch_spreads_its_time_over_the_cameras_newest_first() -> None:
     now = 10**15
     for camera_id in "ab":  # both analysed a moment ago: neither starving
         guard.claim(camera_id, now - 100 * MS, fresh=True)
-    frames = [("a", now + seq * MS) for seq in range(3)] + [("b", now - 50 * MS + seq * MS)
-                                                               for seq in range(3)]  # fmt: skip
+    frames = [("a", now + seq * MS) for seq in range(3)] + [
+        ("b", now - 50 * MS + seq * MS) for seq in range(3)
+    ]
     order = detection_order(frames, lambda item: item, guard)
     assert [camera for camera, _ in order] == ["a", "b", "a", "b", "a", "b"]
     assert order[0] == ("a", now + 2 * MS) and order[1] == ("b", now - 48 * MS)
@@ -205,8 +209,11 @@ def test_a_camera_is_analysed_in_the_last_batch_before_its_interval_runs_out() -
     results = process_batch(
         [frame("a", n, capture) for n, (_, capture) in enumerate(captures)],
         replace(LIVE, max_age_ms=1),  # every frame too old: only starvation analyses
-        None, map, lambda: start + 5000 * MS, guard,
-    )  # fmt: skip
+        None,
+        map,
+        lambda: start + 5000 * MS,
+        guard,
+    )
     assert [r.skipped for r in results] == [True, True, True, True, False]
 
 
@@ -244,8 +251,11 @@ def test_the_workers_of_a_machine_share_what_they_analysed(tmp_path: Path, caplo
 def _camera_frames(cameras: int, fps: float, seconds: float, start_ns: int) -> list[tuple]:
     """(camera id, seq, capture time) of `cameras` cameras at `fps` for `seconds`."""
     step = int(1e9 / fps)
-    return [(f"cam-{c}", seq, start_ns + seq * step)
-            for seq in range(int(seconds * fps)) for c in range(cameras)]  # fmt: skip
+    return [
+        (f"cam-{c}", seq, start_ns + seq * step)
+        for seq in range(int(seconds * fps))
+        for c in range(cameras)
+    ]
 
 
 def test_the_meter_weighs_the_cameras_rates_by_a_frames_cost_against_the_cores() -> None:
@@ -311,16 +321,22 @@ def test_under_capacity_a_job_seconds_behind_analyses_every_frame() -> None:
     now = 10**15
     for number in range(4):
         now += 1000 * MS
-        batch = [frame(cam, number * 4 + i, now - 3000 * MS - (3 - i) * 250 * MS)
-                 for i in range(4) for cam in ("a", "b", "c")]  # fmt: skip
+        batch = [
+            frame(cam, number * 4 + i, now - 3000 * MS - (3 - i) * 250 * MS)
+            for i in range(4)
+            for cam in ("a", "b", "c")
+        ]
         results = process_batch(batch, settings_, None, map, lambda now=now: now, guard=guard)
         assert all(r.ok for r in results) and not any(r.skipped for r in results)
     assert not (guard.meter and guard.meter.past_capacity(1))
     # 6 s behind: past the lag limit. The first such frame trips the meter; frames then go
     # by the live rules (each camera's newest analysed, as it is starving).
     now += 1000 * MS
-    batch = [frame(cam, 16 + i, now - 6000 * MS - (3 - i) * 250 * MS)
-             for i in range(4) for cam in ("a", "b", "c")]  # fmt: skip
+    batch = [
+        frame(cam, 16 + i, now - 6000 * MS - (3 - i) * 250 * MS)
+        for i in range(4)
+        for cam in ("a", "b", "c")
+    ]
     results = process_batch(batch, settings_, None, map, lambda: now, guard=guard)
     assert any(r.skipped for r in results) and all(r.ok for r in results)
     assert guard.meter is not None and guard.meter.past_capacity(1)
@@ -335,8 +351,11 @@ def test_past_capacity_frames_that_skip_detection_anyway_go_out_first_in_order()
     for camera_id in ("a", "b"):  # analysed lately: not starving
         guard.claim(camera_id, now - 1100 * MS, fresh=True)
     # c was never analysed: it starves, and its newest frame is analysed however old.
-    batch = [frame(cam, seq, now - (2000 - seq * 200) * MS)
-             for seq in range(6) for cam in ("a", "b", "c")]  # fmt: skip
+    batch = [
+        frame(cam, seq, now - (2000 - seq * 200) * MS)
+        for seq in range(6)
+        for cam in ("a", "b", "c")
+    ]
     parts = list(process_batch_parts(batch, LIVE, None, map, lambda: now, guard))
     assert len(parts) == 2
     first, rest = ([index for index, _ in part] for part in parts)
@@ -346,13 +365,18 @@ def test_past_capacity_frames_that_skip_detection_anyway_go_out_first_in_order()
     # seq 0-4 are 2000-1200 ms old (> 1000); seq 5, 1000 ms, is each camera's newest.
     assert early == {(cam, str(seq)) for cam in (b"a", b"b", b"c") for seq in range(5)}
     assert all(result.skipped and result.ok for part in parts[:1] for _, result in part)
-    newest_of_c = next(r for _, r in parts[1]
-                       if r.key == b"c" and headers_to_dict(r.headers)["seq"] == "5")  # fmt: skip
+    newest_of_c = next(
+        r for _, r in parts[1] if r.key == b"c" and headers_to_dict(r.headers)["seq"] == "5"
+    )
     assert not newest_of_c.skipped and newest_of_c.analysed  # starving: analysed, 1000 ms old
     # Each camera's frames in order across the parts: the first part's are its oldest.
     for camera_id in (b"a", b"b", b"c"):
-        seqs = [int(headers_to_dict(r.headers)["seq"]) for part in parts for _, r in part
-                if r.key == camera_id]  # fmt: skip
+        seqs = [
+            int(headers_to_dict(r.headers)["seq"])
+            for part in parts
+            for _, r in part
+            if r.key == camera_id
+        ]
         assert seqs == sorted(seqs), camera_id
     # The same outcomes as the whole batch at once (a fresh guard in the same state).
     again = FreshnessGuard(1500)
@@ -386,8 +410,9 @@ def test_past_capacity_frames_beyond_what_a_batch_analyses_go_out_first() -> Non
     for camera_id in ("a", "b", "c"):
         guard.claim(camera_id, now - 500 * MS, fresh=True)  # not starving
     # 3 cameras x 4 frames, all younger than max_age (1000 ms).
-    batch = [frame(cam, seq, now - (400 - seq * 100) * MS)
-             for seq in range(4) for cam in ("a", "b", "c")]  # fmt: skip
+    batch = [
+        frame(cam, seq, now - (400 - seq * 100) * MS) for seq in range(4) for cam in ("a", "b", "c")
+    ]
     parts = list(process_batch_parts(batch, settings_, None, map, lambda: now, guard))
     assert len(parts) == 2
     first = [index for index, _ in parts[0]]

@@ -88,8 +88,12 @@ def test_a_keyframe_runs_the_detector_on_a_still_scene() -> None:
     for camera in range(40):
         gate.decide(f"cam-{camera}", 0, 0, (640, 480), thumb(jpegs[0]))
         for second in range(1, 11):
-            if gate.decide(f"cam-{camera}", second, second * 10**9, (640, 480),
-                           thumb(jpegs[second])).reason == "keyframe":  # fmt: skip
+            if (
+                gate.decide(
+                    f"cam-{camera}", second, second * 10**9, (640, 480), thumb(jpegs[second])
+                ).reason
+                == "keyframe"
+            ):
                 firsts.append(second)
                 break
     # Evenly over the whole interval: as many in its first half as in its second (a spread
@@ -380,10 +384,21 @@ def test_a_frame_is_judged_fresh_or_stale_when_its_turn_comes_newest_first() -> 
     newest_capture = int(headers_to_dict(clip[-1][2])["capture_ts_ns"])
     # 4 frames/s: none is older than max_age at the batch's start (nothing goes out early).
     records = [
-        (key, jpeg, [(name, str(newest_capture - (3 - i) * 250 * 10**6).encode()
-                      if name == "capture_ts_ns" else value) for name, value in headers])
+        (
+            key,
+            jpeg,
+            [
+                (
+                    name,
+                    str(newest_capture - (3 - i) * 250 * 10**6).encode()
+                    if name == "capture_ts_ns"
+                    else value,
+                )
+                for name, value in headers
+            ],
+        )
         for i, (key, jpeg, headers) in enumerate(clip)
-    ]  # fmt: skip
+    ]
     calls = [0]
 
     def clock() -> int:  # the batch's start and the newest frame's turn, then 5 s later

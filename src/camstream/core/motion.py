@@ -96,9 +96,14 @@ def moving_regions(
     boxes: list[list[int]] = []
     for contour in contours:
         x, y, w, h = cv2.boundingRect(contour)
-        boxes.append([max(0, int(x * sx) - margin), max(0, int(y * sy) - margin),
-                      min(width, int((x + w) * sx) + margin),
-                      min(height, int((y + h) * sy) + margin)])  # fmt: skip
+        boxes.append(
+            [
+                max(0, int(x * sx) - margin),
+                max(0, int(y * sy) - margin),
+                min(width, int((x + w) * sx) + margin),
+                min(height, int((y + h) * sy) + margin),
+            ]
+        )
     merged = True
     while merged:  # widened boxes that overlap become one
         merged = False
@@ -131,11 +136,21 @@ class Reference:
     it counts it for.
     """
 
-    __slots__ = ("_boxes", "_gate", "capture_ts_ns", "first", "frame_size", "full_ts_ns",
-                 "nbytes", "seq", "thumb")  # fmt: skip
+    __slots__ = (
+        "_boxes",
+        "_gate",
+        "capture_ts_ns",
+        "first",
+        "frame_size",
+        "full_ts_ns",
+        "nbytes",
+        "seq",
+        "thumb",
+    )
 
-    def __init__(self, seq: int, capture_ts_ns: int, frame_size: tuple[int, int],
-                 thumb: np.ndarray) -> None:  # fmt: skip
+    def __init__(
+        self, seq: int, capture_ts_ns: int, frame_size: tuple[int, int], thumb: np.ndarray
+    ) -> None:
         self.seq = seq
         self.capture_ts_ns = capture_ts_ns
         self.frame_size = frame_size
@@ -209,9 +224,13 @@ class MotionGate:
         return camera_id in self._cameras
 
     def decide(
-        self, camera_id: str, seq: int, capture_ts_ns: int, frame_size: tuple[int, int],
+        self,
+        camera_id: str,
+        seq: int,
+        capture_ts_ns: int,
+        frame_size: tuple[int, int],
         thumb: np.ndarray,
-    ) -> GateDecision:  # fmt: skip
+    ) -> GateDecision:
         """The decision for a camera's next frame, in the camera's order; a frame to analyse
         becomes the camera's new reference."""
         now = self._clock()
@@ -219,9 +238,14 @@ class MotionGate:
             return self._decide(camera_id, seq, capture_ts_ns, frame_size, thumb, now)
 
     def _decide(
-        self, camera_id: str, seq: int, capture_ts_ns: int, frame_size: tuple[int, int],
-        thumb: np.ndarray, now: float,
-    ) -> GateDecision:  # fmt: skip
+        self,
+        camera_id: str,
+        seq: int,
+        capture_ts_ns: int,
+        frame_size: tuple[int, int],
+        thumb: np.ndarray,
+        now: float,
+    ) -> GateDecision:
         self._forget_silent(now)
         known = self._cameras.get(camera_id)
         reason, changed = "new", 0.0
@@ -278,8 +302,12 @@ class MotionGate:
         if known is not None:
             self._let_go(known[0])
         reference._gate = self
-        reference.nbytes = (MODEL_OVERHEAD_BYTES + len(camera_id) + reference.thumb.nbytes
-                            + _array_bytes(reference.boxes_xyxy))  # fmt: skip
+        reference.nbytes = (
+            MODEL_OVERHEAD_BYTES
+            + len(camera_id)
+            + reference.thumb.nbytes
+            + _array_bytes(reference.boxes_xyxy)
+        )
         self.nbytes += reference.nbytes
         self._cameras[camera_id] = (reference, now)
 

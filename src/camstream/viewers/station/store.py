@@ -177,9 +177,10 @@ class FrameStore:
             while self._frame_bytes > self.max_frame_memory and len(self._cameras) > 1:
                 self.cameras.forget(next(iter(self._cameras)))
             waiting = [
-                e for e in self._events
+                e
+                for e in self._events
                 if e.camera_id == frame.camera_id and e.seq == frame.seq and not e.thumbnail_jpeg
-            ]  # fmt: skip
+            ]
         if waiting:  # the event came first: its picture now
             thumbnail = thumbnail_jpeg(frame.jpeg, THUMBNAIL_WIDTH, 70) or b""
             with self._lock:
@@ -201,14 +202,22 @@ class FrameStore:
                 return False
             self._event_times[detection.camera_id] = now
             state = self._cameras.get(detection.camera_id)
-            frames = [] if state is None else [f for f in (*state.face_frames, state.frame)
-                                               if f.faces]  # fmt: skip
+            frames = (
+                [] if state is None else [f for f in (*state.face_frames, state.frame) if f.faces]
+            )
             # Its own frame; if the station no longer holds it (the frames' consumer ran
             # ahead), the camera's nearest frame with faces; if none arrived yet, `update`
             # gives it its picture when its frame comes.
             frame = min(frames, key=lambda f: abs(f.seq - detection.seq), default=None)
-            event = Event(self._next_event_id, now, detection.camera_id, detection.seq,
-                          detection.faces, b"", detection.carried)  # fmt: skip
+            event = Event(
+                self._next_event_id,
+                now,
+                detection.camera_id,
+                detection.seq,
+                detection.faces,
+                b"",
+                detection.carried,
+            )
             self._next_event_id += 1
             # Listed under the same lock as the frame lookup: a frame stored after it finds
             # the event waiting for its picture (`update`), one stored before is found here.
@@ -299,14 +308,31 @@ class FrameStore:
                 else [self._cameras[c] for c in camera_ids if c in self._cameras]
             )
             states = [
-                (s.camera_id, s.frame, s.frames, s.last_seen, list(s.captures), list(s.delays_ms),
-                 list(s.analysed), s.frames_skipped,
-                 list(zip(s.gap_seconds, s.gap_ns, strict=True)))
+                (
+                    s.camera_id,
+                    s.frame,
+                    s.frames,
+                    s.last_seen,
+                    list(s.captures),
+                    list(s.delays_ms),
+                    list(s.analysed),
+                    s.frames_skipped,
+                    list(zip(s.gap_seconds, s.gap_ns, strict=True)),
+                )
                 for s in chosen
-            ]  # fmt: skip
+            ]
         stats = []
-        for (camera_id, frame, frames, last_seen, captures, delays, analysed, frames_skipped,
-             gaps) in sorted(states, key=lambda s: s[0]):  # fmt: skip
+        for (
+            camera_id,
+            frame,
+            frames,
+            last_seen,
+            captures,
+            delays,
+            analysed,
+            frames_skipped,
+            gaps,
+        ) in sorted(states, key=lambda s: s[0]):
             live = now - last_seen <= FPS_WINDOW_S
             fps = capture_rate(captures) if live else 0.0
             # Over the same window, ending at the camera's latest frame (not at its latest
@@ -398,8 +424,7 @@ def _analysed_gaps(
         return None, None
     open_gap = max(0, newest_ns - analysed[-1])
     last = newest_ns // 1_000_000_000
-    longest = max([gap for second, gap in gaps if last - GAP_WINDOW_S <= second <= last],
-                  default=0)  # fmt: skip
+    longest = max([gap for second, gap in gaps if last - GAP_WINDOW_S <= second <= last], default=0)
     return round(open_gap / 1e9, 3), round(max(open_gap, longest) / 1e9, 3)
 
 
