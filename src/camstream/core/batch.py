@@ -250,8 +250,8 @@ def plan_stage(batch: Batch, frames: list[Frame], started_ns: int) -> list[Frame
     """
     to_detect = [frame for frame in frames if frame.analyse]
     settings, guard = batch.settings, batch.guard
-    captures = [(f.camera_id, f.checked.meta.seq, f.capture_ts_ns) for f in frames]
-    batch.shedding = batch_shedding(captures, settings, guard, started_ns)
+    seen = [(f.camera_id, f.checked.meta.seq, f.capture_ts_ns) for f in frames]
+    batch.shedding = batch_shedding(seen, settings, guard, started_ns)
     if not batch.shedding.past_capacity:
         return to_detect
     ahead = lookaheads([(f.camera_id, f.capture_ts_ns) for f in to_detect])
@@ -269,15 +269,12 @@ def plan_stage(batch: Batch, frames: list[Frame], started_ns: int) -> list[Frame
     budget = batch.shedding.budget
     meter = guard.meter if guard is not None else None
     forecast = None if meter is None or budget is None else meter.forecast(budget.budget_ms)
-    candidates = None if forecast is None else {frame.index for frame in to_detect[:forecast]}
-    early = early_skips(
-        [(f.camera_id, f.capture_ts_ns) for f in in_order],
-        settings,
-        started_ns,
-        None
-        if candidates is None
-        else {i for i, f in enumerate(in_order) if f.index in candidates},
-    )
+    candidates = None  # positions in the batch's order of what the batch may analyse
+    if forecast is not None:
+        first = set(to_detect[:forecast])
+        candidates = {position for position, frame in enumerate(in_order) if frame in first}
+    captures = [(frame.camera_id, frame.capture_ts_ns) for frame in in_order]
+    early = early_skips(captures, settings, started_ns, candidates)
     going_early = {in_order[position] for position in early}
     for position, why in early.items():
         frame = in_order[position]

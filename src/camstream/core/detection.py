@@ -6,6 +6,7 @@ import os
 import threading
 
 import cv2
+import cv2.data  # the bundled cascades' folder (not in OpenCV's type stubs)
 import numpy as np
 
 from camstream.core.settings import DetectionSettings
