@@ -126,7 +126,7 @@ def _mode_interval(cfg: Config, default: str) -> str:
 
 
 # The Java per-record function (src/camstream/spark/realtime), for Real-time Mode, which runs
-# JVM UDFs only; `camstream.local.jars.realtime_jars` builds it.
+# JVM UDFs only; `camstream.spark.jars.realtime_jars` builds it.
 REALTIME_UDF_NAME = "camstream_process_record"
 REALTIME_UDF_CLASS = "camstream.realtime.ProcessRecord"
 SINK_ROW_TYPE = (
@@ -186,7 +186,7 @@ def realtime_rows(spark: SparkSession, frames: DataFrame, settings_text: str) ->
         raise ConfigError(
             f"{REALTIME_UDF_CLASS} is not on this Spark session's classpath: start it with "
             "camstream.spark.session.spark_session(cfg, realtime=True), or add the jars that "
-            "camstream.local.jars.realtime_jars(cfg) lists (spark.jars)"
+            "camstream.spark.jars.realtime_jars(cfg) lists (spark.jars)"
         ) from exc
     columns = set(frames.columns)
     source = (
