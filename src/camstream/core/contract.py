@@ -35,7 +35,7 @@ LIMITS: dict[str, int] = {name: limit["value"] for name, limit in CONTRACT["limi
 @dataclass(frozen=True)
 class HeaderRule:
     """The rule an input header obeys (`contract.json`): `text` of min..max characters,
-    an `integer` in [min, max], or `schema_version` (equals SCHEMA_VERSION)."""
+    an `integer` in [min, max], or `equals_version` (equals SCHEMA_VERSION)."""
 
     name: str
     rule: str
@@ -51,8 +51,8 @@ class HeaderRule:
             return cls(spec["name"], "text", spec["min_chars"], spec["max_chars"])
         if spec["rule"] == "integer":
             return cls(spec["name"], "integer", bound(spec["min"]), bound(spec["max"]))
-        if spec["rule"] == "schema_version":
-            return cls(spec["name"], "schema_version")
+        if spec["rule"] == "equals_version":
+            return cls(spec["name"], "equals_version")
         raise ValueError(f"contract.json: header {spec['name']!r} has no known rule")
 
 
@@ -160,7 +160,7 @@ class FrameMeta:
             raise FrameError(f"missing header(s): {', '.join(missing)}")
         # The version first: a frame of another version may follow other rules.
         parsed: dict[str, str | int] = {}
-        for rule in sorted(INPUT_RULES, key=lambda rule: rule.rule != "schema_version"):
+        for rule in sorted(INPUT_RULES, key=lambda rule: rule.rule != "equals_version"):
             parsed[rule.name] = _apply(rule, values)
         meta = cls(**parsed)  # type: ignore[arg-type]  # the fields are the headers' names
         if meta.width * meta.height > MAX_FRAME_PIXELS:
@@ -174,7 +174,7 @@ class FrameMeta:
 def _apply(rule: HeaderRule, values: dict[str, str]) -> str | int:
     """The header's value as its rule reads it; raises FrameError naming what is wrong."""
     raw = values[rule.name]
-    if rule.rule == "schema_version":
+    if rule.rule == "equals_version":
         if raw != SCHEMA_VERSION:
             raise FrameError(f"unsupported {rule.name} {raw!r} (this job reads {SCHEMA_VERSION!r})")
         return raw
