@@ -158,10 +158,7 @@ class FrameMeta:
         missing = [name for name in INPUT_HEADERS if name not in values]
         if missing:
             raise FrameError(f"missing header(s): {', '.join(missing)}")
-        # The version first: a frame of another version may follow other rules.
-        parsed: dict[str, str | int] = {}
-        for rule in sorted(INPUT_RULES, key=lambda rule: rule.rule != "equals_version"):
-            parsed[rule.name] = _apply(rule, values)
+        parsed = {rule.name: _apply(rule, values) for rule in _RULES_VERSION_FIRST}
         meta = cls(**parsed)  # type: ignore[arg-type]  # the fields are the headers' names
         if meta.width * meta.height > MAX_FRAME_PIXELS:
             raise FrameError(
@@ -169,6 +166,10 @@ class FrameMeta:
             )
         check_aspect_ratio(meta.width, meta.height, "frame")
         return meta
+
+
+# The version is judged first: a frame of another version may follow other rules.
+_RULES_VERSION_FIRST = sorted(INPUT_RULES, key=lambda rule: rule.rule != "equals_version")
 
 
 def _apply(rule: HeaderRule, values: dict[str, str]) -> str | int:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from camstream.core.contract import H_ERROR, H_FAILED_TS_NS
+from camstream.core.contract import H_ERROR, H_FAILED_TS_NS, MAX_ERROR_BYTES
 from camstream.core.settings import RecordSettings
 from camstream.errors import ENVIRONMENT_FAILURES
 
@@ -310,6 +310,6 @@ def _last_resort(
     try:
         return dead_letter(key, value, headers, error, settings, source=source)
     except Exception:  # the bug is in dead_letter itself: the reason alone still fits
-        headers = [(H_ERROR, error[:1000].encode("utf-8", "replace")),
-                   (H_FAILED_TS_NS, str(time.time_ns()).encode())]  # fmt: skip
+        cut = error.encode("utf-8", "replace")[:MAX_ERROR_BYTES].decode("utf-8", "ignore")
+        headers = [(H_ERROR, cut.encode()), (H_FAILED_TS_NS, str(time.time_ns()).encode())]
         return ProcessedRecord(False, None, None, headers, error=error)

@@ -22,8 +22,9 @@ import scala.collection.Iterator;
 import scala.collection.Seq;
 
 /**
- * The per-record function for Spark's Real-time Mode: camstream.core.records.process_record in
- * Java, as a UDF (Real-time Mode runs JVM UDFs, not Python ones).
+ * The per-record function for Spark's Real-time Mode: what the micro-batch job does to a record
+ * (camstream.core.batch.process_batch of that one record, without the motion gate) in Java, as
+ * a UDF (Real-time Mode runs JVM UDFs, not Python ones).
  *
  * <p>(key, value, headers, where the record was read: topic, partition, offset and timestamp in
  * ms, settings) in; a row for the Kafka sink out: key, value, headers and the topic, the output
