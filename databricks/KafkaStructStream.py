@@ -230,12 +230,39 @@ print(f"checkpoint {checkpoint}")
 # MAGIC `width`, `height` and `schema_version` are each present once, UTF-8, and whole numbers
 # MAGIC where they should be. A record that breaks it raises `BadRecord`, saying how, and
 # MAGIC becomes a dead letter with that reason.
+# MAGIC
+# MAGIC The contract's names and limits are the constants at the top of the cell, all of them:
+# MAGIC camstream states them once, in `src/camstream/core/contract.json`, and this notebook
+# MAGIC (which runs without camstream) keeps a copy that a test checks against that file.
 
 # COMMAND ----------
 
 # DBTITLE 1,The frame contract
+# ---- the contract's rules: a copy of camstream's contract.json, checked by its tests ----
+SCHEMA_VERSION = "1"
 CONTRACT = ("camera_id", "seq", "capture_ts_ns", "width", "height", "schema_version")
-LONG_MAX = 2**63 - 1
+LONG_MAX = 2**63 - 1  # integers fit a Java long
+MAX_SIDE = 65535  # JPEG stores each side in 16 bits
+CAMERA_ID_CHARS = (1, 255)
+WHOLE_NUMBERS = {
+    "seq": (0, LONG_MAX),
+    "capture_ts_ns": (0, LONG_MAX),
+    "width": (1, MAX_SIDE),
+    "height": (1, MAX_SIDE),
+}
+MAX_PIXELS = 8192 * 8192  # larger would let one frame exhaust a worker's memory
+# What camstream's jobs add: to a frame, and to a dead letter (the reason at most
+# MAX_ERROR_BYTES). An input's headers of these names are not passed on.
+RESULT_HEADERS = (
+    *("faces", "boxes_xyxy", "analyzed_ts_ns", "skipped", "fitted"),
+    *("carried_from_seq", "headers_dropped"),
+)
+DEAD_LETTER_HEADERS = (
+    *("error", "failed_ts_ns", "source_topic", "source_partition", "source_offset"),
+    *("source_timestamp_ms", "value_bytes", "value_dropped", "key_hashed"),
+)
+MAX_ERROR_BYTES = 1000
+# ---- end of the copy ----
 
 
 class BadRecord(ValueError):
@@ -255,12 +282,13 @@ def header_values(headers):
     missing = [name for name in CONTRACT if name not in values]
     if missing:
         raise BadRecord(f"missing header(s): {', '.join(missing)}")
-    if values["schema_version"] != "1":
+    if values["schema_version"] != SCHEMA_VERSION:
         raise BadRecord(f"unsupported schema_version {values['schema_version']!r}")
     return values
 
 
-def whole_number(values, name, low, high=LONG_MAX):
+def whole_number(values, name):
+    low, high = WHOLE_NUMBERS[name]
     text = values[name]
     if not (text.isascii() and text.isdigit()) or len(text) > 19 or not low <= int(text) <= high:
         raise BadRecord(
@@ -273,14 +301,15 @@ def check_contract(key, value, headers):
     """(camera_id, width, height) of a record that keeps the contract; else BadRecord."""
     values = header_values(headers)
     camera_id = values["camera_id"]
-    if not 1 <= len(camera_id) <= 255:
-        raise BadRecord("camera_id must be 1-255 characters")
+    low, high = CAMERA_ID_CHARS
+    if not low <= len(camera_id) <= high:
+        raise BadRecord(f"camera_id must be {low}-{high} characters")
     if key is None or bytes(key) != camera_id.encode():
         raise BadRecord("the record key must be the camera id (it keeps a camera in order)")
     for name in ("seq", "capture_ts_ns"):
-        whole_number(values, name, 0)
-    width = whole_number(values, "width", 1, 65535)
-    height = whole_number(values, "height", 1, 65535)
+        whole_number(values, name)
+    width = whole_number(values, "width")
+    height = whole_number(values, "height")
     if value is None or not value:
         raise BadRecord("empty frame value")
     return camera_id, width, height
@@ -299,10 +328,8 @@ def check_contract(key, value, headers):
 
 # COMMAND ----------
 
+
 # DBTITLE 1,The JPEG check
-MAX_PIXELS = 8192 * 8192
-
-
 def jpeg_size_and_end(jpeg):
     """(width, height, end of image) from the JPEG's segments, without decoding pixels."""
     if not jpeg.startswith(b"\xff\xd8\xff"):
@@ -352,7 +379,7 @@ def check_jpeg(value, width, height):
     if (real_width, real_height) != (width, height):
         raise BadRecord(f"headers say {width}x{height}, the JPEG is {real_width}x{real_height}")
     if width * height > MAX_PIXELS:
-        raise BadRecord("frame exceeds 8192x8192 pixels")
+        raise BadRecord(f"frame exceeds {MAX_PIXELS} pixels")
     return bytes(value[:end])
 
 
@@ -531,7 +558,6 @@ def draw(jpeg, boxes, settings, width, height):
 import json
 import time
 
-RESULTS = ("faces", "boxes_xyxy", "analyzed_ts_ns", "error", "failed_ts_ns", "skipped", "fitted")
 HEADER_ROOM = 16384  # what the headers may take of the output topic's max.message.bytes
 
 
@@ -548,7 +574,8 @@ def analyse(key, value, headers, settings, output_limit):
                 break
     if len(out) + HEADER_ROOM > output_limit:
         raise BadRecord(f"annotated frame of {len(out)} bytes does not fit the output topic")
-    kept = [(n, bytes(v)) for n, v in headers if v is not None and n not in RESULTS]
+    ours = (*RESULT_HEADERS, *DEAD_LETTER_HEADERS)
+    kept = [(n, bytes(v)) for n, v in headers if v is not None and n not in ours]
     return (
         camera_id.encode(),
         out,
@@ -574,8 +601,8 @@ def frame_or_dead_letter(key, value, headers, settings, output_limit, output, de
             " instead of dead-lettering every record, which are not at fault"
         ) from exc
     except Exception as exc:  # the record's own fault: a dead letter, and the stream goes on
-        reason = f"{type(exc).__name__}: {exc}"[:1000]
-        failed = [("error", reason.encode("utf-8", "replace")),
+        reason = f"{type(exc).__name__}: {exc}".encode("utf-8", "replace")[:MAX_ERROR_BYTES]
+        failed = [("error", reason.decode("utf-8", "ignore").encode()),
                   ("failed_ts_ns", str(time.time_ns()).encode())]  # fmt: skip
         return dead_letters, key, value, [*headers, *failed]
 

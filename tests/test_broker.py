@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from camstream.errors import BrokerError, DependencyError
+from camstream.jvm import java_executable
 from camstream.local.broker import LocalBroker
-from camstream.local.jars import java_executable
 from camstream.local.ports import free_port
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyspark
 
-from camstream.local.jars import spark_version
+from camstream.spark.jars import spark_version
 
 
 def test_every_spark_pin_matches_pyspark() -> None:

@@ -31,10 +31,10 @@ from camstream.config import Config
 from camstream.core.contract import OUTPUT_HEADERS, FrameMeta, headers_to_dict
 from camstream.core.jpeg import encode_jpeg
 from camstream.kafka.clients import make_consumer, make_producer
-from camstream.local.jars import spark_kafka_jars
 from camstream.local.ports import free_port, port_is_free
 from camstream.local.spark_cluster import spark_home
 from camstream.local.supervisor import Supervisor
+from camstream.spark.jars import spark_kafka_jars
 from helpers import (
     astronaut_bgr,
     databricks_notebook_running,

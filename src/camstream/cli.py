@@ -249,7 +249,7 @@ def _check_spark_master(master: str) -> None:
 
 def _start_spark(cfg: Config, conf: dict[str, str]) -> Any:
     """The SparkSession; Spark refusing to start (a bad master or --conf) is one line, exit 2."""
-    from camstream.local.jars import java_executable
+    from camstream.jvm import java_executable
     from camstream.spark.session import spark_session
 
     java_executable()  # a missing Java is a missing prerequisite (5), not a bad setting

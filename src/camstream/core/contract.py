@@ -14,73 +14,111 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from importlib import resources
+from typing import Any
 
 from camstream.errors import FrameError
 
 __all__ = ["FrameError"]  # raised here, defined with the other errors
 
-SCHEMA_VERSION = "1"
+# The contract's single source: header names in order, the rule each input header obeys, the
+# headers the job adds and the limits. The Java function is generated from it at build time
+# (camstream.spark.jars) and a test checks the Databricks notebook's copy against it.
+CONTRACT: dict[str, Any] = json.loads(
+    resources.files("camstream.core").joinpath("contract.json").read_text(encoding="utf-8")
+)
 
-# Input headers, in the order they are written.
-H_CAMERA_ID = "camera_id"
-H_SEQ = "seq"
-H_CAPTURE_TS_NS = "capture_ts_ns"
-H_WIDTH = "width"
-H_HEIGHT = "height"
-H_SCHEMA_VERSION = "schema_version"
-INPUT_HEADERS = (H_CAMERA_ID, H_SEQ, H_CAPTURE_TS_NS, H_WIDTH, H_HEIGHT, H_SCHEMA_VERSION)
+SCHEMA_VERSION: str = CONTRACT["schema_version"]
+LIMITS: dict[str, int] = {name: limit["value"] for name, limit in CONTRACT["limits"].items()}
 
-# Added by the analytics job.
-H_FACES = "faces"
-H_BOXES_XYXY = "boxes_xyxy"
-H_ANALYZED_TS_NS = "analyzed_ts_ns"
+
+@dataclass(frozen=True)
+class HeaderRule:
+    """The rule an input header obeys (`contract.json`): `text` of min..max characters,
+    an `integer` in [min, max], or `equals_version` (equals SCHEMA_VERSION)."""
+
+    name: str
+    rule: str
+    minimum: int = 0
+    maximum: int = 0
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> HeaderRule:
+        def bound(value: int | str) -> int:  # a number, or the name of a limit
+            return LIMITS[value] if isinstance(value, str) else value
+
+        if spec["rule"] == "text":
+            return cls(spec["name"], "text", spec["min_chars"], spec["max_chars"])
+        if spec["rule"] == "integer":
+            return cls(spec["name"], "integer", bound(spec["min"]), bound(spec["max"]))
+        if spec["rule"] == "equals_version":
+            return cls(spec["name"], "equals_version")
+        raise ValueError(f"contract.json: header {spec['name']!r} has no known rule")
+
+
+INPUT_RULES = tuple(HeaderRule.from_spec(spec) for spec in CONTRACT["input_headers"])
+# Input headers, in the order they are written. Unpacked: a header added to or taken from
+# the source fails here, at import, until the code that names it follows.
+INPUT_HEADERS = tuple(rule.name for rule in INPUT_RULES)
+H_CAMERA_ID, H_SEQ, H_CAPTURE_TS_NS, H_WIDTH, H_HEIGHT, H_SCHEMA_VERSION = INPUT_HEADERS
+
+# Added by the analytics job (see contract.json for what each says).
+RESULT_HEADERS = tuple(spec["name"] for spec in CONTRACT["result_headers"])
+(
+    H_FACES,
+    H_BOXES_XYXY,
+    H_ANALYZED_TS_NS,
+    # Instead of detection results when the `latest` policy skipped a stale frame.
+    H_SKIPPED,
+    # When the annotated frame had to be re-encoded smaller to fit its topic: JSON with the
+    # JPEG quality used and the frame's size as it came (`width`/`height` give the new size).
+    H_FITTED,
+    # When the motion gate carried the boxes of the camera's last analysed frame (whose seq
+    # this is) instead of running the detector on this one.
+    H_CARRIED_FROM_SEQ,
+    # When a record's original headers had to be cut to fit its topic: how many went.
+    H_HEADERS_DROPPED,
+) = RESULT_HEADERS
 OUTPUT_HEADERS = (*INPUT_HEADERS, H_FACES, H_BOXES_XYXY, H_ANALYZED_TS_NS)
 
-# Added instead of detection results when the `latest` policy skipped a stale frame.
-H_SKIPPED = "skipped"
-# Added when the annotated frame had to be re-encoded smaller to fit its topic: JSON with the
-# JPEG quality used and the frame's size as it came (`width`/`height` then give the new size).
-H_FITTED = "fitted"
-
-# Added by the motion gate when it carried the boxes of the camera's last analysed frame
-# (whose seq this is) instead of running the detector on this one.
-H_CARRIED_FROM_SEQ = "carried_from_seq"
-
-# Added to dead-letter records.
-H_ERROR = "error"
-H_FAILED_TS_NS = "failed_ts_ns"
-# Added to every dead letter the job writes: where the record came from (its Kafka
+# Added to dead-letter records: the reason and time; where the record came from (its Kafka
 # coordinates and timestamp) and the size of its value, so that it can be found and replayed
 # even when the dead letter could not carry the value itself.
-H_SOURCE_TOPIC = "source_topic"
-H_SOURCE_PARTITION = "source_partition"
-H_SOURCE_OFFSET = "source_offset"
-H_SOURCE_TIMESTAMP_MS = "source_timestamp_ms"
-H_VALUE_BYTES = "value_bytes"
-SOURCE_HEADERS = (H_SOURCE_TOPIC, H_SOURCE_PARTITION, H_SOURCE_OFFSET, H_SOURCE_TIMESTAMP_MS)
-# Added to a dead letter whose value had to be left out to fit the dead-letter topic.
-H_VALUE_DROPPED = "value_dropped"
-# Added to a record whose original headers had to be cut to fit its topic: how many went.
-H_HEADERS_DROPPED = "headers_dropped"
-# Added to a dead letter whose key was replaced by its SHA-256 (see MAX_KEY_BYTES).
-H_KEY_HASHED = "key_hashed"
+DEAD_LETTER_HEADERS = tuple(spec["name"] for spec in CONTRACT["dead_letter_headers"])
+(
+    H_ERROR,
+    H_FAILED_TS_NS,
+    H_SOURCE_TOPIC,
+    H_SOURCE_PARTITION,
+    H_SOURCE_OFFSET,
+    H_SOURCE_TIMESTAMP_MS,
+    H_VALUE_BYTES,
+    # When the value had to be left out to fit the dead-letter topic.
+    H_VALUE_DROPPED,
+    # When the key was replaced by its SHA-256 (see MAX_KEY_BYTES).
+    H_KEY_HASHED,
+) = DEAD_LETTER_HEADERS
+SOURCE_HEADERS = tuple(s["name"] for s in CONTRACT["dead_letter_headers"] if s.get("source"))
+
+# Headers of the job's own: an input record's headers of these names are not passed on.
+RESULT_NAMES = frozenset((*RESULT_HEADERS, *DEAD_LETTER_HEADERS))
 
 # Integers travel as ASCII decimal digits and fit a Java long, so that consumers in any
 # language parse them the same way (Python's int() would also take '١٢٣', ' 7', '1_000').
-MAX_HEADER_INT = 2**63 - 1
+MAX_HEADER_INT = LIMITS["max_header_int"]
 # JPEG stores each dimension in 16 bits.
-MAX_JPEG_SIDE = 65535
+MAX_JPEG_SIDE = LIMITS["max_jpeg_side"]
 
 # Kafka headers as the clients give them: a header's value may be null.
 Headers = list[tuple[str, bytes | None]]
 
 # An upper bound on a frame's pixels: decoding a "JPEG" that claims to be larger would let
 # one bad record exhaust a worker's memory (a 16384x16384 BGR frame is already 768 MiB).
-MAX_FRAME_PIXELS = 8192 * 8192
+MAX_FRAME_PIXELS = LIMITS["max_frame_pixels"]
 # A frame's long side is at most this many times its short one. The widest cameras
 # (panoramic, 32:9) stay far below it; a strip such as 80x65,000 is no camera's frame, and
 # buffers sized by one side (a grey copy 80 px wide, a detection scale) would grow with it.
-MAX_ASPECT_RATIO = 16
+MAX_ASPECT_RATIO = LIMITS["max_aspect_ratio"]
 
 
 def check_aspect_ratio(width: int, height: int, what: str) -> None:
@@ -120,22 +158,32 @@ class FrameMeta:
         missing = [name for name in INPUT_HEADERS if name not in values]
         if missing:
             raise FrameError(f"missing header(s): {', '.join(missing)}")
-        version = values[H_SCHEMA_VERSION]
-        if version != SCHEMA_VERSION:
+        parsed = {rule.name: _apply(rule, values) for rule in _RULES_VERSION_FIRST}
+        meta = cls(**parsed)  # type: ignore[arg-type]  # the fields are the headers' names
+        if meta.width * meta.height > MAX_FRAME_PIXELS:
             raise FrameError(
-                f"unsupported schema_version {version!r} (this job reads {SCHEMA_VERSION!r})"
+                f"frame of {meta.width}x{meta.height} exceeds {MAX_FRAME_PIXELS} pixels"
             )
-        camera_id = values[H_CAMERA_ID]
-        if not camera_id or len(camera_id) > 255:
-            raise FrameError("camera_id header must be 1-255 characters")
-        seq = _parse_int(values, H_SEQ, minimum=0)
-        capture_ts_ns = _parse_int(values, H_CAPTURE_TS_NS, minimum=0)
-        width = _parse_int(values, H_WIDTH, minimum=1, maximum=MAX_JPEG_SIDE)
-        height = _parse_int(values, H_HEIGHT, minimum=1, maximum=MAX_JPEG_SIDE)
-        if width * height > MAX_FRAME_PIXELS:
-            raise FrameError(f"frame of {width}x{height} exceeds {MAX_FRAME_PIXELS} pixels")
-        check_aspect_ratio(width, height, "frame")
-        return cls(camera_id, seq, capture_ts_ns, width, height, version)
+        check_aspect_ratio(meta.width, meta.height, "frame")
+        return meta
+
+
+# The version is judged first: a frame of another version may follow other rules.
+_RULES_VERSION_FIRST = sorted(INPUT_RULES, key=lambda rule: rule.rule != "equals_version")
+
+
+def _apply(rule: HeaderRule, values: dict[str, str]) -> str | int:
+    """The header's value as its rule reads it; raises FrameError naming what is wrong."""
+    raw = values[rule.name]
+    if rule.rule == "equals_version":
+        if raw != SCHEMA_VERSION:
+            raise FrameError(f"unsupported {rule.name} {raw!r} (this job reads {SCHEMA_VERSION!r})")
+        return raw
+    if rule.rule == "text":
+        if not rule.minimum <= len(raw) <= rule.maximum:
+            raise FrameError(f"{rule.name} header must be {rule.minimum}-{rule.maximum} characters")
+        return raw
+    return _parse_int(values, rule.name, rule.minimum, rule.maximum)
 
 
 def headers_to_dict(
@@ -218,16 +266,9 @@ def analytics_headers(
     ]
 
 
-RESULT_NAMES = frozenset(
-    (H_FACES, H_BOXES_XYXY, H_ANALYZED_TS_NS, H_ERROR, H_FAILED_TS_NS, H_SKIPPED, H_FITTED,
-     H_VALUE_DROPPED, H_CARRIED_FROM_SEQ, *SOURCE_HEADERS, H_VALUE_BYTES, H_HEADERS_DROPPED,
-     H_KEY_HASHED)
-)  # fmt: skip
-
-
 # The reason on a dead letter is cut to this many bytes, so that a dead letter is never more
 # than a known amount larger than the record it carries (see DEAD_LETTER_HEADROOM_BYTES).
-MAX_ERROR_BYTES = 1000
+MAX_ERROR_BYTES = LIMITS["max_error_bytes"]
 
 
 @dataclass(frozen=True)
@@ -271,13 +312,13 @@ def dead_letter_headers(
 
 # Kafka's record format v2: a batch header, then per record varint lengths (at most 5 bytes
 # for an int, 10 for a long), attributes, key, value and headers.
-RECORD_BATCH_HEADER_BYTES = 61
+RECORD_BATCH_HEADER_BYTES = LIMITS["record_batch_header_bytes"]
 # A dead letter is the record it carries plus its own headers: the reason (at most
 # MAX_ERROR_BYTES), the time, the source's coordinates (a topic name is at most 249 bytes)
 # and the value's size. A dead-letter topic that accepts this much more than the input topic
 # takes every record the input accepts whole; on a smaller one, the largest dead letters
 # leave their value out (`value_dropped`).
-DEAD_LETTER_HEADROOM_BYTES = 2048
+DEAD_LETTER_HEADROOM_BYTES = LIMITS["dead_letter_headroom_bytes"]
 
 
 def record_bytes(
@@ -302,10 +343,10 @@ def header_bytes(name: str, value: bytes | None) -> int:
 
 # A record key longer than this cannot be a camera id (at most 255 characters of UTF-8): a
 # dead letter carries its SHA-256 instead, so that no key makes a dead letter too large.
-MAX_KEY_BYTES = 1024
+MAX_KEY_BYTES = LIMITS["max_key_bytes"]
 # The contract's input headers are kept first when a record's headers must be cut: the
 # first of each name, with a value no longer than this (none of theirs is longer valid).
-MAX_CONTRACT_HEADER_BYTES = 1024
+MAX_CONTRACT_HEADER_BYTES = LIMITS["max_contract_header_bytes"]
 
 
 def bounded_key(key: bytes | None) -> tuple[bytes | None, Headers]:

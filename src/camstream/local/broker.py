@@ -16,7 +16,8 @@ from pathlib import Path
 
 from camstream.config import quoted
 from camstream.errors import BrokerError, KafkaUnavailableError
-from camstream.local import jars
+from camstream.jvm import java_executable
+from camstream.local.jars import kafka_jars_dir
 from camstream.local.layout import load_layout, save_layout
 from camstream.local.ports import port_is_free
 from camstream.local.supervisor import Supervisor
@@ -305,8 +306,8 @@ class LocalBroker:
     def spawn(self) -> subprocess.Popen[bytes]:
         """Launch the broker JVM (configured and formatted first) without waiting for it."""
         self.check_ports()
-        java = jars.java_executable()
-        jar_dir = jars.kafka_jars_dir()
+        java = java_executable()
+        jar_dir = kafka_jars_dir()
         self.write_config()
         self.format_storage(java, jar_dir)
         command = self._java_command(java, jar_dir, MAIN_CLASS, str(self.properties_file))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from camstream.errors import SparkClusterError
-from camstream.local import jars
+from camstream.jvm import java_executable
 from camstream.local.layout import load_layout, save_layout
 from camstream.local.ports import port_is_free
 from camstream.local.supervisor import Supervisor
@@ -88,7 +88,7 @@ class LocalSparkCluster:
         return self.process(name).pid()
 
     def _env(self) -> dict[str, str]:
-        java = jars.java_executable()
+        java = java_executable()
         env = dict(os.environ)
         env.update(
             SPARK_HOME=str(spark_home()),

@@ -131,7 +131,7 @@ def _mode_interval(cfg: Config, default: str) -> str:
 
 
 # The Java per-record function (src/camstream/spark/realtime), for Real-time Mode, which runs
-# JVM UDFs only; `camstream.local.jars.realtime_jars` builds it.
+# JVM UDFs only; `camstream.spark.jars.realtime_jars` builds it.
 REALTIME_UDF_NAME = "camstream_process_record"
 REALTIME_UDF_CLASS = "camstream.realtime.ProcessRecord"
 SINK_ROW_TYPE = (
@@ -178,21 +178,34 @@ def realtime_settings_text(
     return ";".join(f"{name}={value}" for name, value in values.items())
 
 
-def realtime_rows(spark: SparkSession, frames: DataFrame, settings_text: str) -> DataFrame:
+def realtime_rows(
+    spark: SparkSession,
+    frames: DataFrame,
+    settings_text: str,
+    udf_name: str = REALTIME_UDF_NAME,
+) -> DataFrame:
     """`frames` (key, value, headers, and where each was read when `frames` has the Kafka
     source's topic, partition, offset and timestamp columns) through the Java per-record
-    function: the sink's rows."""
+    function: the sink's rows.
+
+    `udf_name`: the function to apply; by default the one registered here from
+    REALTIME_UDF_CLASS (which reads the system clock). Any other name must have been
+    registered already, e.g. an instance made with a clock of its own (the equivalence
+    tests give Java and Python the same fixed clock); the query's own function is not
+    touched by that.
+    """
     from pyspark.errors import AnalysisException
     from pyspark.sql import functions as F
 
-    try:
-        spark.udf.registerJavaFunction(REALTIME_UDF_NAME, REALTIME_UDF_CLASS, SINK_ROW_TYPE)
-    except AnalysisException as exc:  # the session was started without the module's jars
-        raise ConfigError(
-            f"{REALTIME_UDF_CLASS} is not on this Spark session's classpath: start it with "
-            "camstream.spark.session.spark_session(cfg, realtime=True), or add the jars that "
-            "camstream.local.jars.realtime_jars(cfg) lists (spark.jars)"
-        ) from exc
+    if udf_name == REALTIME_UDF_NAME:
+        try:
+            spark.udf.registerJavaFunction(REALTIME_UDF_NAME, REALTIME_UDF_CLASS, SINK_ROW_TYPE)
+        except AnalysisException as exc:  # the session was started without the module's jars
+            raise ConfigError(
+                f"{REALTIME_UDF_CLASS} is not on this Spark session's classpath: start it with "
+                "camstream.spark.session.spark_session(cfg, realtime=True), or add the jars that "
+                "camstream.spark.jars.realtime_jars(cfg) lists (spark.jars)"
+            ) from exc
     columns = set(frames.columns)
     source = (
         [F.col("topic"), F.col("partition"), F.col("offset"), F.unix_millis("timestamp")]
@@ -200,7 +213,7 @@ def realtime_rows(spark: SparkSession, frames: DataFrame, settings_text: str) ->
         else [F.lit(None).cast(kind) for kind in ("string", "int", "long", "long")]
     )
     result = F.call_function(
-        REALTIME_UDF_NAME, F.col("key"), F.col("value"), F.col("headers"), *source,
+        udf_name, F.col("key"), F.col("value"), F.col("headers"), *source,
         F.lit(settings_text),
     )  # fmt: skip
     return frames.select(result.alias("r")).select("r.*")

@@ -1,7 +1,8 @@
 """What Spark ships to its executors: the core and the worker side of the job, as a zip.
 
 Executors run `camstream.spark.worker`, which imports `camstream.core` and
-`camstream.errors` only; nothing else of camstream goes to them.
+`camstream.errors` only; nothing else of camstream goes to them, but the data those modules
+read (the frame contract's source, `core/contract.json`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def package_zip() -> Path:
         for module in EXECUTOR_MODULES:
             root = package / module
             paths = sorted(root.rglob("*.py")) if root.is_dir() else [root]
+            if root.is_dir():
+                paths += sorted(root.rglob("*.json"))  # the contract's source
             for path in paths:
                 archive.write(path, Path("camstream") / path.relative_to(package))
     return target

@@ -26,13 +26,13 @@ def spark_session(
     """
     from pyspark.sql import SparkSession
 
-    from camstream.local.jars import spark_kafka_jars
+    from camstream.spark.jars import spark_kafka_jars
     from camstream.spark.job import is_realtime
     from camstream.spark.packaging import package_zip
 
     jars = spark_kafka_jars(cfg)
     if realtime or (realtime is None and is_realtime(cfg)):
-        from camstream.local.jars import realtime_jars
+        from camstream.spark.jars import realtime_jars
 
         jars = [*jars, *realtime_jars(cfg)]
 

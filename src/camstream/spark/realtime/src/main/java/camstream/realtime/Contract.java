@@ -17,7 +17,11 @@ import java.util.Map;
 import java.util.Set;
 import java.util.regex.Pattern;
 
-/** The frame contract, as camstream.core.contract: headers in, headers out, record sizes. */
+/**
+ * The frame contract, as camstream.core.contract: headers in, headers out, record sizes. Its
+ * names, rules and limits come from camstream/core/contract.json, through the ContractSpec
+ * class that the build generates from it (camstream.spark.jars); none is stated here.
+ */
 final class Contract {
   /** One Kafka header: a name and a value that may be null. */
   record Header(String name, byte[] value) {}
@@ -34,36 +38,26 @@ final class Contract {
 
     List<Header> headers() {
       return List.of(
-          new Header("source_topic", topic.getBytes(StandardCharsets.UTF_8)),
-          new Header("source_partition", ascii(Integer.toString(partition))),
-          new Header("source_offset", ascii(Long.toString(offset))),
-          new Header("source_timestamp_ms", ascii(Long.toString(timestampMs))));
+          new Header(ContractSpec.H_SOURCE_TOPIC, topic.getBytes(StandardCharsets.UTF_8)),
+          new Header(ContractSpec.H_SOURCE_PARTITION, ascii(Integer.toString(partition))),
+          new Header(ContractSpec.H_SOURCE_OFFSET, ascii(Long.toString(offset))),
+          new Header(ContractSpec.H_SOURCE_TIMESTAMP_MS, ascii(Long.toString(timestampMs))));
     }
   }
 
   /** The metadata of a frame, from its headers. */
   record Meta(String cameraId, long seq, long captureTsNs, int width, int height) {}
 
-  static final List<String> INPUT = List.of(
-      "camera_id", "seq", "capture_ts_ns", "width", "height", "schema_version");
-  /** Where a dead letter's record was read: its Kafka coordinates and timestamp (ms). */
-  static final List<String> SOURCE = List.of(
-      "source_topic", "source_partition", "source_offset", "source_timestamp_ms");
-  /** The results of the job, left out of the input headers when an output is made of them. */
-  static final Set<String> RESULTS = Set.of(
-      "faces", "boxes_xyxy", "analyzed_ts_ns", "error", "failed_ts_ns", "skipped", "fitted",
-      "value_dropped", "carried_from_seq", "source_topic", "source_partition", "source_offset",
-      "source_timestamp_ms", "value_bytes", "headers_dropped", "key_hashed");
-  static final long MAX_FRAME_PIXELS = 8192L * 8192L;
-  static final int MAX_JPEG_SIDE = 65535;
-  /** A frame's long side at most this many times its short one, as camstream's contract. */
-  static final int MAX_ASPECT_RATIO = 16;
-  static final int MAX_ERROR_BYTES = 1000;
-  static final int RECORD_BATCH_HEADER_BYTES = 61;
-  /** Longer keys cannot be camera ids: a dead letter carries their SHA-256 instead. */
-  static final int MAX_KEY_BYTES = 1024;
-  /** Contract headers with values up to this long are kept first when headers are cut. */
-  static final int MAX_CONTRACT_HEADER_BYTES = 1024;
+  /**
+   * The rule an input header obeys (contract.json): "text" of min..max characters, an
+   * "integer" in [min, max], or "equals_version" (equals the contract's version).
+   */
+  record Rule(String name, String kind, long min, long max) {}
+
+  static final List<String> INPUT = ContractSpec.INPUT;
+  static final Set<String> RESULTS = ContractSpec.RESULTS;
+  static final long MAX_FRAME_PIXELS = ContractSpec.MAX_FRAME_PIXELS;
+  private static final int MAX_ERROR_BYTES = (int) ContractSpec.MAX_ERROR_BYTES;
   private static final Pattern DECIMAL = Pattern.compile("-?[0-9]+");
 
   private Contract() {}
@@ -76,8 +70,8 @@ final class Contract {
       if (unique.contains(header.name())) {
         if (!seen.add(header.name())) {
           long count = headers.stream().filter(h -> h.name().equals(header.name())).count();
-          throw new FrameError(
-              "header '" + header.name() + "' appears " + count + " times (once expected)");
+          throw new FrameError("header " + PythonText.repr(header.name()) + " appears " + count
+              + " times (once expected)");
         }
       }
       if (header.value() == null) {
@@ -95,7 +89,7 @@ final class Contract {
     try {
       return decoder.decode(ByteBuffer.wrap(raw)).toString();
     } catch (CharacterCodingException e) {
-      throw new FrameError("header '" + name + "' is not valid UTF-8");
+      throw new FrameError("header " + PythonText.repr(name) + " is not valid UTF-8");
     }
   }
 
@@ -110,55 +104,76 @@ final class Contract {
     if (!missing.isEmpty()) {
       throw new FrameError("missing header(s): " + String.join(", ", missing));
     }
-    String version = values.get("schema_version");
-    if (!version.equals("1")) {
-      throw new FrameError("unsupported schema_version '" + version + "' (this job reads '1')");
+    // The version first, as Python: a frame of another version may follow other rules.
+    List<Rule> rules = new ArrayList<>(ContractSpec.INPUT_RULES);
+    rules.sort(Comparator.comparing(rule -> !rule.kind().equals("equals_version")));
+    Map<String, Long> numbers = new HashMap<>();
+    for (Rule rule : rules) {
+      String raw = values.get(rule.name());
+      switch (rule.kind()) {
+        case "equals_version" -> {
+          if (!raw.equals(ContractSpec.SCHEMA_VERSION)) {
+            throw new FrameError("unsupported " + rule.name() + " " + PythonText.repr(raw)
+                + " (this job reads " + PythonText.repr(ContractSpec.SCHEMA_VERSION) + ")");
+          }
+        }
+        case "text" -> {
+          int length = raw.codePointCount(0, raw.length());
+          if (length < rule.min() || length > rule.max()) {
+            throw new FrameError(rule.name() + " header must be " + rule.min() + "-" + rule.max()
+                + " characters");
+          }
+        }
+        case "integer" -> numbers.put(rule.name(), integer(values, rule.name(), rule.min(),
+            rule.max()));
+        default -> throw new IllegalStateException("no such rule: " + rule.kind());
+      }
     }
-    String cameraId = values.get("camera_id");
-    int length = cameraId.codePointCount(0, cameraId.length());
-    if (length == 0 || length > 255) {
-      throw new FrameError("camera_id header must be 1-255 characters");
-    }
-    long seq = integer(values, "seq", 0, Long.MAX_VALUE);
-    long captureTsNs = integer(values, "capture_ts_ns", 0, Long.MAX_VALUE);
-    int width = (int) integer(values, "width", 1, MAX_JPEG_SIDE);
-    int height = (int) integer(values, "height", 1, MAX_JPEG_SIDE);
+    int width = Math.toIntExact(numbers.get(ContractSpec.H_WIDTH));
+    int height = Math.toIntExact(numbers.get(ContractSpec.H_HEIGHT));
     if ((long) width * height > MAX_FRAME_PIXELS) {
       throw new FrameError(
           "frame of " + width + "x" + height + " exceeds " + MAX_FRAME_PIXELS + " pixels");
     }
     checkAspectRatio(width, height, "frame");
-    return new Meta(cameraId, seq, captureTsNs, width, height);
+    return new Meta(values.get(ContractSpec.H_CAMERA_ID), numbers.get(ContractSpec.H_SEQ),
+        numbers.get(ContractSpec.H_CAPTURE_TS_NS), width, height);
   }
 
   /** Refuses a frame (or JPEG: `what`) of a shape no camera gives, as check_aspect_ratio. */
   static void checkAspectRatio(int width, int height, String what) {
-    if ((long) Math.max(width, height) > (long) MAX_ASPECT_RATIO * Math.min(width, height)) {
+    long ratio = ContractSpec.MAX_ASPECT_RATIO;
+    if ((long) Math.max(width, height) > ratio * Math.min(width, height)) {
       throw new FrameError(what + " of " + width + "x" + height + " exceeds the aspect-ratio"
-          + " limit (its long side at most " + MAX_ASPECT_RATIO + " times its short one)");
+          + " limit (its long side at most " + ratio + " times its short one)");
     }
   }
 
   /** An ASCII decimal integer within [minimum, maximum], as camstream's _parse_int. */
   static long integer(Map<String, String> values, String name, long minimum, long maximum) {
     String raw = values.get(name);
+    String shownName = PythonText.repr(name);
     if (!DECIMAL.matcher(raw).matches()) {
-      String shown = raw.length() <= 40 ? raw : raw.substring(0, 40) + "... (" + raw.length()
+      int length = raw.codePointCount(0, raw.length());
+      String shown = length <= 40 ? raw : PythonText.prefix(raw, 40) + "... (" + length
           + " characters)";
-      throw new FrameError("header '" + name + "' is not an ASCII decimal integer: '" + shown + "'");
+      throw new FrameError("header " + shownName + " is not an ASCII decimal integer: "
+          + PythonText.repr(shown));
     }
     String digits = raw.replaceFirst("^-?0*", "");
-    if (digits.length() > 19) {
+    if (digits.length() > 19) { // out of a long's range: no need to convert it to know
       boolean negative = raw.startsWith("-");
-      throw new FrameError("header '" + name + "' must be " + (negative ? ">= " + minimum
+      throw new FrameError("header " + shownName + " must be " + (negative ? ">= " + minimum
           : "<= " + maximum) + " (got a number of " + raw.replace("-", "").length() + " digits)");
     }
     java.math.BigInteger value = new java.math.BigInteger(raw);
     if (value.compareTo(java.math.BigInteger.valueOf(minimum)) < 0) {
-      throw new FrameError("header '" + name + "' must be >= " + minimum + " (got " + value + ")");
+      throw new FrameError("header " + shownName + " must be >= " + minimum + " (got " + value
+          + ")");
     }
     if (value.compareTo(java.math.BigInteger.valueOf(maximum)) > 0) {
-      throw new FrameError("header '" + name + "' must be <= " + maximum + " (got " + raw + ")");
+      throw new FrameError("header " + shownName + " must be <= " + maximum + " (got "
+          + PythonText.prefix(raw, 40) + ")");
     }
     return value.longValue();
   }
@@ -171,17 +186,17 @@ final class Contract {
       if (header.value() == null || RESULTS.contains(header.name())) {
         continue;
       }
-      if (size != null && header.name().equals("width")) {
-        out.add(new Header("width", ascii(Integer.toString(size[0]))));
-      } else if (size != null && header.name().equals("height")) {
-        out.add(new Header("height", ascii(Integer.toString(size[1]))));
+      if (size != null && header.name().equals(ContractSpec.H_WIDTH)) {
+        out.add(new Header(ContractSpec.H_WIDTH, ascii(Integer.toString(size[0]))));
+      } else if (size != null && header.name().equals(ContractSpec.H_HEIGHT)) {
+        out.add(new Header(ContractSpec.H_HEIGHT, ascii(Integer.toString(size[1]))));
       } else {
         out.add(header);
       }
     }
-    out.add(new Header("faces", ascii(Integer.toString(boxes.size()))));
-    out.add(new Header("boxes_xyxy", ascii(boxesJson(boxes))));
-    out.add(new Header("analyzed_ts_ns", ascii(Long.toString(analyzedTsNs))));
+    out.add(new Header(ContractSpec.H_FACES, ascii(Integer.toString(boxes.size()))));
+    out.add(new Header(ContractSpec.H_BOXES_XYXY, ascii(boxesJson(boxes))));
+    out.add(new Header(ContractSpec.H_ANALYZED_TS_NS, ascii(Long.toString(analyzedTsNs))));
     out.addAll(extra);
     return out;
   }
@@ -216,13 +231,13 @@ final class Contract {
       reason = (cut + "...").getBytes(StandardCharsets.UTF_8);
     }
     List<Header> out = new ArrayList<>(input);
-    out.add(new Header("error", reason));
-    out.add(new Header("failed_ts_ns", ascii(Long.toString(failedTsNs))));
+    out.add(new Header(ContractSpec.H_ERROR, reason));
+    out.add(new Header(ContractSpec.H_FAILED_TS_NS, ascii(Long.toString(failedTsNs))));
     if (source != null) {
       out.addAll(source.headers());
     }
     if (valueBytes != null) {
-      out.add(new Header("value_bytes", ascii(Integer.toString(valueBytes))));
+      out.add(new Header(ContractSpec.H_VALUE_BYTES, ascii(Integer.toString(valueBytes))));
     }
     return out;
   }
@@ -232,7 +247,7 @@ final class Contract {
    * uncompressed (what the sink writes counts whole, whatever compression let the input in).
    */
   static long recordBytes(byte[] key, byte[] value, List<Header> headers) {
-    long size = RECORD_BATCH_HEADER_BYTES + 5 + 1 + 10 + 5;
+    long size = ContractSpec.RECORD_BATCH_HEADER_BYTES + 5 + 1 + 10 + 5;
     size += 5 + (key == null ? 0 : key.length) + 5 + (value == null ? 0 : value.length) + 5;
     for (Header header : headers) {
       size += headerBytes(header);
@@ -250,11 +265,11 @@ final class Contract {
   record BoundedKey(byte[] key, List<Header> hashed) {}
 
   static BoundedKey boundedKey(byte[] key) {
-    if (key == null || key.length <= MAX_KEY_BYTES) {
+    if (key == null || key.length <= ContractSpec.MAX_KEY_BYTES) {
       return new BoundedKey(key, List.of());
     }
     String note = key.length + " bytes replaced by their SHA-256 (hex): a dead letter keeps keys"
-        + " of at most " + MAX_KEY_BYTES + " bytes";
+        + " of at most " + ContractSpec.MAX_KEY_BYTES + " bytes";
     try {
       byte[] digest = MessageDigest.getInstance("SHA-256").digest(key);
       StringBuilder hex = new StringBuilder();
@@ -262,7 +277,7 @@ final class Contract {
         hex.append(String.format("%02x", b));
       }
       return new BoundedKey(ascii(hex.toString()),
-          List.of(new Header("key_hashed", note.getBytes(StandardCharsets.UTF_8))));
+          List.of(new Header(ContractSpec.H_KEY_HASHED, note.getBytes(StandardCharsets.UTF_8))));
     } catch (NoSuchAlgorithmException e) {
       throw new EnvironmentFailure("this JVM has no SHA-256", e);
     }
@@ -280,7 +295,7 @@ final class Contract {
       boolean first = INPUT.contains(header.name()) && !seen.contains(header.name());
       seen.add(header.name());
       int length = header.value() == null ? 0 : header.value().length;
-      ranks[i] = first && length <= MAX_CONTRACT_HEADER_BYTES ? 1 : 0;
+      ranks[i] = first && length <= ContractSpec.MAX_CONTRACT_HEADER_BYTES ? 1 : 0;
     }
     return ranks;
   }
@@ -331,7 +346,7 @@ final class Contract {
   static Header headersDroppedNote(long count, long bytes) {
     String note = count + " original headers left out (" + bytes + " bytes, the largest first):"
         + " they exceed the topic's limit";
-    return new Header("headers_dropped", note.getBytes(StandardCharsets.UTF_8));
+    return new Header(ContractSpec.H_HEADERS_DROPPED, note.getBytes(StandardCharsets.UTF_8));
   }
 
   static long headersBytes(List<Header> headers) {

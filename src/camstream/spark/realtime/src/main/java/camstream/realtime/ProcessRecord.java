@@ -7,9 +7,12 @@ import java.math.BigDecimal;
 import java.io.UncheckedIOException;
 import java.math.RoundingMode;
 import java.nio.charset.StandardCharsets;
+import java.time.Clock;
+import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Objects;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.api.java.UDF8;
@@ -19,8 +22,9 @@ import scala.collection.Iterator;
 import scala.collection.Seq;
 
 /**
- * The per-record function for Spark's Real-time Mode: camstream.core.records.process_record in
- * Java, as a UDF (Real-time Mode runs JVM UDFs, not Python ones).
+ * The per-record function for Spark's Real-time Mode: what the micro-batch job does to a record
+ * (camstream.core.batch.process_batch of that one record, without the motion gate) in Java, as
+ * a UDF (Real-time Mode runs JVM UDFs, not Python ones).
  *
  * <p>(key, value, headers, where the record was read: topic, partition, offset and timestamp in
  * ms, settings) in; a row for the Kafka sink out: key, value, headers and the topic, the output
@@ -32,10 +36,28 @@ import scala.collection.Seq;
  * that does not load), running out of memory (as camstream.errors.ENVIRONMENT_FAILURES). Every
  * row it returns fits its topic, however large the record came. Kept equal to the Python
  * function by camstream's tests.
+ *
+ * <p>Every time it writes (analyzed_ts_ns, failed_ts_ns) and every age it judges comes from its
+ * clock, as Python's `clock=`: the system clock for the UDF Spark makes (the no-argument
+ * constructor), another one given to the other constructor.
  */
 public final class ProcessRecord
     implements UDF8<byte[], byte[], Seq<Row>, String, Integer, Long, Long, String, Row> {
-  private static final long serialVersionUID = 1L;
+  private static final long serialVersionUID = 2L;
+
+  // A java.time.Clock rather than a LongSupplier: the JDK's clocks are serializable (Spark
+  // ships the UDF to its executors) and a fixed one can be made without compiling any code.
+  private final Clock clock;
+
+  /** The function as Spark registers it by class name: the system clock. */
+  public ProcessRecord() {
+    this(Clock.systemUTC());
+  }
+
+  /** The function reading `clock` for every time it writes or judges. */
+  public ProcessRecord(Clock clock) {
+    this.clock = Objects.requireNonNull(clock, "clock");
+  }
 
   @Override
   public Row call(byte[] key, byte[] value, Seq<Row> headers, String topic, Integer partition,
@@ -82,14 +104,14 @@ public final class ProcessRecord
   /** The failure's reason and its causes' (a class that failed to initialise hides why). */
   private static String causes(Throwable failure) {
     StringBuilder text = new StringBuilder(reason(failure));
-    for (Throwable cause = failure.getCause(); cause != null && text.length() < 1000;
-        cause = cause.getCause()) {
+    for (Throwable cause = failure.getCause();
+        cause != null && text.length() < ContractSpec.MAX_ERROR_BYTES; cause = cause.getCause()) {
       text.append(", caused by ").append(reason(cause));
     }
     return text.toString();
   }
 
-  static Outcome process(byte[] key, byte[] value, List<Header> headers, Settings settings) {
+  Outcome process(byte[] key, byte[] value, List<Header> headers, Settings settings) {
     if (value == null) {
       throw new FrameError("frame value is null");
     }
@@ -100,11 +122,13 @@ public final class ProcessRecord
     Meta meta = Contract.meta(headers);
     byte[] cameraKey = meta.cameraId().getBytes(StandardCharsets.UTF_8);
     if (key == null) {
-      throw new FrameError("record key is null: it must be the camera id ('" + meta.cameraId()
-          + "'), which keeps a camera's frames on one partition and in order");
+      throw new FrameError("record key is null: it must be the camera id ("
+          + PythonText.repr(meta.cameraId())
+          + "), which keeps a camera's frames on one partition and in order");
     }
     if (!Arrays.equals(key, cameraKey)) {
-      throw new FrameError("record key differs from camera_id '" + meta.cameraId() + "'");
+      throw new FrameError("record key " + PythonText.repr(Arrays.copyOf(key, Math.min(40,
+          key.length))) + " differs from camera_id " + PythonText.repr(meta.cameraId()));
     }
     Jpeg.Info info = Jpeg.check(value);
     if (info.width() != meta.width() || info.height() != meta.height()) {
@@ -133,7 +157,7 @@ public final class ProcessRecord
    * starvation guard (minAnalysisIntervalMs), a frame of a starving camera is analysed however
    * old, and a frame to analyse is recorded as its camera's newest analysed one.
    */
-  private static Outcome staleOutput(Meta meta, byte[] cameraKey, byte[] jpeg,
+  private Outcome staleOutput(Meta meta, byte[] cameraKey, byte[] jpeg,
       List<Header> headers, Settings settings) {
     // As Python: the exact difference (both >= 0: it fits a long) as a double, over 1e6.
     double ageMs = (now() - meta.captureTsNs()) / 1e6;
@@ -150,7 +174,7 @@ public final class ProcessRecord
     String age = new BigDecimal(ageMs).setScale(0, RoundingMode.HALF_EVEN).toPlainString();
     String skipped = "stale: " + age + " ms old > " + settings.maxAgeMs + " ms";
     return output(meta, cameraKey, jpeg, null, List.of(), headers, settings,
-        List.of(new Header("skipped", skipped.getBytes(StandardCharsets.UTF_8))));
+        List.of(new Header(ContractSpec.H_SKIPPED, skipped.getBytes(StandardCharsets.UTF_8))));
   }
 
   /**
@@ -158,7 +182,7 @@ public final class ProcessRecord
    * headers that alone leave no room for any frame are cut first (the input's own outside the
    * contract, the largest first, until the frame fits as it is or none is left).
    */
-  private static Outcome output(Meta meta, byte[] key, byte[] jpeg, Mat image, List<int[]> boxes,
+  private Outcome output(Meta meta, byte[] key, byte[] jpeg, Mat image, List<int[]> boxes,
       List<Header> headers, Settings settings, List<Header> extra) {
     long limit = settings.outputMaxBytes;
     List<Header> out = Contract.analytics(headers, boxes, now(), null, extra);
@@ -202,7 +226,7 @@ public final class ProcessRecord
   /** The input headers an output keeps, and its extra headers with the note of those cut. */
   record Passed(List<Header> headers, List<Header> extra) {}
 
-  private static Passed cutPassed(byte[] key, byte[] jpeg, List<Header> headers,
+  private Passed cutPassed(byte[] key, byte[] jpeg, List<Header> headers,
       List<int[]> boxes, List<Header> extra, long limit) {
     int[] ranks = new int[headers.size()];
     List<Header> fixed = new ArrayList<>();
@@ -225,7 +249,7 @@ public final class ProcessRecord
     return new Passed(cut.kept(), noted);
   }
 
-  private static List<Header> fittedHeaders(Meta meta, Mat image, int quality,
+  private List<Header> fittedHeaders(Meta meta, Mat image, int quality,
       List<int[]> boxes, List<Header> headers, List<Header> extra) {
     double scale = image.cols() / (double) meta.width();
     List<int[]> scaled = new ArrayList<>();
@@ -237,7 +261,7 @@ public final class ProcessRecord
     String fitted = "{\"jpeg_quality\":" + quality + ",\"source_width\":" + meta.width()
         + ",\"source_height\":" + meta.height() + "}";
     List<Header> all = new ArrayList<>(extra);
-    all.add(new Header("fitted", fitted.getBytes(StandardCharsets.UTF_8)));
+    all.add(new Header(ContractSpec.H_FITTED, fitted.getBytes(StandardCharsets.UTF_8)));
     return Contract.analytics(headers, scaled, now(), new int[] {image.cols(), image.rows()}, all);
   }
 
@@ -250,7 +274,7 @@ public final class ProcessRecord
    * own last (headers_dropped says how many), and the value stays if it fits beside those kept.
    * The dead letter's own headers always stay.
    */
-  static Outcome deadLetter(byte[] key, byte[] value, List<Header> headers, String error,
+  Outcome deadLetter(byte[] key, byte[] value, List<Header> headers, String error,
       Settings settings, Source source) {
     Integer size = value == null ? null : value.length;
     Contract.BoundedKey bounded = Contract.boundedKey(key);
@@ -263,7 +287,8 @@ public final class ProcessRecord
     }
     String note = (size == null ? 0 : size) + " bytes left out: the dead letter would"
         + " exceed the dead-letter topic's max.message.bytes of " + limit;
-    Header valueDropped = new Header("value_dropped", note.getBytes(StandardCharsets.UTF_8));
+    Header valueDropped =
+        new Header(ContractSpec.H_VALUE_DROPPED, note.getBytes(StandardCharsets.UTF_8));
     List<Header> ownDropped = concat(own, List.of(valueDropped));
     if (Contract.recordBytes(key, null, concat(headers, ownDropped)) <= limit) {
       return new Outcome(false, key, null, concat(headers, ownDropped));
@@ -286,9 +311,10 @@ public final class ProcessRecord
     return all;
   }
 
-  /** Unix time in nanoseconds (microsecond resolution on Linux), as Python's time.time_ns. */
-  static long now() {
-    java.time.Instant instant = java.time.Instant.now();
+  /** Unix time in nanoseconds by the clock (the system's: microseconds on Linux), as
+   * Python's time.time_ns. */
+  long now() {
+    Instant instant = clock.instant();
     return instant.getEpochSecond() * 1_000_000_000L + instant.getNano();
   }
 }
