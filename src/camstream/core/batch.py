@@ -49,6 +49,7 @@ from camstream.core.records import (
     normalise,
     reason,
     record_failures,
+    safe_clock,
 )
 from camstream.core.settings import RecordSettings
 from camstream.core.shedding import Shedding, batch_shedding, early_skips
@@ -90,8 +91,9 @@ class Frame:
         return self.checked.meta.capture_ts_ns
 
     @property
-    def analyse(self) -> bool:
-        """Detect on it (else its boxes are carried from its camera's model)."""
+    def needs_detection(self) -> bool:
+        """Detect on it, unless it skips detection (else the gate carries its camera's
+        model's boxes to it)."""
         return self.decision is None or self.decision.analyse
 
 
@@ -106,11 +108,9 @@ class Batch:
     clock: Clock
     guard: FreshnessGuard | None
     outcomes: list[ProcessedRecord | None] = field(init=False)
-    shedding: Shedding = field(init=False)
 
     def __post_init__(self) -> None:
         self.outcomes = [None] * len(self.records)
-        self.shedding = Shedding(self.settings, past_capacity=False)
 
     def done(self, frame: Frame) -> bool:
         return self.outcomes[frame.index] is not None
@@ -180,21 +180,20 @@ def process_batch_parts(
     get. Each camera's frames stay in order: those that go first are the oldest of their
     camera in the batch. Otherwise there is one part.
     """
-    started_ns = clock()  # the batch's analysis budget runs from here
+    started_ns = safe_clock(clock)  # the batch's analysis budget runs from here
     cpu_started_ns = time.process_time_ns()  # what the batch costs, all its threads
     batch = Batch([_record(raw) for raw in records], settings, gate, mapper, clock, guard)
     frames = check_stage(batch)
     gate_stage(batch, frames)
-    to_detect = plan_stage(batch, frames, started_ns)
-    # Outcomes known before detection (the frames planned to skip it, and dead letters) go
-    # out first only when the plan sheds: otherwise the whole batch is one part.
-    early = _known(batch) if batch.shedding.past_capacity and gate is None else []
+    plan = plan_stage(batch, frames, started_ns)
+    early = _known(batch) if plan.early_part else []
     if early:
         yield [(index, _outcome(batch, index)) for index in early]
-    detect_stage(batch, to_detect)
+    detect_stage(batch, plan, plan.order)
     regions_stage(batch, frames)
-    finish_stage(batch, frames)
-    _measure(batch, frames, cpu_started_ns)
+    drop_failed_models(batch, frames)
+    finish_stage(batch, plan, frames)
+    _measure(batch, plan, frames, cpu_started_ns)
     sent = set(early)
     yield [(index, _outcome(batch, index)) for index in range(len(records)) if index not in sent]
 
@@ -219,7 +218,7 @@ def check_stage(batch: Batch) -> list[Frame]:
             if batch.gate is not None:
                 frame.thumb = motion_thumbnail(checked.jpeg, checked.info, thumb_width)
             return frame
-        return None
+        return None  # it failed: `failures` made its dead letter
 
     return [frame for frame in batch.mapper(check, range(len(batch.records))) if frame is not None]
 
@@ -230,8 +229,8 @@ def gate_stage(batch: Batch, frames: list[Frame]) -> None:
         return
     for frame in frames:
         meta = frame.checked.meta
-        assert frame.thumb is not None  # made by check_stage for a gated batch
         try:
+            assert frame.thumb is not None  # made by check_stage for a gated batch
             frame.decision = batch.gate.decide(
                 meta.camera_id, meta.seq, meta.capture_ts_ns, (meta.width, meta.height), frame.thumb
             )
@@ -241,52 +240,68 @@ def gate_stage(batch: Batch, frames: list[Frame]) -> None:
             frame.decision = None
 
 
-def plan_stage(batch: Batch, frames: list[Frame], started_ns: int) -> list[Frame]:
-    """The frames to detect on, in the order they are analysed; sets `batch.shedding`.
+@dataclass(frozen=True)
+class Plan:
+    """What a batch analyses, in which order, and how it judges each frame's turn."""
 
-    Past capacity the time goes to the newest frames (`detection_order`), and, without a
-    gate (with one, a frame may be the model of the frames after it), the frames that will
-    skip detection however soon their turn came get their outcomes now.
-    """
-    to_detect = [frame for frame in frames if frame.analyse]
+    order: list[Frame]  # the frames to detect on, in the order they are analysed
+    shedding: Shedding  # the verdict on each frame when its turn comes (`judge`)
+    early_part: bool  # the outcomes known now go out before the analysis
+
+
+def plan_stage(batch: Batch, frames: list[Frame], started_ns: int) -> Plan:
+    """The batch's plan; past capacity (the `live` policy), the time goes to the newest
+    frames (`detection_order`), and, without a gate (with one, a frame may be the model of
+    the frames after it), the frames that will skip detection however soon their turn came
+    get their outcomes now, to go out first with the dead letters of the check."""
+    to_detect = [frame for frame in frames if frame.needs_detection]
     settings, guard = batch.settings, batch.guard
     seen = [(f.camera_id, f.checked.meta.seq, f.capture_ts_ns) for f in frames]
-    batch.shedding = batch_shedding(seen, settings, guard, started_ns)
-    if not batch.shedding.past_capacity:
-        return to_detect
+    shedding = batch_shedding(seen, settings, guard, started_ns)
+    if not shedding.past_capacity:
+        return Plan(to_detect, shedding, early_part=False)
     ahead = lookaheads([(f.camera_id, f.capture_ts_ns) for f in to_detect])
     for frame, lookahead_ns in zip(to_detect, ahead, strict=True):
         frame.lookahead_ns = lookahead_ns
-    in_order = to_detect  # the batch's order
-    to_detect = detection_order(
+    order = detection_order(
         to_detect,
         lambda frame: (frame.camera_id, frame.capture_ts_ns),
         guard,
         lambda frame: frame.lookahead_ns,
     )
     if batch.gate is not None:
-        return to_detect
-    budget = batch.shedding.budget
-    meter = guard.meter if guard is not None else None
-    forecast = None if meter is None or budget is None else meter.forecast(budget.budget_ms)
-    candidates = None  # positions in the batch's order of what the batch may analyse
-    if forecast is not None:
-        first = set(to_detect[:forecast])
-        candidates = {position for position, frame in enumerate(in_order) if frame in first}
-    captures = [(frame.camera_id, frame.capture_ts_ns) for frame in in_order]
-    early = early_skips(captures, settings, started_ns, candidates)
-    going_early = {in_order[position] for position in early}
+        return Plan(order, shedding, early_part=False)
+    early = early_skips(
+        [(frame.camera_id, frame.capture_ts_ns) for frame in to_detect],
+        settings,
+        started_ns,
+        _candidates(to_detect, order, shedding),
+    )
     for position, why in early.items():
-        frame = in_order[position]
+        frame = to_detect[position]
         with batch.failures(frame.index):
             batch.outcomes[frame.index] = skipped_output(frame.checked, why, settings, batch.clock)
-    return [frame for frame in to_detect if frame not in going_early]
+    going_early = {to_detect[position] for position in early}
+    return Plan([f for f in order if f not in going_early], shedding, early_part=True)
 
 
-def judge(batch: Batch, frame: Frame) -> bool:
+def _candidates(frames: list[Frame], order: list[Frame], shedding: Shedding) -> set[int] | None:
+    """The positions in `frames` (the batch's order) of those the batch may analyse: the
+    first of the detection `order`, as many as the load meter forecasts (None: none)."""
+    meter = shedding.guard.meter if shedding.guard is not None else None
+    budget = shedding.budget
+    if meter is None or budget is None:
+        return None
+    first = set(order[: meter.forecast(budget.budget_ms)])
+    return {position for position, frame in enumerate(frames) if frame in first}
+
+
+def judge(batch: Batch, plan: Plan, frame: Frame) -> bool:
     """The frame's one verdict, when its turn for detection comes: analyse it (True), or
     skip detection (its outcome says why)."""
-    why = batch.shedding.skip_reason(
+    if batch.settings.max_age_ms is None:  # no `live` policy: every frame is analysed
+        return True
+    why = plan.shedding.skip_reason(
         frame.camera_id, frame.capture_ts_ns, batch.clock(), frame.lookahead_ns
     )
     if why is None:
@@ -300,13 +315,13 @@ def detect_frame(frame: CheckedFrame, settings: RecordSettings) -> np.ndarray:
     return detect_in_jpeg(frame.jpeg, frame.info, settings.detection)
 
 
-def detect_stage(batch: Batch, to_detect: list[Frame]) -> None:
+def detect_stage(batch: Batch, plan: Plan, to_detect: list[Frame]) -> None:
     """Faces on each frame to analyse, in the planned order: on its moving regions when
     the gate found some, else on the whole frame (which becomes its camera's model's)."""
 
     def detect(frame: Frame) -> None:
         with batch.failures(frame.index):
-            if not judge(batch, frame):
+            if not judge(batch, plan, frame):
                 return
             decision = frame.decision
             if decision is not None and decision.regions:
@@ -327,8 +342,7 @@ def detect_stage(batch: Batch, to_detect: list[Frame]) -> None:
 def regions_stage(batch: Batch, frames: list[Frame]) -> None:
     """In order: a frame analysed on its moving regions keeps the boxes of the frame it
     moved from that lie outside them. That frame's boxes are known by now, from an earlier
-    batch or earlier in this one. Then the models whose detection failed (or was skipped)
-    are dropped: they are no models, and the camera's next frame is analysed."""
+    batch or earlier in this one."""
     for frame in frames:
         if not frame.in_regions or batch.done(frame):
             continue
@@ -345,24 +359,30 @@ def regions_stage(batch: Batch, frames: list[Frame]) -> None:
                     [frame.boxes, np.asarray(kept, np.int32).reshape(-1, 4)]
                 )
             decision.reference.boxes_xyxy = frame.boxes
-    if batch.gate is not None:
-        for frame in frames:
-            if frame.decision is not None and frame.decision.analyse and batch.done(frame):
-                batch.gate.drop(frame.camera_id, frame.decision.reference)
 
 
-def finish_stage(batch: Batch, frames: list[Frame]) -> None:
+def drop_failed_models(batch: Batch, frames: list[Frame]) -> None:
+    """A model whose detection failed (or was skipped) is no model: the gate forgets it,
+    and the camera's next frame is analysed."""
+    if batch.gate is None:
+        return
+    for frame in frames:
+        if frame.decision is not None and frame.decision.analyse and batch.done(frame):
+            batch.gate.drop(frame.camera_id, frame.decision.reference)
+
+
+def finish_stage(batch: Batch, plan: Plan, frames: list[Frame]) -> None:
     """Each frame's output record: with its boxes, or its model's carried forward (with
     `carried_from_seq`); a frame whose model's detection failed is analysed itself."""
 
     def finish(frame: Frame) -> None:
         with batch.failures(frame.index):
             carried_from = None
-            if not frame.analyse:
+            if not frame.needs_detection:
                 assert frame.decision is not None
                 reference = frame.decision.reference
                 if reference.boxes_xyxy is None:  # its model's detection failed
-                    if not judge(batch, frame):
+                    if not judge(batch, plan, frame):
                         return
                     frame.boxes = detect_frame(frame.checked, batch.settings)
                 else:
@@ -375,7 +395,7 @@ def finish_stage(batch: Batch, frames: list[Frame]) -> None:
     _run(batch.mapper(finish, [frame for frame in frames if not batch.done(frame)]))
 
 
-def _measure(batch: Batch, frames: list[Frame], cpu_started_ns: int) -> None:
+def _measure(batch: Batch, plan: Plan, frames: list[Frame], cpu_started_ns: int) -> None:
     """What the batch tells the load meter: the CPU a frame with boxes costs (detected or
     carried: the cameras' rates count every frame), and how many the budget allowed."""
     meter = batch.guard.meter if batch.guard is not None else None
@@ -384,8 +404,8 @@ def _measure(batch: Batch, frames: list[Frame], cpu_started_ns: int) -> None:
     worked = sum(1 for frame in frames if frame.boxes is not None)
     if worked:
         meter.cost((time.process_time_ns() - cpu_started_ns) // worked)
-    budget = batch.shedding.budget
-    if batch.shedding.past_capacity and budget is not None:  # what the next batch may analyse
+    budget = plan.shedding.budget
+    if plan.shedding.past_capacity and budget is not None:  # what the next batch may analyse
         meter.analysed(worked, budget.budget_ms)
 
 

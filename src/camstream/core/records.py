@@ -136,7 +136,7 @@ def dead_letter(
       contract's own last (`headers_dropped` says how many); the value stays if it fits
       beside those kept. The dead letter's own headers always stay.
     """
-    failed_ts_ns = _safe_clock(clock)
+    failed_ts_ns = safe_clock(clock)
     size = None if value is None else len(value)
     key, hashed = bounded_key(key)
     own = [*dead_letter_headers([], error, failed_ts_ns, source, size), *hashed]
@@ -160,7 +160,7 @@ def dead_letter(
     return ProcessedRecord(False, key, None, [*kept, *own, value_dropped, cut], error=error)
 
 
-def _safe_clock(clock: Clock) -> int:
+def safe_clock(clock: Clock) -> int:
     try:
         return int(clock())
     except Exception:  # a broken injected clock must not break the guarantee

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from camstream.core.contract import dead_letter_headers
+from camstream.core.contract import H_ERROR, H_FAILED_TS_NS, MAX_ERROR_BYTES, dead_letter_headers
 from camstream.core.settings import RecordSettings
 from camstream.errors import ENVIRONMENT_FAILURES
 
@@ -45,8 +45,6 @@ OUTPUT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("analysed", "boolean"),
 )
 OUTPUT_SCHEMA = ", ".join(f"{name} {ddl}" for name, ddl in OUTPUT_COLUMNS)
-# The sink's columns, which every row names; the others are what the metrics count.
-SINK_COLUMNS = ("key", "value", "headers", "topic")
 
 
 @dataclass(frozen=True)
@@ -209,7 +207,10 @@ def make_batch_processor(settings: RecordSettings, worker: WorkerSettings) -> An
                         for result, first in zip(part, rows, strict=True)
                         for row in (first, *_event_rows(result, events_topic))
                     ]
-                yield pa.RecordBatch.from_pylist(rows, schema=out_schema)
+                # By column name: a row without one of them fails here, loud (a row with a
+                # null topic would be taken for the flush row and dropped).
+                columns = {name: [row[name] for row in rows] for name in out_schema.names}
+                yield pa.RecordBatch.from_pydict(columns, schema=out_schema)
                 if more:  # out now, not after the analysis that comes next
                     yield flush
             if guard is not None:
@@ -329,5 +330,9 @@ def _last_resort(
     try:
         return dead_letter(key, value, headers, error, settings, source=source)
     except Exception:  # the bug is in dead_letter itself: the reason alone still fits
-        headers = dead_letter_headers([], error, time.time_ns())
+        try:
+            headers = dead_letter_headers([], error, time.time_ns())
+        except Exception:  # or in what makes its headers: the reason, cut, and the time
+            cut = error.encode("utf-8", "replace")[:MAX_ERROR_BYTES]
+            headers = [(H_ERROR, cut), (H_FAILED_TS_NS, str(time.time_ns()).encode())]
         return ProcessedRecord(False, None, None, headers, error=error)
