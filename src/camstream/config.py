@@ -33,6 +33,12 @@ from camstream.core.settings import (
     RecordSettings,
 )
 from camstream.errors import ConfigError
+from camstream.kafka.security import (
+    JAAS_PROPERTY,
+    SASL_MECHANISMS,
+    SECURITY_PROTOCOLS,
+    KafkaSecurity,
+)
 
 __all__ = ["DETECTION_PRESETS", "Config", "ConfigError", "DetectionSettings", "RecordSettings"]
 
@@ -130,13 +136,6 @@ def _properties_problem(value: tuple[tuple[str, str], ...]) -> str | None:
 
 # The preset of many mostly still cameras: the fast detector behind the motion gate.
 GATED_PRESET = "fast-gated"
-
-SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-SASL_MECHANISMS = {
-    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
-    "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
-    "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
-}
 
 
 @dataclass(frozen=True)
@@ -428,7 +427,7 @@ class Config:
                 raise ConfigError(
                     f"{protocol} needs KAFKA_SASL_MECHANISM, one of {', '.join(SASL_MECHANISMS)}"
                 )
-            if "sasl.jaas.config" not in extra and not (
+            if JAAS_PROPERTY not in extra and not (
                 self.kafka_sasl_username and self.kafka_sasl_password
             ):
                 raise ConfigError(
@@ -535,30 +534,15 @@ class Config:
         )
 
     @property
-    def client_properties(self) -> tuple[tuple[str, str], ...]:
-        """Kafka client properties (the Java client's names) for the security settings.
+    def kafka_security(self) -> KafkaSecurity:
+        """The Kafka security settings, for each kind of client (`camstream.kafka.security`)."""
+        return KafkaSecurity.from_config(self)
 
-        Spark passes them to its Kafka source and sink as `kafka.*` options; the Python
-        clients map them to kafka-python's settings (`camstream.kafka.clients`).
-        """
-        props: dict[str, str] = {}
-        protocol = self.kafka_security_protocol
-        if protocol != "PLAINTEXT":
-            props["security.protocol"] = protocol
-        if protocol.startswith("SASL_") and self.kafka_sasl_username:
-            module = SASL_MECHANISMS[self.kafka_sasl_mechanism]
-            props["sasl.mechanism"] = self.kafka_sasl_mechanism
-            props["sasl.jaas.config"] = (
-                f"{module} required username={quoted(self.kafka_sasl_username)}"
-                f" password={quoted(self.kafka_sasl_password)};"
-            )
-        elif self.kafka_sasl_mechanism:
-            props["sasl.mechanism"] = self.kafka_sasl_mechanism
-        if self.kafka_ssl_ca_file:
-            props["ssl.truststore.type"] = "PEM"
-            props["ssl.truststore.location"] = str(Path(self.kafka_ssl_ca_file).resolve())
-        props.update((name.removeprefix("kafka."), value) for name, value in self.kafka_properties)
-        return tuple(props.items())
+    @property
+    def client_properties(self) -> tuple[tuple[str, str], ...]:
+        """The Java client's Kafka properties; kept while `spark/job.py` reads them
+        (`kafka_security.spark_options()` renders Spark's options)."""
+        return tuple(self.kafka_security.java_properties().items())
 
 
 # ---- the table: names, types, parsing -----------------------------------------------------
@@ -668,18 +652,3 @@ def secret_values(cfg: Config) -> list[str]:
 
 def _csv(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
-
-
-_JAAS_VALUE = re.compile(r'(\w+)\s*=\s*"((?:[^"\\]|\\.)*)"')
-_JAAS_ESCAPE = re.compile(r"\\(.)")
-
-
-def jaas_options(line: str) -> dict[str, str]:
-    """The quoted options of a JAAS line (`username`, `password`...), unescaped."""
-    return {name: _JAAS_ESCAPE.sub(r"\1", value) for name, value in _JAAS_VALUE.findall(line)}
-
-
-def quoted(value: str) -> str:
-    """`value` in double quotes, backslash-escaped: as JAAS lines and Java's argument files
-    read it."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

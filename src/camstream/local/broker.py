@@ -14,8 +14,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from camstream.config import quoted
 from camstream.errors import BrokerError, KafkaUnavailableError
+from camstream.kafka.security import quoted
 from camstream.local import jars
 from camstream.local.layout import load_layout, save_layout
 from camstream.local.ports import port_is_free
