@@ -411,6 +411,7 @@ def run_load(
     received = len(recorder.samples)
     return {
         "preset": preset,
+        "motion_gate": cfg.motion_gate,
         "trigger": trigger,
         "freshness": freshness,
         "cameras": cameras,

@@ -54,6 +54,8 @@ def test_bad_configuration_fails_fast() -> None:
     assert out.returncode == 2 and "expected HOST:PORT" in out.stderr
     out = run("analyze", "--detection-preset", "turbo")
     assert out.returncode == 2 and "invalid choice: 'turbo'" in out.stderr
+    out = run("analyze", "--detection-preset", "fast-gated")
+    assert out.returncode == 2 and "--detection-preset fast --motion-gate" in out.stderr
 
 
 def test_broker_down_is_reported_not_a_traceback() -> None:

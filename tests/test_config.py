@@ -49,6 +49,10 @@ def test_environment_and_overrides() -> None:
             {"CAMSTREAM_DETECTION_PRESET": "turbo"},
             "detection_preset must be one of faithful, equalized, fast",
         ),
+        (
+            {"CAMSTREAM_DETECTION_PRESET": "fast-gated"},
+            "use CAMSTREAM_DETECTION_PRESET=fast CAMSTREAM_MOTION_GATE=1",
+        ),
         ({"CAMSTREAM_JPEG_QUALITY": "150"}, "jpeg_quality must be between 1 and 100"),
         ({"CAMSTREAM_STARTING_OFFSETS": "yesterday"}, "starting_offsets must be"),
         ({"CAMSTREAM_OUTPUT_TOPIC": "camera-stream"}, "must differ"),
@@ -156,3 +160,13 @@ def test_a_ready_made_jaas_line_wins_and_the_python_clients_take_its_login() -> 
     assert cfg.kafka_security.spark_options()["kafka.sasl.jaas.config"] == oauth
     with pytest.raises(ConfigError, match="take only a PLAIN or SCRAM login"):
         cfg.kafka_security.python_settings()
+
+
+def test_the_motion_gate_is_its_own_setting_whatever_the_preset() -> None:
+    assert not Config(detection_preset="fast").motion.enabled
+    gated = Config(detection_preset="fast", motion_gate=True)
+    assert gated.motion.enabled and gated.detection == DETECTION_PRESETS["fast"]
+    assert Config(detection_preset="faithful", motion_gate=True).motion.enabled
+    # The preset that once switched the gate on too is refused, saying what to set instead.
+    with pytest.raises(ConfigError, match="--detection-preset fast --motion-gate"):
+        Config(detection_preset="fast-gated").validate()

@@ -119,9 +119,13 @@ def test_the_motion_gate_in_the_job_carries_still_scenes_and_writes_events(
     from gating import clip_records, iou
 
     cfg = config_with_topics(
-        kafka_bootstrap, tmp_path, partitions=2, detection_preset="fast-gated",
+        kafka_bootstrap,
+        tmp_path,
+        partitions=2,
+        detection_preset="fast",
+        motion_gate=True,
         max_offsets_per_trigger=25,
-    )  # fmt: skip
+    )
     clips = {"cam-lobby": "lobby", "cam-guard": "gravel-guard"}
     producer = make_producer(cfg)
     for camera_id, clip in clips.items():

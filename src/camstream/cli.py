@@ -63,6 +63,10 @@ def add_settings(parser: argparse.ArgumentParser, *names: str) -> None:
 
 def _option_parser(name: str) -> Callable[[str], Any]:
     def parse_option(raw: str) -> Any:
+        # Before argparse's choices: a removed value is told what to use instead.
+        removed = SETTINGS[name].removed_problem(raw)
+        if removed:
+            raise argparse.ArgumentTypeError(removed)
         try:
             return parse(name, raw)
         except ConfigError as exc:

@@ -55,10 +55,19 @@ class Setting:
     check: Callable[[Any], str | None] | None = None
     # Secrets come from the environment only: a command line shows in `ps`.
     secret: bool = False
+    # Values no longer taken, each with what to set instead: refused with that said.
+    removed: tuple[tuple[str, str], ...] = ()
 
     @property
     def flag(self) -> bool:
         return not self.secret
+
+    def removed_problem(self, value: Any) -> str | None:
+        """What to set instead, if `value` is one no longer taken."""
+        for old, instead in self.removed:
+            if value == old:
+                return f"{old!r} is no longer taken, {instead}"
+        return None
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", **options: Any) -> Any:
@@ -132,10 +141,6 @@ def _properties_problem(value: tuple[tuple[str, str], ...]) -> str | None:
         if not name or " " in name:
             return f"has a bad property name {name!r}"
     return None
-
-
-# The preset of many mostly still cameras: the fast detector behind the motion gate.
-GATED_PRESET = "fast-gated"
 
 
 @dataclass(frozen=True)
@@ -227,9 +232,18 @@ class Config:
     detection_preset: str = setting(
         "faithful",
         "detection settings: faithful is the 2018 demo's detector call for call, equalized adds"
-        " histogram equalisation and a 30-px minimum face, fast detects on a 320-px-wide copy;"
-        " fast-gated is fast with the motion gate (many mostly still cameras)",
-        choices=(*DETECTION_PRESETS, GATED_PRESET),
+        " histogram equalisation and a 30-px minimum face, fast detects on a 320-px-wide copy"
+        " (with many mostly still cameras, add the motion gate)",
+        choices=tuple(DETECTION_PRESETS),
+        # It also switched the motion gate on: a preset now sets detection only.
+        removed=(
+            (
+                "fast-gated",
+                "as a preset sets detection only: for the fast detector behind the motion gate,"
+                " use CAMSTREAM_DETECTION_PRESET=fast CAMSTREAM_MOTION_GATE=1"
+                " (--detection-preset fast --motion-gate)",
+            ),
+        ),
     )
     motion_gate: bool = setting(
         False,
@@ -454,14 +468,13 @@ class Config:
     @property
     def detection(self) -> DetectionSettings:
         """The preset's detection settings."""
-        preset = "fast" if self.detection_preset == GATED_PRESET else self.detection_preset
-        return DETECTION_PRESETS[preset]
+        return DETECTION_PRESETS[self.detection_preset]
 
     @property
     def motion(self) -> MotionSettings:
-        """The motion gate's settings: on with CAMSTREAM_MOTION_GATE or the fast-gated preset."""
+        """The motion gate's settings: on with CAMSTREAM_MOTION_GATE, whatever the preset."""
         return MotionSettings(
-            enabled=self.motion_gate or self.detection_preset == GATED_PRESET,
+            enabled=self.motion_gate,
             keyframe_s=self.motion_keyframe_s,
             pixel_threshold=self.motion_pixel_threshold,
             min_changed=self.motion_min_changed,
@@ -614,6 +627,9 @@ def parse(name: str, raw: str) -> Any:
 def _problem(meta: Setting, value: Any) -> str | None:
     if value is None:
         return None
+    removed = meta.removed_problem(value)
+    if removed:
+        return removed
     if meta.choices and value not in meta.choices:
         shown = ", ".join(c or "(empty)" for c in meta.choices)
         return f"must be one of {shown} (got {value!r})"
