@@ -18,6 +18,7 @@ from typing import Any
 
 import psutil
 from kafka import TopicPartition
+from probes import observed_totals
 from registry import say
 
 from camstream.cameras.simulate import CameraSimulator, load_sample_frames
@@ -30,7 +31,6 @@ from camstream.kafka.topics import ensure_topics
 from camstream.local.broker import LocalBroker
 from camstream.local.ports import free_port
 from camstream.spark.job import stop_gracefully
-from camstream.spark.progress import observed_totals
 
 
 def sample_jpegs() -> list[bytes]:

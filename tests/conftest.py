@@ -18,8 +18,8 @@ import pytest
 
 from camstream.config import Config
 from camstream.local.broker import LocalBroker, LocalCluster
-from camstream.local.ports import free_port, free_port_block
-from helpers import SASL_USER, config_with_topics, make_certificates, process_text
+from camstream.local.ports import free_port
+from helpers import SASL_USER, config_with_topics, free_port_block, make_certificates, process_text
 
 # Every Spark driver the tests start (the session's, each `camstream analyze` subprocess's)
 # lives for seconds: JIT-compiling with C1 alone starts Spark in about half the time on two

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import cv2
 import numpy as np
+import psutil
 import pytest
 
 from camstream.config import Config
@@ -42,6 +43,26 @@ def _bench_module(name: str) -> Any:
 
 
 iou = _bench_module("boxes").iou  # one definition for the bench and the tests
+# What the bench and the tests measure of a running stack, defined once.
+_probes = _bench_module("probes")
+observed_totals = _probes.observed_totals
+process_rss_mb = _probes.process_rss_mb
+free_port_block = _probes.free_port_block
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MB."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            total += process.memory_info().rss
+    return total / 2**20
+
 
 __all__ = [
     "ARTIFACTS",
@@ -58,14 +79,18 @@ __all__ = [
     "databricks_widgets",
     "end_offsets",
     "execute",
+    "free_port_block",
     "group_alive",
     "iou",
     "make_certificates",
+    "observed_totals",
     "outputs",
+    "process_rss_mb",
     "process_text",
     "publish",
     "replay_in_consumer_notebook",
     "shown_text",
+    "tree_rss_mb",
     "unique_topics",
     "wait_until",
 ]

@@ -32,9 +32,8 @@ from camstream.kafka.clients import make_consumer, make_producer
 from camstream.kafka.topics import ensure_topics
 from camstream.local.broker import LocalBroker, LocalCluster
 from camstream.local.ports import free_port
-from camstream.local.supervisor import process_rss_mb, tree_rss_mb
 from camstream.spark.job import build_query
-from helpers import config_with_topics, group_alive, wait_until
+from helpers import config_with_topics, group_alive, process_rss_mb, tree_rss_mb, wait_until
 from station_helpers import AnnotatedFramePublisher
 
 pytestmark = pytest.mark.spark

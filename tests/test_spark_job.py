@@ -11,8 +11,7 @@ from camstream.core.contract import FrameMeta, headers_to_dict
 from camstream.core.jpeg import encode_jpeg
 from camstream.kafka.clients import make_producer
 from camstream.spark.job import build_query
-from camstream.spark.progress import observed_totals
-from helpers import astronaut_bgr, consume, wait_until
+from helpers import astronaut_bgr, consume, observed_totals, wait_until
 
 pytestmark = pytest.mark.spark
 

@@ -11,18 +11,16 @@ and regenerated and compared by the tests): per frame the faces fully in view, t
 partly in view (counted neither way), and whether anything moved since the frame before.
 
 Used by the bench (recall and capacity with and without the motion gate) and the tests.
-Run as a script to rewrite the labels: `python -m camstream.cameras.still_scenes`.
+`scripts/still_scene_labels.py` rewrites the labels after a change to the scenes.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import sys
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -275,14 +273,3 @@ def committed_labels() -> dict:
     """The labels as committed with the package."""
     path = resources.files("camstream.cameras").joinpath("data", LABELS_FILE)
     return json.loads(path.read_text())
-
-
-def main() -> int:
-    path = Path(__file__).parent / "data" / LABELS_FILE
-    path.write_text(json.dumps(all_labels(), indent=1) + "\n")
-    print(f"wrote {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

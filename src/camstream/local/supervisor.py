@@ -185,25 +185,3 @@ def group_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants, in MB."""
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
-    total = 0
-    for process in processes:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            total += process.memory_info().rss
-    return total / 2**20
-
-
-def process_rss_mb(pid: int) -> float:
-    """Resident memory of one process, in MB (0 if it is gone)."""
-    try:
-        return psutil.Process(pid).memory_info().rss / 2**20
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return 0.0
