@@ -151,8 +151,9 @@ def gating_costs(gating: dict[str, Any]) -> dict[str, float]:
         analysed_ms = _ms_per_frame(drains["ungated"], "steady_fps")
         total_ms = _ms_per_frame(drains["gated, regions"], "steady_fps")
     else:
-        ungated = max((r for r in loads if r["label"] == "ungated"),
-                      key=lambda r: r["delivered_fps"])  # fmt: skip
+        ungated = max(
+            (r for r in loads if r["label"] == "ungated"), key=lambda r: r["delivered_fps"]
+        )
         analysed_ms = _ms_per_frame(ungated, "delivered_fps")
         total_ms = _ms_per_frame(row, "delivered_fps")
     frames = row["frames_analysed"] + row["frames_gated"]
@@ -166,8 +167,11 @@ def gating_costs(gating: dict[str, Any]) -> dict[str, float]:
     moved = min(share_analysed, gating["recall"]["fast, regions"]["share_moved"])
     analysed_cost = moved * motion_ms + (share_analysed - moved) * analysed_ms
     gated_ms = max(0.05, (total_ms - analysed_cost) / max(1e-9, 1 - share_analysed))
-    return {"analysed_frame_ms": analysed_ms, "motion_frame_ms": motion_ms,
-            "gated_frame_ms": gated_ms}  # fmt: skip
+    return {
+        "analysed_frame_ms": analysed_ms,
+        "motion_frame_ms": motion_ms,
+        "gated_frame_ms": gated_ms,
+    }
 
 
 def _ms_per_frame(row: dict[str, Any], rate: str) -> float:
@@ -185,8 +189,9 @@ def gated_table(results: dict[str, Any], fps: float = 1.0, keyframe_s: float = 6
     for activity in (0.0, 0.05, 0.10, 0.25, 0.50, 1.0):
         cost = gated_cost_ms(activity, fps, keyframe_s, gating)
         per_core = UTILISATION * 1000 / (fps * cost)
-        rows.append(f"| {activity:.0%} | {cost:.2f} | {per_core:,.0f} |"
-                    f" {math.ceil(1000 / per_core)} |")  # fmt: skip
+        rows.append(
+            f"| {activity:.0%} | {cost:.2f} | {per_core:,.0f} | {math.ceil(1000 / per_core)} |"
+        )
     ungated = gating_costs(gating)["analysed_frame_ms"]
     per_core = UTILISATION * 1000 / (fps * ungated)
     rows.append(f"| no gate | {ungated:.2f} | {per_core:,.0f} | {math.ceil(1000 / per_core)} |")

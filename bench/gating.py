@@ -42,22 +42,25 @@ def clip_records(name: str, camera_id: str, start_ns: int = 10**18) -> list[tupl
     return records
 
 
-def run_clip(name: str, settings: RecordSettings, gate: MotionGate | None,
-             batch: int = 10) -> list[dict[str, Any]]:  # fmt: skip
+def run_clip(
+    name: str, settings: RecordSettings, gate: MotionGate | None, batch: int = 10
+) -> list[dict[str, Any]]:
     """Per frame of the clip: its output boxes and whether they were carried."""
     records = clip_records(name, f"cam-{name}")
     out = []
     for first in range(0, len(records), batch):
-        for result in process_batch(records[first : first + batch], settings, gate,
-                                    clock=lambda: 10**18):  # fmt: skip
+        for result in process_batch(
+            records[first : first + batch], settings, gate, clock=lambda: 10**18
+        ):
             assert result.ok, result.error
             values = headers_to_dict(result.headers)
             out.append({"boxes": json.loads(values["boxes_xyxy"]), "carried": result.carried})
     return out
 
 
-def evaluate(preset: str, motion: MotionSettings | None = None,
-             clips: tuple[str, ...] | None = None) -> dict[str, Any]:  # fmt: skip
+def evaluate(
+    preset: str, motion: MotionSettings | None = None, clips: tuple[str, ...] | None = None
+) -> dict[str, Any]:
     """Recall without and with the gate, the share gated, per clip and in all."""
     settings = RecordSettings(detection=DETECTION_PRESETS[preset])
     motion = motion or MotionSettings(enabled=True)

@@ -57,8 +57,12 @@ def render_table(results: dict[str, Any]) -> str:
         )
     java = results.get("java_ms_per_frame", {})
     if java:
-        rows.append(("one core per frame, 640x480, Java function (ms)",
-                     f"faithful {java['faithful']:.1f}, fast {java['fast']:.1f}"))  # fmt: skip
+        rows.append(
+            (
+                "one core per frame, 640x480, Java function (ms)",
+                f"faithful {java['faithful']:.1f}, fast {java['fast']:.1f}",
+            )
+        )
     for item in results.get("latency", []):
         own = java.get(item["preset"])
         if own and item["mode"].startswith("realtime"):
@@ -209,8 +213,11 @@ def plot(results: dict[str, Any], out: Path) -> None:
             for pct, style in (("p50", "o-"), ("p99", "^:")):
                 ax.plot(loads, [i[f"delay_ms_{pct}"] for i in items], style, color=f"C{n}",
                         label=f"{trigger} {pct}")  # fmt: skip
-        ax.set(xlabel="load (% of the mode's own capacity)", ylabel="capture to station (ms)",
-               title="Latency vs load per mode, fast preset")  # fmt: skip
+        ax.set(
+            xlabel="load (% of the mode's own capacity)",
+            ylabel="capture to station (ms)",
+            title="Latency vs load per mode, fast preset",
+        )
         ax.set_yscale("log")
         ax.legend(fontsize=7)
         fig.tight_layout()
@@ -229,8 +236,12 @@ def plot(results: dict[str, Any], out: Path) -> None:
         width = 0.8 / len(variants)
         for n, variant in enumerate(variants):
             ratios = {label(i): i["ratio"] for i in items if i["variant"] == variant}
-            ax.bar([x + n * width for x in range(len(labels))],
-                   [ratios.get(label, 0) for label in labels], width, label=variant)  # fmt: skip
+            ax.bar(
+                [x + n * width for x in range(len(labels))],
+                [ratios.get(label, 0) for label in labels],
+                width,
+                label=variant,
+            )
         ax.axhline(0.9, color="k", linestyle="--", linewidth=1, label="target 0.90")
         ax.set_xticks([x + width * (len(variants) - 1) / 2 for x in range(len(labels))])
         ax.set_xticklabels(labels, fontsize=7)

@@ -217,10 +217,14 @@ def presets_scenario(ctx: Context) -> None:
         "presets": figures,
     }
     for preset, row in figures.items():
-        say(f"  {preset}: " + "; ".join(
-            f"{name} recall {row[name]['recall']:.3f}, {row[name]['false_boxes']} false boxes"
-            for name in sets
-        ) + f"; {row['all']['ms_per_frame_median']:.1f} ms/frame")  # fmt: skip
+        say(
+            f"  {preset}: "
+            + "; ".join(
+                f"{name} recall {row[name]['recall']:.3f}, {row[name]['false_boxes']} false boxes"
+                for name in sets
+            )
+            + f"; {row['all']['ms_per_frame_median']:.1f} ms/frame"
+        )
 
 
 @scenario("drain", "the Spark job draining a pre-filled topic, per preset")
@@ -311,14 +315,18 @@ def latency_scenario(ctx: Context) -> None:
         realtime = settings["trigger"] == "realtime"
         warmup = 20.0 if realtime and not ctx.quick else 8.0
         length = seconds + 40 if realtime and not ctx.quick else seconds
-        say(f"latency, {preset}, {fraction:.0%} of {mode}'s capacity ({fraction * capacity:.0f}"
-            f" frames/s), {length:.0f} s")  # fmt: skip
+        say(
+            f"latency, {preset}, {fraction:.0%} of {mode}'s capacity ({fraction * capacity:.0f}"
+            f" frames/s), {length:.0f} s"
+        )
         result = run_load(ctx.stack, preset=preset, total_fps=fraction * capacity,
                           cameras=10 if preset == "fast" else 5, seconds=length,
                           warmup_s=warmup, **settings)  # fmt: skip
         results.append({"load": fraction, "mode": mode, "capacity_fps": capacity, **result})
-        say(f"  p50 {result['delay_ms_p50']:.0f} ms, p99 {result['delay_ms_p99']:.0f} ms,"
-            f" {result['received']} of {result['sent']} frames")  # fmt: skip
+        say(
+            f"  p50 {result['delay_ms_p50']:.0f} ms, p99 {result['delay_ms_p99']:.0f} ms,"
+            f" {result['received']} of {result['sent']} frames"
+        )
 
 
 @scenario("pipeline", "producers, broker, Spark and a station consumer near capacity")
@@ -326,8 +334,9 @@ def pipeline_scenario(ctx: Context) -> None:
     capacity = _capacity(ctx, "fast", 100.0)
     raw_fast = ctx.results.get("raw_fps", {}).get("fast", {}).get("median") or capacity
     say(f"whole pipeline at 85% of the raw loop's {raw_fast:.0f} frames/s")
-    result = run_load(ctx.stack, preset="fast", total_fps=0.85 * raw_fast, cameras=20,
-                      seconds=_seconds(ctx))  # fmt: skip
+    result = run_load(
+        ctx.stack, preset="fast", total_fps=0.85 * raw_fast, cameras=20, seconds=_seconds(ctx)
+    )
     result["keeps_up"] = keeps_up(result)
     ctx.results["pipeline"] = result
 
@@ -340,9 +349,13 @@ def overload_scenario(ctx: Context) -> None:
     for policy in ("live", "all"):
         say(f"overload: twice the capacity for {seconds} s, policy {policy}")
         ctx.results["overload"][policy] = run_load(
-            ctx.stack, preset="fast", total_fps=2 * capacity, cameras=20,
-            seconds=seconds, freshness=policy,
-        )  # fmt: skip
+            ctx.stack,
+            preset="fast",
+            total_fps=2 * capacity,
+            cameras=20,
+            seconds=seconds,
+            freshness=policy,
+        )
 
 
 @scenario("cameras", "many cameras at 1 frame/s with the fast preset")
@@ -350,8 +363,9 @@ def cameras_scenario(ctx: Context) -> None:
     ctx.results["cameras"] = []
     for cameras in [20] if ctx.quick else [100, 200, 300]:
         say(f"{cameras} cameras at 1 frame/s, fast preset")
-        result = run_load(ctx.stack, preset="fast", total_fps=cameras, cameras=cameras,
-                          seconds=_seconds(ctx))  # fmt: skip
+        result = run_load(
+            ctx.stack, preset="fast", total_fps=cameras, cameras=cameras, seconds=_seconds(ctx)
+        )
         result["keeps_up"] = keeps_up(result)
         ctx.results["cameras"].append(result)
 
@@ -363,14 +377,16 @@ LOAD_SHAPES = {
         LoadShape("uniform", 4, [1, 1, 1, 1], ["portrait"]),
         LoadShape("unequal cost", 4, [1, 1, 1, 1], ["portrait", "crowd", "corridor", "texture"]),
         LoadShape("3 cameras on 4 partitions", 4, [1, 1, 1, 0], ["portrait", "crowd", "corridor"]),
-        LoadShape("8 cameras on 4, uneven", 4, [4, 2, 1, 1],
-                  ["portrait", "crowd", "corridor", "texture"]),
+        LoadShape(
+            "8 cameras on 4, uneven", 4, [4, 2, 1, 1], ["portrait", "crowd", "corridor", "texture"]
+        ),
     )
-}  # fmt: skip
+}
 
 
-def _shape_worker(preset: str, shape: str, per_camera: int, seconds: float,
-                  claimed: Any, results: Any) -> None:  # fmt: skip
+def _shape_worker(
+    preset: str, shape: str, per_camera: int, seconds: float, claimed: Any, results: Any
+) -> None:
     """One process of the plain loop: it takes the next frame of the shape's sequence from a
     counter shared with the other processes (frames are made here: none cross processes),
     until `seconds` pass; then it reports how many it did and when it finished."""
@@ -399,10 +415,11 @@ def shape_loop(preset: str, shape: str, per_camera: int, seconds: float, process
     claimed = context.Value("q", -1)
     results = context.Queue()
     workers = [
-        context.Process(target=_shape_worker,
-                        args=(preset, shape, per_camera, seconds, claimed, results))
+        context.Process(
+            target=_shape_worker, args=(preset, shape, per_camera, seconds, claimed, results)
+        )
         for _ in range(processes)
-    ]  # fmt: skip
+    ]
     for worker in workers:
         worker.start()
     for _ in workers:
@@ -448,16 +465,21 @@ def uneven_scenario(ctx: Context) -> None:
             cameras = len(shape.cameras())
             per_camera = max(probe, round(loop_fps * drain_s / cameras))
             for variant, settings in variants.items():
-                say(f"uneven load: the job, {variant}, draining {per_camera * cameras} frames,"
-                    f" {preset}, {shape.name}")  # fmt: skip
-                drained = drain_frames(ctx.stack, preset, shape.frames(per_camera),
-                                       shape.partitions, **settings)  # fmt: skip
+                say(
+                    f"uneven load: the job, {variant}, draining {per_camera * cameras} frames,"
+                    f" {preset}, {shape.name}"
+                )
+                drained = drain_frames(
+                    ctx.stack, preset, shape.frames(per_camera), shape.partitions, **settings
+                )
                 ratio = drained["steady_fps"] / loop_fps if loop_fps else float("nan")
                 results.append({"preset": preset, "shape": shape.name, "variant": variant,
                                 "cameras": cameras, "loop_fps": round(loop_fps, 2),
                                 "ratio": round(ratio, 3), **drained})  # fmt: skip
-                say(f"  loop {loop_fps:.1f} frames/s, job {drained['steady_fps']:.1f}:"
-                    f" {ratio:.2f}, in order: {drained['in_order']}")  # fmt: skip
+                say(
+                    f"  loop {loop_fps:.1f} frames/s, job {drained['steady_fps']:.1f}:"
+                    f" {ratio:.2f}, in order: {drained['in_order']}"
+                )
 
 
 @scenario("demo", "`camstream demo` with its defaults, a browser on the wall: delay and fps")
@@ -473,12 +495,16 @@ def demo_scenario(ctx: Context) -> None:
         "KAFKA_PROPERTIES": "linger.ms=0;batch.size=16384",
     }
     for name, env in ({"now": {}} if ctx.quick else {"before": before, "now": {}}).items():
-        say(f"the demo ({name}): 3 cameras x 4 frames/s, faithful; {warmup} s, then the latest"
-            f" frame's delay per camera every 5 s for {sample} s")  # fmt: skip
+        say(
+            f"the demo ({name}): 3 cameras x 4 frames/s, faithful; {warmup} s, then the latest"
+            f" frame's delay per camera every 5 s for {sample} s"
+        )
         results[name] = run_demo_and_sample(env, warmup_s=warmup, sample_s=sample)
-        say(f"  p50 {results[name]['latest_delay_ms_p50']:.0f} ms,"
+        say(
+            f"  p50 {results[name]['latest_delay_ms_p50']:.0f} ms,"
             f" p95 {results[name]['latest_delay_ms_p95']:.0f} ms, tiles"
-            f" {results[name]['tile_fps_min']}-{results[name]['tile_fps_max']} fps")  # fmt: skip
+            f" {results[name]['tile_fps_min']}-{results[name]['tile_fps_max']} fps"
+        )
 
 
 WALL_CAMERAS = (3, 6, 12)
@@ -497,15 +523,20 @@ def wall_scenario(ctx: Context) -> None:
     sample = 10 if ctx.quick else 20
     for cameras in (3,) if ctx.quick else WALL_CAMERAS:
         for policy in WALL_POLICIES:
-            say(f"wall: {cameras} cameras x 4 frames/s, faithful, freshness {policy}:"
-                f" {warmup} s, then the station every 5 s for {sample} s")  # fmt: skip
-            row = run_demo_and_sample({"CAMSTREAM_FRESHNESS": policy}, warmup_s=warmup,
-                                      sample_s=sample, cameras=cameras)  # fmt: skip
+            say(
+                f"wall: {cameras} cameras x 4 frames/s, faithful, freshness {policy}:"
+                f" {warmup} s, then the station every 5 s for {sample} s"
+            )
+            row = run_demo_and_sample(
+                {"CAMSTREAM_FRESHNESS": policy}, warmup_s=warmup, sample_s=sample, cameras=cameras
+            )
             results.append({"cameras": cameras, "policy": policy, **row})
-            say(f"  delay p50 {row.get('delay_ms_p50')} ms, p95 {row.get('delay_ms_p95')} ms,"
+            say(
+                f"  delay p50 {row.get('delay_ms_p50')} ms, p95 {row.get('delay_ms_p95')} ms,"
                 f" analysed {row.get('analysed_fps_min')}-{row.get('analysed_fps_median')}"
                 f" frames/s a camera, longest gap {row.get('analysed_gap_max_s')} s, stale"
-                f" {row.get('stale_tiles')}, shed {row.get('shed_share_median')}")  # fmt: skip
+                f" {row.get('stale_tiles')}, shed {row.get('shed_share_median')}"
+            )
 
 
 # ---- the motion gate ----------------------------------------------------------------------
@@ -528,8 +559,10 @@ def gating_scenario(ctx: Context) -> None:
             say(f"gating: recall on the still scenes with and without the gate, {name}")
             motion = gating.MotionSettings(enabled=True, regions=regions)
             row = result["recall"][name] = gating.evaluate(preset, motion)
-            say(f"  recall {row['recall_ungated']:.3f} ungated, {row['recall_gated']:.3f} gated;"
-                f" {row['share_gated']:.0%} of frames gated")  # fmt: skip
+            say(
+                f"  recall {row['recall_ungated']:.3f} ungated, {row['recall_gated']:.3f} gated;"
+                f" {row['share_gated']:.0%} of frames gated"
+            )
         result.setdefault("regions", {})[preset] = gating.evaluate_regions(preset)
     result["ms_per_frame"] = gating.stage_costs()
 
@@ -540,9 +573,11 @@ def gating_scenario(ctx: Context) -> None:
                        warmup_s=warmup_s)  # fmt: skip
         row["label"] = label
         row["keeps_up"] = keeps_up(row) and row["delay_ms_p50"] < 2000
-        say(f"  delivered {row['delivered_fps']} frames/s, delay p50 {row['delay_ms_p50']} ms"
+        say(
+            f"  delivered {row['delivered_fps']} frames/s, delay p50 {row['delay_ms_p50']} ms"
             f" (first 10 s {row['delay_ms_p50_first_10s']}, last {row['delay_ms_p50_last_10s']}),"
-            f" analysed {row['frames_analysed']} gated {row['frames_gated']}")  # fmt: skip
+            f" analysed {row['frames_analysed']} gated {row['frames_gated']}"
+        )
         result["loads"].append(row)
 
     for cameras in [40] if ctx.quick else UNGATED_LOADS:
@@ -563,13 +598,14 @@ def gating_scenario(ctx: Context) -> None:
     # station, run elsewhere (as deployed). A minute of each camera, pre-filled with its
     # capture times; the steady rate leaves out the start, where every camera is new.
     def drained(stack: Any, preset: str, cameras: int, seconds: int, label: str) -> None:
-        say(f"gating: the job alone draining {seconds} s of {cameras} still-scene cameras,"
-            f" {label}")  # fmt: skip
+        say(f"gating: the job alone draining {seconds} s of {cameras} still-scene cameras, {label}")
         frames = gating.still_mix_frames(cameras, seconds, time.time_ns())
         row = drain_frames(stack, preset, frames, 2 * ctx.cores)
         row.update({"label": label, "cameras": cameras, "seconds": seconds})
-        say(f"  {row['steady_fps']} frames/s, in order: {row['in_order']},"
-            f" cores {row['cores_busy_by_role']}")  # fmt: skip
+        say(
+            f"  {row['steady_fps']} frames/s, in order: {row['in_order']},"
+            f" cores {row['cores_busy_by_role']}"
+        )
         result.setdefault("drains", []).append(row)
 
     stack = Stack.start(ctx.cores)
@@ -579,8 +615,7 @@ def gating_scenario(ctx: Context) -> None:
         stack.close()
     stack = Stack.start(ctx.cores, motion_gate=True, motion_regions=True)
     try:
-        drained(stack, "fast", 40 if ctx.quick else 500, 20 if ctx.quick else 60,
-                "gated, regions")  # fmt: skip
+        drained(stack, "fast", 40 if ctx.quick else 500, 20 if ctx.quick else 60, "gated, regions")
     finally:
         stack.close()
     ctx.results["gating"] = result

@@ -63,9 +63,11 @@ def stock_kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     """A broker with Kafka's own quickstart configuration, as an operator's untuned one:
     1,048,588-byte messages, topics auto-created with 1 partition."""
     broker = LocalBroker(
-        tmp_path_factory.mktemp("kafka-stock"), port=free_port(), controller_port=free_port(),
+        tmp_path_factory.mktemp("kafka-stock"),
+        port=free_port(),
+        controller_port=free_port(),
         stock=True,
-    )  # fmt: skip
+    )
     broker.start()
     try:
         yield broker.bootstrap

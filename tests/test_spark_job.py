@@ -143,8 +143,9 @@ def test_the_motion_gate_in_the_job_carries_still_scenes_and_writes_events(
         ]
         totals = wait_until(
             lambda: (t := observed_totals(query)).get("frames_in", 0) >= 120 and t,
-            timeout_s=30, what="observed metrics",
-        )  # fmt: skip
+            timeout_s=30,
+            what="observed metrics",
+        )
     finally:
         query.stop()
     assert totals["frames_gated"] + totals["frames_analysed"] == 120 == totals["frames_ok"]

@@ -161,17 +161,20 @@ class Config:
         "camera-stream-dlq", "topic of the records the job could not process", check=_topic_problem
     )
     events_topic: str = setting(
-        "camera-detections", "topic of the detection events (JSON, one per frame with faces)",
+        "camera-detections",
+        "topic of the detection events (JSON, one per frame with faces)",
         check=_topic_problem,
-    )  # fmt: skip
+    )
     partitions: int = setting(4, "partitions of the topics camstream creates", minimum=1)
     replication_factor: int = setting(
         1, "replicas of the topics camstream creates (3 on a cluster)", minimum=1
     )
     kafka_connect_timeout_s: float = setting(
-        10.0, "how long a client waits for Kafka's first answer before it says Kafka cannot be"
-        " reached", minimum=0.5, maximum=600.0,
-    )  # fmt: skip
+        10.0,
+        "how long a client waits for Kafka's first answer before it says Kafka cannot be reached",
+        minimum=0.5,
+        maximum=600.0,
+    )
     kafka_security_protocol: str = setting(
         "PLAINTEXT", "how clients talk to Kafka", choices=SECURITY_PROTOCOLS
     )
@@ -190,9 +193,11 @@ class Config:
     # Extra client properties in the Java client's names, `name=value;name=value`; they win
     # over the settings above. Secret: they may hold a ready-made sasl.jaas.config.
     kafka_properties: tuple[tuple[str, str], ...] = setting(
-        (), "extra Kafka client properties, name=value;name=value", secret=True,
+        (),
+        "extra Kafka client properties, name=value;name=value",
+        secret=True,
         check=_properties_problem,
-    )  # fmt: skip
+    )
 
     # ---- frames ----------------------------------------------------------------------------
     # Below the broker's default message.max.bytes (1 MiB) with room for headers.
@@ -251,54 +256,66 @@ class Config:
         " analysed frame; else carry that frame's boxes (marked carried_from_seq)",
     )
     motion_keyframe_s: float = setting(
-        60.0, "with the motion gate: a full detection per camera at least this often",
+        60.0,
+        "with the motion gate: a full detection per camera at least this often",
         minimum=0.001,
-    )  # fmt: skip
+    )
     motion_pixel_threshold: int = setting(
-        25, "with the motion gate: grey levels a thumbnail pixel must change by to count as moved",
-        minimum=0, maximum=254,
-    )  # fmt: skip
+        25,
+        "with the motion gate: grey levels a thumbnail pixel must change by to count as moved",
+        minimum=0,
+        maximum=254,
+    )
     motion_min_changed: float = setting(
-        0.001, "with the motion gate: share of thumbnail pixels that must move to analyse a frame",
-        minimum=0.0, maximum=0.999,
-    )  # fmt: skip
+        0.001,
+        "with the motion gate: share of thumbnail pixels that must move to analyse a frame",
+        minimum=0.0,
+        maximum=0.999,
+    )
     motion_regions: bool = setting(
         True,
         "with the motion gate: on a frame that moved, detect on the moving regions only and"
         " keep the camera's boxes outside them",
     )
     motion_forget_s: float = setting(
-        300.0, "with the motion gate: a camera silent this long is forgotten (bounded state)",
+        300.0,
+        "with the motion gate: a camera silent this long is forgotten (bounded state)",
         minimum=0.001,
-    )  # fmt: skip
+    )
     # `live` stays live past capacity: frames older than max_frame_age_ms by their turn go
     # out unanalysed (marked `skipped`, counted), round robin over cameras, none starved.
     # Under capacity nothing is skipped. `all` analyses every frame however late (backfills).
     # `latest` is the name of `live` before 0.5.
     freshness: str = setting(
-        "live", "live: past capacity, skip detection of frames too old (round robin over the"
+        "live",
+        "live: past capacity, skip detection of frames too old (round robin over the"
         " cameras, newest first, none starved); all: analyse every frame however late"
         " (backfills)",
         choices=("live", "all", "latest"),
-    )  # fmt: skip
+    )
     max_frame_age_ms: int = setting(
-        1000, "with freshness live: frames older than this by their turn skip detection",
+        1000,
+        "with freshness live: frames older than this by their turn skip detection",
         minimum=1,
-    )  # fmt: skip
+    )
     max_frame_lag_ms: int = setting(
-        5000, "with freshness live: under capacity every frame is analysed, unless it waited"
+        5000,
+        "with freshness live: under capacity every frame is analysed, unless it waited"
         " longer than this by its turn: then the job counts as past capacity and sheds",
         minimum=1,
-    )  # fmt: skip
+    )
     analysis_budget_ms: int = setting(
-        400, "with freshness live: past capacity, the time a micro-batch spends analysing, shared"
+        400,
+        "with freshness live: past capacity, the time a micro-batch spends analysing, shared"
         " by its cameras (newest frames first; the rest skip detection)",
         minimum=1,
-    )  # fmt: skip
+    )
     min_analysis_interval_ms: int = setting(
-        1500, "with freshness live: a camera gets a frame analysed at least this often (in its"
-        " capture time), however late", minimum=1,
-    )  # fmt: skip
+        1500,
+        "with freshness live: a camera gets a frame analysed at least this often (in its"
+        " capture time), however late",
+        minimum=1,
+    )
     async_progress: bool = setting(
         False, "write micro-batch offsets to the checkpoint asynchronously (lower latency)"
     )
@@ -322,9 +339,10 @@ class Config:
     station_host: str = setting("127.0.0.1", "address the station listens on")
     station_port: int = setting(8080, "port the station listens on", minimum=1, maximum=65535)
     station_token: str = setting(
-        "", "access token of the station (environment only); set it whenever it is exposed",
+        "",
+        "access token of the station (environment only); set it whenever it is exposed",
         secret=True,
-    )  # fmt: skip
+    )
     station_stale_s: float = setting(
         5.0, "seconds without frames before a camera shows as stale", minimum=0.001
     )

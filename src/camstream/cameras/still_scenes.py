@@ -156,8 +156,12 @@ def _scene(name: str) -> np.ndarray:
         image = np.broadcast_to(ramp, (HEIGHT, WIDTH, 3)).astype(np.uint8).copy()
         cv2.rectangle(image, (200, 120), (440, 480), (90, 90, 100), -1)  # a door
         return image
-    source = {"rocket": data.rocket, "brick": data.brick, "gravel": data.gravel,
-              "grass": data.grass}[name]()  # fmt: skip
+    source = {
+        "rocket": data.rocket,
+        "brick": data.brick,
+        "gravel": data.gravel,
+        "grass": data.grass,
+    }[name]()
     if source.ndim == 2:
         source = cv2.cvtColor(source, cv2.COLOR_GRAY2BGR)
     else:
@@ -167,8 +171,12 @@ def _scene(name: str) -> np.ndarray:
 
 def _face_box(x: int, y: int, scale: float) -> Box:
     fx1, fy1, fx2, fy2 = FACE_IN_CROP
-    return (x + round(fx1 * scale), y + round(fy1 * scale),
-            x + round(fx2 * scale), y + round(fy2 * scale))  # fmt: skip
+    return (
+        x + round(fx1 * scale),
+        y + round(fy1 * scale),
+        x + round(fx2 * scale),
+        y + round(fy2 * scale),
+    )
 
 
 def _in_view(box: Box) -> str:
@@ -235,8 +243,9 @@ def labels(clip: Clip) -> list[dict]:
             if seen == "full":
                 full.append(list(box))
             elif seen == "partial":
-                partial.append([max(0, box[0]), max(0, box[1]), min(WIDTH, box[2]),
-                                min(HEIGHT, box[3])])  # fmt: skip
+                partial.append(
+                    [max(0, box[0]), max(0, box[1]), min(WIDTH, box[2]), min(HEIGHT, box[3])]
+                )
         moved = index > 0 and positions != previous  # people; the light is not motion
         previous = positions
         out.append({"index": index, "faces": full, "partial": partial, "moved": bool(moved)})

@@ -177,9 +177,10 @@ class FrameStore:
             while self._frame_bytes > self.max_frame_memory and len(self._cameras) > 1:
                 self.cameras.forget(next(iter(self._cameras)))
             waiting = [
-                e for e in self._events
+                e
+                for e in self._events
                 if e.camera_id == frame.camera_id and e.seq == frame.seq and not e.thumbnail_jpeg
-            ]  # fmt: skip
+            ]
         if waiting:  # the event came first: its picture now
             thumbnail = thumbnail_jpeg(frame.jpeg, THUMBNAIL_WIDTH, 70) or b""
             with self._lock:
@@ -201,8 +202,9 @@ class FrameStore:
                 return False
             self._event_times[detection.camera_id] = now
             state = self._cameras.get(detection.camera_id)
-            frames = [] if state is None else [f for f in (*state.face_frames, state.frame)
-                                               if f.faces]  # fmt: skip
+            frames = (
+                [] if state is None else [f for f in (*state.face_frames, state.frame) if f.faces]
+            )
             # Its own frame; if the station no longer holds it (the frames' consumer ran
             # ahead), the camera's nearest frame with faces; if none arrived yet, `update`
             # gives it its picture when its frame comes.
@@ -398,8 +400,7 @@ def _analysed_gaps(
         return None, None
     open_gap = max(0, newest_ns - analysed[-1])
     last = newest_ns // 1_000_000_000
-    longest = max([gap for second, gap in gaps if last - GAP_WINDOW_S <= second <= last],
-                  default=0)  # fmt: skip
+    longest = max([gap for second, gap in gaps if last - GAP_WINDOW_S <= second <= last], default=0)
     return round(open_gap / 1e9, 3), round(max(open_gap, longest) / 1e9, 3)
 
 
