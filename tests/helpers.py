@@ -318,6 +318,9 @@ def running(
         finally:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10  # until the killed are reaped
+            while group_alive(process.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
 
 
 def camstream_running(
