@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results, args.cameras, args.fps, args.resolution))
     if "gating" in results:
         print(
-            "\nWith the motion gate (fast-gated; the still scenes, 640x480, keyframes every 60 s;"
+            "\nWith the motion gate (preset fast; the still scenes, 640x480, keyframes every 60 s;"
             " all in: the broker, Spark and its Python workers, from the job draining the"
             " cameras alone on the cores):"
         )

@@ -97,10 +97,11 @@ def presets_table(results: dict[str, Any]) -> str:
         " ms per frame: camstream's per-frame function on one thread, median (min-max) of"
         f" {rounds} interleaved round{'s' if rounds != 1 else ''}.",
         "",
-        "| preset | detector | " + " | ".join(f"{n}: recall, false boxes (/100 frames)"
-                                            for n in sets) + " | ms/frame |",
+        "| preset | detector | "
+        + " | ".join(f"{n}: recall, false boxes (/100 frames)" for n in sets)
+        + " | ms/frame |",
         "| --- | --- | " + " | ".join("---" for _ in sets) + " | --- |",
-    ]  # fmt: skip
+    ]
     for preset, row in rows.items():
         current = DETECTION_PRESETS.get(preset)
         text = describe(row["settings"])

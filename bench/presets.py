@@ -72,8 +72,9 @@ def score(boxes: list[list[int]], frame: LabelledFrame) -> tuple[int, int]:
         if any(iou(face, (x1, y1, x2, y2)) >= IOU_MATCH for face in frame.faces):
             continue
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-        false += not any(px1 <= cx <= px2 and py1 <= cy <= py2
-                         for px1, py1, px2, py2 in frame.partial)  # fmt: skip
+        false += not any(
+            px1 <= cx <= px2 and py1 <= cy <= py2 for px1, py1, px2, py2 in frame.partial
+        )
     return found, false
 
 
@@ -86,8 +87,9 @@ def _summary(runs_ms: list[float]) -> dict[str, Any]:
     }
 
 
-def evaluate(sets: dict[str, list[LabelledFrame]], repeats: int,
-             presets: Sequence[str] = PRESETS) -> dict[str, Any]:  # fmt: skip
+def evaluate(
+    sets: dict[str, list[LabelledFrame]], repeats: int, presets: Sequence[str] = PRESETS
+) -> dict[str, Any]:
     """Per preset: its settings, and per set recall, false boxes and ms per frame."""
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)  # one core's cost, as a Spark task's thread pays it

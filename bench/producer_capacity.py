@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from camstream.local.supervisor import process_rss_mb
+from probes import free_port_block, process_rss_mb
 
 STEPS = [250, 500, 1000, 2000, 3000, 5000, 7500, 10000, 15000, 20000]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -96,7 +96,7 @@ def simulate_step(bootstrap: str, cameras: int, seconds: float, replication: int
 def run(quick: bool = False, brokers: int = 1, steps: list[int] | None = None) -> dict[str, Any]:
     """Ramp cameras on one producer until a step is not sustained."""
     from camstream.local.broker import LocalBroker, LocalCluster
-    from camstream.local.ports import free_port, free_port_block
+    from camstream.local.ports import free_port
 
     steps = steps or ([50, 200] if quick else STEPS)
     seconds = 8.0 if quick else 20.0

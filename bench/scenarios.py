@@ -605,13 +605,11 @@ def gating_scenario(ctx: Context) -> None:
     # as `camstream analyze` does with the gate on).
     ctx.close()
     for label, cameras in [("regions", 40)] if ctx.quick else GATED_LOADS:
-        stack = Stack.start(
-            ctx.cores, detection_preset="fast-gated", motion_regions=label == "regions"
-        )
+        stack = Stack.start(ctx.cores, motion_gate=True, motion_regions=label == "regions")
         try:
             # Every camera is new to the gate at first (a full detection each): measured
             # after that start, as the steady state it is for cameras that keep running.
-            load(stack, "fast-gated", cameras, f"gated, {label}", 8.0 if ctx.quick else 45.0)
+            load(stack, "fast", cameras, f"gated, {label}", 8.0 if ctx.quick else 45.0)
         finally:
             stack.close()
 
@@ -634,11 +632,9 @@ def gating_scenario(ctx: Context) -> None:
         drained(stack, "fast", 20 if ctx.quick else 100, 10 if ctx.quick else 20, "ungated")
     finally:
         stack.close()
-    stack = Stack.start(ctx.cores, detection_preset="fast-gated", motion_regions=True)
+    stack = Stack.start(ctx.cores, motion_gate=True, motion_regions=True)
     try:
-        drained(
-            stack, "fast-gated", 40 if ctx.quick else 500, 20 if ctx.quick else 60, "gated, regions"
-        )
+        drained(stack, "fast", 40 if ctx.quick else 500, 20 if ctx.quick else 60, "gated, regions")
     finally:
         stack.close()
     ctx.results["gating"] = result

@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -18,6 +20,7 @@ from typing import Any
 
 import psutil
 from kafka import TopicPartition
+from probes import observed_totals
 from registry import say
 
 from camstream.cameras.simulate import CameraSimulator, load_sample_frames
@@ -29,8 +32,8 @@ from camstream.kafka.publish import FramePublisher
 from camstream.kafka.topics import ensure_topics
 from camstream.local.broker import LocalBroker
 from camstream.local.ports import free_port
+from camstream.local.supervisor import Supervisor
 from camstream.spark.job import stop_gracefully
-from camstream.spark.progress import observed_totals
 
 
 def sample_jpegs() -> list[bytes]:
@@ -339,10 +342,13 @@ def java_frame_ms(stack: Stack, preset: str, count: int = 200) -> float:
     schema = StructType([StructField("key", BinaryType()), StructField("value", BinaryType()),
                          StructField("headers", ArrayType(header))])  # fmt: skip
     rows = [
-        (b"cam-01", stack.jpegs[i % len(stack.jpegs)],
-         FrameMeta("cam-01", i, time.time_ns(), 640, 480).to_headers())
+        (
+            b"cam-01",
+            stack.jpegs[i % len(stack.jpegs)],
+            FrameMeta("cam-01", i, time.time_ns(), 640, 480).to_headers(),
+        )
         for i in range(count)
-    ]  # fmt: skip
+    ]
     frames = stack.spark.createDataFrame(rows, schema).coalesce(1)  # one task: one core
     processed = realtime_rows(stack.spark, frames, text)
     processed.write.format("noop").mode("overwrite").save()  # warm-up
@@ -411,6 +417,7 @@ def run_load(
     received = len(recorder.samples)
     return {
         "preset": preset,
+        "motion_gate": cfg.motion_gate,
         "trigger": trigger,
         "freshness": freshness,
         "cameras": cameras,
@@ -514,8 +521,9 @@ def drain_frames(
     it is captured as it is sent."""
     from camstream.spark.job import build_query
 
-    cfg = stack.config(detection_preset=preset, partitions=partitions, starting_offsets="earliest",
-                       **settings)  # fmt: skip
+    cfg = stack.config(
+        detection_preset=preset, partitions=partitions, starting_offsets="earliest", **settings
+    )
     publisher = FramePublisher(cfg)
     for camera_id, seq, jpeg, *captured in frames:
         capture_ts_ns = captured[0] if captured else time.time_ns()
@@ -527,8 +535,10 @@ def drain_frames(
     # While the job drains, only the output's end offsets are watched (one small request a
     # second): the frames are read after it, so that reading them takes no core from the job.
     consumer = make_consumer(cfg)
-    output = [TopicPartition(cfg.output_topic, p)
-              for p in consumer.partitions_for_topic(cfg.output_topic) or ()]  # fmt: skip
+    output = [
+        TopicPartition(cfg.output_topic, p)
+        for p in consumer.partitions_for_topic(cfg.output_topic) or ()
+    ]
     written, last_progress = 0, time.monotonic()
     while written < len(frames) and time.monotonic() - last_progress < 180:
         time.sleep(1.0)
@@ -578,9 +588,6 @@ def run_demo_and_sample(
     """`camstream demo` with its defaults (and `env_overrides`), a browser on the wall; after
     `warmup_s`, the delay of the latest frame per camera and each camera's frames/s from
     /api/stats every `every_s` for `sample_s`, as a user would read them off the wall."""
-    import subprocess
-    import sys
-
     import httpx
 
     workdir = Path(tempfile.mkdtemp(prefix="camstream-bench-demo-"))
@@ -593,26 +600,22 @@ def run_demo_and_sample(
         "PYTHONUNBUFFERED": "1",
         **env_overrides,
     }
-    log = open(workdir / "demo.log", "wb")  # noqa: SIM115  (closed below)
     more = [] if cameras is None else ["--cameras", str(cameras)]
-    demo = subprocess.Popen([sys.executable, "-m", "camstream", "demo", *more], env=env,
-                            stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # fmt: skip
+    demo = Supervisor("camstream demo", workdir / "demo.log")
+    demo.spawn([sys.executable, "-m", "camstream", "demo", *more], env=env)
+
+    def station_up() -> bool:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+        except httpx.HTTPError:
+            return False
+        return True
+
     viewer = None
     samples: list[dict[str, Any]] = []
     shedding: list[float] = []
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or demo.poll() is not None:
-                    log.flush()
-                    tail = (workdir / "demo.log").read_text(errors="replace")[-2000:]
-                    raise RuntimeError(f"the demo's station did not come up:\n{tail}") from None
-                time.sleep(1)
+        demo.wait_ready(station_up, 120, "serving its station")
         if browser:
             viewer = _open_wall(f"http://127.0.0.1:{port}/")
         started = time.monotonic()
@@ -626,12 +629,7 @@ def run_demo_and_sample(
     finally:
         if viewer is not None:
             viewer.quit()
-        demo.send_signal(2)  # Ctrl-C
-        try:
-            demo.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            os.killpg(demo.pid, 9)
-        log.close()
+        demo.stop(120, signum=signal.SIGINT)  # Ctrl-C: the demo stops its components itself
         shutil.rmtree(workdir, ignore_errors=True)
     delays = [c["delay_ms_last"] for s in samples for c in s.values()]
     fps = [c["fps"] for s in samples for c in s.values()]

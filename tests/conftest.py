@@ -18,8 +18,8 @@ import pytest
 
 from camstream.config import Config
 from camstream.local.broker import LocalBroker, LocalCluster
-from camstream.local.ports import free_port, free_port_block
-from helpers import SASL_USER, config_with_topics, make_certificates, process_text
+from camstream.local.ports import free_port
+from helpers import SASL_USER, config_with_topics, free_port_block, make_certificates, process_text
 
 # Every Spark driver the tests start (the session's, each `camstream analyze` subprocess's)
 # lives for seconds: JIT-compiling with C1 alone starts Spark in about half the time on two
@@ -63,9 +63,11 @@ def stock_kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     """A broker with Kafka's own quickstart configuration, as an operator's untuned one:
     1,048,588-byte messages, topics auto-created with 1 partition."""
     broker = LocalBroker(
-        tmp_path_factory.mktemp("kafka-stock"), port=free_port(), controller_port=free_port(),
+        tmp_path_factory.mktemp("kafka-stock"),
+        port=free_port(),
+        controller_port=free_port(),
         stock=True,
-    )  # fmt: skip
+    )
     broker.start()
     try:
         yield broker.bootstrap

@@ -7,17 +7,21 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
+import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import cv2
 import numpy as np
+import psutil
 import pytest
 
 from camstream.config import Config
@@ -25,7 +29,7 @@ from camstream.core.contract import FrameMeta, analytics_headers
 from camstream.core.jpeg import encode_jpeg
 from camstream.kafka.clients import make_consumer, make_producer
 from camstream.kafka.topics import ensure_topics
-from camstream.local.supervisor import group_alive
+from camstream.local.supervisor import Supervisor, group_alive
 from databricks_shim import NotebookRun, run_notebook
 
 
@@ -47,6 +51,26 @@ analyse_jpeg = _frame_functions.analyse_jpeg  # the job's per-record path on one
 boxes_of = _frame_functions.boxes_of
 detect_faces = _frame_functions.detect_faces
 jpeg_size = _frame_functions.jpeg_size
+# What the bench and the tests measure of a running stack, defined once.
+_probes = _bench_module("probes")
+observed_totals = _probes.observed_totals
+process_rss_mb = _probes.process_rss_mb
+free_port_block = _probes.free_port_block
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MB."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            total += process.memory_info().rss
+    return total / 2**20
+
 
 __all__ = [
     "ARTIFACTS",
@@ -55,10 +79,12 @@ __all__ = [
     "PRODUCER_NB",
     "SASL_USER",
     "BackgroundNotebook",
+    "RunningCommand",
     "analyse_jpeg",
     "annotated",
     "astronaut_bgr",
     "boxes_of",
+    "camstream_running",
     "config_with_topics",
     "consume",
     "databricks_notebook_running",
@@ -66,15 +92,20 @@ __all__ = [
     "detect_faces",
     "end_offsets",
     "execute",
+    "free_port_block",
     "group_alive",
     "iou",
     "jpeg_size",
     "make_certificates",
+    "observed_totals",
     "outputs",
+    "process_rss_mb",
     "process_text",
     "publish",
     "replay_in_consumer_notebook",
+    "running",
     "shown_text",
+    "tree_rss_mb",
     "unique_topics",
     "wait_until",
 ]
@@ -214,6 +245,107 @@ def process_text(pid: int) -> str:
         return ""  # gone meanwhile
 
 
+# ---- commands run in the background -------------------------------------------------------
+class RunningCommand:
+    """A command started by `running`: its process (the leader of a group of its own, under
+    camstream's supervisor) and its output, which goes to a log file."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+        assert supervisor.proc is not None
+        self.proc: subprocess.Popen[bytes] = supervisor.proc
+        self._signalled = False
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.poll()
+
+    def output(self) -> str:
+        """What it has printed so far (stdout and stderr)."""
+        return self.supervisor.log_path.read_text(errors="replace")
+
+    def wait_ready(self, ready: Callable[[], bool], timeout_s: float, what: str) -> None:
+        """Poll `ready`; fail with the output's tail if the command exits first."""
+        self.supervisor.wait_ready(ready, timeout_s, what)
+
+    def ask_to_stop(self, signum: int = signal.SIGTERM) -> None:
+        """Send it `signum`, once: a second SIGTERM makes `camstream analyze` give up its
+        clean stop."""
+        if self.proc.poll() is None and not self._signalled:
+            self._signalled = True
+            self.proc.send_signal(signum)
+
+    def stop(self, signum: int = signal.SIGTERM, timeout_s: float = 90.0) -> int:
+        """Ask it to stop and wait for it; past `timeout_s` its whole group is killed (and
+        the test fails). Its exit code."""
+        self.ask_to_stop(signum)
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(
+                f"{self.supervisor.name} did not stop within {timeout_s:.0f} s:\n"
+                f"{self.supervisor.log_tail()}"
+            ) from None
+
+    def kill(self) -> None:
+        """SIGKILL to the whole group (the JVM, the Python workers): a crash, no clean stop."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def running(
+    command: Sequence[str],
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    stop_signal: int = signal.SIGTERM,
+    stop_timeout_s: float = 90.0,
+    name: str = "",
+) -> Iterator[RunningCommand]:
+    """`command` in the background, in a process group of its own, its output in `log_path`;
+    `env` is its whole environment (default: this process's).
+
+    On leaving, it is stopped if it still runs (`stop_signal`, then SIGKILL to its group
+    after `stop_timeout_s`), and whatever its group left behind is killed: a failed test
+    leaves no JVM running. A test that checks how the command stops calls `stop` itself.
+    """
+    supervisor = Supervisor(name or Path(command[0]).name, log_path)
+    supervisor.spawn(command, env=dict(os.environ if env is None else env))
+    process = RunningCommand(supervisor)
+    try:
+        yield process
+    finally:
+        try:
+            if process.returncode is None:
+                process.stop(stop_signal, stop_timeout_s)
+        finally:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10  # until the killed are reaped
+            while group_alive(process.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+
+def camstream_running(
+    *args: str, log_path: Path, env: Mapping[str, str] | None = None, **options: Any
+) -> contextlib.AbstractContextManager[RunningCommand]:
+    """`python -m camstream *args` (`camstream analyze`, `demo`, `station`...) `running`."""
+    command = next((arg for arg in args if not arg.startswith("-")), "")
+    return running(
+        [sys.executable, "-m", "camstream", *args],
+        log_path,
+        env,
+        name=f"camstream {command}".strip(),
+        **options,
+    )
+
+
 # ---- the Jupyter notebooks, run in a real kernel --------------------------------------------
 def execute(notebook: Path, output: Path, **parameters: Any) -> dict[str, Any]:
     """Run a notebook in a real kernel with papermill's parameters; the executed notebook."""
@@ -266,8 +398,12 @@ def annotated(camera: str, seq: int, partition: int | None = None) -> dict[str, 
     """An output record as the job writes it (one face), as `producer.send` arguments."""
     meta = FrameMeta(camera, seq, time.time_ns(), 640, 480)
     headers = analytics_headers(meta.to_headers(), [[200, 100, 330, 230]], time.time_ns())
-    return {"key": camera.encode(), "value": frame_jpeg(), "headers": headers,
-            "partition": partition}  # fmt: skip
+    return {
+        "key": camera.encode(),
+        "value": frame_jpeg(),
+        "headers": headers,
+        "partition": partition,
+    }
 
 
 def publish(cfg: Config, records: list[dict[str, Any]]) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from camstream.config import Config
 from camstream.local.ports import free_port
-from helpers import wait_until
+from helpers import camstream_running, wait_until
 
 
 def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60):
@@ -54,6 +54,8 @@ def test_bad_configuration_fails_fast() -> None:
     assert out.returncode == 2 and "expected HOST:PORT" in out.stderr
     out = run("analyze", "--detection-preset", "turbo")
     assert out.returncode == 2 and "invalid choice: 'turbo'" in out.stderr
+    out = run("analyze", "--detection-preset", "fast-gated")
+    assert out.returncode == 2 and "--detection-preset fast --motion-gate" in out.stderr
 
 
 def test_broker_down_is_reported_not_a_traceback() -> None:
@@ -110,29 +112,6 @@ def test_demo_runs_the_stack_and_ctrl_c_leaves_nothing_behind(
             return set()
         return {c["camera_id"] for c in stats["cameras"] if c["frames"] > 0}
 
-    with open(log_path, "w") as log:
-        demo = subprocess.Popen(
-            [sys.executable, "-m", "camstream", *args],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
-            wait_until(
-                lambda: cameras_shown() == {"cam-01", "cam-02"},
-                timeout_s=180,
-                what=f"the demo's {mode} to show annotated frames of both cameras",
-            )
-        finally:
-            demo.send_signal(signal.SIGINT)  # what Ctrl-C does
-            demo.wait(timeout=120)
-    text = log_path.read_text()
-    assert demo.returncode == 0, text
-    assert "demo: stopped; no process left running" in text
-    if mode == "station":
-        assert f"http://127.0.0.1:{station_port}/" in text
-
     # No process of the demo is left: nothing runs with its CAMSTREAM_HOME in its environment.
     def leftovers() -> list[int]:
         found = []
@@ -144,7 +123,21 @@ def test_demo_runs_the_stack_and_ctrl_c_leaves_nothing_behind(
                     found.append(proc.pid)
         return found
 
-    wait_until(lambda: not leftovers(), timeout_s=30, what="demo processes to exit")
+    with camstream_running(*args, log_path=log_path, env=env) as demo:
+        try:
+            wait_until(
+                lambda: cameras_shown() == {"cam-01", "cam-02"},
+                timeout_s=180,
+                what=f"the demo's {mode} to show annotated frames of both cameras",
+            )
+        finally:
+            demo.stop(signal.SIGINT, timeout_s=120)  # what Ctrl-C does
+        text = log_path.read_text()
+        assert demo.returncode == 0, text
+        assert "demo: stopped; no process left running" in text
+        if mode == "station":
+            assert f"http://127.0.0.1:{station_port}/" in text
+        wait_until(lambda: not leftovers(), timeout_s=30, what="demo processes to exit")
 
 
 def test_cluster_commands_report_state_and_reject_bad_options(tmp_path: Path) -> None:

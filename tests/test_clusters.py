@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from camstream.kafka.clients import make_admin
 from camstream.local.broker import LocalCluster
 from camstream.local.ports import free_port
 from camstream.local.spark_cluster import LocalSparkCluster
-from helpers import config_with_topics, consume
+from helpers import camstream_running, config_with_topics, consume
 
 pytestmark = [pytest.mark.cluster, pytest.mark.own_brokers]
 
@@ -89,30 +88,31 @@ def _analyze_on_cluster(
 ) -> tuple[list[AnnotatedFrame], str]:
     """`camstream analyze` as the driver of the standalone cluster until `total` frames are
     out; its frames and its output."""
-    env = {**os.environ, "CAMSTREAM_HOME": cfg.home, "CAMSTREAM_REPLICATION_FACTOR": "3",
-           **extra_env}  # fmt: skip
-    analyze = subprocess.Popen(
-        [sys.executable, "-m", "camstream", "analyze",
-         "--spark-master", spark_cluster.master_url,
-         "--kafka-bootstrap", cfg.kafka_bootstrap,
-         "--input-topic", cfg.input_topic,
-         "--output-topic", cfg.output_topic,
-         "--dead-letter-topic", cfg.dead_letter_topic, "--events-topic", cfg.events_topic,
-         "--checkpoint-location", str(checkpoint),
-         "--starting-offsets", "earliest",
-         "--conf", "spark.executor.memory=1g", *extra_args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
+    env = {
+        **os.environ,
+        "CAMSTREAM_HOME": cfg.home,
+        "CAMSTREAM_REPLICATION_FACTOR": "3",
+        **extra_env,
+    }
+    with camstream_running(
+        "analyze",
+        "--spark-master", spark_cluster.master_url,
+        "--kafka-bootstrap", cfg.kafka_bootstrap,
+        "--input-topic", cfg.input_topic,
+        "--output-topic", cfg.output_topic,
+        "--dead-letter-topic", cfg.dead_letter_topic, "--events-topic", cfg.events_topic,
+        "--checkpoint-location", str(checkpoint),
+        "--starting-offsets", "earliest",
+        "--conf", "spark.executor.memory=1g", *extra_args,
+        log_path=checkpoint.parent / f"analyze-{checkpoint.name}.log", env=env,
+    ) as analyze:  # fmt: skip
         records = consume(cfg, cfg.output_topic, total, timeout_s=240)
-        assert analyze.poll() is None, "the Spark job exited early"
+        assert analyze.returncode is None, "the Spark job exited early"
         state = spark_cluster.master_state() or {}
         running = [app["name"] for app in state.get("activeapps", [])]
         assert "camstream-analyze" in running, state
-    finally:
-        analyze.send_signal(signal.SIGTERM)
-        output, _ = analyze.communicate(timeout=90)
+        analyze.stop()
+        output = analyze.output()
     assert analyze.returncode == 0, output
     assert f"on {spark_cluster.master_url}" in output
 
@@ -157,12 +157,12 @@ def test_realtime_mode_on_spark_standalone_and_kafka_cluster(
     """Real-time Mode on the cluster: the Java function and OpenCV's Java jar reach the
     executors through spark.jars (no Python on the executors' path at all); one endless task
     per partition, so two partitions for the cluster's two cores."""
-    cfg = config_with_topics(kafka_cluster.bootstrap, tmp_path, partitions=2,
-                             replication_factor=3)  # fmt: skip
+    cfg = config_with_topics(kafka_cluster.bootstrap, tmp_path, partitions=2, replication_factor=3)
     simulator = CameraSimulator(cfg, CAMERAS, fps=20.0)
     assert simulator.run(max_frames=FRAMES_PER_CAMERA, progress=lambda *_: None).acked == 40
-    frames, _ = _analyze_on_cluster(spark_cluster, cfg, tmp_path / "checkpoint", 40,
-                                    ["--trigger-interval", "realtime"], {})  # fmt: skip
+    frames, _ = _analyze_on_cluster(
+        spark_cluster, cfg, tmp_path / "checkpoint", 40, ["--trigger-interval", "realtime"], {}
+    )
     assert {f.camera_id for f in frames} == set(camera_ids(CAMERAS))
     # Both workers' executors ran a real-time task (one per partition).
     started = {

@@ -49,6 +49,10 @@ def test_environment_and_overrides() -> None:
             {"CAMSTREAM_DETECTION_PRESET": "turbo"},
             "detection_preset must be one of faithful, equalized, fast",
         ),
+        (
+            {"CAMSTREAM_DETECTION_PRESET": "fast-gated"},
+            "use CAMSTREAM_DETECTION_PRESET=fast CAMSTREAM_MOTION_GATE=1",
+        ),
         ({"CAMSTREAM_JPEG_QUALITY": "150"}, "jpeg_quality must be between 1 and 100"),
         ({"CAMSTREAM_STARTING_OFFSETS": "yesterday"}, "starting_offsets must be"),
         ({"CAMSTREAM_OUTPUT_TOPIC": "camera-stream"}, "must differ"),
@@ -115,20 +119,54 @@ def test_security_settings_are_checked_and_become_client_properties(tmp_path) ->
         }
     )
     assert cfg.kafka_sasl_password == 'p"w\\d' and 'p"w' not in repr(cfg)
-    props = dict(cfg.client_properties)
-    assert props["security.protocol"] == "SASL_SSL"
-    assert props["sasl.jaas.config"] == (
+    assert 'p"w' not in repr(cfg.kafka_security)
+    options = cfg.kafka_security.spark_options()
+    assert options["kafka.security.protocol"] == "SASL_SSL"
+    assert options["kafka.sasl.jaas.config"] == (
         "org.apache.kafka.common.security.scram.ScramLoginModule required"
         ' username="app" password="p\\"w\\\\d";'
     )
-    assert props["ssl.truststore.type"] == "PEM" and props["ssl.truststore.location"] == str(ca)
-    # The Python clients get the same settings, the password unescaped again.
-    from camstream.kafka.clients import security_settings
-
-    assert security_settings(cfg.client_properties) == {
+    assert options["kafka.ssl.truststore.type"] == "PEM"
+    assert options["kafka.ssl.truststore.location"] == str(ca)
+    assert cfg.kafka_security.java_properties() == {
+        name.removeprefix("kafka."): value for name, value in options.items()
+    }
+    # The Python clients get the same credentials, straight from the settings.
+    assert cfg.kafka_security.python_settings() == {
         "security_protocol": "SASL_SSL",
         "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_plain_username": "app",
         "sasl_plain_password": 'p"w\\d',
         "ssl_cafile": str(ca),
     }
+
+
+def test_a_ready_made_jaas_line_wins_and_the_python_clients_take_its_login() -> None:
+    jaas = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required"
+        ' username="ops" password="s3\\"cret";'
+    )
+    cfg = Config(
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="PLAIN",
+        kafka_properties=(("kafka.sasl.jaas.config", jaas),),
+    )
+    assert cfg.kafka_security.spark_options()["kafka.sasl.jaas.config"] == jaas
+    settings = cfg.kafka_security.python_settings()
+    assert settings["sasl_plain_username"] == "ops"
+    assert settings["sasl_plain_password"] == 's3"cret'
+    oauth = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;"
+    cfg = cfg.replace(kafka_properties=(("sasl.jaas.config", oauth),))
+    assert cfg.kafka_security.spark_options()["kafka.sasl.jaas.config"] == oauth
+    with pytest.raises(ConfigError, match="take only a PLAIN or SCRAM login"):
+        cfg.kafka_security.python_settings()
+
+
+def test_the_motion_gate_is_its_own_setting_whatever_the_preset() -> None:
+    assert not Config(detection_preset="fast").motion.enabled
+    gated = Config(detection_preset="fast", motion_gate=True)
+    assert gated.motion.enabled and gated.detection == DETECTION_PRESETS["fast"]
+    assert Config(detection_preset="faithful", motion_gate=True).motion.enabled
+    # The preset that once switched the gate on too is refused, saying what to set instead.
+    with pytest.raises(ConfigError, match="--detection-preset fast --motion-gate"):
+        Config(detection_preset="fast-gated").validate()

@@ -25,8 +25,8 @@ from camstream.core.jpeg import encode_jpeg
 from camstream.errors import DetectorUnavailableError
 from camstream.kafka.clients import make_consumer, make_producer
 from camstream.spark.job import build_query
-from camstream.spark.progress import describe_failure, observed_totals
-from helpers import astronaut_bgr, consume, wait_until
+from camstream.spark.progress import describe_failure
+from helpers import astronaut_bgr, consume, observed_totals, wait_until
 from poison import CAMERA, JOB_MAX_FRAME_BYTES, Headers, Record, bad_records
 
 pytestmark = pytest.mark.spark

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from camstream.core.contract import (
     DetectionEvent,
     headers_to_dict,
 )
-from helpers import consume, group_alive, wait_until
+from helpers import camstream_running, consume, group_alive, wait_until
 
 pytestmark = pytest.mark.spark
 
@@ -27,22 +26,10 @@ CAMERAS = 2
 FRAMES_PER_CAMERA = 30
 
 
-def camstream(*args: str, env: dict[str, str], **kwargs) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "camstream", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        **kwargs,
-    )
-
-
 def test_simulated_cameras_through_the_spark_job(cfg: Config, tmp_path: Path) -> None:
     env = {**os.environ, "KAFKA_BOOTSTRAP": cfg.kafka_bootstrap, "CAMSTREAM_HOME": cfg.home}
     topics = ["--kafka-bootstrap", cfg.kafka_bootstrap]
-    analyze = camstream(
+    with camstream_running(
         "analyze",
         "--input-topic", cfg.input_topic,
         "--output-topic", cfg.output_topic,
@@ -54,9 +41,9 @@ def test_simulated_cameras_through_the_spark_job(cfg: Config, tmp_path: Path) ->
         "--freshness", "all",
         "--spark-master", "local[2]",
         *topics,
+        log_path=tmp_path / "analyze.log",
         env=env,
-    )  # fmt: skip
-    try:
+    ) as analyze:  # fmt: skip
         simulate = subprocess.run(
             [sys.executable, "-m", "camstream", "simulate", "--cameras", str(CAMERAS),
              "--fps", "10", "--max-frames", str(FRAMES_PER_CAMERA),
@@ -70,13 +57,12 @@ def test_simulated_cameras_through_the_spark_job(cfg: Config, tmp_path: Path) ->
         records = consume(cfg, cfg.output_topic, total, timeout_s=240)
         with_faces = sum(headers_to_dict(r.headers)["faces"] != "0" for r in records)
         event_records = consume(cfg, cfg.events_topic, with_faces, timeout_s=60)
-        assert analyze.poll() is None, "the Spark job exited early"
-    finally:
-        analyze.send_signal(signal.SIGTERM)
-        output, _ = analyze.communicate(timeout=90)
-    assert analyze.returncode == 0, output
-    assert "analyze: stopped" in output
-    wait_until(lambda: not group_alive(analyze.pid), 30, what="the job's JVM to exit")
+        assert analyze.returncode is None, "the Spark job exited early"
+        analyze.stop()
+        output = analyze.output()
+        assert analyze.returncode == 0, output
+        assert "analyze: stopped" in output
+        wait_until(lambda: not group_alive(analyze.pid), 30, what="the job's JVM to exit")
 
     # Every input frame exactly once, with the contract's headers.
     frames = [AnnotatedFrame.from_record(r.value, r.headers) for r in records]

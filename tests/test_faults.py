@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import itertools
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +29,16 @@ from camstream.kafka.clients import make_consumer, make_producer
 from camstream.kafka.topics import ensure_topics
 from camstream.local.broker import LocalBroker, LocalCluster
 from camstream.local.ports import free_port
-from camstream.local.supervisor import process_rss_mb, tree_rss_mb
 from camstream.spark.job import build_query
-from helpers import config_with_topics, group_alive, wait_until
+from helpers import (
+    RunningCommand,
+    camstream_running,
+    config_with_topics,
+    group_alive,
+    process_rss_mb,
+    tree_rss_mb,
+    wait_until,
+)
 from station_helpers import AnnotatedFramePublisher
 
 pytestmark = pytest.mark.spark
@@ -192,18 +196,19 @@ def test_broker_restart_mid_stream_loses_nothing(spark: Any, tmp_path: Path, tri
         broker.stop()
 
 
-def _analyze(cfg: Config, checkpoint: Path, trigger: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "camstream", "analyze",
-         "--kafka-bootstrap", cfg.kafka_bootstrap,
-         "--input-topic", cfg.input_topic, "--output-topic", cfg.output_topic,
-         "--dead-letter-topic", cfg.dead_letter_topic,
-         "--events-topic", cfg.events_topic, "--checkpoint-location", str(checkpoint),
-         "--starting-offsets", "earliest", "--spark-master", "local[2]",
-         "--detection-preset", "fast", "--trigger-interval", trigger],
-        env={**os.environ, "CAMSTREAM_HOME": cfg.home},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
-        start_new_session=True,  # its own group: the JVM and Python workers die with it
+def _analyze(
+    cfg: Config, checkpoint: Path, trigger: str, log_path: Path
+) -> AbstractContextManager[RunningCommand]:
+    return camstream_running(
+        "analyze",
+        "--kafka-bootstrap", cfg.kafka_bootstrap,
+        "--input-topic", cfg.input_topic, "--output-topic", cfg.output_topic,
+        "--dead-letter-topic", cfg.dead_letter_topic,
+        "--events-topic", cfg.events_topic, "--checkpoint-location", str(checkpoint),
+        "--starting-offsets", "earliest", "--spark-master", "local[2]",
+        "--detection-preset", "fast", "--trigger-interval", trigger,
+        log_path=log_path, env={**os.environ, "CAMSTREAM_HOME": cfg.home},
+        stop_timeout_s=60,
     )  # fmt: skip
 
 
@@ -211,10 +216,12 @@ def _analyze(cfg: Config, checkpoint: Path, trigger: str) -> subprocess.Popen[st
 # three-broker tests run micro-batches on camstream's), Real-time Mode on camstream's.
 @pytest.mark.parametrize(
     ("trigger", "broker"),
-    [pytest.param("0 seconds", "stock", marks=pytest.mark.own_brokers),
-     ("realtime:5 seconds", "local")],
+    [
+        pytest.param("0 seconds", "stock", marks=pytest.mark.own_brokers),
+        ("realtime:5 seconds", "local"),
+    ],
     ids=["micro-batch-stock-broker", "realtime"],
-)  # fmt: skip
+)
 def test_job_killed_with_sigkill_and_restarted_from_its_checkpoint_loses_nothing(
     cfg: Config, tmp_path: Path, trigger: str, broker: str, request: pytest.FixtureRequest
 ) -> None:
@@ -223,24 +230,22 @@ def test_job_killed_with_sigkill_and_restarted_from_its_checkpoint_loses_nothing
         cfg = config_with_topics(bootstrap, tmp_path, partitions=2)
     checkpoint = tmp_path / "checkpoint"
     feed, tally = FrameFeed(cfg), OutputTally(cfg)
-    job = _analyze(cfg, checkpoint, trigger)
     try:
-        feed.start()
-        wait_for_progress(feed, tally, 12, "the job to process frames before the kill")
-        os.killpg(job.pid, signal.SIGKILL)  # no shutdown hook, no final commit
-        job.wait(timeout=30)
-        wait_until(lambda: not group_alive(job.pid), 30, what="the killed job's processes to go")
-        job = _analyze(cfg, checkpoint, trigger)
-        wait_for_progress(feed, tally, 24, "the restarted job to catch up")
-        acked = feed.finish()
-        assert_nothing_lost(acked, tally, "job SIGKILL + restart")
-        assert job.poll() is None, "the restarted job exited"
+        with _analyze(cfg, checkpoint, trigger, tmp_path / "first-run.log") as job:
+            feed.start()
+            wait_for_progress(feed, tally, 12, "the job to process frames before the kill")
+            job.kill()  # no shutdown hook, no final commit
+            wait_until(
+                lambda: not group_alive(job.pid), 30, what="the killed job's processes to go"
+            )
+        with _analyze(cfg, checkpoint, trigger, tmp_path / "second-run.log") as job:
+            wait_for_progress(feed, tally, 24, "the restarted job to catch up")
+            acked = feed.finish()
+            assert_nothing_lost(acked, tally, "job SIGKILL + restart")
+            assert job.returncode is None, "the restarted job exited"
     finally:
         feed.stop_event.set()
         tally.close()
-        if job.poll() is None:
-            os.killpg(job.pid, signal.SIGTERM)
-            job.wait(timeout=60)
 
 
 @MODES
@@ -273,15 +278,15 @@ def test_one_broker_of_three_killed_and_restarted_loses_nothing(
             victim.start()
 
 
-def test_station_restart_resumes_live_frames(cfg: Config) -> None:
+def test_station_restart_resumes_live_frames(cfg: Config, tmp_path: Path) -> None:
     port = free_port()
 
-    def start_station() -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "camstream", "station", "--station-port", str(port),
-             "--output-topic", cfg.output_topic, "--kafka-bootstrap", cfg.kafka_bootstrap],
-            env={**os.environ, "CAMSTREAM_HOME": cfg.home},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+    def station_running(run: str) -> AbstractContextManager[RunningCommand]:
+        return camstream_running(
+            "station", "--station-port", str(port),
+            "--output-topic", cfg.output_topic, "--kafka-bootstrap", cfg.kafka_bootstrap,
+            log_path=tmp_path / f"station-{run}.log",
+            env={**os.environ, "CAMSTREAM_HOME": cfg.home}, stop_timeout_s=30,
         )  # fmt: skip
 
     def latest_seq() -> int:
@@ -293,12 +298,12 @@ def test_station_restart_resumes_live_frames(cfg: Config) -> None:
 
     publisher = AnnotatedFramePublisher(cfg)
 
-    def publish_until_shown(station: subprocess.Popen[str]) -> int:
+    def publish_until_shown(station: RunningCommand) -> int:
         """Publish live frames until the station shows one; returns the seq shown."""
         first = publisher.sent.get("cam-live", 0)
 
         def shown() -> int | None:
-            assert station.poll() is None, "the station exited"
+            assert station.returncode is None, "the station exited"
             publisher.send("cam-live", 0)
             publisher.flush()
             seq = latest_seq()
@@ -306,20 +311,16 @@ def test_station_restart_resumes_live_frames(cfg: Config) -> None:
 
         return wait_until(shown, timeout_s=60, interval_s=0.5, what="a live frame on the station")
 
-    station = start_station()
     try:
-        before = publish_until_shown(station)
-        station.send_signal(signal.SIGTERM)
-        assert station.wait(timeout=30) == 0
+        with station_running("first") as station:
+            before = publish_until_shown(station)
+            assert station.stop(timeout_s=30) == 0
         publisher.send("cam-live", 0)  # sent while no station runs
-        station = start_station()
-        after = publish_until_shown(station)
-        assert after > before + 1, "the restarted station shows live frames again"
+        with station_running("restarted") as station:
+            after = publish_until_shown(station)
+            assert after > before + 1, "the restarted station shows live frames again"
     finally:
         publisher.close()
-        if station.poll() is None:
-            station.send_signal(signal.SIGTERM)
-            station.wait(timeout=30)
 
 
 def _rss_mb(root_pid: int) -> tuple[float, float]:

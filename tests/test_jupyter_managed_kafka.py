@@ -49,10 +49,14 @@ def secure_cfg(secure_broker: tuple[LocalBroker, str], tmp_path: Path) -> Config
     """camstream's own clients on the SASL_SSL listener, topics of this test's own."""
     broker, password = secure_broker
     return unique_topics(
-        broker.secure_bootstrap, tmp_path, kafka_security_protocol="SASL_SSL",
-        kafka_sasl_mechanism=MECHANISM, kafka_sasl_username=SASL_USER,
-        kafka_sasl_password=password, kafka_ssl_ca_file=ca_file(broker),
-    )  # fmt: skip
+        broker.secure_bootstrap,
+        tmp_path,
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism=MECHANISM,
+        kafka_sasl_username=SASL_USER,
+        kafka_sasl_password=password,
+        kafka_ssl_ca_file=ca_file(broker),
+    )
 
 
 def failed_run(notebook: Path, output: Path, **parameters: Any) -> tuple[str, dict[str, Any]]:
@@ -83,9 +87,11 @@ def test_both_notebooks_connect_alike() -> None:
 
 
 def test_producer_notebook_over_scram_and_tls_from_the_environment(
-    secure_broker: tuple[LocalBroker, str], secure_cfg: Config, tmp_path: Path,
+    secure_broker: tuple[LocalBroker, str],
+    secure_cfg: Config,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     """The broker and its credentials as camstream's commands take them; a topic that exists
     is used as it is: neither create_topic=False nor a replication factor the cluster lacks
     stops it."""
@@ -94,10 +100,13 @@ def test_producer_notebook_over_scram_and_tls_from_the_environment(
     secret = tmp_path / "kafka-password"
     secret.write_text(password + "\n")
     for name, value in {
-        "KAFKA_BOOTSTRAP": broker.secure_bootstrap, "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
-        "KAFKA_SASL_MECHANISM": MECHANISM, "KAFKA_SASL_USERNAME": SASL_USER,
-        "KAFKA_SASL_PASSWORD_FILE": str(secret), "KAFKA_SSL_CA_FILE": ca_file(broker),
-    }.items():  # fmt: skip
+        "KAFKA_BOOTSTRAP": broker.secure_bootstrap,
+        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "KAFKA_SASL_MECHANISM": MECHANISM,
+        "KAFKA_SASL_USERNAME": SASL_USER,
+        "KAFKA_SASL_PASSWORD_FILE": str(secret),
+        "KAFKA_SSL_CA_FILE": ca_file(broker),
+    }.items():
         monkeypatch.setenv(name, value)  # the kernel inherits them
     monkeypatch.delenv("KAFKA_SASL_PASSWORD", raising=False)
     output = tmp_path / "VideoCaptureToKafka.scram.ipynb"
@@ -115,9 +124,11 @@ def test_producer_notebook_over_scram_and_tls_from_the_environment(
 
 
 def test_producer_notebook_stops_in_one_line_when_the_topic_cannot_be_created(
-    secure_broker: tuple[LocalBroker, str], secure_cfg: Config, tmp_path: Path,
+    secure_broker: tuple[LocalBroker, str],
+    secure_cfg: Config,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     """Replication factor 3 on one broker: what Kafka refused and what to set, then a stop."""
     broker, password = secure_broker
     monkeypatch.setenv("KAFKA_SASL_PASSWORD", password)
@@ -137,9 +148,11 @@ def test_producer_notebook_stops_in_one_line_when_the_topic_cannot_be_created(
 
 
 def test_consumer_notebook_over_scram_and_a_wrong_password(
-    secure_broker: tuple[LocalBroker, str], secure_cfg: Config, tmp_path: Path,
+    secure_broker: tuple[LocalBroker, str],
+    secure_cfg: Config,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     broker, password = secure_broker
     ensure_topics(secure_cfg, [secure_cfg.output_topic])
     publish(secure_cfg, [annotated("scram-cam", seq) for seq in range(2)])
@@ -148,17 +161,24 @@ def test_consumer_notebook_over_scram_and_a_wrong_password(
                 "sasl_mechanism": MECHANISM, "sasl_username": SASL_USER,
                 "ssl_ca_file": ca_file(broker), "topic": secure_cfg.output_topic}  # fmt: skip
     nb = execute(
-        CONSUMER_NB, tmp_path / "KafkaConsumerProcessed.scram.ipynb", **security,
-        from_beginning=True, max_frames=2, idle_timeout_s=60,
-    )  # fmt: skip
+        CONSUMER_NB,
+        tmp_path / "KafkaConsumerProcessed.scram.ipynb",
+        **security,
+        from_beginning=True,
+        max_frames=2,
+        idle_timeout_s=60,
+    )
     assert "2 frames from 1 cameras" in shown_text(nb)
 
     # A refused login looks like silence to kafka-python: the connect timeout bounds it.
     started = time.monotonic()
     error, nb = failed_run(
-        CONSUMER_NB, tmp_path / "KafkaConsumerProcessed.refused.ipynb", **security,
-        sasl_password="not-" + password, connect_timeout_s=2,
-    )  # fmt: skip
+        CONSUMER_NB,
+        tmp_path / "KafkaConsumerProcessed.refused.ipynb",
+        **security,
+        sasl_password="not-" + password,
+        connect_timeout_s=2,
+    )
     assert time.monotonic() - started < 30
     assert "\n" not in error
     assert error.startswith(f"SetupError: no answer from Kafka at {broker.secure_bootstrap}")

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from camstream.config import Config, quoted, secret_values
+from camstream.config import Config, secret_values
+from camstream.kafka.security import quoted
 from camstream.redaction import RedactingFilter, configure_logging
 
 PASSWORD = "p@ss'w\"or\\d-é"

@@ -26,7 +26,7 @@ from camstream.config import Config
 from camstream.core.contract import INPUT_HEADERS, FrameMeta
 from camstream.core.jpeg import encode_jpeg
 from camstream.local.ports import free_port
-from helpers import consume, jpeg_size
+from helpers import consume, jpeg_size, running
 
 RTSP_SERVER = Path(__file__).resolve().parent / "servers" / "rtsp_camera.py"
 SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin") or "/usr/bin/python3"
@@ -114,22 +114,15 @@ def rtsp_available() -> bool:
     reason="GStreamer's RTSP server is not installed (make test installs it: Debian's"
     " gir1.2-gst-rtsp-server-1.0 and python3-gi)",
 )
-def test_an_rtsp_camera_is_published(cfg: Config) -> None:
+def test_an_rtsp_camera_is_published(cfg: Config, tmp_path: Path) -> None:
     port = free_port()
-    server = subprocess.Popen(
-        [SYSTEM_PYTHON, str(RTSP_SERVER), str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+    command = [SYSTEM_PYTHON, str(RTSP_SERVER), str(port)]
+    with running(command, tmp_path / "rtsp.log", stop_timeout_s=10) as server:
+        server.wait_ready(
+            lambda: server.output().startswith("ready\n"), 30, "ready to serve the camera"
+        )
         time.sleep(0.2)
         done = produce(cfg, f"rtsp://127.0.0.1:{port}/camera", "ip-cam-rtsp", 10)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "sent 10 frames, 10 acknowledged" in done.stdout
     check_published(cfg, "ip-cam-rtsp", 10, (320, 240))

@@ -54,8 +54,10 @@ def test_the_job_runs_unchanged_on_topics_made_by_someone_else(
     spark, any_kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     jpeg = encode_jpeg(astronaut_bgr(), 80)
-    cfgs = {case: unique_topics(any_kafka_bootstrap, tmp_path / case.replace(" ", "-"))
-            for case in CASES}  # fmt: skip
+    cfgs = {
+        case: unique_topics(any_kafka_bootstrap, tmp_path / case.replace(" ", "-"))
+        for case in CASES
+    }
     oversized: dict[str, int] = {}
     for case, cfg in cfgs.items():
         premake(cfg, case)
@@ -70,13 +72,17 @@ def test_the_job_runs_unchanged_on_topics_made_by_someone_else(
             producer = make_producer(cfg.replace(max_frame_bytes=2_000_000))
             for seq in range(FRAMES):
                 meta = FrameMeta(CAMERA, seq, time.time_ns(), 512, 512)
-                producer.send(cfg.input_topic, key=CAMERA.encode(), value=jpeg,
-                              headers=meta.to_headers())  # fmt: skip
+                producer.send(
+                    cfg.input_topic, key=CAMERA.encode(), value=jpeg, headers=meta.to_headers()
+                )
                 if seq == FRAMES // 2:
                     bad = FrameMeta(CAMERA, 999, time.time_ns(), 512, 512)
-                    producer.send(cfg.input_topic, key=CAMERA.encode(),
-                                  value=b"\xff\xd8" + b"\x00" * (oversized[case] - 2),
-                                  headers=bad.to_headers())  # fmt: skip
+                    producer.send(
+                        cfg.input_topic,
+                        key=CAMERA.encode(),
+                        value=b"\xff\xd8" + b"\x00" * (oversized[case] - 2),
+                        headers=bad.to_headers(),
+                    )
             producer.flush()
             producer.close()
         for case, cfg in cfgs.items():

@@ -11,12 +11,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import cv2
@@ -29,7 +27,14 @@ from camstream.core.jpeg import encode_jpeg
 from camstream.kafka.clients import make_admin, make_consumer, make_producer
 from camstream.spark.job import build_query
 from camstream.spark.progress import LossMonitor, follow_progress
-from helpers import astronaut_bgr, consume, group_alive, wait_until
+from helpers import (
+    RunningCommand,
+    astronaut_bgr,
+    camstream_running,
+    consume,
+    group_alive,
+    wait_until,
+)
 from poison import CAMERA, GIANT_BYTES, GIANTS, poison_records
 
 pytestmark = pytest.mark.spark
@@ -38,22 +43,23 @@ Headers = list[tuple[str, bytes | None]]
 Record = tuple[bytes | None, bytes | None, Headers]
 
 
-def analyze(cfg: Config, checkpoint: Path) -> subprocess.Popen[str]:
+def analyze(
+    cfg: Config, checkpoint: Path, log_path: Path
+) -> AbstractContextManager[RunningCommand]:
     env = {**os.environ, "KAFKA_BOOTSTRAP": cfg.kafka_bootstrap, "CAMSTREAM_HOME": cfg.home}
-    return subprocess.Popen(
-        [sys.executable, "-m", "camstream", "analyze",
-         "--input-topic", cfg.input_topic, "--output-topic", cfg.output_topic,
-         "--dead-letter-topic", cfg.dead_letter_topic,
-         "--events-topic", cfg.events_topic, "--checkpoint-location", str(checkpoint),
-         "--starting-offsets", "earliest", "--spark-master", "local[2]",
-         # Small batches, so that the kill lands in the middle of the stream; the live
-         # policy with a generous age and budget, so that only the hour-old records take
-         # its path (the large frames must be analysed, and fitted to the output topic).
-         "--max-offsets-per-trigger", "6", "--freshness", "live",
-         "--analysis-budget-ms", "600000",
-         "--max-frame-age-ms", "600000"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
+    return camstream_running(
+        "analyze",
+        "--input-topic", cfg.input_topic, "--output-topic", cfg.output_topic,
+        "--dead-letter-topic", cfg.dead_letter_topic,
+        "--events-topic", cfg.events_topic, "--checkpoint-location", str(checkpoint),
+        "--starting-offsets", "earliest", "--spark-master", "local[2]",
+        # Small batches, so that the kill lands in the middle of the stream; the live
+        # policy with a generous age and budget, so that only the hour-old records take
+        # its path (the large frames must be analysed, and fitted to the output topic).
+        "--max-offsets-per-trigger", "6", "--freshness", "live",
+        "--analysis-budget-ms", "600000",
+        "--max-frame-age-ms", "600000",
+        log_path=log_path, env=env,
     )  # fmt: skip
 
 
@@ -112,38 +118,37 @@ def test_poison_records_never_stop_the_job_even_across_a_crash(cfg: Config, tmp_
     publish(stream[:half])
     tally = Tally(cfg)
     checkpoint = tmp_path / "checkpoint"
-    job = analyze(cfg, checkpoint)
-    first_lines: list[str] = []
-    reader = threading.Thread(target=lambda: first_lines.extend(job.stdout), daemon=True)
-    reader.start()
     try:
-        wait_until(
-            lambda: tally.poll() >= 12 and any(line.startswith("batch ") for line in first_lines),
-            240,
-            what="the job to process a first part",
-        )
-        os.killpg(job.pid, signal.SIGKILL)  # the whole job: driver JVM and Python workers
-        job.wait(timeout=30)
-        reader.join(timeout=10)
-        first_run = "".join(first_lines)
-        wait_until(lambda: not group_alive(job.pid), 30, what="the killed job to be gone")
+        with analyze(cfg, checkpoint, tmp_path / "first-run.log") as job:
+            wait_until(
+                lambda: (
+                    tally.poll() >= 12
+                    and any(line.startswith("batch ") for line in job.output().splitlines())
+                ),
+                240,
+                what="the job to process a first part",
+            )
+            job.kill()  # the whole job: driver JVM and Python workers
+            first_run = job.output()
+            wait_until(lambda: not group_alive(job.pid), 30, what="the killed job to be gone")
         publish(stream[half:])
-        job = analyze(cfg, checkpoint)  # from its checkpoint: what was in flight comes again
-        wanted = {test_id for test_id, _, _ in stream}
-        wait_until(
-            lambda: (
-                tally.poll() >= 0
-                and wanted
-                <= set(tally.seen[cfg.output_topic]) | set(tally.seen[cfg.dead_letter_topic])
-            ),
-            300,
-            what="every record on the output or the dead-letter topic",
-        )
-        assert job.poll() is None, "the job stopped"
+        # From its checkpoint: what was in flight comes again.
+        with analyze(cfg, checkpoint, tmp_path / "second-run.log") as job:
+            wanted = {test_id for test_id, _, _ in stream}
+            wait_until(
+                lambda: (
+                    tally.poll() >= 0
+                    and wanted
+                    <= set(tally.seen[cfg.output_topic]) | set(tally.seen[cfg.dead_letter_topic])
+                ),
+                300,
+                what="every record on the output or the dead-letter topic",
+            )
+            assert job.returncode is None, "the job stopped"
+            job.stop()
+            output = job.output()
     finally:
         producer.close()
-        job.send_signal(signal.SIGTERM)
-        output, _ = job.communicate(timeout=90)
         tally.consumer.close()
     assert job.returncode == 0, output[-3000:]
     # The second run went on from the first one's checkpoint, not from the start.

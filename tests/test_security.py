@@ -12,7 +12,6 @@ file, nor on a command line of any process they started, the broker's formatting
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from camstream.local.broker import LocalBroker
-from helpers import SASL_USER, process_text
+from helpers import SASL_USER, camstream_running, process_text
 
 pytestmark = [pytest.mark.spark, pytest.mark.own_brokers]
 
@@ -69,8 +68,11 @@ def secure_env(broker: LocalBroker, password_file: Path, home: Path) -> dict[str
 def camstream(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "camstream", *args],
-        env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def password_file(tmp_path: Path, password: str) -> Path:
@@ -93,13 +95,11 @@ def test_pipeline_over_tls_and_scram(
 
     # With wire logs: py4j logs each call to the JVM, the Kafka options' JAAS line included
     # (to a file: a pipe nobody reads would fill up and stall the job).
-    job_log = tmp_path / "analyze.log"
-    analyze = subprocess.Popen(
-        [sys.executable, "-m", "camstream", "-v", "--wire-logs", "analyze", "--spark-master",
-         "local[2]", "--detection-preset", "fast", "--starting-offsets", "earliest"],
-        env=env, stdout=job_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    try:
+    with camstream_running(
+        "-v", "--wire-logs", "analyze", "--spark-master", "local[2]",
+        "--detection-preset", "fast", "--starting-offsets", "earliest",
+        log_path=tmp_path / "analyze.log", env=env,
+    ) as analyze:  # fmt: skip
         simulate = camstream(
             "-v", "simulate", "--cameras", "2", "--fps", "10", "--max-frames", "5", env=env
         )
@@ -111,14 +111,12 @@ def test_pipeline_over_tls_and_scram(
         )  # fmt: skip
         assert monitor.returncode == 0, monitor.stderr
         assert "monitor: 10 frames from 2 cameras" in monitor.stdout, monitor.stdout
-        assert analyze.poll() is None, "the job exited"
+        assert analyze.returncode is None, "the job exited"
         # The job, Spark's JVM and its Python workers: no password in their arguments.
         running = process_tree(analyze.pid)
         assert len(running) >= 2 and not [p for p in running if password in process_text(p)]
-    finally:
-        analyze.send_signal(signal.SIGTERM)  # the job stops its query and Spark itself
-        analyze.wait(timeout=90)
-    output = job_log.read_text()
+        analyze.stop()  # the job stops its query and Spark itself
+        output = analyze.output()
     assert analyze.returncode == 0, output[-5000:]
     assert "Command to send" in output and "<redacted>" in output  # py4j's log, redacted
     # The credentials are not printed anywhere, nor written to a log.
@@ -166,8 +164,12 @@ def test_wrong_password_and_plaintext_are_refused_with_a_clear_error(
 
     # A client that does not speak TLS gets nowhere on the secure port.
     plain = {**env, "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}
-    for name in ("KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD_FILE",
-                 "KAFKA_SSL_CA_FILE"):  # fmt: skip
+    for name in (
+        "KAFKA_SASL_MECHANISM",
+        "KAFKA_SASL_USERNAME",
+        "KAFKA_SASL_PASSWORD_FILE",
+        "KAFKA_SSL_CA_FILE",
+    ):
         plain.pop(name)
     out = camstream("topics", "list", env=plain, timeout=90)
     assert out.returncode == 4 and "Traceback" not in out.stderr, out.stderr

@@ -15,8 +15,6 @@ import json
 import os
 import re
 import secrets
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +35,7 @@ from camstream.local.supervisor import Supervisor
 from camstream.spark.jars import spark_kafka_jars
 from helpers import (
     astronaut_bgr,
+    camstream_running,
     databricks_notebook_running,
     databricks_widgets,
     unique_topics,
@@ -145,15 +144,19 @@ def shared_records() -> tuple[dict[str, Record], set[str]]:
     for seq, index in enumerate(range(0, len(frames), 6)):  # faces and empty scenes
         meta = FrameMeta("cam-sample", seq, now, 640, 480)
         records[f"sample-{index}-{len(labels[index]['faces'])}"] = (
-            b"cam-sample", encode_jpeg(frames[index], 80), list(meta.to_headers())
-        )  # fmt: skip
+            b"cam-sample",
+            encode_jpeg(frames[index], 80),
+            list(meta.to_headers()),
+        )
     portrait = encode_jpeg(astronaut_bgr(), 85)
     wide = cv2.resize(astronaut_bgr(), (640, 480), interpolation=cv2.INTER_AREA)
-    for seq, (name, value, size) in enumerate([
-        ("astronaut", portrait, (512, 512)),
-        ("exif-orientation-6", with_exif_orientation(encode_jpeg(wide, 80), 6), (640, 480)),
-        ("trailer", portrait + b"\x00trailer" + os.urandom(500), (512, 512)),
-    ]):  # fmt: skip
+    for seq, (name, value, size) in enumerate(
+        [
+            ("astronaut", portrait, (512, 512)),
+            ("exif-orientation-6", with_exif_orientation(encode_jpeg(wide, 80), 6), (640, 480)),
+            ("trailer", portrait + b"\x00trailer" + os.urandom(500), (512, 512)),
+        ]
+    ):
         records[name] = (
             CAMERA.encode(),
             value,
@@ -173,8 +176,10 @@ def shared_records() -> tuple[dict[str, Record], set[str]]:
         "seq twice": (key, portrait, [*base, ("seq", b"7")]),
         "seq in Arabic-Indic digits": (key, portrait, changed("seq", "١٢".encode())),
     }
-    records |= {f"bad: {kind}": (k, v, [(n, x) for n, x in h if n != "fuzz_kind"])
-                for kind, (k, v, h) in bad.items()}  # fmt: skip
+    records |= {
+        f"bad: {kind}": (k, v, [(n, x) for n, x in h if n != "fuzz_kind"])
+        for kind, (k, v, h) in bad.items()
+    }
     return records, valid
 
 
@@ -222,19 +227,17 @@ def test_the_databricks_notebook_over_spark_connect_and_camstream_analyze_agree(
         configs[name] = cfg
     nb_cfg, cli_cfg = configs["notebook"], configs["cli"]
 
-    cli = subprocess.Popen(
-        [sys.executable, "-m", "camstream", "analyze", "--spark-master", "local[1]",
-         "--input-topic", cli_cfg.input_topic, "--output-topic", cli_cfg.output_topic,
-         "--dead-letter-topic", cli_cfg.dead_letter_topic, "--starting-offsets", "earliest",
-         "--checkpoint-location", str(tmp_path / "cli-checkpoint"),
-         # The notebook analyses every frame of this pre-filled topic; so does `all`.
-         "--freshness", "all", "--detection-preset", PRESET],
+    with camstream_running(
+        "analyze", "--spark-master", "local[1]",
+        "--input-topic", cli_cfg.input_topic, "--output-topic", cli_cfg.output_topic,
+        "--dead-letter-topic", cli_cfg.dead_letter_topic, "--starting-offsets", "earliest",
+        "--checkpoint-location", str(tmp_path / "cli-checkpoint"),
+        # The notebook analyses every frame of this pre-filled topic; so does `all`.
+        "--freshness", "all", "--detection-preset", PRESET,
+        log_path=tmp_path / "cli.log",
         env={**os.environ, "KAFKA_BOOTSTRAP": kafka_bootstrap, "CAMSTREAM_HOME": str(tmp_path),
              "PYSPARK_SUBMIT_ARGS": f"--driver-java-options {QUICK_START_JVM} pyspark-shell"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
-    cli_signalled = False  # once: a second SIGTERM makes it give up its clean stop
-    try:
+    ) as cli:  # fmt: skip
         spark = connect_server.connect()
         # What standard access mode gives a notebook: a client session, no SparkContext.
         assert type(spark).__module__ == "pyspark.sql.connect.session"
@@ -243,18 +246,17 @@ def test_the_databricks_notebook_over_spark_connect_and_camstream_analyze_agree(
         widgets = databricks_widgets(nb_cfg, tmp_path / "nb-checkpoints") | {"preset": PRESET}
         with databricks_notebook_running(spark, widgets) as notebook:
             from_notebook = collect(nb_cfg, set(records), 300, given_up=notebook.failed)
-            from_cli = collect(cli_cfg, set(records), 300, given_up=lambda: cli.poll() is not None)
-            cli.send_signal(signal.SIGTERM)  # it stops while the notebook shows its progress
-            cli_signalled = True
+            from_cli = collect(
+                cli_cfg, set(records), 300, given_up=lambda: cli.returncode is not None
+            )
+            cli.ask_to_stop()  # it stops while the notebook shows its progress
             wait_until(
                 lambda: notebook.failed() or any("frames in" in s for s in notebook.run.printed),
                 60,
                 what="the notebook to print progress",
             )
-    finally:
-        if not cli_signalled:
-            cli.send_signal(signal.SIGTERM)
-        cli_output, _ = cli.communicate(timeout=90)
+        cli.stop()
+        cli_output = cli.output()
     assert cli.returncode == 0, cli_output[-2000:]
     assert set(from_notebook) == set(records) == set(from_cli)
 

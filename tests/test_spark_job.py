@@ -11,8 +11,7 @@ from camstream.core.contract import FrameMeta, headers_to_dict
 from camstream.core.jpeg import encode_jpeg
 from camstream.kafka.clients import make_producer
 from camstream.spark.job import build_query
-from camstream.spark.progress import observed_totals
-from helpers import astronaut_bgr, consume, wait_until
+from helpers import astronaut_bgr, consume, observed_totals, wait_until
 
 pytestmark = pytest.mark.spark
 
@@ -119,9 +118,13 @@ def test_the_motion_gate_in_the_job_carries_still_scenes_and_writes_events(
     from gating import clip_records, iou
 
     cfg = config_with_topics(
-        kafka_bootstrap, tmp_path, partitions=2, detection_preset="fast-gated",
+        kafka_bootstrap,
+        tmp_path,
+        partitions=2,
+        detection_preset="fast",
+        motion_gate=True,
         max_offsets_per_trigger=25,
-    )  # fmt: skip
+    )
     clips = {"cam-lobby": "lobby", "cam-guard": "gravel-guard"}
     producer = make_producer(cfg)
     for camera_id, clip in clips.items():
@@ -140,8 +143,9 @@ def test_the_motion_gate_in_the_job_carries_still_scenes_and_writes_events(
         ]
         totals = wait_until(
             lambda: (t := observed_totals(query)).get("frames_in", 0) >= 120 and t,
-            timeout_s=30, what="observed metrics",
-        )  # fmt: skip
+            timeout_s=30,
+            what="observed metrics",
+        )
     finally:
         query.stop()
     assert totals["frames_gated"] + totals["frames_analysed"] == 120 == totals["frames_ok"]

@@ -93,11 +93,13 @@ def test_three_cameras_become_three_live_streams(cfg: Config) -> None:
         assert all(c["seq"] == 5 and not c["stale"] for c in by_id.values())
         assert all(0 <= c["delay_ms_p50"] <= c["delay_ms_p95"] for c in by_id.values())
         assert body["frames_total"] == 18 == sum(publisher.sent.values())
-        assert all(c["analysed_fps"] == c["fps"] and c["frames_skipped"] == 0
-                   for c in by_id.values())  # fmt: skip
+        assert all(
+            c["analysed_fps"] == c["fps"] and c["frames_skipped"] == 0 for c in by_id.values()
+        )
         # Sent back to back: analysed frames a few ms apart, the latest one analysed.
-        assert all(c["analysed_gap_s"] == 0 and 0 <= c["analysed_gap_max_s"] < 1
-                   for c in by_id.values())  # fmt: skip
+        assert all(
+            c["analysed_gap_s"] == 0 and 0 <= c["analysed_gap_max_s"] < 1 for c in by_id.values()
+        )
         assert body["shedding"] == {"active": False, "share": 0.0, "frames_skipped": 0,
                                     "frames": 18, "window_s": SHED_WINDOW_S}  # fmt: skip
 
@@ -144,8 +146,12 @@ def test_security_headers_and_no_file_reads(cfg: Config) -> None:
         response = httpx.get(f"http://{address}/")
         for name, value in SECURITY_HEADERS.items():
             assert response.headers[name] == value
-        for path in ("/api/frame/..%2F..%2Fetc%2Fpasswd", "/static/../pyproject.toml",
-                     "/static/station.py", "/etc/passwd"):  # fmt: skip
+        for path in (
+            "/api/frame/..%2F..%2Fetc%2Fpasswd",
+            "/static/../pyproject.toml",
+            "/static/station.py",
+            "/etc/passwd",
+        ):
             assert httpx.get(f"http://{address}{path}").status_code == 404, path
 
 
@@ -240,8 +246,9 @@ def test_detections_are_limited_per_camera_even_before_its_frames_arrive() -> No
     now = 1_000.0
 
     def detection(seq: int) -> DetectionEvent:
-        return DetectionEvent("cam-e", seq, 10**18 + seq, 10**18 + seq, 1, boxes, 640, 480,
-                              False, None, "out")  # fmt: skip
+        return DetectionEvent(
+            "cam-e", seq, 10**18 + seq, 10**18 + seq, 1, boxes, 640, 480, False, None, "out"
+        )
 
     shown = [store.add_detection(detection(seq), now=now + seq * 0.25) for seq in range(20)]
     assert shown == [seq % 12 == 0 for seq in range(20)]  # every 3 s at 4 frames/s
@@ -347,8 +354,10 @@ def test_a_camera_never_analysed_has_no_gaps_and_no_analysed_rate() -> None:
     store = FrameStore()
     for seq in range(12):
         capture_ns = BASE_NS + seq * QUARTER_S_NS
-        store.update(_captured("cam-n", seq, capture_ns, jpeg, skipped="stale: 900 ms old"),
-                     now=capture_ns / 1e9)  # fmt: skip
+        store.update(
+            _captured("cam-n", seq, capture_ns, jpeg, skipped="stale: 900 ms old"),
+            now=capture_ns / 1e9,
+        )
     (stats,) = store.camera_stats(now=BASE_NS / 1e9 + 3)
     assert stats["fps"] == 4.0 and stats["analysed_fps"] == 0.0
     assert stats["analysed_gap_s"] is None and stats["analysed_gap_max_s"] is None
@@ -367,9 +376,12 @@ def test_a_camera_never_analysed_has_no_gaps_and_no_analysed_rate() -> None:
     assert store.shedding(now=BASE_NS / 1e9 + 3)["frames"] == 24
     # Long after: nothing arrived in the window, nothing shed.
     assert store.shedding(now=BASE_NS / 1e9 + 3 + SHED_WINDOW_S + 1) == {
-        "active": False, "share": 0.0, "frames_skipped": 0, "frames": 0,
+        "active": False,
+        "share": 0.0,
+        "frames_skipped": 0,
+        "frames": 0,
         "window_s": SHED_WINDOW_S,
-    }  # fmt: skip
+    }
 
 
 def test_carried_frames_count_as_analysed() -> None:
@@ -379,8 +391,10 @@ def test_carried_frames_count_as_analysed() -> None:
     for seq in range(20):
         capture_ns = BASE_NS + seq * QUARTER_S_NS
         carried = None if seq == 0 else 0
-        store.update(_captured("cam-c", seq, capture_ns, jpeg, carried_from_seq=carried),
-                     now=capture_ns / 1e9)  # fmt: skip
+        store.update(
+            _captured("cam-c", seq, capture_ns, jpeg, carried_from_seq=carried),
+            now=capture_ns / 1e9,
+        )
     (stats,) = store.camera_stats(now=BASE_NS / 1e9 + 5)
     assert stats["analysed_fps"] == stats["fps"] == 4.0 and stats["frames_skipped"] == 0
     assert stats["analysed_gap_s"] == 0 and stats["analysed_gap_max_s"] == 0.25

@@ -26,8 +26,10 @@ if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
         raise RuntimeError(
             "chromium and chromedriver are required in CI: `make setup` installs them"
         )
-    pytest.skip("no chromium/chromedriver (install: apt-get install chromium chromium-driver)",
-                allow_module_level=True)  # fmt: skip
+    pytest.skip(
+        "no chromium/chromedriver (install: apt-get install chromium chromium-driver)",
+        allow_module_level=True,
+    )
 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -86,8 +88,11 @@ def test_the_wall_shows_every_camera_live(browser, cfg: Config) -> None:
                 img = browser.find_element(By.CSS_SELECTOR, f'.tile[data-camera="{camera}"] img')
                 return img.get_attribute("src") or ""
 
-            first = wait_until(lambda: image_of("cam-1").startswith("blob:") and image_of("cam-1"),
-                               30, what="a first image")  # fmt: skip
+            first = wait_until(
+                lambda: image_of("cam-1").startswith("blob:") and image_of("cam-1"),
+                30,
+                what="a first image",
+            )
             wait_until(lambda: image_of("cam-1") not in ("", first), 15, what="the image to update")
             # The image really rendered (a decoded JPEG has a size).
             width = browser.execute_script(
@@ -100,8 +105,11 @@ def test_the_wall_shows_every_camera_live(browser, cfg: Config) -> None:
                     By.CSS_SELECTOR, f'.tile[data-camera="{camera}"] .caption'
                 ).text
 
-            wait_until(lambda: "fps" in caption("cam-3") and " ms" in caption("cam-3"), 15,
-                       what="delay and fps in the caption")  # fmt: skip
+            wait_until(
+                lambda: "fps" in caption("cam-3") and " ms" in caption("cam-3"),
+                15,
+                what="delay and fps in the caption",
+            )
 
             # The tile, the stats API and the camera agree on its rate (within 10%).
             def rates() -> tuple[float, float, float] | None:
@@ -120,8 +128,11 @@ def test_the_wall_shows_every_camera_live(browser, cfg: Config) -> None:
                 return element.get_attribute("class") or ""
 
             assert "alert" in classes("cam-3") and "alert" not in classes("cam-2")
-            wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#events li img"), 15,
-                       what="a detection in the event list")  # fmt: skip
+            wait_until(
+                lambda: browser.find_elements(By.CSS_SELECTOR, "#events li img"),
+                15,
+                what="a detection in the event list",
+            )
             # Every frame analysed: no analysed rate beside frames/s, no shedding banner.
             banner = browser.find_element(By.ID, "shedding")
             assert not banner.is_displayed() and "analysed" not in caption("cam-2")
@@ -130,8 +141,11 @@ def test_the_wall_shows_every_camera_live(browser, cfg: Config) -> None:
 
             # The job sheds load: half of cam-2's frames come without detection.
             shed.set()
-            wait_until(lambda: banner.is_displayed() and "Shedding load" in banner.text, 15,
-                       what="the shedding banner")  # fmt: skip
+            wait_until(
+                lambda: banner.is_displayed() and "Shedding load" in banner.text,
+                15,
+                what="the shedding banner",
+            )
             assert "% of frames shown without detection" in banner.text
 
             def analysed_rate() -> float | None:  # "5.0 fps · 2.5 analysed"
@@ -148,10 +162,16 @@ def test_the_wall_shows_every_camera_live(browser, cfg: Config) -> None:
 
             # Clicking a tile opens that camera large.
             browser.find_element(By.CSS_SELECTOR, '.tile[data-camera="cam-3"]').click()
-            wait_until(lambda: browser.find_element(By.ID, "focus").is_displayed(), 5,
-                       what="the large view")  # fmt: skip
-            wait_until(lambda: "cam-3" in browser.find_element(By.ID, "focus-caption").text, 5,
-                       what="the large view's caption")  # fmt: skip
+            wait_until(
+                lambda: browser.find_element(By.ID, "focus").is_displayed(),
+                5,
+                what="the large view",
+            )
+            wait_until(
+                lambda: "cam-3" in browser.find_element(By.ID, "focus-caption").text,
+                5,
+                what="the large view's caption",
+            )
             browser.save_screenshot(str(ARTIFACTS / "station-focus.png"))
     finally:
         stop.set()
@@ -169,8 +189,11 @@ def test_a_camera_the_station_forgets_leaves_the_page(browser, cfg: Config) -> N
             publisher.flush()
             browser.get(f"http://{address}/")
             image_of_a = '.tile[data-camera="cam-a"] img[src^=blob]'
-            wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, image_of_a), 30,
-                       what="cam-a's tile with its image")  # fmt: skip
+            wait_until(
+                lambda: browser.find_elements(By.CSS_SELECTOR, image_of_a),
+                30,
+                what="cam-a's tile with its image",
+            )
             publisher.send("cam-b", NO_FACE)
             publisher.send("cam-c", NO_FACE)
             publisher.flush()
@@ -279,8 +302,11 @@ def test_a_page_of_another_site_cannot_watch_the_cameras(browser, cfg: Config) -
                 assert probe == "blocked"
             # The station's own page, in the same browser, still connects.
             browser.get(f"http://{address}/")
-            wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, ".tile img[src^=blob]"), 30,
-                       what="the station's own page to show frames")  # fmt: skip
+            wait_until(
+                lambda: browser.find_elements(By.CSS_SELECTOR, ".tile img[src^=blob]"),
+                30,
+                what="the station's own page to show frames",
+            )
     finally:
         publisher.close()
 
@@ -311,8 +337,11 @@ def test_a_link_with_the_token_leaves_it_in_a_cookie_only(browser, cfg: Config) 
             with page_of_another_site(link) as port:
                 browser.get(f"http://localhost:{port}/")  # localhost: another site
                 browser.find_element(By.ID, "go").click()
-                wait_until(lambda: browser.current_url == f"http://{address}/", 15,
-                           what="the redirect without the token")  # fmt: skip
+                wait_until(
+                    lambda: browser.current_url == f"http://{address}/",
+                    15,
+                    what="the redirect without the token",
+                )
                 hint = wait_until(
                     lambda: (
                         frames_shown() or browser.find_elements(By.LINK_TEXT, "open the station")

@@ -43,8 +43,9 @@ def _frame(camera_id: str, seq: int = 0, jpeg: bytes = TINY_JPEG) -> AnnotatedFr
 
 def _record(topic: str, offset: int, value: bytes, headers: list) -> ConsumerRecord:
     """A record as the Kafka client hands it to the poll loop."""
-    return ConsumerRecord(topic, 0, None, offset, 0, 0, None, value, headers, None, 0,
-                          len(value), 0)  # fmt: skip
+    return ConsumerRecord(
+        topic, 0, None, offset, 0, 0, None, value, headers, None, 0, len(value), 0
+    )
 
 
 def test_the_camera_cap_forgets_the_least_recently_seen_from_every_table() -> None:

@@ -25,8 +25,12 @@ def topics_with_limits(bootstrap: str, tmp_path, **limits: int | None) -> Config
     """A config whose input, output, dead-letter and events topics exist with the given limits
     (None: the broker's default), created here as someone else might have created them."""
     cfg = unique_topics(bootstrap, tmp_path)
-    names = {"input": cfg.input_topic, "output": cfg.output_topic, "dlq": cfg.dead_letter_topic,
-             "events": cfg.events_topic}  # fmt: skip
+    names = {
+        "input": cfg.input_topic,
+        "output": cfg.output_topic,
+        "dlq": cfg.dead_letter_topic,
+        "events": cfg.events_topic,
+    }
     admin = make_admin(cfg)
     try:
         admin.create_topics(
@@ -86,8 +90,9 @@ def test_a_dead_letter_topic_the_job_makes_is_sized_from_the_input_topic_as_it_i
     try:
         admin.create_topics(
             [NewTopic(cfg.input_topic, 1, 1, topic_configs={"max.message.bytes": "3000000"})],
-            timeout_ms=30_000, wait_for_metadata=True,
-        )  # fmt: skip
+            timeout_ms=30_000,
+            wait_for_metadata=True,
+        )
     finally:
         admin.close()
     assert set(ensure_topics(cfg, cfg.pipeline_topics)) == set(cfg.pipeline_topics[1:])

@@ -63,6 +63,10 @@ def add_settings(parser: argparse.ArgumentParser, *names: str) -> None:
 
 def _option_parser(name: str) -> Callable[[str], Any]:
     def parse_option(raw: str) -> Any:
+        # Before argparse's choices: a removed value is told what to use instead.
+        removed = SETTINGS[name].removed_problem(raw)
+        if removed:
+            raise argparse.ArgumentTypeError(removed)
         try:
             return parse(name, raw)
         except ConfigError as exc:
@@ -357,9 +361,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from camstream.cameras.simulate import CameraSimulator
 
     simulator = CameraSimulator(
-        config_from(args), args.cameras, fps=args.fps, resize_width=args.resize_width,
+        config_from(args),
+        args.cameras,
+        fps=args.fps,
+        resize_width=args.resize_width,
         scene=args.scene,
-    )  # fmt: skip
+    )
     stats = simulator.run(max_frames=args.max_frames, duration_s=args.duration, stop=_stop_event())
     print(
         f"simulated {args.cameras} cameras: sent {stats.sent} frames, {stats.acked} acknowledged,"

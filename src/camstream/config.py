@@ -33,6 +33,12 @@ from camstream.core.settings import (
     RecordSettings,
 )
 from camstream.errors import ConfigError
+from camstream.kafka.security import (
+    JAAS_PROPERTY,
+    SASL_MECHANISMS,
+    SECURITY_PROTOCOLS,
+    KafkaSecurity,
+)
 
 __all__ = ["DETECTION_PRESETS", "Config", "ConfigError", "DetectionSettings", "RecordSettings"]
 
@@ -49,10 +55,19 @@ class Setting:
     check: Callable[[Any], str | None] | None = None
     # Secrets come from the environment only: a command line shows in `ps`.
     secret: bool = False
+    # Values no longer taken, each with what to set instead: refused with that said.
+    removed: tuple[tuple[str, str], ...] = ()
 
     @property
     def flag(self) -> bool:
         return not self.secret
+
+    def removed_problem(self, value: Any) -> str | None:
+        """What to set instead, if `value` is one no longer taken."""
+        for old, instead in self.removed:
+            if value == old:
+                return f"{old!r} is no longer taken, {instead}"
+        return None
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", **options: Any) -> Any:
@@ -128,17 +143,6 @@ def _properties_problem(value: tuple[tuple[str, str], ...]) -> str | None:
     return None
 
 
-# The preset of many mostly still cameras: the fast detector behind the motion gate.
-GATED_PRESET = "fast-gated"
-
-SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-SASL_MECHANISMS = {
-    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
-    "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
-    "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
-}
-
-
 @dataclass(frozen=True)
 class Config:
     """Settings shared by the cameras, the Spark job, the viewers and the local tools."""
@@ -157,17 +161,20 @@ class Config:
         "camera-stream-dlq", "topic of the records the job could not process", check=_topic_problem
     )
     events_topic: str = setting(
-        "camera-detections", "topic of the detection events (JSON, one per frame with faces)",
+        "camera-detections",
+        "topic of the detection events (JSON, one per frame with faces)",
         check=_topic_problem,
-    )  # fmt: skip
+    )
     partitions: int = setting(4, "partitions of the topics camstream creates", minimum=1)
     replication_factor: int = setting(
         1, "replicas of the topics camstream creates (3 on a cluster)", minimum=1
     )
     kafka_connect_timeout_s: float = setting(
-        10.0, "how long a client waits for Kafka's first answer before it says Kafka cannot be"
-        " reached", minimum=0.5, maximum=600.0,
-    )  # fmt: skip
+        10.0,
+        "how long a client waits for Kafka's first answer before it says Kafka cannot be reached",
+        minimum=0.5,
+        maximum=600.0,
+    )
     kafka_security_protocol: str = setting(
         "PLAINTEXT", "how clients talk to Kafka", choices=SECURITY_PROTOCOLS
     )
@@ -186,9 +193,11 @@ class Config:
     # Extra client properties in the Java client's names, `name=value;name=value`; they win
     # over the settings above. Secret: they may hold a ready-made sasl.jaas.config.
     kafka_properties: tuple[tuple[str, str], ...] = setting(
-        (), "extra Kafka client properties, name=value;name=value", secret=True,
+        (),
+        "extra Kafka client properties, name=value;name=value",
+        secret=True,
         check=_properties_problem,
-    )  # fmt: skip
+    )
 
     # ---- frames ----------------------------------------------------------------------------
     # Below the broker's default message.max.bytes (1 MiB) with room for headers.
@@ -228,9 +237,18 @@ class Config:
     detection_preset: str = setting(
         "faithful",
         "detection settings: faithful is the 2018 demo's detector call for call, equalized adds"
-        " histogram equalisation and a 30-px minimum face, fast detects on a 320-px-wide copy;"
-        " fast-gated is fast with the motion gate (many mostly still cameras)",
-        choices=(*DETECTION_PRESETS, GATED_PRESET),
+        " histogram equalisation and a 30-px minimum face, fast detects on a 320-px-wide copy"
+        " (with many mostly still cameras, add the motion gate)",
+        choices=tuple(DETECTION_PRESETS),
+        # It also switched the motion gate on: a preset now sets detection only.
+        removed=(
+            (
+                "fast-gated",
+                "as a preset sets detection only: for the fast detector behind the motion gate,"
+                " use CAMSTREAM_DETECTION_PRESET=fast CAMSTREAM_MOTION_GATE=1"
+                " (--detection-preset fast --motion-gate)",
+            ),
+        ),
     )
     motion_gate: bool = setting(
         False,
@@ -238,54 +256,66 @@ class Config:
         " analysed frame; else carry that frame's boxes (marked carried_from_seq)",
     )
     motion_keyframe_s: float = setting(
-        60.0, "with the motion gate: a full detection per camera at least this often",
+        60.0,
+        "with the motion gate: a full detection per camera at least this often",
         minimum=0.001,
-    )  # fmt: skip
+    )
     motion_pixel_threshold: int = setting(
-        25, "with the motion gate: grey levels a thumbnail pixel must change by to count as moved",
-        minimum=0, maximum=254,
-    )  # fmt: skip
+        25,
+        "with the motion gate: grey levels a thumbnail pixel must change by to count as moved",
+        minimum=0,
+        maximum=254,
+    )
     motion_min_changed: float = setting(
-        0.001, "with the motion gate: share of thumbnail pixels that must move to analyse a frame",
-        minimum=0.0, maximum=0.999,
-    )  # fmt: skip
+        0.001,
+        "with the motion gate: share of thumbnail pixels that must move to analyse a frame",
+        minimum=0.0,
+        maximum=0.999,
+    )
     motion_regions: bool = setting(
         True,
         "with the motion gate: on a frame that moved, detect on the moving regions only and"
         " keep the camera's boxes outside them",
     )
     motion_forget_s: float = setting(
-        300.0, "with the motion gate: a camera silent this long is forgotten (bounded state)",
+        300.0,
+        "with the motion gate: a camera silent this long is forgotten (bounded state)",
         minimum=0.001,
-    )  # fmt: skip
+    )
     # `live` stays live past capacity: frames older than max_frame_age_ms by their turn go
     # out unanalysed (marked `skipped`, counted), round robin over cameras, none starved.
     # Under capacity nothing is skipped. `all` analyses every frame however late (backfills).
     # `latest` is the name of `live` before 0.5.
     freshness: str = setting(
-        "live", "live: past capacity, skip detection of frames too old (round robin over the"
+        "live",
+        "live: past capacity, skip detection of frames too old (round robin over the"
         " cameras, newest first, none starved); all: analyse every frame however late"
         " (backfills)",
         choices=("live", "all", "latest"),
-    )  # fmt: skip
+    )
     max_frame_age_ms: int = setting(
-        1000, "with freshness live: frames older than this by their turn skip detection",
+        1000,
+        "with freshness live: frames older than this by their turn skip detection",
         minimum=1,
-    )  # fmt: skip
+    )
     max_frame_lag_ms: int = setting(
-        5000, "with freshness live: under capacity every frame is analysed, unless it waited"
+        5000,
+        "with freshness live: under capacity every frame is analysed, unless it waited"
         " longer than this by its turn: then the job counts as past capacity and sheds",
         minimum=1,
-    )  # fmt: skip
+    )
     analysis_budget_ms: int = setting(
-        400, "with freshness live: past capacity, the time a micro-batch spends analysing, shared"
+        400,
+        "with freshness live: past capacity, the time a micro-batch spends analysing, shared"
         " by its cameras (newest frames first; the rest skip detection)",
         minimum=1,
-    )  # fmt: skip
+    )
     min_analysis_interval_ms: int = setting(
-        1500, "with freshness live: a camera gets a frame analysed at least this often (in its"
-        " capture time), however late", minimum=1,
-    )  # fmt: skip
+        1500,
+        "with freshness live: a camera gets a frame analysed at least this often (in its"
+        " capture time), however late",
+        minimum=1,
+    )
     async_progress: bool = setting(
         False, "write micro-batch offsets to the checkpoint asynchronously (lower latency)"
     )
@@ -309,9 +339,10 @@ class Config:
     station_host: str = setting("127.0.0.1", "address the station listens on")
     station_port: int = setting(8080, "port the station listens on", minimum=1, maximum=65535)
     station_token: str = setting(
-        "", "access token of the station (environment only); set it whenever it is exposed",
+        "",
+        "access token of the station (environment only); set it whenever it is exposed",
         secret=True,
-    )  # fmt: skip
+    )
     station_stale_s: float = setting(
         5.0, "seconds without frames before a camera shows as stale", minimum=0.001
     )
@@ -428,7 +459,7 @@ class Config:
                 raise ConfigError(
                     f"{protocol} needs KAFKA_SASL_MECHANISM, one of {', '.join(SASL_MECHANISMS)}"
                 )
-            if "sasl.jaas.config" not in extra and not (
+            if JAAS_PROPERTY not in extra and not (
                 self.kafka_sasl_username and self.kafka_sasl_password
             ):
                 raise ConfigError(
@@ -455,14 +486,13 @@ class Config:
     @property
     def detection(self) -> DetectionSettings:
         """The preset's detection settings."""
-        preset = "fast" if self.detection_preset == GATED_PRESET else self.detection_preset
-        return DETECTION_PRESETS[preset]
+        return DETECTION_PRESETS[self.detection_preset]
 
     @property
     def motion(self) -> MotionSettings:
-        """The motion gate's settings: on with CAMSTREAM_MOTION_GATE or the fast-gated preset."""
+        """The motion gate's settings: on with CAMSTREAM_MOTION_GATE, whatever the preset."""
         return MotionSettings(
-            enabled=self.motion_gate or self.detection_preset == GATED_PRESET,
+            enabled=self.motion_gate,
             keyframe_s=self.motion_keyframe_s,
             pixel_threshold=self.motion_pixel_threshold,
             min_changed=self.motion_min_changed,
@@ -535,30 +565,9 @@ class Config:
         )
 
     @property
-    def client_properties(self) -> tuple[tuple[str, str], ...]:
-        """Kafka client properties (the Java client's names) for the security settings.
-
-        Spark passes them to its Kafka source and sink as `kafka.*` options; the Python
-        clients map them to kafka-python's settings (`camstream.kafka.clients`).
-        """
-        props: dict[str, str] = {}
-        protocol = self.kafka_security_protocol
-        if protocol != "PLAINTEXT":
-            props["security.protocol"] = protocol
-        if protocol.startswith("SASL_") and self.kafka_sasl_username:
-            module = SASL_MECHANISMS[self.kafka_sasl_mechanism]
-            props["sasl.mechanism"] = self.kafka_sasl_mechanism
-            props["sasl.jaas.config"] = (
-                f"{module} required username={quoted(self.kafka_sasl_username)}"
-                f" password={quoted(self.kafka_sasl_password)};"
-            )
-        elif self.kafka_sasl_mechanism:
-            props["sasl.mechanism"] = self.kafka_sasl_mechanism
-        if self.kafka_ssl_ca_file:
-            props["ssl.truststore.type"] = "PEM"
-            props["ssl.truststore.location"] = str(Path(self.kafka_ssl_ca_file).resolve())
-        props.update((name.removeprefix("kafka."), value) for name, value in self.kafka_properties)
-        return tuple(props.items())
+    def kafka_security(self) -> KafkaSecurity:
+        """The Kafka security settings, for each kind of client (`camstream.kafka.security`)."""
+        return KafkaSecurity.from_config(self)
 
 
 # ---- the table: names, types, parsing -----------------------------------------------------
@@ -630,6 +639,9 @@ def parse(name: str, raw: str) -> Any:
 def _problem(meta: Setting, value: Any) -> str | None:
     if value is None:
         return None
+    removed = meta.removed_problem(value)
+    if removed:
+        return removed
     if meta.choices and value not in meta.choices:
         shown = ", ".join(c or "(empty)" for c in meta.choices)
         return f"must be one of {shown} (got {value!r})"
@@ -668,18 +680,3 @@ def secret_values(cfg: Config) -> list[str]:
 
 def _csv(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
-
-
-_JAAS_VALUE = re.compile(r'(\w+)\s*=\s*"((?:[^"\\]|\\.)*)"')
-_JAAS_ESCAPE = re.compile(r"\\(.)")
-
-
-def jaas_options(line: str) -> dict[str, str]:
-    """The quoted options of a JAAS line (`username`, `password`...), unescaped."""
-    return {name: _JAAS_ESCAPE.sub(r"\1", value) for name, value in _JAAS_VALUE.findall(line)}
-
-
-def quoted(value: str) -> str:
-    """`value` in double quotes, backslash-escaped: as JAAS lines and Java's argument files
-    read it."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -16,7 +16,7 @@ import logging
 import re
 from collections.abc import Iterable
 
-from camstream.config import jaas_options, quoted
+from camstream.kafka.security import jaas_options, quoted
 
 REDACTED = "<redacted>"
 # Their DEBUG logs are wire logs: kafka-python's requests and responses, py4j's commands.
@@ -62,7 +62,8 @@ class RedactingFilter(logging.Filter):
         """Redact these wherever they appear (a JAAS line's password included)."""
         forms = set(self._forms)
         for value in values:
-            # A JAAS line's password is redacted where it shows alone, too.
+            # A ready-made JAAS line's (KAFKA_PROPERTIES) password is redacted where it shows
+            # alone, too.
             for secret in (value, jaas_options(value).get("password", "")):
                 if len(secret) >= _MIN_SECRET_CHARS:
                     forms |= _written_forms(secret)

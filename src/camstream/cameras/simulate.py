@@ -112,10 +112,12 @@ class CameraSimulator:
             from camstream.cameras import still_scenes
 
             clips = [
-                [still_scenes.render(still_scenes.clip_named(name), i)
-                 for i in range(still_scenes.FRAMES)]
+                [
+                    still_scenes.render(still_scenes.clip_named(name), i)
+                    for i in range(still_scenes.FRAMES)
+                ]
                 for name in still_scenes.CAMERA_MIX
-            ]  # fmt: skip
+            ]
         self.clip_length = len(clips[0])
         self.fitted = [
             encode_frame(resize_to_width(frame, resize_width), cfg)

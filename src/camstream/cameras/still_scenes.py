@@ -11,18 +11,16 @@ and regenerated and compared by the tests): per frame the faces fully in view, t
 partly in view (counted neither way), and whether anything moved since the frame before.
 
 Used by the bench (recall and capacity with and without the motion gate) and the tests.
-Run as a script to rewrite the labels: `python -m camstream.cameras.still_scenes`.
+`scripts/still_scene_labels.py` rewrites the labels after a change to the scenes.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import sys
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -158,8 +156,12 @@ def _scene(name: str) -> np.ndarray:
         image = np.broadcast_to(ramp, (HEIGHT, WIDTH, 3)).astype(np.uint8).copy()
         cv2.rectangle(image, (200, 120), (440, 480), (90, 90, 100), -1)  # a door
         return image
-    source = {"rocket": data.rocket, "brick": data.brick, "gravel": data.gravel,
-              "grass": data.grass}[name]()  # fmt: skip
+    source = {
+        "rocket": data.rocket,
+        "brick": data.brick,
+        "gravel": data.gravel,
+        "grass": data.grass,
+    }[name]()
     if source.ndim == 2:
         source = cv2.cvtColor(source, cv2.COLOR_GRAY2BGR)
     else:
@@ -169,8 +171,12 @@ def _scene(name: str) -> np.ndarray:
 
 def _face_box(x: int, y: int, scale: float) -> Box:
     fx1, fy1, fx2, fy2 = FACE_IN_CROP
-    return (x + round(fx1 * scale), y + round(fy1 * scale),
-            x + round(fx2 * scale), y + round(fy2 * scale))  # fmt: skip
+    return (
+        x + round(fx1 * scale),
+        y + round(fy1 * scale),
+        x + round(fx2 * scale),
+        y + round(fy2 * scale),
+    )
 
 
 def _in_view(box: Box) -> str:
@@ -237,8 +243,9 @@ def labels(clip: Clip) -> list[dict]:
             if seen == "full":
                 full.append(list(box))
             elif seen == "partial":
-                partial.append([max(0, box[0]), max(0, box[1]), min(WIDTH, box[2]),
-                                min(HEIGHT, box[3])])  # fmt: skip
+                partial.append(
+                    [max(0, box[0]), max(0, box[1]), min(WIDTH, box[2]), min(HEIGHT, box[3])]
+                )
         moved = index > 0 and positions != previous  # people; the light is not motion
         previous = positions
         out.append({"index": index, "faces": full, "partial": partial, "moved": bool(moved)})
@@ -275,14 +282,3 @@ def committed_labels() -> dict:
     """The labels as committed with the package."""
     path = resources.files("camstream.cameras").joinpath("data", LABELS_FILE)
     return json.loads(path.read_text())
-
-
-def main() -> int:
-    path = Path(__file__).parent / "data" / LABELS_FILE
-    path.write_text(json.dumps(all_labels(), indent=1) + "\n")
-    print(f"wrote {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

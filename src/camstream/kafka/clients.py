@@ -1,4 +1,4 @@
-"""Kafka clients (kafka-python) configured for image payloads, and the security mapping."""
+"""Kafka clients (kafka-python) configured for image payloads (security: `kafka.security`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 import kafka.errors as kafka_errors
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from camstream.config import Config, jaas_options
+from camstream.config import Config
 from camstream.errors import KafkaUnavailableError
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def _common(cfg: Config) -> dict[str, object]:
         "client_id": "camstream",
         # How long a client waits for the first metadata answer before saying Kafka is down.
         "bootstrap_timeout_ms": round(cfg.kafka_connect_timeout_s * 1000),
-        **security_settings(cfg.client_properties),
+        **cfg.kafka_security.python_settings(),
     }
 
 
@@ -71,26 +71,6 @@ def _warn_without_fast_crc() -> None:
             "the `crc32c` package is missing: kafka-python checksums every frame in pure Python"
             " (milliseconds per frame); `pip install crc32c`"
         )
-
-
-def security_settings(properties: tuple[tuple[str, str], ...]) -> dict[str, object]:
-    """Map the Java client's security properties (as Spark takes them) to kafka-python's."""
-    props = {name.removeprefix("kafka."): value for name, value in properties}
-    settings: dict[str, object] = {}
-    if "security.protocol" in props:
-        settings["security_protocol"] = props["security.protocol"]
-    if "sasl.mechanism" in props:
-        settings["sasl_mechanism"] = props["sasl.mechanism"]
-    if "sasl.jaas.config" in props:
-        found = jaas_options(props["sasl.jaas.config"])
-        if "username" in found:
-            settings["sasl_plain_username"] = found["username"]
-            settings["sasl_plain_password"] = found.get("password", "")
-    if "ssl.ca.location" in props:
-        settings["ssl_cafile"] = props["ssl.ca.location"]
-    if props.get("ssl.truststore.type", "").upper() == "PEM" and "ssl.truststore.location" in props:
-        settings["ssl_cafile"] = props["ssl.truststore.location"]
-    return settings
 
 
 def make_producer(cfg: Config, **overrides: object) -> KafkaProducer:

@@ -158,8 +158,9 @@ class RecordReader(Generic[P]):
             item = self.parse(record)
         except FrameError as exc:
             self.stats.bad_records += 1
-            log.warning("skipping record %s-%s@%s: %s", self.topic, record.partition,
-                        record.offset, exc)  # fmt: skip
+            log.warning(
+                "skipping record %s-%s@%s: %s", self.topic, record.partition, record.offset, exc
+            )
             return None
         if self.camera_id is not None and item.camera_id != self.camera_id:
             return None

@@ -14,9 +14,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from camstream.config import quoted
 from camstream.errors import BrokerError, KafkaUnavailableError
 from camstream.jvm import java_executable
+from camstream.kafka.security import quoted
 from camstream.local.jars import kafka_jars_dir
 from camstream.local.layout import load_layout, save_layout
 from camstream.local.ports import port_is_free

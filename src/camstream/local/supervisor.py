@@ -118,18 +118,26 @@ class Supervisor:
                 else:
                     os.kill(pid, signum)
 
-    def stop(self, timeout_s: float = 30.0, *, kill: bool = False, group: bool = False) -> bool:
+    def stop(
+        self,
+        timeout_s: float = 30.0,
+        *,
+        kill: bool = False,
+        group: bool = False,
+        signum: int | None = None,
+    ) -> bool:
         """Stop it and everything in its process group; False if it was not running.
 
-        SIGTERM (SIGKILL with `kill`) to the process, or to its whole group with `group`,
-        then SIGKILL after `timeout_s`. Whatever the process left in its group goes too.
+        `signum` (SIGTERM; SIGINT for a command that stops on Ctrl-C; SIGKILL with `kill`)
+        to the process, or to its whole group with `group`, then SIGKILL after `timeout_s`.
+        Whatever the process left in its group goes too.
         """
         pid = self.pid()
         if pid is None:
             if self.pid_file is not None:
                 self.pid_file.unlink(missing_ok=True)
             return False
-        self.signal(signal.SIGKILL if kill else signal.SIGTERM, group=group)
+        self.signal(signal.SIGKILL if kill else signum or signal.SIGTERM, group=group)
         if not _wait_gone(pid, timeout_s, self.proc):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
@@ -185,25 +193,3 @@ def group_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants, in MB."""
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
-    total = 0
-    for process in processes:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            total += process.memory_info().rss
-    return total / 2**20
-
-
-def process_rss_mb(pid: int) -> float:
-    """Resident memory of one process, in MB (0 if it is gone)."""
-    try:
-        return psutil.Process(pid).memory_info().rss / 2**20
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return 0.0

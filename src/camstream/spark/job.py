@@ -55,8 +55,8 @@ def kafka_source_options(cfg: Config) -> dict[str, str]:
         # to ride out the 3 minutes of outage that Spark's defaults (3 x 60 s) did. The
         # executors' consumers take the same API timeout for a partition's position, and a
         # task that gives up fails the query: 20 s outlasts a new leader's election (the
-        # broker session timeout, 9 s by default; at 10 s a task sometimes gave up). The
-        # job then stalls for about 24 s (measured) instead of 14 s.
+        # broker session timeout, 9 s by default; at 10 s a task sometimes gave up), at the
+        # cost of a longer stall (measured: docs/security.md).
         "kafka.request.timeout.ms": "10000",
         "kafka.default.api.timeout.ms": "20000",
         "fetchOffset.numRetries": "18",
@@ -68,12 +68,7 @@ def kafka_source_options(cfg: Config) -> dict[str, str]:
         limit = min(limit or LIVE_MAX_OFFSETS, LIVE_MAX_OFFSETS)
     if limit is not None:
         options["maxOffsetsPerTrigger"] = str(limit)
-    return {**options, **_kafka_properties(cfg)}
-
-
-def _kafka_properties(cfg: Config) -> dict[str, str]:
-    """Extra client properties (security settings) as Spark's `kafka.`-prefixed options."""
-    return {f"kafka.{name}": value for name, value in cfg.client_properties}
+    return {**options, **cfg.kafka_security.spark_options()}
 
 
 def kafka_sink_options(cfg: Config, settings: RecordSettings | None = None) -> dict[str, str]:
@@ -93,16 +88,16 @@ def kafka_sink_options(cfg: Config, settings: RecordSettings | None = None) -> d
             max(2 * cfg.max_frame_bytes, 16 * 1024 * 1024, max(limits) + 65536)
         ),
         # Several frames per produce request: a request per frame cost the broker and the
-        # Spark JVM more CPU, on the same cores as the detection, for 5 ms less wait
-        # (docs/performance.md). A batch never exceeds the smaller topic limit.
+        # Spark JVM more CPU, on the same cores as the detection, than the linger's wait
+        # costs (measured: docs/performance.md). A batch never exceeds the smaller topic limit.
         "kafka.linger.ms": "0" if is_realtime(cfg) else "5",
         "kafka.batch.size": str(min(SINK_BATCH_BYTES, min(limits) // 2)),
-        **_kafka_properties(cfg),
+        **cfg.kafka_security.spark_options(),
     }
     # Real-time Mode tracks progress asynchronously by itself (every batch is checkpointed).
     if cfg.async_progress and not is_realtime(cfg):
         # Offsets are written to the checkpoint off the critical path (Kafka sink only):
-        # tens of ms less per micro-batch; after a crash, batches since the last
+        # less time per micro-batch (docs/performance.md); after a crash, batches since the last
         # checkpointed offset are processed again (at-least-once, as before).
         options["asyncProgressTrackingEnabled"] = "true"
         options["asyncProgressTrackingCheckpointIntervalMs"] = "1000"
@@ -419,7 +414,7 @@ def build_query(
         raise ConfigError(
             "the motion gate runs in the Python per-record stages, which Real-time Mode cannot"
             " run (it analyses every frame through the Java function): turn the gate off"
-            " (CAMSTREAM_MOTION_GATE, preset fast rather than fast-gated) or use micro-batches"
+            " (CAMSTREAM_MOTION_GATE=0) or use micro-batches"
         )
     settings = record_settings_for_topics(cfg, task_slots(spark))
     if is_realtime(cfg):

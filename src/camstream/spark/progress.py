@@ -129,15 +129,6 @@ def _offsets(value: Any) -> dict[tuple[str, int], int]:
     }
 
 
-def observed_totals(query: StreamingQuery) -> dict[str, int]:
-    """Sum of the observed metrics over the query's recent progress reports."""
-    totals: dict[str, int] = {}
-    for progress in query.recentProgress:
-        for name, value in progress_metrics(progress).items():
-            totals[name] = totals.get(name, 0) + int(value or 0)
-    return totals
-
-
 def progress_metrics(progress: Any) -> dict[str, Any]:
     """The job's observed metrics from one progress report (a dict or a progress object)."""
     report = progress if isinstance(progress, dict) else progress.jsonValue()

@@ -95,8 +95,11 @@ def run_event_printer(
 ) -> MonitorStats:
     """Print one line per detection event: camera, seq, delay, faces, boxes, carried."""
     stats = MonitorStats(cameras=RecentCameras(cfg.station_max_cameras))
-    print(f"events of {cfg.events_topic} at {cfg.kafka_bootstrap}; Ctrl-C to stop",
-          file=sys.stderr if as_json else out, flush=True)  # fmt: skip
+    print(
+        f"events of {cfg.events_topic} at {cfg.kafka_bootstrap}; Ctrl-C to stop",
+        file=sys.stderr if as_json else out,
+        flush=True,
+    )
     for event in iter_detection_events(
         cfg, None, camera_id, max_events, from_beginning, idle_timeout_s, stop, stats
     ):
@@ -105,7 +108,10 @@ def run_event_printer(
         else:
             line = format_event(event)
         print(line, file=out, flush=True)
-    print(f"events: {stats.frames} from {len(stats.per_camera)} cameras,"
-          f" {stats.duplicates} duplicates hidden, {stats.bad_records} bad records skipped",
-          file=sys.stderr if as_json else out, flush=True)  # fmt: skip
+    print(
+        f"events: {stats.frames} from {len(stats.per_camera)} cameras,"
+        f" {stats.duplicates} duplicates hidden, {stats.bad_records} bad records skipped",
+        file=sys.stderr if as_json else out,
+        flush=True,
+    )
     return stats
