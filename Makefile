@@ -38,6 +38,7 @@ demo: setup
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests scripts databricks bench jupyter
 	$(VENV)/bin/ruff format --check src tests scripts databricks bench jupyter
+	$(VENV)/bin/mypy
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix src tests scripts databricks bench jupyter

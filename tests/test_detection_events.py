@@ -23,6 +23,7 @@ from camstream.core.contract import (
     detection_event,
 )
 from camstream.kafka.clients import make_producer
+from camstream.kafka.consume import ReadOptions
 from camstream.viewers.console import run_event_printer
 from camstream.viewers.station.server import StationConsumer
 from camstream.viewers.station.store import FrameStore
@@ -111,7 +112,8 @@ def test_camstream_events_prints_past_bad_events(cfg: Config) -> None:
     producer.flush()
     producer.close()
     out = io.StringIO()
-    stats = run_event_printer(cfg, max_events=1, from_beginning=True, idle_timeout_s=30, out=out)
+    options = ReadOptions(max_items=1, from_beginning=True, idle_timeout_s=30)
+    stats = run_event_printer(cfg, options, out=out)
     assert stats.bad_records == 2 and stats.frames == 1
     printed = out.getvalue().splitlines()
     assert printed[1].strip().startswith("cam-ok  seq")  # after the "events of ..." line

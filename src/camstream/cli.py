@@ -446,31 +446,30 @@ def cmd_spark_cluster(args: argparse.Namespace) -> int:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
+    from camstream.kafka.consume import ReadOptions
     from camstream.viewers.console import run_console_monitor
 
-    run_console_monitor(
-        config_from(args),
+    options = ReadOptions(
         camera_id=args.camera_id,
-        max_frames=args.max_frames,
+        max_items=args.max_frames,
         from_beginning=args.from_beginning,
         idle_timeout_s=args.idle_timeout,
-        stop=_stop_event(),
     )
+    run_console_monitor(config_from(args), options, stop=_stop_event())
     return 0
 
 
 def cmd_events(args: argparse.Namespace) -> int:
+    from camstream.kafka.consume import ReadOptions
     from camstream.viewers.console import run_event_printer
 
-    run_event_printer(
-        config_from(args),
+    options = ReadOptions(
         camera_id=args.camera_id,
-        max_events=args.max_events,
+        max_items=args.max_events,
         from_beginning=args.from_beginning,
         idle_timeout_s=args.idle_timeout,
-        as_json=args.json,
-        stop=_stop_event(),
     )
+    run_event_printer(config_from(args), options, as_json=args.json, stop=_stop_event())
     return 0
 
 

@@ -12,7 +12,7 @@ import heapq
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -106,6 +106,7 @@ class CameraSimulator:
             raise ConfigError(f"scene must be one of {', '.join(SCENES)} (got {scene!r})")
         # Encoded once, shared by all cameras: the expensive part of a camera is done once.
         # Clip c is frames [c * clip_length, (c + 1) * clip_length) of `fitted`.
+        clips: list[Sequence[np.ndarray]]
         if scene == "sample":
             clips = [load_sample_frames()]
         else:

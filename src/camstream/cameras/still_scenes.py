@@ -25,6 +25,8 @@ from importlib import resources
 import cv2
 import numpy as np
 
+from camstream.core.jpeg import resize_area
+
 WIDTH, HEIGHT = 640, 480
 FPS = 1.0
 FRAMES = 60
@@ -129,7 +131,7 @@ def _astronaut_crop(scale: float) -> np.ndarray:
     image = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
     x1, y1, x2, y2 = CROP_BOX
     height, width = _crop_size(scale)
-    return cv2.resize(image[y1:y2, x1:x2], (width, height), interpolation=cv2.INTER_AREA)
+    return resize_area(image[y1:y2, x1:x2], (width, height))
 
 
 def _room() -> np.ndarray:
@@ -166,7 +168,7 @@ def _scene(name: str) -> np.ndarray:
         source = cv2.cvtColor(source, cv2.COLOR_GRAY2BGR)
     else:
         source = cv2.cvtColor(source, cv2.COLOR_RGB2BGR)
-    return cv2.resize(source, (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA)
+    return resize_area(source, (WIDTH, HEIGHT))
 
 
 def _face_box(x: int, y: int, scale: float) -> Box:

@@ -265,17 +265,18 @@ class MotionGate:
                     self._cameras.move_to_end(camera_id)
                     return GateDecision(False, "still", reference, changed)
                 reason = "motion"
+        model = known[0] if known is not None else None  # the camera's model it moved from
         regions: tuple[Box, ...] = ()
-        if reason == "motion" and self.settings.regions:
-            regions = moving_regions(thumb, known[0].thumb, self.settings, frame_size)  # type: ignore[index]
+        if reason == "motion" and self.settings.regions and model is not None:
+            regions = moving_regions(thumb, model.thumb, self.settings, frame_size)
         reference = Reference(seq, capture_ts_ns, frame_size, thumb)
-        if regions:  # not a look at the whole frame: the keyframe stays due when it was
-            reference.full_ts_ns, reference.first = known[0].full_ts_ns, known[0].first  # type: ignore[index]
+        previous = model if regions else None
+        if previous is not None:  # not a look at the whole frame: the keyframe stays due
+            reference.full_ts_ns, reference.first = previous.full_ts_ns, previous.first
         else:
             reference.first = known is None
         self._hold(camera_id, reference, now)
         self._evict()
-        previous = known[0] if regions else None  # type: ignore[index]
         return GateDecision(True, reason, reference, changed, regions, previous)
 
     def _keyframe_ns(self, camera_id: str, reference: Reference) -> float:

@@ -47,9 +47,9 @@ class RecentCameras:
         self.lock = threading.RLock()  # re-entrant: a forget runs under the lock of its caller
         self.forgotten = 0
         self._order: OrderedDict[str, None] = OrderedDict()
-        self._forgets: list[Callable[[str], None]] = []
+        self._forgets: list[Callable[[str], object]] = []
 
-    def on_forget(self, forget: Callable[[str], None]) -> None:
+    def on_forget(self, forget: Callable[[str], object]) -> None:
         with self.lock:
             self._forgets.append(forget)
 
@@ -98,9 +98,16 @@ class MonitorStats:
 
 
 class Positioned(Protocol):
-    camera_id: str
-    seq: int
-    capture_ts_ns: int
+    """A frame or event: where it stands in its camera's order (read-only is enough)."""
+
+    @property
+    def camera_id(self) -> str: ...
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def capture_ts_ns(self) -> int: ...
 
 
 P = TypeVar("P", bound=Positioned)
@@ -181,40 +188,49 @@ def parse_detection_event(record: Any) -> DetectionEvent:
     return DetectionEvent.from_json(record.value)
 
 
+@dataclass(frozen=True)
+class ReadOptions:
+    """What a reader of a topic takes, and when it ends: one camera's records (None: all),
+    at most `max_items`, from the topic's beginning or only what comes next, until
+    `idle_timeout_s` passes without one (None: no end)."""
+
+    topic: str | None = None  # None: the configured topic of what is read
+    camera_id: str | None = None
+    max_items: int | None = None
+    from_beginning: bool = False
+    idle_timeout_s: float | None = None
+
+
+# Every camera's records from what comes next on, with no end.
+LIVE_READ = ReadOptions()
+
+
 def iter_annotated_frames(
     cfg: Config,
-    topic: str | None = None,
-    camera_id: str | None = None,
-    max_frames: int | None = None,
-    from_beginning: bool = False,
-    idle_timeout_s: float | None = None,
+    options: ReadOptions = LIVE_READ,
     stop: threading.Event | None = None,
     stats: MonitorStats | None = None,
 ) -> Iterator[AnnotatedFrame]:
     """Annotated frames from the output topic, newest first by default, each frame once.
 
-    Ends after `max_frames`, after `idle_timeout_s` without a frame, or when `stop` is set.
-    Records that break the contract are counted in `stats.bad_records` and skipped.
+    Ends as `options` say, or when `stop` is set. Records that break the contract are
+    counted in `stats.bad_records` and skipped.
     """
-    topic = topic or cfg.output_topic
-    reader = RecordReader(topic, parse_annotated_frame, camera_id, stats)
-    return read_topic(cfg, reader, max_frames, from_beginning, idle_timeout_s, stop)
+    topic = options.topic or cfg.output_topic
+    reader = RecordReader(topic, parse_annotated_frame, options.camera_id, stats)
+    return read_topic(cfg, reader, options, stop)
 
 
 def iter_detection_events(
     cfg: Config,
-    topic: str | None = None,
-    camera_id: str | None = None,
-    max_events: int | None = None,
-    from_beginning: bool = False,
-    idle_timeout_s: float | None = None,
+    options: ReadOptions = LIVE_READ,
     stop: threading.Event | None = None,
     stats: MonitorStats | None = None,
 ) -> Iterator[DetectionEvent]:
     """Detection events from the events topic, each once, in each camera's order."""
-    topic = topic or cfg.events_topic
-    reader = RecordReader(topic, parse_detection_event, camera_id, stats)
-    return read_topic(cfg, reader, max_events, from_beginning, idle_timeout_s, stop)
+    topic = options.topic or cfg.events_topic
+    reader = RecordReader(topic, parse_detection_event, options.camera_id, stats)
+    return read_topic(cfg, reader, options, stop)
 
 
 def poll_records(
@@ -235,15 +251,14 @@ def poll_records(
 def read_topic(
     cfg: Config,
     reader: RecordReader[P],
-    max_items: int | None = None,
-    from_beginning: bool = False,
-    idle_timeout_s: float | None = None,
+    options: ReadOptions = LIVE_READ,
     stop: threading.Event | None = None,
 ) -> Iterator[P]:
-    """What `reader` passes of its topic's records; ends after `max_items`, after
-    `idle_timeout_s` without one, or when `stop` is set."""
+    """What `reader` passes of its topic's records; ends as `options` say (after
+    `max_items`, or `idle_timeout_s` without one), or when `stop` is set."""
+    max_items, idle_timeout_s = options.max_items, options.idle_timeout_s
     last_item_at = time.monotonic()
-    for records in poll_records(cfg, reader.topic, from_beginning, stop):
+    for records in poll_records(cfg, reader.topic, options.from_beginning, stop):
         if not records:
             if idle_timeout_s is not None and time.monotonic() - last_item_at > idle_timeout_s:
                 return

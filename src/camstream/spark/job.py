@@ -440,7 +440,9 @@ def build_query(
         # Real-time Mode takes the update output mode only (each record is written once
         # anyway: there is no aggregation).
         interval = _mode_interval(cfg, DEFAULT_REALTIME_INTERVAL)
-        return writer.outputMode("update").trigger(realTime=interval).start()
+        # pyspark's type hints for `trigger` do not name Real-time Mode's keyword yet.
+        realtime_writer = writer.outputMode("update")
+        return realtime_writer.trigger(realTime=interval).start()  # type: ignore[call-overload]
     return writer.trigger(processingTime=cfg.trigger_interval).start()
 
 

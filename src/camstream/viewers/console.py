@@ -13,7 +13,9 @@ from typing import TextIO
 from camstream.config import Config
 from camstream.core.contract import AnnotatedFrame, DetectionEvent
 from camstream.kafka.consume import (
+    LIVE_READ,
     MonitorStats,
+    ReadOptions,
     RecentCameras,
     iter_annotated_frames,
     iter_detection_events,
@@ -44,25 +46,20 @@ def format_frame(frame: AnnotatedFrame, now_ns: int | None = None) -> str:
 
 def run_console_monitor(
     cfg: Config,
-    topic: str | None = None,
-    camera_id: str | None = None,
-    max_frames: int | None = None,
-    from_beginning: bool = False,
-    idle_timeout_s: float | None = None,
+    options: ReadOptions = LIVE_READ,
     stop: threading.Event | None = None,
     out: TextIO = sys.stdout,
 ) -> MonitorStats:
     """Print one line per annotated frame as it arrives: camera, seq, delay, faces."""
     stats = MonitorStats(cameras=RecentCameras(cfg.station_max_cameras))
+    camera_id = options.camera_id
     print(
-        f"monitoring {topic or cfg.output_topic} at {cfg.kafka_bootstrap}"
+        f"monitoring {options.topic or cfg.output_topic} at {cfg.kafka_bootstrap}"
         f" ({'camera ' + printable(camera_id) if camera_id else 'all cameras'}); Ctrl-C to stop",
         file=out,
         flush=True,
     )
-    for frame in iter_annotated_frames(
-        cfg, topic, camera_id, max_frames, from_beginning, idle_timeout_s, stop, stats
-    ):
+    for frame in iter_annotated_frames(cfg, options, stop, stats):
         print(format_frame(frame), file=out, flush=True)
     print(
         f"monitor: {stats.frames} frames from {len(stats.per_camera)} cameras,"
@@ -85,10 +82,7 @@ def format_event(event: DetectionEvent, now_ns: int | None = None) -> str:
 
 def run_event_printer(
     cfg: Config,
-    camera_id: str | None = None,
-    max_events: int | None = None,
-    from_beginning: bool = False,
-    idle_timeout_s: float | None = None,
+    options: ReadOptions = LIVE_READ,
     as_json: bool = False,
     stop: threading.Event | None = None,
     out: TextIO = sys.stdout,
@@ -100,9 +94,7 @@ def run_event_printer(
         file=sys.stderr if as_json else out,
         flush=True,
     )
-    for event in iter_detection_events(
-        cfg, None, camera_id, max_events, from_beginning, idle_timeout_s, stop, stats
-    ):
+    for event in iter_detection_events(cfg, options, stop, stats):
         if as_json:
             line = json.dumps(dataclasses.asdict(event), separators=(",", ":"))
         else:

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from starlette.datastructures import Headers
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from camstream.config import Config
@@ -50,7 +51,7 @@ class SecurityHeaders:
     def __init__(self, app: Any) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
@@ -160,7 +161,7 @@ class SameSiteGuard:
         name = host_of(authority)
         return name is not None and (is_loopback_host(name) or name in self.allowed_hosts)
 
-    def refusal(self, scope: dict[str, Any]) -> str | None:
+    def refusal(self, scope: Scope) -> str | None:
         headers = Headers(scope=scope)
         host = headers.get("host", "")
         path = scope.get("path")
@@ -179,7 +180,7 @@ class SameSiteGuard:
             return f"a request from another site's page (Sec-Fetch-Site: {fetch_site})"
         return None
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
@@ -214,7 +215,7 @@ class TokenExchange:
         self.app = app
         self.token = token
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         query: list[tuple[str, str]] = []
         if self.token and scope["type"] == "http":
             query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
@@ -254,7 +255,7 @@ class ClientLimit:
         self.max_clients = max_clients
         self.active = 0
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
             await self.app(scope, receive, send)
             return
