@@ -234,50 +234,41 @@ class MotionGate:
         """The decision for a camera's next frame, in the camera's order; a frame to analyse
         becomes the camera's new reference."""
         now = self._clock()
-        with self._lock:
-            return self._decide(camera_id, seq, capture_ts_ns, frame_size, thumb, now)
-
-    def _decide(
-        self,
-        camera_id: str,
-        seq: int,
-        capture_ts_ns: int,
-        frame_size: tuple[int, int],
-        thumb: np.ndarray,
-        now: float,
-    ) -> GateDecision:
-        self._forget_silent(now)
-        known = self._cameras.get(camera_id)
-        reason, changed = "new", 0.0
-        if known is not None:
-            reference = known[0]
-            elapsed_ns = capture_ts_ns - reference.capture_ts_ns
-            if reference.frame_size != frame_size or reference.thumb.shape != thumb.shape:
-                reason = "size"
-            elif elapsed_ns < 0:
-                reason = "clock"
-            elif capture_ts_ns - reference.full_ts_ns >= self._keyframe_ns(camera_id, reference):
-                reason = "keyframe"
+        with self._lock:  # boxes are set from detection threads meanwhile
+            self._forget_silent(now)
+            known = self._cameras.get(camera_id)
+            reason, changed = "new", 0.0
+            if known is not None:
+                reference = known[0]
+                elapsed_ns = capture_ts_ns - reference.capture_ts_ns
+                if reference.frame_size != frame_size or reference.thumb.shape != thumb.shape:
+                    reason = "size"
+                elif elapsed_ns < 0:
+                    reason = "clock"
+                elif capture_ts_ns - reference.full_ts_ns >= self._keyframe_ns(
+                    camera_id, reference
+                ):
+                    reason = "keyframe"
+                else:
+                    changed = changed_share(thumb, reference.thumb, self.settings.pixel_threshold)
+                    if changed <= self.settings.min_changed:
+                        self._cameras[camera_id] = (reference, now)
+                        self._cameras.move_to_end(camera_id)
+                        return GateDecision(False, "still", reference, changed)
+                    reason = "motion"
+            model = known[0] if known is not None else None  # the camera's model it moved from
+            regions: tuple[Box, ...] = ()
+            if reason == "motion" and self.settings.regions and model is not None:
+                regions = moving_regions(thumb, model.thumb, self.settings, frame_size)
+            reference = Reference(seq, capture_ts_ns, frame_size, thumb)
+            previous = model if regions else None
+            if previous is not None:  # not a look at the whole frame: the keyframe stays due
+                reference.full_ts_ns, reference.first = previous.full_ts_ns, previous.first
             else:
-                changed = changed_share(thumb, reference.thumb, self.settings.pixel_threshold)
-                if changed <= self.settings.min_changed:
-                    self._cameras[camera_id] = (reference, now)
-                    self._cameras.move_to_end(camera_id)
-                    return GateDecision(False, "still", reference, changed)
-                reason = "motion"
-        model = known[0] if known is not None else None  # the camera's model it moved from
-        regions: tuple[Box, ...] = ()
-        if reason == "motion" and self.settings.regions and model is not None:
-            regions = moving_regions(thumb, model.thumb, self.settings, frame_size)
-        reference = Reference(seq, capture_ts_ns, frame_size, thumb)
-        previous = model if regions else None
-        if previous is not None:  # not a look at the whole frame: the keyframe stays due
-            reference.full_ts_ns, reference.first = previous.full_ts_ns, previous.first
-        else:
-            reference.first = known is None
-        self._hold(camera_id, reference, now)
-        self._evict()
-        return GateDecision(True, reason, reference, changed, regions, previous)
+                reference.first = known is None
+            self._hold(camera_id, reference, now)
+            self._evict()
+            return GateDecision(True, reason, reference, changed, regions, previous)
 
     def _keyframe_ns(self, camera_id: str, reference: Reference) -> float:
         """The keyframe interval; the first after a camera's first model is a fixed share of
