@@ -263,6 +263,7 @@ def _start_spark(cfg: Config, conf: dict[str, str]) -> Any:
         if not type(exc).__module__.startswith(("pyspark.", "py4j.")):
             raise
         try:  # a Py4JJavaError: the Java exception's own one-line summary
+            # Only a Py4JJavaError has it (the module check above lets others by too).
             reason = str(exc.java_exception.toString())  # type: ignore[attr-defined]
         except Exception:  # the JVM never came up: it printed its reason above
             reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")

@@ -17,6 +17,7 @@ def load_layout(cls: type[T], directory: Path, name: str) -> T | None:
     """A dataclass saved by `save_layout` in `directory`, or None if there is none."""
     try:
         saved = json.loads((directory / name).read_text())
+        # `cls` is a dataclass whose first field is its directory: not a type a checker sees.
         return cls(directory, **saved)  # type: ignore[call-arg]
     except (OSError, ValueError, TypeError):
         return None

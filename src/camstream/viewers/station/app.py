@@ -214,8 +214,11 @@ async def _serve_client(websocket: WebSocket, store: FrameStore) -> None:
         # Awaiting the send is this client's back-pressure: the server takes no more from
         # us while the client's socket is full, so at most one message waits per client,
         # and the store moves on without it. A client that reads nothing is let go.
-        sender = websocket.send_bytes if isinstance(message, bytes) else websocket.send_text
-        await asyncio.wait_for(sender(message), timeout=SEND_TIMEOUT_S)  # type: ignore[arg-type]
+        if isinstance(message, bytes):
+            sending = websocket.send_bytes(message)
+        else:
+            sending = websocket.send_text(message)
+        await asyncio.wait_for(sending, timeout=SEND_TIMEOUT_S)
 
     receiver = asyncio.create_task(receive())
     try:
