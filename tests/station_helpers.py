@@ -78,6 +78,9 @@ def annotated_sample_frames() -> list[tuple[bytes, list[list[int]]]]:
     return frames
 
 
+WRITE_DELAY_MS = 300  # a recorded frame's Kafka timestamp: its capture time plus this
+
+
 class AnnotatedFramePublisher:
     """Writes records as the Spark job would, to exercise the station without Spark."""
 
@@ -88,22 +91,40 @@ class AnnotatedFramePublisher:
         self.sent: dict[str, int] = {}
         self.captured_ns: dict[str, list[int]] = {}
 
-    def send(self, camera_id: str, frame_index: int, skipped: str | None = None) -> None:
-        """One frame; `skipped` (a reason): passed on without detection, as the job sheds."""
+    def send(
+        self,
+        camera_id: str,
+        frame_index: int,
+        skipped: str | None = None,
+        capture_ns: int | None = None,
+    ) -> None:
+        """One frame; `skipped` (a reason): passed on without detection, as the job sheds.
+
+        `capture_ns` (default: now) is its capture time; the records' Kafka timestamps are
+        then WRITE_DELAY_MS later, as if the job had written them (a recorded past).
+        """
         jpeg, boxes = self.frames[frame_index % len(self.frames)]
         seq = self.sent.get(camera_id, 0)
-        meta = FrameMeta(camera_id, seq, time.time_ns(), 640, 480)
+        meta = FrameMeta(camera_id, seq, capture_ns or time.time_ns(), 640, 480)
+        written_ms = None if capture_ns is None else capture_ns // 1_000_000 + WRITE_DELAY_MS
         self.captured_ns.setdefault(camera_id, []).append(meta.capture_ts_ns)
         extra = [] if skipped is None else [(H_SKIPPED, skipped.encode())]
         if skipped is not None:
             boxes = []  # not analysed: no boxes, no detection event
-        headers = analytics_headers(meta.to_headers(), boxes, time.time_ns(), extra=extra)
+        analyzed_ns = time.time_ns() if written_ms is None else written_ms * 1_000_000
+        headers = analytics_headers(meta.to_headers(), boxes, analyzed_ns, extra=extra)
         self.producer.send(
-            self.cfg.output_topic, key=camera_id.encode(), value=jpeg, headers=headers
+            self.cfg.output_topic,
+            key=camera_id.encode(),
+            value=jpeg,
+            headers=headers,
+            timestamp_ms=written_ms,
         )
         if boxes:  # and its detection event, as the job writes it
             event = detection_event(headers, self.cfg.output_topic, 1 << 20)
-            self.producer.send(self.cfg.events_topic, key=camera_id.encode(), value=event)
+            self.producer.send(
+                self.cfg.events_topic, key=camera_id.encode(), value=event, timestamp_ms=written_ms
+            )
         self.sent[camera_id] = seq + 1
 
     def rate(self, camera_id: str, window_s: float = 5.0) -> float:
