@@ -374,6 +374,25 @@ class Config:
         "browsers (WebSocket connections) the station serves at once; more are refused",
         minimum=1,
     )
+    # Kafka's retention is the recorder: replay and clips read the output topic back.
+    clip_before_s: float = setting(
+        5.0,
+        "seconds of frames before a detection in its event clip",
+        minimum=0.0,
+        maximum=600.0,
+    )
+    clip_after_s: float = setting(
+        5.0,
+        "seconds of frames after a detection in its event clip",
+        minimum=0.0,
+        maximum=600.0,
+    )
+    clip_max_s: float = setting(
+        600.0,
+        "longest clip the station or `camstream clip` writes, in seconds of capture time",
+        minimum=1.0,
+        maximum=86_400.0,
+    )
     insecure_no_token: bool = setting(
         False,
         "let the station serve a non-loopback address without a token (anyone who can reach"
