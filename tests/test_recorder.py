@@ -38,7 +38,9 @@ def test_camera_partition_is_kafkas_default_partitioner() -> None:
 def recorded(cfg: Config) -> tuple[Config, dict[str, list[int]], int]:
     """Two cameras' frames over 60 s of a past minute at 4 frames/s, on a 3-partition
     topic (cam-b every 5th frame with a face); (config, capture times per camera, start)."""
-    cfg = cfg.replace(output_topic=cfg.output_topic + "-rec", events_topic=cfg.events_topic + "-rec")
+    cfg = cfg.replace(
+        output_topic=cfg.output_topic + "-rec", events_topic=cfg.events_topic + "-rec"
+    )
     ensure_topics(cfg, [cfg.output_topic, cfg.events_topic], partitions=3)
     publisher = AnnotatedFramePublisher(cfg)
     start_ns = time.time_ns() - 10 * 60 * 1_000_000_000
@@ -67,7 +69,9 @@ def test_a_seek_lands_on_the_first_frame_captured_at_or_after_the_moment(recorde
                 assert landed.first.camera_id == camera
                 assert landed.first.capture_ts_ns == expected
                 # And on from there, in order, every frame of the camera.
-                following = [f.capture_ts_ns for f in recording.follow(end_offset=recording.end_offset())]
+                following = [
+                    f.capture_ts_ns for f in recording.follow(end_offset=recording.end_offset())
+                ]
                 assert following == [t for t in captured[camera] if t > expected]
             # After the last frame: nothing yet (a replay would then be live).
             assert recording.seek(start_ns + 61 * 1_000_000_000).first is None
@@ -90,7 +94,9 @@ def test_a_time_before_retention_answers_with_the_oldest_frame_kept(recorded) ->
     admin: KafkaAdminClient = make_admin(cfg)
     try:
         ends = end_offsets(cfg, cfg.output_topic)
-        admin.delete_records({TopicPartition(cfg.output_topic, p): 40 for p, end in ends.items() if end})
+        admin.delete_records(
+            {TopicPartition(cfg.output_topic, p): 40 for p, end in ends.items() if end}
+        )
     finally:
         admin.close()
     with frame_recording(cfg, "cam-a") as recording:
@@ -110,7 +116,7 @@ def test_a_time_before_retention_answers_with_the_oldest_frame_kept(recorded) ->
 
 
 def test_a_cameras_detections_are_read_back_by_time(recorded) -> None:
-    cfg, captured, start_ns = recorded
+    cfg, _, start_ns = recorded
     with detection_recording(cfg, "cam-b") as recording:
         _, events = recording.between(start_ns, start_ns + 60 * 1_000_000_000)
         seqs = [e.seq for e in events]
@@ -125,3 +131,32 @@ def test_a_topic_that_does_not_exist_is_a_clear_error(cfg: Config) -> None:
 
     with pytest.raises(ConfigError, match="does not exist"):
         frame_recording(cfg.replace(kafka_connect_timeout_s=1.0), "cam-a", topic="no-such-topic-x")
+
+
+def test_the_recorder_keeps_what_its_settings_say(kafka_bootstrap: str, tmp_path) -> None:
+    """The output and events topics camstream creates keep `recording_hours`; the output
+    topic's partitions `recording_partition_bytes`; the input topic its own hour."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    from helpers import config_with_topics
+
+    cfg = config_with_topics(
+        kafka_bootstrap, tmp_path, recording_hours=24.0, recording_partition_bytes=-1
+    )
+    admin = make_admin(cfg)
+    try:
+        topics = (cfg.output_topic, cfg.events_topic, cfg.input_topic)
+        resources = [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics]
+        described = admin.describe_configs(resources).get("topic", {})
+    finally:
+        admin.close()
+    kept = {
+        topic: {
+            name: entry["value"] for name, entry in entries.items() if name.startswith("retention.")
+        }
+        for topic, entries in described.items()
+    }
+    day_ms = str(24 * 3600 * 1000)
+    assert kept[cfg.output_topic] == {"retention.ms": day_ms, "retention.bytes": "-1"}
+    assert kept[cfg.events_topic]["retention.ms"] == day_ms
+    assert kept[cfg.input_topic] == {"retention.ms": "3600000", "retention.bytes": str(1024**3)}

@@ -17,14 +17,24 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from camstream import __version__
 from camstream.config import SETTINGS, Config, env_var, flag, parse, secret_values, setting_type
-from camstream.errors import CamstreamError, ConfigError, DependencyError, QueryFailedError
+from camstream.errors import (
+    CamstreamError,
+    ConfigError,
+    DependencyError,
+    NotRecordedError,
+    QueryFailedError,
+)
 from camstream.redaction import configure_logging
+
+if TYPE_CHECKING:
+    from camstream.core.contract import AnnotatedFrame
 
 EXIT_NOT_RUNNING = 3
 
@@ -475,6 +485,73 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 STATION_MODULES = ("starlette", "uvicorn", "websockets")
+CLIP_PROGRESS_S = 2.0
+
+
+def cmd_clip(args: argparse.Namespace) -> int:
+    _need("station", "writing a clip", "av")
+    from camstream.kafka.recorder import frame_recording
+    from camstream.viewers.clips import write_clip
+    from camstream.viewers.timespec import format_time, parse_time
+
+    cfg = config_from(args)
+    now_ns = time.time_ns()  # one "now" for both ends
+    try:
+        from_ns, to_ns = parse_time(args.from_time, now_ns), parse_time(args.to_time, now_ns)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if to_ns <= from_ns:
+        raise ConfigError(
+            f"--to ({format_time(to_ns)}) must be after --from ({format_time(from_ns)})"
+        )
+    if (to_ns - from_ns) / 1e9 > cfg.clip_max_s:
+        raise ConfigError(
+            f"the clip spans {(to_ns - from_ns) / 1e9:.0f} s, more than clip_max_s"
+            f" ({cfg.clip_max_s:.0f} s): shorten it, or raise CAMSTREAM_CLIP_MAX_S"
+        )
+    stop = _stop_event()
+    started = time.monotonic()
+    with frame_recording(cfg, args.camera_id) as recording:
+        landed, frames = recording.between(from_ns, to_ns, stop)
+        span = f"between {format_time(from_ns)} and {format_time(to_ns)}"
+        if landed.first is None or landed.first.capture_ts_ns > to_ns:
+            kept = recording.kept()
+            oldest = "nothing" if kept.oldest_ms is None else format_time(kept.oldest_ms * 10**6)
+            raise NotRecordedError(
+                f"{cfg.output_topic} keeps no frame of {args.camera_id} captured {span}"
+                f" (its partition's oldest record: {oldest})"
+            )
+        if landed.before_retention and landed.oldest_ns is not None:
+            print(
+                f"camstream clip: {format_time(from_ns)} is older than anything kept of"
+                f" {args.camera_id}; the clip starts at the oldest available frame,"
+                f" {format_time(landed.oldest_ns)}",
+                file=sys.stderr,
+            )
+
+        def progress(frames: Iterator[AnnotatedFrame]) -> Iterator[AnnotatedFrame]:
+            shown = time.monotonic()
+            for count, frame in enumerate(frames, 1):
+                if time.monotonic() - shown >= CLIP_PROGRESS_S:
+                    shown = time.monotonic()
+                    print(
+                        f"clip: {count} frames, up to {format_time(frame.capture_ts_ns)}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                yield frame
+
+        summary = write_clip(progress(frames), Path(args.output))
+    gaps = f", {len(summary.gaps)} gaps marked" if summary.gaps else ""
+    unreadable = (
+        f", {summary.frames_unreadable} unreadable left out" if summary.frames_unreadable else ""
+    )
+    print(
+        f"wrote {args.output}: {summary.frames_written} frames of {args.camera_id} from"
+        f" {format_time(summary.first_capture_ns)} to {format_time(summary.last_capture_ns)}"
+        f"{gaps}{unreadable}, {summary.bytes / 1e6:.1f} MB in {time.monotonic() - started:.1f} s"
+    )
+    return 0
 
 
 def cmd_station(args: argparse.Namespace) -> int:
@@ -652,6 +729,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print each event as its JSON line")
     add_settings(p, *KAFKA, "events_topic", "partitions")
+
+    p = add(
+        "clip",
+        cmd_clip,
+        "write a video file of one camera's annotated frames between two times, read back"
+        " from the output topic (Kafka's retention is the recorder)",
+    )
+    p.add_argument("--camera-id", type=camera_id, required=True, help="the camera")
+    p.add_argument(
+        "--from",
+        dest="from_time",
+        required=True,
+        help='start: ISO time ("2026-12-05T14:03:00", local without a zone), "14:03" (today),'
+        ' "now" or an offset from now ("-5m", "-90s", "-1h30m")',
+    )
+    p.add_argument("--to", dest="to_time", default="now", help="end, the same forms (default: now)")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="the video file: .webm (VP8: Chromium, Firefox, VLC) or .mp4 (H.264: also Safari)",
+    )
+    add_settings(p, *KAFKA, "output_topic", "clip_max_s")
 
     p = add("station", cmd_station, "serve the browser wall of all cameras (live, with alerts)")
     add_settings(p, *KAFKA, "output_topic", "events_topic", "partitions", "station_host",

@@ -136,6 +136,12 @@ def _origins_problem(value: str) -> str | None:
     return None
 
 
+def _retention_bytes_problem(value: int) -> str | None:
+    if value != -1 and value < 1024 * 1024:
+        return f"is {value}: expected -1 (no limit) or at least 1048576 (1 MiB)"
+    return None
+
+
 def _properties_problem(value: tuple[tuple[str, str], ...]) -> str | None:
     for name, _ in value:
         if not name or " " in name:
@@ -168,6 +174,19 @@ class Config:
     partitions: int = setting(4, "partitions of the topics camstream creates", minimum=1)
     replication_factor: int = setting(
         1, "replicas of the topics camstream creates (3 on a cluster)", minimum=1
+    )
+    # The output and events topics are the recorder that replay and clips read back.
+    recording_hours: float = setting(
+        1.0,
+        "hours the output and events topics camstream creates keep (retention.ms): how far"
+        " back replay and clips reach",
+        minimum=0.01,
+    )
+    recording_partition_bytes: int = setting(
+        1024**3,
+        "bytes each partition of the output topic camstream creates keeps (retention.bytes;"
+        " -1: no limit), whichever of the two is reached first",
+        check=_retention_bytes_problem,
     )
     kafka_connect_timeout_s: float = setting(
         10.0,

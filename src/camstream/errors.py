@@ -85,6 +85,11 @@ class BrokerError(CamstreamError):
     """The local broker could not be started or stopped; the message says why."""
 
 
+class NotRecordedError(CamstreamError):
+    """Kafka keeps no frames of the camera for the span asked (older than its retention, or
+    none were written then); the message says what is kept."""
+
+
 class SparkClusterError(CamstreamError):
     """The local Spark cluster could not be started; the message says why and where the logs are."""
 

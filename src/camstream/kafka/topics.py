@@ -96,10 +96,16 @@ def topic_configs(
         )
     configs = {
         "max.message.bytes": str(max_message_bytes),
-        # Video is only useful live; keep an hour or 1 GiB per partition, whichever is less.
+        # Input frames and dead letters are only useful for a while; keep an hour or 1 GiB
+        # per partition, whichever is less.
         "retention.ms": str(60 * 60 * 1000),
         "retention.bytes": str(1024**3),
     }
+    if topic in (cfg.output_topic, cfg.events_topic):
+        # The recorder: replay and clips reach back as far as these keep.
+        configs["retention.ms"] = str(round(cfg.recording_hours * 3600 * 1000))
+    if topic == cfg.output_topic:
+        configs["retention.bytes"] = str(cfg.recording_partition_bytes)
     if cfg.replication_factor > 1:
         configs["min.insync.replicas"] = str(min(2, cfg.replication_factor))
     return configs
