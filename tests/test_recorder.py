@@ -59,7 +59,7 @@ def test_a_seek_lands_on_the_first_frame_captured_at_or_after_the_moment(recorde
     cfg, captured, start_ns = recorded
     for camera in ("cam-a", "cam-b"):
         with frame_recording(cfg, camera) as recording:
-            for seconds in (0.0, 12.3, 30.0, 59.7):
+            for seconds in (0.0, 0.6, 12.3, 30.0, 59.7):  # 0.6: read from the oldest record
                 moment = start_ns + int(seconds * 1e9)
                 landed = recording.seek(moment)
                 expected = min(t for t in captured[camera] if t >= moment)

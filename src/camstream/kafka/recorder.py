@@ -166,13 +166,20 @@ class CameraRecording(Generic[P]):
         self._pending.clear()
         self._reader = RecordReader(self.topic, self._parse, self.camera_id)
         first = None
+        passed_over = False  # a frame of the camera captured before the moment
         for item in self._read(stop, end_offset=end):
-            if item.capture_ts_ns >= at_ns or offset == begin:
+            if item.capture_ts_ns >= at_ns:
                 first = item
                 break
+            passed_over = True
         # Read from the partition's oldest record, and the camera's oldest frame kept is
         # newer than the moment: the moment is older than anything kept of the camera.
-        before_retention = offset == begin and first is not None and first.capture_ts_ns > at_ns
+        before_retention = (
+            offset == begin
+            and not passed_over
+            and first is not None
+            and first.capture_ts_ns > at_ns
+        )
         return Seek(
             requested_ns=at_ns,
             first=first,
