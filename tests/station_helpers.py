@@ -34,6 +34,8 @@ def served_station(
         stale_after_s=cfg.station_stale_s,
         max_cameras=cfg.station_max_cameras,
         max_frame_memory=cfg.station_max_frame_memory,
+        clip_before_s=cfg.clip_before_s,
+        clip_after_s=cfg.clip_after_s,
     )
     # From the beginning: a test's topic is new, and no frame is missed while it connects.
     consumer = StationConsumer(cfg, store, from_beginning=True)
@@ -48,6 +50,7 @@ def served_station(
         allowed_hosts=allowed_hosts,
         allowed_origins=allowed_origins,
         max_clients=cfg.station_max_clients if max_clients is None else max_clients,
+        cfg=cfg,
     )
     server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -15,10 +15,12 @@ import contextlib
 import json
 import struct
 import time
+from collections.abc import Iterator, Mapping
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -26,6 +28,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from camstream.config import Config
 from camstream.core.contract import AnnotatedFrame
 from camstream.viewers.station.guard import (
     TOKEN_COOKIE,
@@ -36,8 +39,10 @@ from camstream.viewers.station.guard import (
     token_matches,
     unauthorized,
 )
+from camstream.viewers.station.replay import MAX_CAMERA_ID, ClientReplay, failure_text
 from camstream.viewers.station.status import ClientStatus
 from camstream.viewers.station.store import FrameStore
+from camstream.viewers.station.timeline import camera_timeline
 
 if TYPE_CHECKING:
     from camstream.viewers.station.server import StationConsumer
@@ -46,21 +51,58 @@ SEND_INTERVAL_S = 0.05  # how often a client's sender looks for newer frames
 # A client that takes no frame for this long is disconnected (it holds one frame until then).
 SEND_TIMEOUT_S = 30.0
 STATUS_INTERVAL_S = 1.0
+# Each timeline costs two consumers and up to timeline.SCAN_BUDGET_S of reading.
+TIMELINES_AT_ONCE = 4
+BUSY_RETRY_AFTER_S = 2
 
 
-def pack_frame(frame: AnnotatedFrame, now: float | None = None) -> bytes:
-    """A WebSocket binary message: 4-byte length, JSON metadata, then the JPEG."""
+class InProgress:
+    """Requests of one kind in progress, at most `limit` at once (one event loop: no lock)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[bool]:
+        """Yields whether the request was admitted; it holds its place until it leaves."""
+        if self.active >= self.limit:
+            yield False
+            return
+        self.active += 1
+        try:
+            yield True
+        finally:
+            self.active -= 1
+
+
+def busy(reason: str) -> Response:
+    """503 with Retry-After: try again shortly."""
+    return PlainTextResponse(
+        f"busy: {reason}; try again shortly",
+        status_code=503,
+        headers={"Retry-After": str(BUSY_RETRY_AFTER_S)},
+    )
+
+
+def pack_frame(
+    frame: AnnotatedFrame, now: float | None = None, extra: Mapping[str, Any] | None = None
+) -> bytes:
+    """A WebSocket binary message: 4-byte length, JSON metadata, then the JPEG. `extra`:
+    more metadata (a replayed frame's "replay": true and its request's "replay_id")."""
     now = time.time() if now is None else now
     meta = json.dumps(
         {
             "camera_id": frame.camera_id,
             "seq": frame.seq,
+            "capture_ts_ns": frame.capture_ts_ns,
             "faces": frame.faces,
             "boxes_xyxy": frame.boxes_xyxy,
             "width": frame.width,
             "height": frame.height,
             "delay_ms": round((now * 1e9 - frame.capture_ts_ns) / 1e6, 1),
             "skipped": frame.skipped,
+            **(extra or {}),
         },
         separators=(",", ":"),
     ).encode()
@@ -91,8 +133,13 @@ def create_app(
     allowed_hosts: tuple[str, ...] = (),
     allowed_origins: tuple[str, ...] = (),
     max_clients: int = 64,
+    cfg: Config | None = None,
 ) -> ASGIApp:
     """The station's ASGI app; `token` (if set) guards every route but /healthz.
+
+    With `cfg`, the focus view looks back: a camera's timeline (/api/timeline/ID), replay
+    over the WebSocket and event clips as video files (/api/clip/ID), all read back from
+    Kafka (`cfg`'s output and events topics).
 
     Other sites are kept out in any case (`SameSiteGuard`): requests only from the
     station's own pages (or WebSockets from `allowed_origins`), and without a token only
@@ -151,6 +198,26 @@ def create_app(
             return PlainTextResponse("unknown camera", status_code=404)
         return Response(found[1].jpeg, media_type="image/jpeg")
 
+    timelines = InProgress(TIMELINES_AT_ONCE)
+
+    async def timeline(request: Request) -> Response:
+        if not authorized(request):
+            return denied()
+        camera_id = request.path_params["camera_id"]
+        if cfg is None:
+            return JSONResponse({"error": "the station has no Kafka settings"}, status_code=503)
+        if not 1 <= len(camera_id) <= MAX_CAMERA_ID:
+            return JSONResponse({"error": "no such camera id"}, status_code=404)
+        with timelines.slot() as admitted:
+            if not admitted:
+                return busy(f"at most {TIMELINES_AT_ONCE} timelines are read at once")
+            try:
+                # Blocking Kafka reads, in a worker thread: the event loop serves on.
+                body = await run_in_threadpool(camera_timeline, cfg, camera_id)
+            except Exception as exc:  # Kafka down, a topic missing: said, not a 500
+                return JSONResponse({"error": failure_text(exc)}, status_code=503)
+        return JSONResponse(body)
+
     async def health(request: Request) -> Response:
         healthy = consumer is None or (consumer.is_alive() and consumer.connected)
         body = {
@@ -165,7 +232,7 @@ def create_app(
             await websocket.close(code=4401)
             return
         await websocket.accept()
-        await _serve_client(websocket, store)
+        await _serve_client(websocket, store, cfg)
 
     routes = [
         Route("/", index),
@@ -174,6 +241,8 @@ def create_app(
         Route("/api/stats", stats),
         Route("/api/events", events),
         Route("/api/frame/{camera_id}", latest_frame),
+        # Any camera id, '/' included: these look it up in Kafka, never on a disk.
+        Route("/api/timeline/{camera_id:path}", timeline),
         Route("/healthz", health),
         WebSocketRoute("/ws", stream),
     ]
@@ -192,33 +261,44 @@ def create_app(
     return SecurityHeaders(Starlette(routes=routes, middleware=middleware))
 
 
-async def _serve_client(websocket: WebSocket, store: FrameStore) -> None:
-    """Send each subscribed camera's newest frame, and a status message every second."""
+async def _serve_client(websocket: WebSocket, store: FrameStore, cfg: Config | None) -> None:
+    """Send each subscribed camera's newest frame, and a status message every second; and
+    the focus view's replay, if the page asks for one (replay.py)."""
     subscribed: set[str] | None = None  # None: every camera
     sent_versions: dict[str, int] = {}
     status = ClientStatus(store)
     last_status = 0.0
+    sending_lock = asyncio.Lock()
+
+    async def send(message: bytes | str) -> None:
+        # Awaiting the send is this client's back-pressure: the server takes no more from
+        # us while the client's socket is full, so at most one message waits per sender
+        # (the live one and the replay's, one at a time), and the store moves on without
+        # it. A client that reads nothing is let go.
+        async with sending_lock:
+            if isinstance(message, bytes):
+                sending = websocket.send_bytes(message)
+            else:
+                sending = websocket.send_text(message)
+            await asyncio.wait_for(sending, timeout=SEND_TIMEOUT_S)
+
+    replay = ClientReplay(cfg, send, lambda frame, extra: pack_frame(frame, extra=extra))
 
     async def receive() -> None:
         nonlocal subscribed
         while True:
-            message = await websocket.receive_text()
-            with contextlib.suppress(ValueError, TypeError, AttributeError):
-                wanted = json.loads(message).get("subscribe")
-                if wanted == "*":
-                    subscribed = None
-                elif isinstance(wanted, list):
-                    subscribed = {str(c) for c in wanted[:1000]}
-
-    async def send(message: bytes | str) -> None:
-        # Awaiting the send is this client's back-pressure: the server takes no more from
-        # us while the client's socket is full, so at most one message waits per client,
-        # and the store moves on without it. A client that reads nothing is let go.
-        if isinstance(message, bytes):
-            sending = websocket.send_bytes(message)
-        else:
-            sending = websocket.send_text(message)
-        await asyncio.wait_for(sending, timeout=SEND_TIMEOUT_S)
+            text = await websocket.receive_text()
+            try:
+                message = json.loads(text)
+            except ValueError:
+                continue
+            if not isinstance(message, dict) or await replay.command(message):
+                continue
+            wanted = message.get("subscribe")
+            if wanted == "*":
+                subscribed = None
+            elif isinstance(wanted, list):
+                subscribed = {str(c) for c in wanted[:1000]}
 
     receiver = asyncio.create_task(receive())
     try:
@@ -246,6 +326,8 @@ async def _serve_client(websocket: WebSocket, store: FrameStore) -> None:
         pass
     finally:
         receiver.cancel()
+        # Its reader thread stops and closes its consumer by itself, not waited for here.
+        await replay.stop()
         # A client that stopped reading cannot take a close frame either: do not wait on it.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(websocket.close(), timeout=1.0)

@@ -114,6 +114,8 @@ def run_station(cfg: Config, topic: str | None = None, stop: threading.Event | N
         forget_after_s=cfg.station_forget_after_s,
         max_cameras=cfg.station_max_cameras,
         max_frame_memory=cfg.station_max_frame_memory,
+        clip_before_s=cfg.clip_before_s,
+        clip_after_s=cfg.clip_after_s,
     )
     consumer = StationConsumer(cfg, store, topic)
     consumer.start()
@@ -130,6 +132,8 @@ def run_station(cfg: Config, topic: str | None = None, stop: threading.Event | N
         allowed_hosts=allowed_hosts,
         allowed_origins=cfg.station_allowed_origin_list,
         max_clients=cfg.station_max_clients,
+        # Replay and clips read back the topic the wall shows.
+        cfg=cfg if topic is None else cfg.replace(output_topic=topic),
     )
     server = uvicorn.Server(uvicorn_config(app, host, port))
     if stop is not None:

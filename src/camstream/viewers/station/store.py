@@ -24,6 +24,7 @@ from array import array
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from camstream.config import Config
 from camstream.core.contract import AnnotatedFrame, DetectionEvent
@@ -80,6 +81,21 @@ class CameraState:
         )
 
 
+# Where the station serves a clip as a video file (app.py's route); a detection's clip is
+# linked from its event.
+CLIP_PATH = "/api/clip/"
+
+
+def event_clip_span(capture_ns: int, before_s: float, after_s: float) -> tuple[int, int]:
+    """The span (ns of capture time) of a detection's clip: `before_s` before its frame's
+    capture to `after_s` after it (the settings clip_before_s and clip_after_s)."""
+    return capture_ns - round(before_s * 1e9), capture_ns + round(after_s * 1e9)
+
+
+def clip_download_path(camera_id: str, from_ns: int, to_ns: int) -> str:
+    return f"{CLIP_PATH}{quote(camera_id, safe='')}?from_ns={from_ns}&to_ns={to_ns}"
+
+
 @dataclass
 class Event:
     event_id: int
@@ -89,8 +105,11 @@ class Event:
     faces: int
     thumbnail_jpeg: bytes  # empty until the event's frame has arrived
     carried: bool = False
+    capture_ts_ns: int = 0  # of the detection's frame
+    clip: tuple[int, int] = (0, 0)  # its clip's span (`event_clip_span`), in ns
 
     def to_json(self) -> dict[str, Any]:
+        from_ns, to_ns = self.clip
         return {
             "id": self.event_id,
             "time": time.strftime("%H:%M:%S", time.localtime(self.ts)),
@@ -99,6 +118,13 @@ class Event:
             "seq": self.seq,
             "faces": self.faces,
             "carried": self.carried,
+            "capture_ts_ns": self.capture_ts_ns,
+            # Exact ns in the link: a page's JSON numbers (doubles) are not exact at ns.
+            "clip": {
+                "from_ns": from_ns,
+                "to_ns": to_ns,
+                "download": clip_download_path(self.camera_id, from_ns, to_ns),
+            },
             "thumbnail": (
                 "data:image/jpeg;base64," + base64.b64encode(self.thumbnail_jpeg).decode()
                 if self.thumbnail_jpeg
@@ -116,8 +142,12 @@ class FrameStore:
         forget_after_s: float = 1800.0,
         max_cameras: int = DEFAULT_MAX_CAMERAS,
         max_frame_memory: int = DEFAULT_MAX_FRAME_MEMORY,
+        clip_before_s: float = Config.clip_before_s,
+        clip_after_s: float = Config.clip_after_s,
     ) -> None:
         self.stale_after_s = stale_after_s
+        self.clip_before_s = clip_before_s
+        self.clip_after_s = clip_after_s
         self.forget_after_s = forget_after_s
         self.max_frame_memory = max_frame_memory
         self._next_sweep = 0.0
@@ -217,6 +247,8 @@ class FrameStore:
                 detection.faces,
                 b"",
                 detection.carried,
+                detection.capture_ts_ns,
+                event_clip_span(detection.capture_ts_ns, self.clip_before_s, self.clip_after_s),
             )
             self._next_event_id += 1
             # Listed under the same lock as the frame lookup: a frame stored after it finds
