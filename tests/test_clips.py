@@ -30,9 +30,9 @@ from camstream.viewers.clips import (
     CLIP_FORMATS,
     ClipSummary,
     clip_media_type,
-    default_gap_after_s,
     write_clip,
 )
+from camstream.viewers.gaps import GapFinder
 from camstream.viewers.timespec import format_time, parse_time
 from station_helpers import annotated_sample_frames
 
@@ -163,10 +163,18 @@ def test_a_gap_gets_one_darkened_slate(tmp_path: Path, extension: str) -> None:
     assert positions[11] == pytest.approx((after[0] - before[0]) / MS, abs=1)
 
 
-def test_default_gap_is_one_second_or_four_usual_intervals() -> None:
-    assert default_gap_after_s(None) == 1.0  # before the second frame: nothing to go by
-    assert default_gap_after_s(0.25) == 1.0
-    assert default_gap_after_s(0.6) == pytest.approx(2.4)
+def test_the_gap_rule_is_one_second_or_four_usual_intervals() -> None:
+    """`viewers.gaps`, the one rule for clips and replay."""
+    finder = GapFinder()
+    assert finder.gap_before(T0) is None
+    # Before the usual interval is known, only FIRST_GAP_S is a gap: a slow camera's pace.
+    assert finder.gap_before(T0 + 5_000 * MS) is None
+    finder = GapFinder()
+    times = [T0 + i * 250 * MS for i in range(6)]
+    assert [finder.gap_before(t) for t in times] == [None] * 6
+    assert finder.usual_interval_ns() == 250 * MS
+    assert finder.gap_before(times[-1] + 900 * MS) is None  # under 1 s
+    assert finder.gap_before(times[-1] + 900 * MS + 1_100 * MS) == 1_100 * MS
 
 
 def test_a_slow_camera_pace_is_not_a_gap(tmp_path: Path) -> None:
@@ -175,10 +183,7 @@ def test_a_slow_camera_pace_is_not_a_gap(tmp_path: Path) -> None:
     times += [times[-1] + 2_000 * MS, times[-1] + 5_000 * MS]
     summary = write_clip(tmp_path / "slow.webm", frames_at(times))
     assert summary.gaps == ((times[-2], times[-1]),)
-    # A gap can also be set: then the 2 s hole is one too.
-    summary = write_clip(tmp_path / "set.webm", frames_at(times), gap_after_s=1.5)
-    assert summary.gaps == ((times[-3], times[-2]), (times[-2], times[-1]))
-    assert summary.slates == 2
+    assert summary.slates == 1
 
 
 @pytest.mark.parametrize("extension", FORMATS)

@@ -15,7 +15,6 @@ time, so that the gap does not look like frozen video.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import os
 from collections.abc import Iterable, Mapping
@@ -31,6 +30,7 @@ import numpy as np
 from camstream.core.contract import AnnotatedFrame
 from camstream.core.jpeg import decode_jpeg, resize_area
 from camstream.errors import ClipError, DependencyError, FrameError
+from camstream.viewers.gaps import GapFinder
 
 if TYPE_CHECKING:  # PyAV is optional (the station extra) and imported when a clip is written
     from av.container import OutputContainer
@@ -87,21 +87,8 @@ _NS_PER_TICK = 1_000_000
 # The station shares two cores with the Spark job: one encoding thread is fast enough.
 ENCODE_THREADS = 1
 
-# A gap: no frame for longer than max(MIN_GAP_S, GAP_INTERVALS x the median interval so far).
-MIN_GAP_S = 1.0
-GAP_INTERVALS = 4
-
 SLATE_BRIGHTNESS = 0.3  # the gap slate is the last frame at this share of its brightness
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
-
-
-def default_gap_after_s(median_interval_s: float | None) -> float:
-    """How long without a frame makes a gap, given the camera's median interval so far
-    (None before the second frame): at least MIN_GAP_S, and GAP_INTERVALS intervals, so
-    that a slow camera's ordinary pace is not taken for a gap."""
-    if median_interval_s is None:
-        return MIN_GAP_S
-    return max(MIN_GAP_S, GAP_INTERVALS * median_interval_s)
 
 
 def clip_format(path_or_format: str | os.PathLike[str]) -> ClipFormat:
@@ -158,8 +145,6 @@ class ClipSummary:
 def write_clip(
     path: str | os.PathLike[str],
     frames: Iterable[AnnotatedFrame],
-    *,
-    gap_after_s: float | None = None,
 ) -> ClipSummary:
     """Write one camera's frames, in capture order, to a video file at `path`.
 
@@ -171,10 +156,9 @@ def write_clip(
     odd width or height loses its last column or row (H.264 and VP8 store colour at half
     resolution).
 
-    Where the next frame comes more than `gap_after_s` after the previous one (by default
-    `default_gap_after_s` of the median interval so far), one gap slate is added between
-    them: an extra video frame, beyond the camera's, shown from one median interval after
-    the previous frame until the next.
+    Where the next frame follows a gap (`viewers.gaps`: the rule replay uses too), one gap
+    slate is added between them: an extra video frame, beyond the camera's, shown from one
+    usual interval after the previous frame until the next.
 
     Raises ClipError for an unknown extension, frames of more than one camera, or when no
     frame decodes (then no file is left); DependencyError without PyAV. A file left half
@@ -182,10 +166,8 @@ def write_clip(
     """
     target = Path(path)
     file_format = _file_format(target)
-    if gap_after_s is not None and not gap_after_s > 0:
-        raise ValueError(f"gap_after_s must be positive, not {gap_after_s}")
     _require_av()
-    writer = _ClipWriter(target, file_format, gap_after_s)
+    writer = _ClipWriter(target, file_format)
     try:
         for frame in frames:
             writer.add(frame)
@@ -207,41 +189,27 @@ def _require_av() -> None:
 
 class _Timeline:
     """Where each frame goes in the clip (its pts, in TIME_BASE ticks from the first frame)
-    and where the gaps are, from the capture times."""
+    and where the gaps are, from the capture times (the gap rule: `viewers.gaps`)."""
 
-    def __init__(self, first_capture_ns: int, gap_after_s: float | None) -> None:
+    def __init__(self, first_capture_ns: int) -> None:
         self.first_capture_ns = first_capture_ns
         self.previous_capture_ns = first_capture_ns
         self.previous_pts = 0
-        self.gap_after_s = gap_after_s
         self.gaps: list[tuple[int, int]] = []
-        self._intervals: list[int] = []  # sorted, for the median
-
-    def median_interval_ns(self) -> float | None:
-        count = len(self._intervals)
-        if not count:
-            return None
-        middle = count // 2
-        if count % 2:
-            return float(self._intervals[middle])
-        return (self._intervals[middle - 1] + self._intervals[middle]) / 2
+        self._finder = GapFinder()
+        self._finder.gap_before(first_capture_ns)
 
     def place(self, capture_ns: int) -> tuple[int | None, int]:
         """(the pts of a gap slate before this frame or None, this frame's pts)."""
-        interval = capture_ns - self.previous_capture_ns
-        median = self.median_interval_ns()
-        gap_after_s = self.gap_after_s
-        if gap_after_s is None:
-            gap_after_s = default_gap_after_s(None if median is None else median / 1e9)
+        usual = self._finder.usual_interval_ns()
         slate_pts = None
         earliest = self.previous_pts + 1  # never before (or with) the previous frame
-        if interval > gap_after_s * 1e9:
+        if self._finder.gap_before(capture_ns) is not None:
             self.gaps.append((self.previous_capture_ns, capture_ns))
             # The previous frame keeps its usual time on screen; the slate takes the rest.
-            slate_pts = self.previous_pts + max(1, round((median or 0) / _NS_PER_TICK))
+            slate_pts = self.previous_pts + max(1, round((usual or 0) / _NS_PER_TICK))
             earliest = slate_pts + 1
         pts = max(earliest, (capture_ns - self.first_capture_ns) // _NS_PER_TICK)
-        bisect.insort(self._intervals, max(0, interval))
         self.previous_capture_ns = capture_ns
         self.previous_pts = pts
         return slate_pts, pts
@@ -297,10 +265,9 @@ class _ClipWriter:
     """The state of one clip being written: opened on the first frame that decodes (it
     gives the size), so that a clip with none leaves no file."""
 
-    def __init__(self, path: Path, file_format: ClipFormat, gap_after_s: float | None) -> None:
+    def __init__(self, path: Path, file_format: ClipFormat) -> None:
         self.path = path
         self.format = file_format
-        self.gap_after_s = gap_after_s
         self.container: OutputContainer | None = None
         self.stream: VideoStream | None = None
         self.timeline: _Timeline | None = None
@@ -328,7 +295,7 @@ class _ClipWriter:
         if self.timeline is None:
             self.size = even_size(image.shape[1], image.shape[0])
             self._open()
-            self.timeline = _Timeline(frame.capture_ts_ns, self.gap_after_s)
+            self.timeline = _Timeline(frame.capture_ts_ns)
             slate_pts, pts = None, 0
         else:
             previous_capture_ns = self.timeline.previous_capture_ns
