@@ -552,6 +552,22 @@ def wall_scenario(ctx: Context) -> None:
             )
 
 
+@scenario("replay", "looking back at the demo's load: seek, 20-s clips, live delay while replaying")
+def replay_scenario(ctx: Context) -> None:
+    import replay
+
+    rounds = 2 if ctx.quick else max(5, ctx.repeats)
+    ctx.results["replay"] = result = replay.measure(ctx.quick, rounds)
+    say(
+        f"  seek p95 {result['seek_ms']['p95']} ms; clip median {result['clip_s']['median']} s;"
+        f" live delay with a replay / without:"
+        + "".join(
+            f" {c} {r['median']} ({r['min']}-{r['max']})"
+            for c, r in result["live_delay_ratio"].items()
+        )
+    )
+
+
 # ---- the motion gate ----------------------------------------------------------------------
 # Cameras at 1 frame/s on the still scenes (about 1 frame in 10 moving): ungated at the
 # fast preset's known limit and at 500; gated at 500 with the whole frame analysed on

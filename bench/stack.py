@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -577,24 +578,33 @@ def drain_frames(
 
 
 # ---- the demo, as a user runs it ----------------------------------------------------------
-def run_demo_and_sample(
-    env_overrides: dict[str, str],
-    warmup_s: float = 120.0,
-    sample_s: float = 40.0,
-    every_s: float = 5.0,
-    browser: bool = True,
-    cameras: int | None = None,
-) -> dict[str, Any]:
-    """`camstream demo` with its defaults (and `env_overrides`), a browser on the wall; after
-    `warmup_s`, the delay of the latest frame per camera and each camera's frames/s from
-    /api/stats every `every_s` for `sample_s`, as a user would read them off the wall."""
+@dataclass(frozen=True)
+class RunningDemo:
+    """A `camstream demo` being run: its station's address and its own broker's."""
+
+    port: int
+    kafka_bootstrap: str
+    workdir: Path
+
+    @property
+    def station(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextlib.contextmanager
+def demo_running(
+    env_overrides: dict[str, str], cameras: int | None = None
+) -> Iterator[RunningDemo]:
+    """`camstream demo` with its defaults (and `env_overrides`), its own broker, until the
+    block ends (then Ctrl-C, as a user stops it)."""
     import httpx
 
     workdir = Path(tempfile.mkdtemp(prefix="camstream-bench-demo-"))
     port = free_port()
+    bootstrap = f"127.0.0.1:{free_port()}"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("CAMSTREAM_")},
-        "KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",  # its own broker, started by the demo
+        "KAFKA_BOOTSTRAP": bootstrap,  # its own broker, started by the demo
         "CAMSTREAM_HOME": str(workdir),
         "CAMSTREAM_STATION_PORT": str(port),
         "PYTHONUNBUFFERED": "1",
@@ -611,26 +621,45 @@ def run_demo_and_sample(
             return False
         return True
 
-    viewer = None
-    samples: list[dict[str, Any]] = []
-    shedding: list[float] = []
     try:
         demo.wait_ready(station_up, 120, "serving its station")
-        if browser:
-            viewer = _open_wall(f"http://127.0.0.1:{port}/")
-        started = time.monotonic()
-        time.sleep(max(0.0, warmup_s - (time.monotonic() - started)))
-        end = time.monotonic() + sample_s
-        while time.monotonic() < end:
-            stats = httpx.get(f"http://127.0.0.1:{port}/api/stats", timeout=5).json()
-            samples.append({c["camera_id"]: c for c in stats["cameras"]})
-            shedding.append(stats.get("shedding", {}).get("share", 0.0))
-            time.sleep(every_s)
+        yield RunningDemo(port, bootstrap, workdir)
     finally:
-        if viewer is not None:
-            viewer.quit()
         demo.stop(120, signum=signal.SIGINT)  # Ctrl-C: the demo stops its components itself
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_demo_and_sample(
+    env_overrides: dict[str, str],
+    warmup_s: float = 120.0,
+    sample_s: float = 40.0,
+    every_s: float = 5.0,
+    browser: bool = True,
+    cameras: int | None = None,
+) -> dict[str, Any]:
+    """`camstream demo` with its defaults (and `env_overrides`), a browser on the wall; after
+    `warmup_s`, the delay of the latest frame per camera and each camera's frames/s from
+    /api/stats every `every_s` for `sample_s`, as a user would read them off the wall."""
+    import httpx
+
+    samples: list[dict[str, Any]] = []
+    shedding: list[float] = []
+    viewer = None
+    with demo_running(env_overrides, cameras) as demo:
+        try:
+            if browser:
+                viewer = open_wall(f"{demo.station}/")
+            started = time.monotonic()
+            time.sleep(max(0.0, warmup_s - (time.monotonic() - started)))
+            end = time.monotonic() + sample_s
+            while time.monotonic() < end:
+                stats = httpx.get(f"{demo.station}/api/stats", timeout=5).json()
+                samples.append({c["camera_id"]: c for c in stats["cameras"]})
+                shedding.append(stats.get("shedding", {}).get("share", 0.0))
+                time.sleep(every_s)
+        finally:
+            if viewer is not None:
+                viewer.quit()
     delays = [c["delay_ms_last"] for s in samples for c in s.values()]
     fps = [c["fps"] for s in samples for c in s.values()]
     return {
@@ -671,7 +700,7 @@ def _wall_figures(samples: list[dict[str, Any]], shedding: list[float]) -> dict[
     }
 
 
-def _open_wall(url: str) -> Any:
+def open_wall(url: str) -> Any:
     """Debian's headless Chromium showing the wall (None where it is not installed)."""
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver):

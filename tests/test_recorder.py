@@ -5,6 +5,7 @@ capture times, as the job writes them)."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from kafka import KafkaAdminClient
@@ -160,3 +161,61 @@ def test_the_recorder_keeps_what_its_settings_say(kafka_bootstrap: str, tmp_path
     assert kept[cfg.output_topic] == {"retention.ms": day_ms, "retention.bytes": "-1"}
     assert kept[cfg.events_topic]["retention.ms"] == day_ms
     assert kept[cfg.input_topic] == {"retention.ms": "3600000", "retention.bytes": str(1024**3)}
+
+
+def clip(cfg: Config, camera: str, start: str, end: str, output: Path, *more: str) -> int:
+    """`camstream clip`, run as the command line runs it; its exit status."""
+    from camstream.cli import main
+
+    return main(["clip", "--kafka-bootstrap", cfg.kafka_bootstrap, "--output-topic",
+                 cfg.output_topic, "--camera-id", camera, "--from", start, "--to", end,
+                 "-o", str(output), *more])  # fmt: skip
+
+
+def test_camstream_clip_writes_the_frames_between_two_times(recorded, tmp_path, capsys) -> None:
+    """`camstream clip` with ISO times, then with offsets from now: the file holds exactly
+    the camera's frames captured between them, in order; a span older than anything kept
+    starts at the oldest frame; one with no frames, or a bad time, is a clear error."""
+    import cv2
+
+    from camstream.viewers.timespec import format_time, parse_time
+
+    cfg, captured, start_ns = recorded
+    from_text = format_time(start_ns + 10 * 1_000_000_000)
+    to_text = format_time(start_ns + 30 * 1_000_000_000)
+    output = tmp_path / "cam-b.webm"
+    assert clip(cfg, "cam-b", from_text, to_text, output) == 0
+    low, high = parse_time(from_text), parse_time(to_text)
+    expected = [t for t in captured["cam-b"] if low <= t <= high]
+    video = cv2.VideoCapture(str(output))
+    decoded = 0
+    while video.read()[0]:
+        decoded += 1
+    assert decoded == len(expected) == 80
+    assert f"wrote {output}: 80 frames of cam-b" in capsys.readouterr().out
+
+    # Offsets from now: the recorded minute began 10 minutes ago.
+    ago_s = (time.time_ns() - start_ns) / 1e9
+    relative = tmp_path / "relative.mp4"
+    ago = round(ago_s)
+    assert clip(cfg, "cam-a", f"-{ago - 20}s", f"-{ago - 40}s", relative) == 0
+    written = int(capsys.readouterr().out.split(": ")[1].split()[0])
+    assert 80 <= written <= 81  # 20 s of frames 250 ms apart, ends included
+
+    # Older than anything kept: from the oldest frame on, and it says so.
+    oldest = tmp_path / "oldest.webm"
+    fourth = format_time(captured["cam-a"][3] + 1_000_000)  # (ms: the one after its ns)
+    assert clip(cfg, "cam-a", "-1h", fourth, oldest) == 0
+    said = capsys.readouterr()
+    assert "older than anything kept of cam-a" in said.err
+    assert format_time(captured["cam-a"][0]) in said.err and ": 4 frames of cam-a" in said.out
+
+    # Nothing kept then: exit 1, saying so, and no file.
+    nothing = tmp_path / "nothing.webm"
+    assert clip(cfg, "cam-a", "-2h", "-1h", nothing) == 1
+    assert "keeps no frame of cam-a" in capsys.readouterr().err and not nothing.exists()
+    # A time it cannot read, or a span past clip_max_s: exit 2, saying what it takes.
+    assert clip(cfg, "cam-a", "yesterday", "now", nothing) == 2
+    assert "-5m" in capsys.readouterr().err
+    assert clip(cfg, "cam-a", "-2h", "now", nothing, "--clip-max-s", "60") == 2
+    assert "CAMSTREAM_CLIP_MAX_S" in capsys.readouterr().err

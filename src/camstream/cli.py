@@ -504,11 +504,6 @@ def cmd_clip(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"--to ({format_time(to_ns)}) must be after --from ({format_time(from_ns)})"
         )
-    if (to_ns - from_ns) / 1e9 > cfg.clip_max_s:
-        raise ConfigError(
-            f"the clip spans {(to_ns - from_ns) / 1e9:.0f} s, more than clip_max_s"
-            f" ({cfg.clip_max_s:.0f} s): shorten it, or raise CAMSTREAM_CLIP_MAX_S"
-        )
     stop = _stop_event()
     started = time.monotonic()
     with frame_recording(cfg, args.camera_id) as recording:
@@ -520,6 +515,13 @@ def cmd_clip(args: argparse.Namespace) -> int:
             raise NotRecordedError(
                 f"{cfg.output_topic} keeps no frame of {args.camera_id} captured {span}"
                 f" (its partition's oldest record: {oldest})"
+            )
+        # What is kept of the span: a span reaching back past retention costs no more.
+        span_s = (to_ns - max(from_ns, landed.first.capture_ts_ns)) / 1e9
+        if span_s > cfg.clip_max_s:
+            raise ConfigError(
+                f"the clip spans {span_s:.0f} s of kept frames, more than clip_max_s"
+                f" ({cfg.clip_max_s:.0f} s): shorten it, or raise CAMSTREAM_CLIP_MAX_S"
             )
         if landed.before_retention and landed.oldest_ns is not None:
             print(
@@ -541,7 +543,7 @@ def cmd_clip(args: argparse.Namespace) -> int:
                     )
                 yield frame
 
-        summary = write_clip(progress(frames), Path(args.output))
+        summary = write_clip(Path(args.output), progress(frames))
     gaps = f", {len(summary.gaps)} gaps marked" if summary.gaps else ""
     unreadable = (
         f", {summary.frames_unreadable} unreadable left out" if summary.frames_unreadable else ""
@@ -781,9 +783,26 @@ def _environment_secrets() -> list[str]:
         return []
 
 
+# Options whose values may start with "-" ("--from -5m"): argparse would take "-5m" for an
+# option of its own, so "--from -5m" is read as "--from=-5m".
+OFFSET_OPTIONS = ("--from", "--to")
+
+
+def _attach_offsets(argv: Sequence[str]) -> list[str]:
+    joined: list[str] = []
+    arguments = iter(argv)
+    for argument in arguments:
+        if argument in OFFSET_OPTIONS:
+            value = next(arguments, None)
+            joined.append(argument if value is None else f"{argument}={value}")
+        else:
+            joined.append(argument)
+    return joined
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_attach_offsets(sys.argv[1:] if argv is None else argv))
     args.verbose = args.verbose or args.wire_logs
     configure_logging(args.verbose, args.wire_logs, _environment_secrets())
     try:

@@ -81,6 +81,10 @@ class DeliveryError(CamstreamError):
     """The broker did not acknowledge some frames."""
 
 
+class ClipError(CamstreamError, ValueError):
+    """An event clip cannot be written: an unknown file type, or no frame that decodes."""
+
+
 class BrokerError(CamstreamError):
     """The local broker could not be started or stopped; the message says why."""
 

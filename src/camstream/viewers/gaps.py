@@ -28,16 +28,21 @@ class GapFinder:
         self._previous_ns: int | None = None
         self._intervals: deque[int] = deque(maxlen=INTERVALS_KEPT)
 
+    def usual_interval_ns(self) -> float | None:
+        """The camera's usual interval: the median of its recent ones (None before one)."""
+        return statistics.median(self._intervals) if self._intervals else None
+
     def gap_before(self, capture_ns: int) -> int | None:
         """The gap (ns) between the previous frame and this one, if it is a gap; else None."""
         previous, self._previous_ns = self._previous_ns, capture_ns
         if previous is None or capture_ns <= previous:
             return None
         interval = capture_ns - previous
-        if self._intervals:
-            threshold = max(MIN_GAP_S * 1e9, GAP_FACTOR * statistics.median(self._intervals))
-        else:
+        usual = self.usual_interval_ns()
+        if usual is None:
             threshold = FIRST_GAP_S * 1e9
+        else:
+            threshold = max(MIN_GAP_S * 1e9, GAP_FACTOR * usual)
         if interval > threshold:
             return interval  # not kept as an interval: it would raise the usual one
         self._intervals.append(interval)
