@@ -121,12 +121,16 @@ def test_token_is_enforced_when_set(cfg: Config) -> None:
     token = "s3cret-token-for-tests"
     with served_station(cfg, token=token) as (address, _store):
         base = f"http://{address}"
-        for path in ("/", "/static/app.js", "/api/stats", "/api/events", "/api/frame/x"):
+        for path in ("/", "/static/app.js", "/api/stats", "/api/events", "/api/frame/x",
+                     "/api/timeline/x", "/api/clip/x"):  # fmt: skip
             assert httpx.get(base + path).status_code == 401, path
             assert httpx.get(base + path + "?token=wrong").status_code == 401, path
-        assert httpx.get(
-            base + "/api/stats", headers={"Authorization": f"Bearer {token}"}
-        ).is_success
+        bearer = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(base + "/api/stats", headers=bearer).is_success
+        # Replay's timeline and clips with the token: read from Kafka (nothing kept of x).
+        assert httpx.get(base + "/api/timeline/x", headers=bearer, timeout=30).is_success
+        clip = httpx.get(base + "/api/clip/x?from_ns=1&to_ns=2", headers=bearer, timeout=30)
+        assert clip.status_code == 404
         visit = httpx.get(f"{base}/?token={token}")  # a cookie, and the address without it
         assert visit.status_code == 303 and visit.cookies.get("camstream_token") == token
         page = httpx.get(f"{base}/", cookies={"camstream_token": token})

@@ -13,8 +13,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import cv2
 import httpx
 import pytest
 from kafka import KafkaAdminClient
@@ -26,7 +28,7 @@ from camstream.core.contract import AnnotatedFrame, FrameMeta, analytics_headers
 from camstream.kafka.clients import make_admin
 from camstream.kafka.recorder import camera_partition, frame_recording
 from camstream.local.ports import free_port
-from camstream.viewers.station import replay, timeline
+from camstream.viewers.station import clip_download, replay, timeline
 from camstream.viewers.station.app import unpack_frame
 from camstream.viewers.station.store import event_clip_span
 from helpers import config_with_topics, wait_until
@@ -402,3 +404,71 @@ def test_a_replays_buffer_is_bounded_in_frames_and_bytes() -> None:
         assert buffer.empty()
 
     asyncio.run(scenario())
+
+
+def _clip_url(past: Past, from_ns: int, to_ns: int, camera: str = CAMERA) -> str:
+    return f"http://{past.address}/api/clip/{camera}?from_ns={from_ns}&to_ns={to_ns}"
+
+
+def test_a_clip_downloads_as_a_video_file_of_the_frames_in_its_span(
+    past: Past, tmp_path: Path
+) -> None:
+    from_ns, to_ns = past.captured[40] - 1, past.captured[48]
+    answer = httpx.get(_clip_url(past, from_ns, to_ns), timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "video/webm"
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(past.captured[40] // S))
+    assert answer.headers["content-disposition"] == f'attachment; filename="{CAMERA}_{stamp}.webm"'
+    path = tmp_path / "clip.webm"
+    path.write_bytes(answer.content)
+    assert video_frames(path) == 9
+    # Nothing captured in the span (the gap): 404, saying what is kept.
+    gap = httpx.get(_clip_url(past, past.captured[119] + 1, past.captured[120] - 1), timeout=30)
+    assert gap.status_code == 404 and "the oldest available: " in gap.json()["error"]
+    assert httpx.get(_clip_url(past, 0, 0), timeout=30).status_code == 400
+    assert httpx.get(f"http://{past.address}/api/clip/{CAMERA}", timeout=30).status_code == 400
+    # Longer than clip_max_s: refused, and why.
+    with served_station(past.cfg.replace(clip_max_s=5.0)) as (address, _store):
+        url = f"http://{address}/api/clip/{CAMERA}?from_ns={from_ns}&to_ns={from_ns + 6 * S}"
+        long = httpx.get(url, timeout=30)
+        assert long.status_code == 400 and "clip_max_s" in long.json()["error"]
+
+
+def video_frames(path: Path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    try:
+        count = 0
+        while capture.read()[0]:
+            count += 1
+        return count
+    finally:
+        capture.release()
+
+
+def test_at_most_two_clips_are_written_at_once(past: Past, monkeypatch: pytest.MonkeyPatch) -> None:
+    writing = threading.Semaphore(0)
+    release = threading.Event()
+    write_clip = clip_download.write_clip
+
+    def held(path: Path, frames: Any) -> Any:
+        writing.release()
+        release.wait(20)
+        return write_clip(path, frames)
+
+    monkeypatch.setattr(clip_download, "write_clip", held)
+    url = _clip_url(past, past.captured[0], past.captured[4])
+    answers: list[httpx.Response] = []
+    clients = [threading.Thread(target=lambda: answers.append(httpx.get(url, timeout=30)))]
+    clients.append(threading.Thread(target=lambda: answers.append(httpx.get(url, timeout=30))))
+    for client in clients:
+        client.start()
+    try:
+        assert writing.acquire(timeout=20) and writing.acquire(timeout=20)  # both writing
+        third = httpx.get(url, timeout=30)
+        assert third.status_code == 503 and third.headers["retry-after"] == "2"
+        assert "at most 2 clips" in third.text
+    finally:
+        release.set()
+        for client in clients:
+            client.join(timeout=30)
+    assert [a.status_code for a in answers] == [200, 200]

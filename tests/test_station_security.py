@@ -35,6 +35,16 @@ from camstream.viewers.station.store import FrameStore
 from helpers import wait_until
 from station_helpers import annotated_sample_frames, served_station
 
+# Every path of the station but /healthz (open to probes): the page, its assets, the API.
+STATION_PATHS = (
+    "/",
+    "/static/app.js",
+    "/api/stats",
+    "/api/events",
+    "/api/frame/cam-1",
+    "/api/timeline/cam-1",
+    "/api/clip/cam-1?from_ns=1&to_ns=2",
+)
 # Names a rebinding page lives on: each resolves to 127.0.0.1 when its owner says so.
 REBINDING_NAMES = (
     "127.attacker.example",
@@ -139,7 +149,7 @@ def test_dns_rebinding_is_refused_without_a_token(cfg: Config) -> None:
         port = address.rsplit(":", 1)[1]
         foreign = [f"{name}:{port}" for name in REBINDING_NAMES] + ["192.168.1.20"]
         for host in foreign:
-            for path in ("/", "/api/stats", "/api/events", "/api/frame/cam-1", "/static/app.js"):
+            for path in STATION_PATHS:
                 assert http.get(path, headers={"Host": host}).status_code == 403, (host, path)
             page = [f"Origin: http://{host}"]
             assert _handshake_status(address, host, page) == 403, host
@@ -196,8 +206,7 @@ def test_other_sites_pages_get_nothing(cfg: Config) -> None:
         httpx.Client(base_url=f"http://{address}") as http,
     ):
         base = f"http://{address}"
-        paths = ("/api/stats", "/api/events", "/api/frame/cam-1", "/static/app.js", "/healthz")
-        for path in paths:
+        for path in (*STATION_PATHS[1:], "/healthz"):
             for site in ("cross-site", "same-site"):
                 response = http.get(path, headers={"Sec-Fetch-Site": site})
                 assert response.status_code == 403, (path, site)
@@ -231,6 +240,10 @@ def test_other_sites_pages_get_nothing(cfg: Config) -> None:
         ):
             assert response.status_code in (403, 404)
             _assert_security_headers(response)
+        # A script of another site's page, on any path (replay's timeline and clips too).
+        for path in STATION_PATHS[1:]:
+            refused = http.get(path, headers={"Origin": "http://attacker.example"})
+            assert refused.status_code == 403, path
 
 
 def test_a_token_in_the_address_becomes_a_cookie(cfg: Config) -> None:

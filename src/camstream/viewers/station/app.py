@@ -30,6 +30,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from camstream.config import Config
 from camstream.core.contract import AnnotatedFrame
+from camstream.viewers.station.clip_download import clip_download
 from camstream.viewers.station.guard import (
     TOKEN_COOKIE,
     ClientLimit,
@@ -41,7 +42,7 @@ from camstream.viewers.station.guard import (
 )
 from camstream.viewers.station.replay import MAX_CAMERA_ID, ClientReplay, failure_text
 from camstream.viewers.station.status import ClientStatus
-from camstream.viewers.station.store import FrameStore
+from camstream.viewers.station.store import CLIP_PATH, FrameStore
 from camstream.viewers.station.timeline import camera_timeline
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ SEND_TIMEOUT_S = 30.0
 STATUS_INTERVAL_S = 1.0
 # Each timeline costs two consumers and up to timeline.SCAN_BUDGET_S of reading.
 TIMELINES_AT_ONCE = 4
+# Each clip costs a consumer and an encoder, and the station shares its cores with the job.
+CLIPS_AT_ONCE = 2
 BUSY_RETRY_AFTER_S = 2
 
 
@@ -218,6 +221,23 @@ def create_app(
                 return JSONResponse({"error": failure_text(exc)}, status_code=503)
         return JSONResponse(body)
 
+    clips = InProgress(CLIPS_AT_ONCE)
+
+    async def clip(request: Request) -> Response:
+        if not authorized(request):
+            return denied()
+        camera_id = request.path_params["camera_id"]
+        if cfg is None:
+            return JSONResponse({"error": "the station has no Kafka settings"}, status_code=503)
+        if not 1 <= len(camera_id) <= MAX_CAMERA_ID:
+            return JSONResponse({"error": "no such camera id"}, status_code=404)
+        with clips.slot() as admitted:
+            if not admitted:
+                return busy(f"at most {CLIPS_AT_ONCE} clips are written at once")
+            # Held while the frames are read and encoded (in a worker thread), not while
+            # the file streams back.
+            return await clip_download(cfg, camera_id, request.query_params)
+
     async def health(request: Request) -> Response:
         healthy = consumer is None or (consumer.is_alive() and consumer.connected)
         body = {
@@ -243,6 +263,7 @@ def create_app(
         Route("/api/frame/{camera_id}", latest_frame),
         # Any camera id, '/' included: these look it up in Kafka, never on a disk.
         Route("/api/timeline/{camera_id:path}", timeline),
+        Route(CLIP_PATH + "{camera_id:path}", clip),
         Route("/healthz", health),
         WebSocketRoute("/ws", stream),
     ]

@@ -26,7 +26,6 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from starlette.websockets import WebSocketDisconnect
@@ -36,6 +35,7 @@ from camstream.core.contract import AnnotatedFrame
 from camstream.errors import CamstreamError
 from camstream.kafka.recorder import SEEK_SLACK_MS, CameraRecording, Seek, frame_recording
 from camstream.viewers.gaps import GapFinder
+from camstream.viewers.timespec import format_time
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +58,6 @@ MAX_CAMERA_ID = 255
 Send = Callable[[bytes | str], Awaitable[None]]
 PackFrame = Callable[[AnnotatedFrame, dict[str, Any]], bytes]
 OpenRecording = Callable[[str], CameraRecording[AnnotatedFrame]]
-
-
-def local_time(ns: int) -> str:
-    """A capture time as the station's local time with milliseconds, for messages."""
-    return datetime.fromtimestamp(ns / 1e9).isoformat(sep=" ", timespec="milliseconds")
 
 
 def failure_text(exc: BaseException) -> str:
@@ -430,7 +425,7 @@ class ReplaySession:
                 "error",
                 reason="no_frames",
                 error=f"no frames of camera {request.camera_id!r} recorded at or after"
-                f" {local_time(request.at_ns)}",
+                f" {format_time(request.at_ns)}",
             )
             return False
         await self._say(
