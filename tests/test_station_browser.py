@@ -7,16 +7,22 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+import cv2
 import httpx
+import numpy as np
 import pytest
 
 from camstream.config import Config
+from camstream.core.jpeg import decode_jpeg, encode_jpeg
+from camstream.kafka.recorder import frame_recording
 from camstream.local.ports import free_port
 from helpers import ARTIFACTS, wait_until
-from station_helpers import AnnotatedFramePublisher, served_station
+from station_helpers import AnnotatedFramePublisher, annotated_sample_frames, served_station
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -33,15 +39,28 @@ if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
 FACE, NO_FACE = 0, 35  # sample frames with and without a face
 
 
 @pytest.fixture
-def browser():
+def downloads(tmp_path: Path) -> Path:
+    """Where the browser saves what it downloads."""
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def browser(downloads: Path):
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    options.add_experimental_option(
+        "prefs",
+        {"download.default_directory": str(downloads), "download.prompt_for_download": False},
+    )
     profile = tempfile.mkdtemp(prefix="camstream-chromium-")
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
@@ -260,10 +279,12 @@ def page_of_another_site(html: str) -> Iterator[int]:
         server.shutdown()
 
 
-def test_a_page_of_another_site_cannot_watch_the_cameras(browser, cfg: Config) -> None:
+def test_a_page_of_another_site_cannot_watch_the_cameras(
+    browser, cfg: Config, caplog: pytest.LogCaptureFixture
+) -> None:
     """A page the operator visits (here on another port: another origin) opens a WebSocket
-    to the station on localhost, and shows a camera's latest frame in an <img>. Browsers
-    allow both; the station must refuse them."""
+    to the station on localhost, shows a camera's latest frame in an <img>, and asks for its
+    timeline and a clip of it. Browsers allow all that; the station must refuse them."""
     publisher = AnnotatedFramePublisher(cfg)
     publisher.send("cam-1", FACE)
     publisher.flush()
@@ -282,7 +303,11 @@ def test_a_page_of_another_site_cannot_watch_the_cameras(browser, cfg: Config) -
                 "ws.onmessage = () => { window.result = 'received'; };"
                 "ws.onerror = () => {"
                 " if (window.result === 'pending') window.result = 'refused'; };"
+                f"fetch('http://{address}/api/timeline/cam-1', {{mode: 'no-cors'}})"
+                ".finally(() => { window.timeline = 'settled'; });"
                 "</script>"
+                f"<video src='http://{address}/api/clip/cam-1?from_ns=1&to_ns={2 * 10**18}'"
+                " onerror=\"window.clip = 'blocked'\"></video>"
             )
             with page_of_another_site(page) as port:
                 browser.get(f"http://127.0.0.1:{port}/")  # another port: another origin
@@ -300,6 +325,16 @@ def test_a_page_of_another_site_cannot_watch_the_cameras(browser, cfg: Config) -
                     what="the foreign page's <img> of a frame to settle",
                 )
                 assert probe == "blocked"
+                # The timeline and the clip: opaque to the page whatever the answer, so the
+                # station's log says whether it refused them.
+                wait_until(
+                    lambda: browser.execute_script("return window.timeline && window.clip"),
+                    15,
+                    what="the foreign page's timeline and clip requests to settle",
+                )
+                refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+                for path in ("/api/timeline/cam-1", "/api/clip/cam-1"):
+                    assert any(f"refused http {path}: " in line for line in refused), refused
             # The station's own page, in the same browser, still connects.
             browser.get(f"http://{address}/")
             wait_until(
@@ -354,3 +389,198 @@ def test_a_link_with_the_token_leaves_it_in_a_cookie_only(browser, cfg: Config) 
                 wait_until(frames_shown, 30, what="frames after a link from another site")
     finally:
         publisher.close()
+
+
+S = 1_000_000_000
+INTERVAL_NS = 250_000_000  # 4 frames/s
+PLAIN_S, FACES_S = 20, 10  # the recorded past: 20 s without a face, then 10 s with one
+
+
+def numbered_frames(count: int) -> list[tuple[bytes, list[list[int]]]]:
+    """(annotated JPEG, face boxes): `count` frames without a face, then the sample's frames
+    with one (every 7th), each with its number drawn large, so that each differs clearly
+    from every other (the sample video holds still stretches)."""
+    samples = annotated_sample_frames()
+    with_faces = [index for index, (_, boxes) in enumerate(samples) if boxes]
+    frames = []
+    for number in range(count):
+        if number < PLAIN_S * 4:
+            jpeg, boxes = samples[NO_FACE]
+        else:
+            jpeg, boxes = samples[with_faces[number * 7 % len(with_faces)]]
+        image = decode_jpeg(jpeg)
+        corner = (20 + number * 37 % 420, 90 + number * 53 % 330)
+        cv2.putText(image, str(number), corner, cv2.FONT_HERSHEY_SIMPLEX, 2, (0, 255, 255), 5)
+        frames.append((encode_jpeg(image, 80), boxes))
+    return frames
+
+
+def small_grey(image: np.ndarray) -> np.ndarray:
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    return cv2.resize(grey, (80, 60), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def video_frames(path: Path) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    try:
+        while True:
+            ok, image = capture.read()
+            if not ok:
+                return frames
+            frames.append(image)
+    finally:
+        capture.release()
+
+
+# Every image the focus view shows, as it is shown: its seq, capture time and mode.
+RECORD_SHOWN = """
+window.shown = [];
+const img = document.getElementById('focus-img');
+new MutationObserver((changes) => {
+  if (!changes.some((c) => c.attributeName === 'src')) return;
+  window.shown.push({seq: Number(img.dataset.seq), capture_ns: img.dataset.captureNs,
+                     mode: img.dataset.mode, at: performance.now()});
+}).observe(img, {attributes: true});
+"""
+
+
+def test_detection_clips_and_the_timeline_replay_in_the_focus_view(
+    browser, downloads: Path, cfg: Config
+) -> None:
+    """A recorded past with detections, and the camera live now: a detection's clip plays
+    in the focus view (its own frame among those shown) and downloads as a video of exactly
+    the frames of its span, in order; the timeline replays from a moment picked on it, at
+    4x, and Live shows live frames again."""
+    cfg = cfg.replace(clip_before_s=2.0, clip_after_s=2.0)
+    camera = "cam-v"
+    publisher = AnnotatedFramePublisher(cfg)
+    publisher.frames = numbered_frames((PLAIN_S + FACES_S) * 4)
+    start_ns = time.time_ns() - 5 * 60 * S
+    for index in range(len(publisher.frames)):
+        publisher.send(camera, index, capture_ns=start_ns + index * INTERVAL_NS)
+    publisher.flush()
+    captured = list(publisher.captured_ns[camera])
+    detection = PLAIN_S * 4  # the first frame with a face, and so the detection listed
+    stop = threading.Event()
+
+    def live() -> None:  # the camera now, without faces
+        index = 0
+        while not stop.wait(0.25):
+            publisher.send(camera, index % (PLAIN_S * 4))
+            publisher.flush()
+            index += 1
+
+    sender = threading.Thread(target=live, daemon=True)
+    try:
+        with served_station(cfg) as (address, _store):
+            sender.start()
+            browser.get(f"http://{address}/")
+            browser.execute_script(RECORD_SHOWN)
+            item = wait_until(
+                lambda: browser.find_elements(
+                    By.CSS_SELECTOR, f'#events li[data-seq="{detection}"]'
+                ),
+                30,
+                what="the detection in the list",
+            )[0]
+            item.click()
+
+            # Its clip plays at 1x: 2 s before the detection to 2 s after, then ends.
+            badge = browser.find_element(By.ID, "focus-badge")
+            wait_until(lambda: badge.text == "END OF CLIP", 20, what="the clip to play to its end")
+            shown = browser.execute_script("return window.shown")
+            replayed = [f["seq"] for f in shown if f["mode"] == "replay"]
+            clip_span = range(detection - 8, detection + 9)  # its frames, 250 ms apart
+            assert replayed == list(clip_span), replayed
+            times = [f["at"] for f in shown if f["mode"] == "replay"]
+            assert 3.5 < (times[-1] - times[0]) / 1000 < 5.5  # 4 s of capture at 1x
+            assert browser.find_element(By.ID, "replay-again").is_displayed()
+            # The detection's own frame, paused on it.
+            browser.find_element(By.ID, "detection-frame").click()
+            image = browser.find_element(By.ID, "focus-img")
+            wait_until(
+                lambda: (
+                    image.get_attribute("data-seq") == str(detection)
+                    and image.get_attribute("data-mode") == "replay"
+                ),
+                10,
+                what="the detection's frame",
+            )
+            caption = browser.find_element(By.ID, "focus-caption").text
+            assert "the detection" in caption and _clock(captured[detection]) in caption
+            assert badge.text == "REPLAY · paused"
+            ARTIFACTS.mkdir(exist_ok=True)
+            browser.save_screenshot(str(ARTIFACTS / "station-replay.png"))
+
+            # Download the clip: a video of exactly the span's frames in the topic, in order.
+            browser.find_element(By.ID, "download-clip").click()
+            stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(captured[detection - 8] // S))
+            saved = downloads / f"{camera}_{stamp}.webm"
+            wait_until(saved.exists, 30, what=f"{saved.name} to download")
+            from_ns, to_ns = captured[detection] - 2 * S, captured[detection] + 2 * S
+            with frame_recording(cfg, camera) as recording:
+                _, frames = recording.between(from_ns, to_ns)
+                in_topic = [decode_jpeg(f.jpeg) for f in frames]
+            decoded = video_frames(saved)
+            assert len(decoded) == len(in_topic) == len(clip_span)
+            sources = [small_grey(f) for f in in_topic]
+            for index, frame in enumerate(decoded):
+                distances = [float(np.abs(small_grey(frame) - s).mean()) for s in sources]
+                assert int(np.argmin(distances)) == index, (index, distances)
+
+            # The timeline: a moment picked on it replays from about there, its time shown.
+            bar = browser.find_element(By.ID, "timeline")
+            start_ms = float(bar.get_attribute("data-start-ms"))
+            end_ms = float(bar.get_attribute("data-end-ms"))
+            target_ms = (captured[20]) / 1e6
+            width = bar.size["width"]
+            offset = (target_ms - start_ms) / (end_ms - start_ms) * width - width / 2
+            ActionChains(browser).move_to_element_with_offset(
+                bar, round(offset), 0
+            ).click().perform()
+            ms_per_pixel = (end_ms - start_ms) / width
+            replaying = wait_until(
+                lambda: (
+                    image.get_attribute("data-mode") == "replay"
+                    and int(image.get_attribute("data-seq")) < detection - 8
+                    and image.get_attribute("data-seq")
+                ),
+                10,
+                what="frames replayed from the moment picked",
+            )
+            first_ns = int(image.get_attribute("data-capture-ns"))
+            assert abs(first_ns / 1e6 - target_ms) < ms_per_pixel + 1000, (replaying, first_ns)
+            shown_ns = int(wait_until(lambda: image.get_attribute("data-capture-ns"), 5))
+            assert _clock(shown_ns) in browser.find_element(By.ID, "focus-caption").text
+            # 4x: the capture time shown runs four times as fast as the clock.
+            browser.find_element(By.CSS_SELECTOR, '#replay-controls [data-speed="4"]').click()
+            wait_until(lambda: badge.text == "REPLAY · 4x", 5, what="4x")
+            before = (time.monotonic(), int(image.get_attribute("data-capture-ns")))
+            time.sleep(1.5)
+            after = (time.monotonic(), int(image.get_attribute("data-capture-ns")))
+            rate = (after[1] - before[1]) / 1e9 / (after[0] - before[0])
+            assert 2.5 < rate < 5, rate
+            browser.save_screenshot(str(ARTIFACTS / "station-replay-timeline.png"))
+            # Live: the camera's frames of now again.
+            browser.find_element(By.ID, "go-live").click()
+            wait_until(lambda: badge.text == "LIVE", 5, what="the live badge")
+            wait_until(
+                lambda: (
+                    image.get_attribute("data-mode") == "live"
+                    and time.time_ns() - int(image.get_attribute("data-capture-ns") or 0) < 5 * S
+                ),
+                10,
+                what="live frames in the focus view",
+            )
+    finally:
+        stop.set()
+        if sender.is_alive():
+            sender.join(timeout=5)
+        publisher.close()
+
+
+def _clock(capture_ns: int) -> str:
+    """A capture time as the page shows it: local time with milliseconds."""
+    seconds, ns = divmod(capture_ns, S)
+    return time.strftime("%H:%M:%S", time.localtime(seconds)) + f".{ns // 1_000_000:03d}"

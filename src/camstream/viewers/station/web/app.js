@@ -84,7 +84,7 @@ function makeTile(id) {
   el.querySelector(".id").textContent = id;
   el.addEventListener("click", () => openFocus(id));
   const tile = {
-    el, img: el.querySelector("img"), url: null,
+    el, img: el.querySelector("img"), url: null, meta: null,
     fps: el.querySelector(".fps"), analysed: el.querySelector(".analysed"), delay: el.querySelector(".delay"), faces: el.querySelector(".faces"),
   };
   tiles.set(id, tile);
@@ -131,6 +131,7 @@ function showFrame(meta, jpeg) {
   if (tile.url) URL.revokeObjectURL(tile.url);
   tile.url = url;
   tile.img.dataset.seq = meta.seq;
+  tile.meta = meta;
   tile.delay.textContent = `${Math.round(meta.delay_ms)} ms`;
   // A frame passed on without detection (stale, or load shed) says nothing about faces: the
   // tile keeps its outline from the last analysed frame. (The reason's text is not shown.)
@@ -246,8 +247,7 @@ function openFocus(id) {
   focused = id;
   focusBox.hidden = false;
   showClip(null);
-  const tile = tiles.get(id);
-  if (tile && tile.url) focusImg.src = tile.url;
+  showLatest();
   focusCaption.textContent = id;
   if (other || !view.timeline) loadTimeline(id);
   subscribe();
@@ -255,6 +255,7 @@ function openFocus(id) {
 
 function closeFocus() {
   goLive();
+  clearNotice();
   focused = null;
   focusBox.hidden = true;
   view.timeline = null;
@@ -278,6 +279,7 @@ function startReplay(atNs, { speed = view.speed, untilNs = null } = {}) {
   if (untilNs !== null) request.until_ns = untilNs;
   send({ replay: request });
   replayAgainButton.hidden = true;
+  clearNotice(); // of the replay before
   showMode();
 }
 
@@ -291,10 +293,15 @@ function goLive(tell = true) {
   focusStage.classList.remove("detection", "dimmed");
   timelineCursor.hidden = true;
   replayAgainButton.hidden = true;
-  const tile = focused && tiles.get(focused);
-  if (tile && tile.url) focusImg.src = tile.url;
-  focusImg.dataset.mode = "live";
+  showLatest();
   showMode();
+}
+
+// The focused camera's latest live frame, as its tile shows it.
+function showLatest() {
+  const tile = focused && tiles.get(focused);
+  if (tile && tile.url) showInFocus(tile.url, tile.meta, "live");
+  else focusImg.dataset.mode = "live";
 }
 
 function showMode() {
@@ -313,6 +320,11 @@ function notice(text, ms = NOTICE_MS) {
   focusNotice.textContent = text;
   focusNotice.hidden = false;
   view.noticeTimer = setTimeout(() => { focusNotice.hidden = true; }, ms);
+}
+
+function clearNotice() {
+  clearTimeout(view.noticeTimer);
+  focusNotice.hidden = true;
 }
 
 function showReplayState(message) {
@@ -451,7 +463,7 @@ setInterval(() => {
   else drawTimeline();
 }, 5000);
 
-document.getElementById("go-live").addEventListener("click", () => { showClip(null); goLive(); });
+document.getElementById("go-live").addEventListener("click", () => { showClip(null); clearNotice(); goLive(); });
 for (const button of speedButtons) {
   button.addEventListener("click", () => {
     view.speed = Number(button.dataset.speed);
