@@ -6,6 +6,11 @@ never waits for a browser. A WebSocket rather than MJPEG because a browser opens
 about six HTTP/1.1 connections per host, so one MJPEG stream per tile cannot show hundreds
 of cameras; one WebSocket multiplexes them all, and the page subscribes only to the tiles
 it shows.
+
+The focus view also looks back: over the same WebSocket the page may ask for one camera's
+recorded frames from a moment on (replay.py), while the wall stays live; its timeline
+(/api/timeline/ID, timeline.py) and a detection's clip as a video file (/api/clip/ID,
+clip_download.py) are read back from Kafka in worker threads, never in the event loop.
 """
 
 from __future__ import annotations

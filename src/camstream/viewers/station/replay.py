@@ -12,7 +12,25 @@ Two halves per replaying client:
 
 A new replay request replaces the session before it (its thread stopped, its consumer
 closed); so does the socket closing. Kafka being down or a topic missing is an error message
-to the page, never the end of its connection.
+to the page, never the end of its connection. A replay at 1x stays as far behind as it
+began (time-shifted); faster, it catches up, and once its frames are within LIVE_WITHIN_NS
+of now, or it has sent all there was when the reader reached the partition's end, the page
+is told it is live and the session ends.
+
+The page's commands (JSON text on the WebSocket):
+    {"replay": {"camera_id", "at_ns", "speed", "until_ns"?, "id"}}  (`ReplayRequest`)
+    {"replay_speed": n}  (0: paused)      {"replay_step": n}  (pause, n frames on)
+    {"live": true}  (end the replay)
+What it is sent: each replayed frame as a binary message in `pack_frame`'s format with
+"replay": true, "replay_id" and "speed" in its metadata (and its "capture_ts_ns"), and JSON
+text {"type": "replay", "state", "replay_id", "camera_id", ...} of the states:
+    started  requested_ns, first_capture_ns, first_seq, before_retention, oldest_ns,
+             until_ns, speed
+    gap      from_ns, to_ns, gap_s (the frame after it follows GAP_SHOW_S later at most)
+    live     reason (caught up: the page shows live frames again; the session is over)
+    ended    frames, last_capture_ns (past until_ns: a clip played to its end)
+    error    reason ("no_frames", "failed": Kafka; "bad_request": a command refused, which
+             ends nothing), error (what to tell the user)
 """
 
 from __future__ import annotations
@@ -505,7 +523,11 @@ class ClientReplay:
                     raise ValueError("replay_step must be a positive integer")
                 self.session.step(body)
         except ValueError as exc:
+            # Said to the request it answers: a new one's own id if it has one, else the
+            # session's (which plays on: a bad command ends nothing).
             replay_id = None if self.session is None else self.session.request.replay_id
+            if name == "replay" and isinstance(body, dict) and type(body.get("id")) is int:
+                replay_id = body["id"]
             await self._error(str(exc), replay_id)
         return True
 

@@ -354,7 +354,9 @@ function showReplayState(message) {
       break;
     case "error":
       notice(message.error, 8000);
-      if (message.replay_id === view.id) goLive(false);
+      // A replay that failed has ended; one that was refused never began (the station may
+      // still play the one before it: stop that too).
+      if (message.replay_id === view.id) goLive(message.reason === "bad_request");
       break;
   }
 }
