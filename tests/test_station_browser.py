@@ -394,6 +394,7 @@ def test_a_link_with_the_token_leaves_it_in_a_cookie_only(browser, cfg: Config) 
 S = 1_000_000_000
 INTERVAL_NS = 250_000_000  # 4 frames/s
 PLAIN_S, FACES_S = 20, 10  # the recorded past: 20 s without a face, then 10 s with one
+GAP_AT, GAP_S = 8, 6  # and no frames for 6 s after its 8th
 
 
 def numbered_frames(count: int) -> list[tuple[bytes, list[list[int]]]]:
@@ -450,15 +451,16 @@ def test_detection_clips_and_the_timeline_replay_in_the_focus_view(
 ) -> None:
     """A recorded past with detections, and the camera live now: a detection's clip plays
     in the focus view (its own frame among those shown) and downloads as a video of exactly
-    the frames of its span, in order; the timeline replays from a moment picked on it, at
-    4x, and Live shows live frames again."""
+    the frames of its span, in order; the timeline replays from a moment picked on it, over
+    a gap, at 4x, and Live shows live frames again."""
     cfg = cfg.replace(clip_before_s=2.0, clip_after_s=2.0)
     camera = "cam-v"
     publisher = AnnotatedFramePublisher(cfg)
     publisher.frames = numbered_frames((PLAIN_S + FACES_S) * 4)
     start_ns = time.time_ns() - 5 * 60 * S
     for index in range(len(publisher.frames)):
-        publisher.send(camera, index, capture_ns=start_ns + index * INTERVAL_NS)
+        gap_ns = GAP_S * S if index >= GAP_AT else 0
+        publisher.send(camera, index, capture_ns=start_ns + index * INTERVAL_NS + gap_ns)
     publisher.flush()
     captured = list(publisher.captured_ns[camera])
     detection = PLAIN_S * 4  # the first frame with a face, and so the detection listed
@@ -533,26 +535,46 @@ def test_detection_clips_and_the_timeline_replay_in_the_focus_view(
             bar = browser.find_element(By.ID, "timeline")
             start_ms = float(bar.get_attribute("data-start-ms"))
             end_ms = float(bar.get_attribute("data-end-ms"))
-            target_ms = (captured[20]) / 1e6
+            target_ms = captured[3] / 1e6
             width = bar.size["width"]
             offset = (target_ms - start_ms) / (end_ms - start_ms) * width - width / 2
+            clicked = browser.execute_script("return window.shown.length")
             ActionChains(browser).move_to_element_with_offset(
                 bar, round(offset), 0
             ).click().perform()
+
+            def first_replayed() -> dict | None:
+                since = browser.execute_script("return window.shown")[clicked:]
+                return next((f for f in since if f["mode"] == "replay"), None)
+
+            first = wait_until(first_replayed, 10, what="frames replayed from the moment picked")
             ms_per_pixel = (end_ms - start_ms) / width
-            replaying = wait_until(
-                lambda: (
-                    image.get_attribute("data-mode") == "replay"
-                    and int(image.get_attribute("data-seq")) < detection - 8
-                    and image.get_attribute("data-seq")
-                ),
-                10,
-                what="frames replayed from the moment picked",
+            assert abs(int(first["capture_ns"]) / 1e6 - target_ms) < ms_per_pixel + 1000, first
+            shown_ns, caption = browser.execute_script(
+                "return [document.getElementById('focus-img').dataset.captureNs,"
+                " document.getElementById('focus-caption').textContent]"
             )
-            first_ns = int(image.get_attribute("data-capture-ns"))
-            assert abs(first_ns / 1e6 - target_ms) < ms_per_pixel + 1000, (replaying, first_ns)
-            shown_ns = int(wait_until(lambda: image.get_attribute("data-capture-ns"), 5))
-            assert _clock(shown_ns) in browser.find_element(By.ID, "focus-caption").text
+            assert _clock(int(shown_ns)) in caption
+            # The camera's gap: said over the dimmed image for about a second, not waited out.
+            notice = browser.find_element(By.ID, "focus-notice")
+            wait_until(
+                lambda: notice.is_displayed() and notice.text.startswith("no frames"),
+                10,
+                what="the gap's notice",
+            )
+            span = f"{_clock(captured[GAP_AT - 1])[:8]} - {_clock(captured[GAP_AT])[:8]}"
+            assert notice.text == f"no frames for {GAP_S} s ({span})"
+            assert "dimmed" in (
+                browser.find_element(By.ID, "focus-stage").get_attribute("class") or ""
+            )
+            browser.save_screenshot(str(ARTIFACTS / "station-replay-gap.png"))
+            wait_until(
+                lambda: (
+                    int(image.get_attribute("data-seq")) >= GAP_AT and not notice.is_displayed()
+                ),
+                5,
+                what="the frames after the gap",
+            )
             # 4x: the capture time shown runs four times as fast as the clock.
             browser.find_element(By.CSS_SELECTOR, '#replay-controls [data-speed="4"]').click()
             wait_until(lambda: badge.text == "REPLAY · 4x", 5, what="4x")
