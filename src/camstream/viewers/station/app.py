@@ -316,7 +316,7 @@ async def _serve_client(websocket: WebSocket, store: FrameStore, cfg: Config | N
             text = await websocket.receive_text()
             try:
                 message = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested past the parser's limit
                 continue
             if not isinstance(message, dict) or await replay.command(message):
                 continue
