@@ -206,16 +206,24 @@ def create_app(
             return PlainTextResponse("unknown camera", status_code=404)
         return Response(found[1].jpeg, media_type="image/jpeg")
 
-    timelines = InProgress(TIMELINES_AT_ONCE)
-
-    async def timeline(request: Request) -> Response:
+    def recorded_camera(request: Request) -> str | Response:
+        """The camera id of a route that reads the recording back, or why it may not."""
         if not authorized(request):
             return denied()
-        camera_id = request.path_params["camera_id"]
+        camera_id: str = request.path_params["camera_id"]
         if cfg is None:
             return JSONResponse({"error": "the station has no Kafka settings"}, status_code=503)
         if not 1 <= len(camera_id) <= MAX_CAMERA_ID:
             return JSONResponse({"error": "no such camera id"}, status_code=404)
+        return camera_id
+
+    timelines = InProgress(TIMELINES_AT_ONCE)
+
+    async def timeline(request: Request) -> Response:
+        camera_id = recorded_camera(request)
+        if isinstance(camera_id, Response):
+            return camera_id
+        assert cfg is not None  # recorded_camera says so
         with timelines.slot() as admitted:
             if not admitted:
                 return busy(f"at most {TIMELINES_AT_ONCE} timelines are read at once")
@@ -229,13 +237,10 @@ def create_app(
     clips = InProgress(CLIPS_AT_ONCE)
 
     async def clip(request: Request) -> Response:
-        if not authorized(request):
-            return denied()
-        camera_id = request.path_params["camera_id"]
-        if cfg is None:
-            return JSONResponse({"error": "the station has no Kafka settings"}, status_code=503)
-        if not 1 <= len(camera_id) <= MAX_CAMERA_ID:
-            return JSONResponse({"error": "no such camera id"}, status_code=404)
+        camera_id = recorded_camera(request)
+        if isinstance(camera_id, Response):
+            return camera_id
+        assert cfg is not None  # recorded_camera says so
         with clips.slot() as admitted:
             if not admitted:
                 return busy(f"at most {CLIPS_AT_ONCE} clips are written at once")

@@ -112,7 +112,8 @@ class Event:
         from_ns, to_ns = self.clip
         return {
             "id": self.event_id,
-            "time": time.strftime("%H:%M:%S", time.localtime(self.ts)),
+            # When its frame was captured (the station may hear of it later: a recorded past).
+            "time": time.strftime("%H:%M:%S", time.localtime(self.capture_ts_ns / 1e9 or self.ts)),
             "ts": self.ts,
             "camera_id": self.camera_id,
             "seq": self.seq,
