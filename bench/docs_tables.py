@@ -19,6 +19,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 README = BENCH.parent / "README.md"
 PERFORMANCE = BENCH.parent / "docs" / "performance.md"
+RECORDING = BENCH.parent / "docs" / "recording.md"
 
 
 def _seconds(ms: float | None) -> str:
@@ -125,10 +126,54 @@ def presets_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def replay_table(results: dict[str, Any]) -> str:
+    """Looking back at the demo's load: seek, clip and the live delay beside a replay."""
+    rows = results["replay"]
+    first = rows[0]
+    recorded = first["recorded"]
+    lines = [
+        f"Results of commit {results.get('commit', 'unknown')}, {results['date']},"
+        f" {results['machine']['cpus']} cores (everything on them), OpenCV"
+        f" {results['machine']['opencv']}; {recorded['seconds'] / 60:.0f} min of"
+        f" {recorded['cameras']} recorded cameras at {recorded['fps']} frames/s"
+        f" ({recorded['frames']:,} frames) in the demo's output topic;"
+        f" {first['rounds']} interleaved rounds of {first['live']['window_s']:.0f}-s windows;"
+        " median (min-max).",
+        "",
+        "| live cameras (faithful, 4 frames/s) | seek to a moment: first frame p50 / p95"
+        " (target < 500 ms) | a 20-s clip written (target < 2 s) | live delay p50 without /"
+        " with a replay at 1x / 4x | with / without, 1x; 4x (target <= 1.10) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        seek, clip = row["seek_ms"], row["clip_s"]
+        delays = {
+            c: _seconds(_median([w["p50"] for w in windows]))
+            for c, windows in row["live_delay_ms"].items()
+        }
+        ratios = "; ".join(
+            f"{r['median']:.2f} ({r['min']:.2f}-{r['max']:.2f})"
+            for r in row["live_delay_ratio"].values()
+        )
+        lines.append(
+            f"| {row['live']['cameras']} | {seek['median']:.0f} / {seek['p95']:.0f} ms"
+            f" (n {seek['n']}) | {clip['median']:.2f} s ({clip['min']:.2f}-{clip['max']:.2f})"
+            f" | {' / '.join(delays.values())} s | {ratios} |"
+        )
+    return "\n".join(lines)
+
+
+def _median(values: list[float]) -> float:
+    import statistics
+
+    return statistics.median(values)
+
+
 # Per table: the document it is in, the results file it comes from, and how it is drawn.
 TABLES: dict[str, tuple[Path, Path, Callable[[dict[str, Any]], str]]] = {
     "wall": (PERFORMANCE, BENCH / "results" / "wall" / "results.json", wall_table),
     "presets": (README, BENCH / "results" / "results.json", presets_table),
+    "replay": (RECORDING, BENCH / "results" / "replay" / "results.json", replay_table),
 }
 
 

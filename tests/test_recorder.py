@@ -219,3 +219,32 @@ def test_camstream_clip_writes_the_frames_between_two_times(recorded, tmp_path, 
     assert "-5m" in capsys.readouterr().err
     assert clip(cfg, "cam-a", "-2h", "now", nothing, "--clip-max-s", "60") == 2
     assert "CAMSTREAM_CLIP_MAX_S" in capsys.readouterr().err
+
+
+def test_an_operators_topic_stamped_by_the_broker_is_read_back_alike(cfg: Config) -> None:
+    """A topic someone else made, with `message.timestamp.type=LogAppendTime` (the broker's
+    clock, not the writer's): every record of a recorded past is stamped 'now', so the time
+    index finds nothing older; the seek still lands on the right frame, by capture time."""
+    admin = make_admin(cfg)
+    topic = cfg.output_topic + "-append"
+    try:
+        from kafka.admin import NewTopic
+
+        admin.create_topics(
+            [NewTopic(topic, 2, 1, topic_configs={"message.timestamp.type": "LogAppendTime"})]
+        )
+    finally:
+        admin.close()
+    cfg = cfg.replace(output_topic=topic)
+    publisher = AnnotatedFramePublisher(cfg)
+    start_ns = time.time_ns() - 3600 * 1_000_000_000
+    try:
+        for index in range(40):
+            publisher.send("cam-op", NO_FACE, capture_ns=start_ns + index * INTERVAL_NS)
+        publisher.flush()
+    finally:
+        publisher.close()
+    captured = publisher.captured_ns["cam-op"]
+    with frame_recording(cfg, "cam-op") as recording:
+        landed = recording.seek(captured[17] - 1)
+    assert landed.first is not None and landed.first.seq == 17 and not landed.before_retention
