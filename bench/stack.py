@@ -21,7 +21,7 @@ from typing import Any
 
 import psutil
 from kafka import TopicPartition
-from probes import observed_totals
+from probes import free_port_block, observed_totals
 from registry import say
 
 from camstream.cameras.simulate import CameraSimulator, load_sample_frames
@@ -600,8 +600,11 @@ def demo_running(
     import httpx
 
     workdir = Path(tempfile.mkdtemp(prefix="camstream-bench-demo-"))
-    port = free_port()
-    bootstrap = f"127.0.0.1:{free_port()}"
+    # The demo's broker listens on its port and the next (its controller), the station on a
+    # third: a block of free ports, below the range of outgoing connections (`probes`).
+    base = free_port_block(3)
+    port = base + 2
+    bootstrap = f"127.0.0.1:{base}"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("CAMSTREAM_")},
         "KAFKA_BOOTSTRAP": bootstrap,  # its own broker, started by the demo
