@@ -28,7 +28,8 @@ from camstream.core.contract import AnnotatedFrame, FrameMeta, analytics_headers
 from camstream.kafka.clients import make_admin
 from camstream.kafka.recorder import camera_partition, frame_recording
 from camstream.local.ports import free_port
-from camstream.viewers.station import clip_download, replay, timeline
+from camstream.viewers import camera_clip
+from camstream.viewers.station import replay, timeline
 from camstream.viewers.station.app import unpack_frame
 from camstream.viewers.station.store import event_clip_span
 from helpers import config_with_topics, wait_until
@@ -449,14 +450,14 @@ def video_frames(path: Path) -> int:
 def test_at_most_two_clips_are_written_at_once(past: Past, monkeypatch: pytest.MonkeyPatch) -> None:
     writing = threading.Semaphore(0)
     release = threading.Event()
-    write_clip = clip_download.write_clip
+    write_clip = camera_clip.write_clip
 
     def held(path: Path, frames: Any) -> Any:
         writing.release()
         release.wait(20)
         return write_clip(path, frames)
 
-    monkeypatch.setattr(clip_download, "write_clip", held)
+    monkeypatch.setattr(camera_clip, "write_clip", held)
     url = _clip_url(past, past.captured[0], past.captured[4])
     answers: list[httpx.Response] = []
     clients = [threading.Thread(target=lambda: answers.append(httpx.get(url, timeout=30)))]

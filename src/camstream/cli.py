@@ -28,7 +28,6 @@ from camstream.errors import (
     CamstreamError,
     ConfigError,
     DependencyError,
-    NotRecordedError,
     QueryFailedError,
 )
 from camstream.redaction import configure_logging
@@ -490,8 +489,7 @@ CLIP_PROGRESS_S = 2.0
 
 def cmd_clip(args: argparse.Namespace) -> int:
     _need("station", "writing a clip", "av")
-    from camstream.kafka.recorder import frame_recording
-    from camstream.viewers.clips import write_clip
+    from camstream.viewers.camera_clip import cut_clip
     from camstream.viewers.timespec import format_time, parse_time
 
     cfg = config_from(args)
@@ -504,46 +502,30 @@ def cmd_clip(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"--to ({format_time(to_ns)}) must be after --from ({format_time(from_ns)})"
         )
-    stop = _stop_event()
     started = time.monotonic()
-    with frame_recording(cfg, args.camera_id) as recording:
-        landed, frames = recording.between(from_ns, to_ns, stop)
-        span = f"between {format_time(from_ns)} and {format_time(to_ns)}"
-        if landed.first is None or landed.first.capture_ts_ns > to_ns:
-            kept = recording.kept()
-            oldest = "nothing" if kept.oldest_ms is None else format_time(kept.oldest_ms * 10**6)
-            raise NotRecordedError(
-                f"{cfg.output_topic} keeps no frame of {args.camera_id} captured {span}"
-                f" (its partition's oldest record: {oldest})"
-            )
-        # What is kept of the span: a span reaching back past retention costs no more.
-        span_s = (to_ns - max(from_ns, landed.first.capture_ts_ns)) / 1e9
-        if span_s > cfg.clip_max_s:
-            raise ConfigError(
-                f"the clip spans {span_s:.0f} s of kept frames, more than clip_max_s"
-                f" ({cfg.clip_max_s:.0f} s): shorten it, or raise CAMSTREAM_CLIP_MAX_S"
-            )
-        if landed.before_retention and landed.oldest_ns is not None:
-            print(
-                f"camstream clip: {format_time(from_ns)} is older than anything kept of"
-                f" {args.camera_id}; the clip starts at the oldest available frame,"
-                f" {format_time(landed.oldest_ns)}",
-                file=sys.stderr,
-            )
 
-        def progress(frames: Iterator[AnnotatedFrame]) -> Iterator[AnnotatedFrame]:
-            shown = time.monotonic()
-            for count, frame in enumerate(frames, 1):
-                if time.monotonic() - shown >= CLIP_PROGRESS_S:
-                    shown = time.monotonic()
-                    print(
-                        f"clip: {count} frames, up to {format_time(frame.capture_ts_ns)}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                yield frame
+    def progress(frames: Iterator[AnnotatedFrame]) -> Iterator[AnnotatedFrame]:
+        shown = time.monotonic()
+        for count, frame in enumerate(frames, 1):
+            if time.monotonic() - shown >= CLIP_PROGRESS_S:
+                shown = time.monotonic()
+                print(
+                    f"clip: {count} frames, up to {format_time(frame.capture_ts_ns)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            yield frame
 
-        summary = write_clip(Path(args.output), progress(frames))
+    landed, summary = cut_clip(
+        cfg, args.camera_id, from_ns, to_ns, Path(args.output), _stop_event(), progress
+    )
+    if landed.before_retention and landed.oldest_ns is not None:
+        print(
+            f"camstream clip: {format_time(from_ns)} is older than anything kept of"
+            f" {args.camera_id}; the clip starts at the oldest available frame,"
+            f" {format_time(landed.oldest_ns)}",
+            file=sys.stderr,
+        )
     gaps = f", {len(summary.gaps)} gaps marked" if summary.gaps else ""
     unreadable = (
         f", {summary.frames_unreadable} unreadable left out" if summary.frames_unreadable else ""

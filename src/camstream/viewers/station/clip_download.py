@@ -1,11 +1,11 @@
 """A camera's clip as a video file to download: /api/clip/{camera_id}?from_ns=..&to_ns=..
 
 The frames are read back from the output topic (Kafka's retention is the recorder) and
-encoded by `write_clip`, both in a worker thread, never in the event loop, into a temporary
-file that is streamed back and deleted (unlinked as soon as it is open: nothing is left
-behind, whether or not the browser takes it all). The span is bounded as `camstream clip`
-bounds it: at most clip_max_s of kept frames; and it ends no later than clip_after_s from
-now, so that a request never waits long for frames still to come.
+encoded by `cut_clip` (under the rules `camstream clip` follows too) in a worker thread,
+never in the event loop, into a temporary file that is streamed back and deleted (unlinked
+as soon as it is open: nothing is left behind, whether or not the browser takes it all).
+The span ends no later than clip_after_s from now, so that a request never waits long for
+frames still to come.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import contextlib
 import os
 import re
 import tempfile
-import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,18 +23,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from camstream.config import Config
-from camstream.errors import CamstreamError, ClipError, NotRecordedError
-from camstream.kafka.recorder import frame_recording
-from camstream.viewers.clips import DEFAULT_CLIP_EXTENSION, ClipSummary, clip_media_type, write_clip
-from camstream.viewers.timespec import format_time
+from camstream.errors import ClipError, NotRecordedError
+from camstream.viewers.camera_clip import ClipTooLongError, cut_clip
+from camstream.viewers.clips import DEFAULT_CLIP_EXTENSION, clip_media_type
 
 CHUNK_BYTES = 256 * 1024
 _UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_NAME_CHARS = 80
-
-
-class ClipTooLongError(CamstreamError, ValueError):
-    """More than clip_max_s of kept frames asked for."""
 
 
 def clip_file_name(camera_id: str, first_capture_ns: int) -> str:
@@ -61,42 +55,6 @@ def _span(query: Any) -> tuple[int, int]:
     return from_ns, to_ns
 
 
-def write_camera_clip(
-    cfg: Config,
-    camera_id: str,
-    from_ns: int,
-    to_ns: int,
-    path: Path,
-    stop: threading.Event | None = None,
-) -> ClipSummary:
-    """The camera's frames captured from `from_ns` to `to_ns` into a video file at `path`.
-
-    NotRecordedError (naming the oldest available time) when none is kept; ClipTooLongError
-    past clip_max_s of kept frames. Blocking Kafka reads and encoding: a worker thread's.
-    """
-    with frame_recording(cfg, camera_id) as recording:
-        landed, frames = recording.between(from_ns, to_ns, stop)
-        first = landed.first
-        if first is None or first.capture_ts_ns > to_ns:
-            oldest_ns = landed.oldest_ns
-            if oldest_ns is None:
-                kept = recording.kept()
-                oldest_ns = None if kept.oldest_ms is None else kept.oldest_ms * 1_000_000
-            oldest = "nothing kept" if oldest_ns is None else format_time(oldest_ns)
-            raise NotRecordedError(
-                f"no frames of camera {camera_id!r} captured between {format_time(from_ns)}"
-                f" and {format_time(to_ns)}; the oldest available: {oldest}",
-            )
-        # What is kept of the span, as `camstream clip` counts it.
-        span_s = (to_ns - max(from_ns, first.capture_ts_ns)) / 1e9
-        if span_s > cfg.clip_max_s:
-            raise ClipTooLongError(
-                f"the clip would span {span_s:.0f} s of kept frames, more than clip_max_s"
-                f" ({cfg.clip_max_s:.0f} s): ask for a shorter span"
-            )
-        return write_clip(path, frames)
-
-
 async def clip_download(cfg: Config, camera_id: str, query: Any) -> Response:
     """The /api/clip response: the video file, or a JSON error with its status (400: a bad or
     too long span; 404: nothing kept in it, with the oldest available time; 503: Kafka)."""
@@ -111,7 +69,7 @@ async def clip_download(cfg: Config, camera_id: str, query: Any) -> Response:
     folder = Path(tempfile.mkdtemp(prefix="camstream-clip-"))
     path = folder / f"clip{DEFAULT_CLIP_EXTENSION}"
     try:
-        summary = await run_in_threadpool(write_camera_clip, cfg, camera_id, from_ns, to_ns, path)
+        _, summary = await run_in_threadpool(cut_clip, cfg, camera_id, from_ns, to_ns, path)
         handle = path.open("rb")
     except NotRecordedError as exc:
         return JSONResponse({"error": str(exc)}, status_code=404)
