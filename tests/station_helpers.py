@@ -141,3 +141,18 @@ class AnnotatedFramePublisher:
 
     def close(self) -> None:
         self.producer.close()
+
+
+def record_past(
+    cfg: Config, camera_id: str, frame_index: int, count: int, start_ns: int, interval_ns: int
+) -> list[int]:
+    """`count` frames of one camera (sample frame `frame_index`) captured from `start_ns`,
+    `interval_ns` apart, written as the job would have written them; their capture times."""
+    publisher = AnnotatedFramePublisher(cfg)
+    try:
+        for index in range(count):
+            publisher.send(camera_id, frame_index, capture_ns=start_ns + index * interval_ns)
+        publisher.flush()
+    finally:
+        publisher.close()
+    return publisher.captured_ns[camera_id]

@@ -20,7 +20,7 @@ from camstream.kafka.recorder import (
 )
 from camstream.kafka.topics import ensure_topics
 from helpers import end_offsets
-from station_helpers import AnnotatedFramePublisher
+from station_helpers import AnnotatedFramePublisher, record_past
 
 NO_FACE = 35  # a sample frame without a face
 FPS = 4
@@ -236,15 +236,8 @@ def test_an_operators_topic_stamped_by_the_broker_is_read_back_alike(cfg: Config
     finally:
         admin.close()
     cfg = cfg.replace(output_topic=topic)
-    publisher = AnnotatedFramePublisher(cfg)
     start_ns = time.time_ns() - 3600 * 1_000_000_000
-    try:
-        for index in range(40):
-            publisher.send("cam-op", NO_FACE, capture_ns=start_ns + index * INTERVAL_NS)
-        publisher.flush()
-    finally:
-        publisher.close()
-    captured = publisher.captured_ns["cam-op"]
+    captured = record_past(cfg, "cam-op", NO_FACE, 40, start_ns, INTERVAL_NS)
     with frame_recording(cfg, "cam-op") as recording:
         landed = recording.seek(captured[17] - 1)
     assert landed.first is not None and landed.first.seq == 17 and not landed.before_retention

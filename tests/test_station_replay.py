@@ -33,7 +33,7 @@ from camstream.viewers.station import replay, timeline
 from camstream.viewers.station.app import unpack_frame
 from camstream.viewers.station.store import event_clip_span
 from helpers import config_with_topics, wait_until
-from station_helpers import WRITE_DELAY_MS, AnnotatedFramePublisher, served_station
+from station_helpers import WRITE_DELAY_MS, AnnotatedFramePublisher, record_past, served_station
 
 FACE, NO_FACE = 0, 35  # sample frames with and without a face
 INTERVAL_NS = 250_000_000  # 4 frames/s
@@ -303,14 +303,7 @@ def test_a_time_before_retention_plays_from_the_oldest_frame_kept(cfg: Config) -
     """Retention removed the camera's first 20 frames (delete_records moves the log start
     offset as retention does): a moment before them starts at the oldest kept, and says so."""
     start_ns = time.time_ns() - 10 * 60 * S
-    publisher = AnnotatedFramePublisher(cfg)
-    try:
-        for index in range(40):
-            publisher.send("cam-old", NO_FACE, capture_ns=start_ns + index * INTERVAL_NS)
-        publisher.flush()
-    finally:
-        publisher.close()
-    captured = publisher.captured_ns["cam-old"]
+    captured = record_past(cfg, "cam-old", NO_FACE, 40, start_ns, INTERVAL_NS)
     admin: KafkaAdminClient = make_admin(cfg)
     try:
         partition = camera_partition("cam-old", 2)  # alone in its partition
