@@ -339,7 +339,10 @@ class Config:
         False, "write micro-batch offsets to the checkpoint asynchronously (lower latency)"
     )
     opencv_threads: int = setting(
-        1, "OpenCV threads per Spark task (1: Spark already runs a task per core)", minimum=0
+        1,
+        "OpenCV threads per Python worker, and per Real-time Mode executor (1: a task runs"
+        " per core already)",
+        minimum=0,
     )
     frame_threads: int = setting(
         0,

@@ -138,9 +138,12 @@ REALTIME_CASCADES = ("haarcascade_frontalface_alt.xml", "haarcascade_frontalface
 
 
 def realtime_settings_text(
-    settings: RecordSettings, output_topic: str, dead_letter_topic: str
+    settings: RecordSettings, output_topic: str, dead_letter_topic: str, opencv_threads: int = 1
 ) -> str:
-    """The per-record settings as the Java function reads them: 'name=value;...'."""
+    """The per-record settings as the Java function reads them: 'name=value;...'.
+
+    `opencv_threads`: OpenCV's own threads in the executor, as the Python workers get
+    (`CAMSTREAM_OPENCV_THREADS`): a task per partition already runs per core."""
     detection = settings.detection
     if detection.cascade not in REALTIME_CASCADES:
         raise ConfigError(
@@ -169,6 +172,7 @@ def realtime_settings_text(
         "dead_letter_max_bytes": settings.dead_letter_max_bytes,
         "output_topic": output_topic,  # Kafka topic names have no ';' or '='
         "dead_letter_topic": dead_letter_topic,
+        "opencv_threads": opencv_threads,
     }
     return ";".join(f"{name}={value}" for name, value in values.items())
 
@@ -222,7 +226,9 @@ def realtime_dataframe(spark: SparkSession, cfg: Config, settings: RecordSetting
     per-record function, which tests keep equal to the Python one. No observed metrics:
     they are counted at a batch's end, which here is the checkpoint interval.
     """
-    text = realtime_settings_text(settings, cfg.output_topic, cfg.dead_letter_topic)
+    text = realtime_settings_text(
+        settings, cfg.output_topic, cfg.dead_letter_topic, cfg.opencv_threads
+    )
     # Real-time Mode reads each partition continuously: there is no per-batch limit.
     options = {k: v for k, v in kafka_source_options(cfg).items() if k != "maxOffsetsPerTrigger"}
     source = spark.readStream.format("kafka").options(**options).load()
@@ -381,7 +387,9 @@ def check_detector(spark: SparkSession, cfg: Config) -> None:
         [(*frame, meta.to_headers())],
         "key binary, value binary, headers array<struct<key: string, value: binary>>",
     )
-    text = realtime_settings_text(settings, cfg.output_topic, cfg.dead_letter_topic)
+    text = realtime_settings_text(
+        settings, cfg.output_topic, cfg.dead_letter_topic, cfg.opencv_threads
+    )
     try:
         realtime_rows(spark, probe, text).collect()
     except ConfigError:

@@ -33,6 +33,11 @@ final class Detector {
 
   private Detector() {}
 
+  /** OpenCV's own threads in this JVM (global, as cv2.setNumThreads is per process). */
+  static void setThreads(int threads) {
+    org.opencv.core.Core.setNumThreads(threads);
+  }
+
   private static String cascadeFile(String name) {
     return FILES.computeIfAbsent(name, n -> {
       try (InputStream in = Detector.class.getResourceAsStream("/cascades/" + n)) {

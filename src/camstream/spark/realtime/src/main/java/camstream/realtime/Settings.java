@@ -27,6 +27,7 @@ final class Settings {
   final long deadLetterMaxBytes;
   final String outputTopic;
   final String deadLetterTopic;
+  final int opencvThreads; // -1: OpenCV's own default
 
   private static final Map<String, Settings> PARSED = new ConcurrentHashMap<>();
 
@@ -62,5 +63,10 @@ final class Settings {
     deadLetterMaxBytes = Long.parseLong(values.get("dead_letter_max_bytes"));
     outputTopic = values.get("output_topic");
     deadLetterTopic = values.get("dead_letter_topic");
+    opencvThreads = Integer.parseInt(values.getOrDefault("opencv_threads", "-1"));
+    if (opencvThreads >= 0) {
+      // As the Python workers' cv2.setNumThreads: a task per partition already runs per core.
+      Detector.setThreads(opencvThreads);
+    }
   }
 }
