@@ -4,6 +4,10 @@ or (`scene="still"`) one of the labelled still scenes, as security cameras mostl
 The frames are decoded and JPEG-encoded once and shared by every camera, so a camera
 costs only a Kafka send per frame; each camera starts at its own phase in its clip and
 keeps its own `seq`.
+
+A simulated camera captures on its schedule: `capture_ts_ns` is the scheduled time, so a
+producer that falls behind shows in every delay measured from capture, as it would with a
+real camera. The time it was sent is the input record's Kafka timestamp (set at send).
 """
 
 from __future__ import annotations
@@ -157,6 +161,7 @@ class CameraSimulator:
         progress = progress or ProgressPrinter(f"simulate {len(self.cameras)} cameras")
         period = 1.0 / self.fps
         start = time.monotonic()
+        start_wall_ns = time.time_ns()  # the schedule in Unix time: capture times
         end = start + duration_s if duration_s else None
         # Cameras are spread over one period so that sends are even, not in bursts.
         schedule = [
@@ -174,7 +179,8 @@ class CameraSimulator:
                 self.max_lag_s = max(self.max_lag_s, -delay)
                 camera = self.cameras[index]
                 frame = self.fitted[camera.clip_start + camera.frame_index(seq, self.frame_count)]
-                meta = FrameMeta(camera.camera_id, seq, time.time_ns(), frame.width, frame.height)
+                captured_ns = start_wall_ns + round((due - start) * 1e9)
+                meta = FrameMeta(camera.camera_id, seq, captured_ns, frame.width, frame.height)
                 publisher.publish(meta, frame.jpeg)
                 progress(publisher.stats, False)
                 if max_frames is None or seq + 1 < max_frames:
