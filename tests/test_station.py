@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import tracemalloc
+from pathlib import Path
 
 import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+import camstream.viewers.station.store as station_store
 from camstream.config import Config
 from camstream.core.contract import (
     H_CARRIED_FROM_SEQ,
@@ -23,6 +26,7 @@ from camstream.core.contract import (
 from camstream.viewers.station.app import unpack_frame
 from camstream.viewers.station.guard import SECURITY_HEADERS
 from camstream.viewers.station.store import (
+    DELAY_WINDOW,
     FACE_FRAMES_KEPT,
     GAP_WINDOW_S,
     SHED_WINDOW_S,
@@ -403,3 +407,10 @@ def test_carried_frames_count_as_analysed() -> None:
     assert stats["analysed_fps"] == stats["fps"] == 4.0 and stats["frames_skipped"] == 0
     assert stats["analysed_gap_s"] == 0 and stats["analysed_gap_max_s"] == 0.25
     assert store.shedding(now=BASE_NS / 1e9 + 5)["active"] is False
+
+
+def test_the_page_keeps_as_many_shown_delays_as_the_station_keeps_delays() -> None:
+    """One window for the delays a camera's figures come from, on the page and the server."""
+    script = (Path(station_store.__file__).parent / "web" / "app.js").read_text()
+    (window,) = re.findall(r"const SHOWN_WINDOW = (\d+);", script)
+    assert int(window) == DELAY_WINDOW

@@ -130,6 +130,19 @@ def test_the_wall_shows_every_camera_live(browser, cfg: Config) -> None:
                 what="delay and fps in the caption",
             )
 
+            # The page keeps the delays of the frames it showed (capture to the decoded
+            # image, by its own clock): what the bench reads off the wall. This machine's
+            # clock is the cameras': each is positive and a few seconds at most.
+            def shown_delays() -> list[float] | None:
+                text = browser.find_element(
+                    By.CSS_SELECTOR, '.tile[data-camera="cam-1"]'
+                ).get_attribute("data-shown-delays-ms")
+                delays = [float(v) for v in (text or "").split(",") if v]
+                return delays if len(delays) >= 3 else None
+
+            delays = wait_until(shown_delays, 15, what="the page's shown delays")
+            assert all(0 <= delay < 5000 for delay in delays), delays
+
             # The tile, the stats API and the camera agree on its rate (within 10%).
             def rates() -> tuple[float, float, float] | None:
                 tile = float(caption("cam-3").split(" fps")[0].split()[-1])

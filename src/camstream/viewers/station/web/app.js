@@ -132,6 +132,11 @@ function showFrame(meta, jpeg) {
   tile.url = url;
   tile.img.dataset.seq = meta.seq;
   tile.meta = meta;
+  // The delay a watcher sees: from capture to this page showing the frame (decoded), not to
+  // the station sending it. Same machine clock as the camera's on one box; across machines,
+  // as good as their clocks' sync.
+  const captureMs = Number(meta.capture_ts_ns) / 1e6;
+  tile.img.onload = () => shown(tile, Date.now() - captureMs);
   tile.delay.textContent = `${Math.round(meta.delay_ms)} ms`;
   // A frame passed on without detection (stale, or load shed) says nothing about faces: the
   // tile keeps its outline from the last analysed frame. (The reason's text is not shown.)
@@ -141,6 +146,15 @@ function showFrame(meta, jpeg) {
     showInFocus(url, meta, "live");
     focusCaption.textContent = `${meta.camera_id} · ${formatTime(meta.capture_ts_ns)} · seq ${meta.seq} · ${Math.round(meta.delay_ms)} ms · faces ${meta.faces}`;
   }
+}
+
+// Each tile's delays as shown, over its last SHOWN_WINDOW frames (the station's window for
+// its own figures), in data-shown-delays-ms: what the benchmark reads off the page.
+const SHOWN_WINDOW = 256;
+function shown(tile, delayMs) {
+  tile.shownDelays = (tile.shownDelays || []).concat(Math.round(delayMs)).slice(-SHOWN_WINDOW);
+  tile.el.dataset.shownDelaysMs = tile.shownDelays.join(",");
+  tile.delay.textContent = `${Math.round(delayMs)} ms`;
 }
 
 function showInFocus(url, meta, mode) {
