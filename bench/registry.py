@@ -9,12 +9,23 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 STARTED = time.monotonic()
+
+
+def spread(values: list[float], digits: int = 1) -> dict[str, Any]:
+    """A figure measured in rounds: median, min, max and how many (nothing left out)."""
+    return {
+        "median": round(statistics.median(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+        "n": len(values),
+    }
 
 
 def say(message: str) -> None:

@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any
 
-from registry import say
+from registry import say, spread
 from stack import RunningDemo, demo_running, open_wall, percentile
 
 from camstream.cameras.simulate import camera_ids, load_sample_frames, sample_labels
@@ -182,15 +182,6 @@ def clip_seconds(demo: RunningDemo, from_ns: int) -> tuple[float, int]:
     response = httpx.get(f"{demo.station}/api/clip/{RECORDED[0]}", params=span, timeout=60)
     response.raise_for_status()
     return time.perf_counter() - started, len(response.content)
-
-
-def spread(values: list[float], digits: int = 1) -> dict[str, Any]:
-    return {
-        "median": round(statistics.median(values), digits),
-        "min": round(min(values), digits),
-        "max": round(max(values), digits),
-        "n": len(values),
-    }
 
 
 def measure(quick: bool, rounds: int, live_cameras: int = 2) -> dict[str, Any]:

@@ -1,14 +1,15 @@
 """camstream benchmark: every figure measured side by side in one run, on this machine.
 
     .venv/bin/python bench/run.py                        # every scenario (see bench/README.md)
-    .venv/bin/python bench/run.py --quick                # a smoke run: short and small
-    .venv/bin/python bench/run.py --scenarios raw,drain  # some of them
+    .venv/bin/python bench/run.py --quick --out /tmp/b   # a smoke run: short and small
+    .venv/bin/python bench/run.py --scenarios same-work,pipelines --out /tmp/b  # some
     .venv/bin/python bench/run.py --list                 # what there is
-    .venv/bin/python bench/run.py --scenarios presets --merge  # one section replaced
 
-Writes bench/results/results.json (with --merge, only the sections of the scenarios run
-change; the others stay as they are), PNG plots, prints a table, and shows progress. The
-scenarios live in bench/scenarios.py, registered by name; the report in bench/report.py.
+Writes bench/results/results.json, whole: the commit, machine and time of the run and every
+scenario's figures (the documents' tables are generated from it: bench/docs_tables.py), a
+plot, prints the tables, and shows progress. A run of some scenarios, or a quick one, goes
+to another folder (`--out`). The scenarios live in bench/scenarios.py, registered by name;
+the report in bench/report.py.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import scenarios  # noqa: F401  (registers the scenarios)
+from docs_tables import BENCH_VERSION
 from registry import SCENARIOS, Context, say
 from report import plot, render_table
 
@@ -46,14 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--scenarios", default="all", help="comma-separated names, or all")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
-    parser.add_argument("--repeats", type=int, default=3, help="repeats for medians")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument(
-        "--merge",
-        action="store_true",
-        help="keep the results file's other sections (and its commit and date): replace only"
-        " those of the scenarios run",
+        "--repeats", type=int, default=5, help="interleaved rounds of every ratio and delay"
     )
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     if args.list:
         for item in SCENARIOS.values():
@@ -63,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in wanted if name not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}; --list shows them")
+    if (args.quick or wanted != list(SCENARIOS)) and args.out.resolve() == RESULTS_DIR.resolve():
+        parser.error(
+            f"{RESULTS_DIR / 'results.json'} holds one whole run of every scenario: write a"
+            " quick run, or some scenarios, elsewhere (--out DIR)"
+        )
     ctx = Context(quick=args.quick, repeats=1 if args.quick else args.repeats)
     ctx.results.update(
         {
@@ -70,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "commit": source_commit(),
             "quick": args.quick,
+            "repeats": ctx.repeats,
+            "bench_version": BENCH_VERSION,
         }
     )
     args.out.mkdir(parents=True, exist_ok=True)
@@ -81,11 +86,6 @@ def main(argv: list[str] | None = None) -> int:
         ctx.close()
     results_file = args.out / "results.json"
     results = ctx.results
-    if args.merge and results_file.exists():
-        written = {
-            k: v for k, v in ctx.results.items() if k not in ("machine", "date", "commit", "quick")
-        }
-        results = {**json.loads(results_file.read_text()), **written}
     results_file.write_text(json.dumps(results, indent=2))
     plot(results, args.out)
     print(render_table(results))

@@ -1,32 +1,30 @@
 """The benchmark's scenarios, in the order they run; each writes its figures to ctx.results.
 
-raw        the plain OpenCV loop (decode, grey, detect, draw, encode), one process per core
 costs      one core's ms per frame at 640x480 and 1280x720, per preset (capacity plan)
 producer   how many cameras one `camstream simulate` process sustains at 1 frame/s
 accuracy   recall and precision of each preset on labelled frames
 presets    faithful, equalized and fast on the labelled still scenes and sample: recall,
            false boxes, one core's ms per frame (bench/presets.py)
-drain      the Spark job draining a pre-filled topic, per preset
+same-work  the job against its own per-record path outside Spark on the same frames, per
+           preset and load shape (uniform, unequal cost, 3 cameras on 4 partitions, 8
+           unevenly hashed cameras on 4); the plain OpenCV loop as a second row
+pipelines  Spark micro-batch (and async progress), Real-time Mode and a consumer group of
+           Python workers, measured alike: capacity, delay at half of it, a worker killed
 reference  the reference demo's design (pickled base64 JSON, classifier per frame, flush
-           per send) draining the same frames
-latency    capture-to-station delay at a share of each mode's capacity (micro-batch,
-           micro-batch with async progress, Real-time Mode)
-pipeline   producers + broker + Spark + station consumer near capacity
-overload   twice the capacity: the `live` freshness policy against `all`
-cameras    many cameras at 1 frame/s with the fast preset
-uneven     the job against the plain loop on uneven cameras: uniform, unequal cost, 3 cameras
-           on 4 partitions, 8 unevenly hashed cameras on 4 (per preset, order checked)
-demo       `camstream demo` with its defaults and a browser on the wall: the latest frame's
-           delay per camera after 2 minutes, and the fps the tiles show
+           per send) against the job on the same frames
+demo       `camstream demo` with its defaults and a browser on the wall: the delay of the
+           frames the page shows, in rounds
 wall       `camstream demo --cameras 3, 6, 12` (4 frames/s each, faithful) with a browser on
            the wall, each policy in turn: delay, analysed frames/s, gaps, stale tiles, shed
-gating     the motion gate on the labelled still scenes: recall and share gated per preset,
-           then cameras at 1 frame/s sustained with and without it (fast preset)
+replay     looking back at the demo's load: seek, 20-s clips, live delay while replaying
+gating     the motion gate on the labelled still scenes (bench/gating.py)
+
+Every figure of a ratio or a delay comes from `ctx.repeats` interleaved rounds (median and
+min-max); nothing is trimmed.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import statistics
 import time
 from typing import Any
@@ -34,60 +32,25 @@ from typing import Any
 import cv2
 from boxes import iou
 from frame_functions import analyse_jpeg, detect_faces
-from registry import Context, say, scenario
+from registry import Context, say, scenario, spread
 from stack import (
     LoadShape,
-    drain,
     drain_frames,
-    java_frame_ms,
     keeps_up,
     our_producer_rate,
     reference_drain,
     run_load,
-    sample_jpegs,
 )
 
 from camstream.cameras.simulate import load_sample_frames, sample_labels
 from camstream.config import DETECTION_PRESETS
-from camstream.core.annotation import annotate
 from camstream.core.jpeg import decode_jpeg, encode_jpeg
-from camstream.spark.job import DEFAULT_REALTIME_INTERVAL
 
 # ---- what the scenarios measure --------------------------------------------------------------
 # The default and the cheap preset. `equalized` costs about what `faithful` does and finds
 # the same faces, with more false boxes (the `presets` scenario has the three side by side):
 # measuring it here too would add a third to the bench's time and tell nothing new.
 MEASURED_PRESETS = ("faithful", "fast")
-
-
-def naive_frame(jpeg: bytes, settings: Any) -> bytes:
-    """The plain loop body: decode, grey, detect, draw, encode, for every frame."""
-    image = decode_jpeg(jpeg)
-    boxes = detect_faces(image, settings)
-    return encode_jpeg(annotate(image, boxes), 80)
-
-
-def _raw_worker(args: tuple[str, float, bool]) -> int:
-    preset, seconds, camstream_function = args
-    cv2.setNumThreads(1)
-    settings = DETECTION_PRESETS[preset]
-    jpegs = sample_jpegs()
-    step = analyse_jpeg if camstream_function else naive_frame
-    step(jpegs[0], settings)  # warm-up: classifier load
-    frames, deadline = 0, time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        step(jpegs[frames % len(jpegs)], settings)
-        frames += 1
-    return frames
-
-
-def raw_loop(
-    preset: str, seconds: float, processes: int, camstream_function: bool = False
-) -> float:
-    """Frames/s of one process per core running the loop body over the sample frames."""
-    with multiprocessing.get_context("spawn").Pool(processes) as pool:
-        counts = pool.map(_raw_worker, [(preset, seconds, camstream_function)] * processes)
-    return sum(counts) / seconds
 
 
 # ---- per-frame costs for the capacity plan -------------------------------------------------
@@ -162,20 +125,6 @@ def accuracy(preset: str, step: int = 1) -> dict[str, float]:
 
 
 # ---- the scenarios ------------------------------------------------------------------------
-@scenario("raw", "the plain OpenCV loop, and a loop of camstream's per-frame function")
-def raw_scenario(ctx: Context) -> None:
-    ctx.results["raw_fps"] = {}
-    ctx.results["raw_fps_camstream_function"] = {}
-    for preset in MEASURED_PRESETS:
-        for key, ours in (("raw_fps", False), ("raw_fps_camstream_function", True)):
-            runs = []
-            for i in range(ctx.repeats):
-                what = "camstream's per-frame function" if ours else "plain OpenCV loop"
-                say(f"{what}, {preset}, {ctx.cores} processes, run {i + 1}/{ctx.repeats}")
-                runs.append(raw_loop(preset, 1.0 if ctx.quick else 8.0, ctx.cores, ours))
-            ctx.results[key][preset] = {"median": statistics.median(runs), "runs": runs}
-
-
 @scenario("costs", "one core's milliseconds per frame, per preset and resolution")
 def costs_scenario(ctx: Context) -> None:
     say("per-frame cost on one core at 640x480 and 1280x720, both presets")
@@ -226,156 +175,7 @@ def presets_scenario(ctx: Context) -> None:
         )
 
 
-@scenario("drain", "the Spark job draining a pre-filled topic, per preset")
-def drain_scenario(ctx: Context) -> None:
-    ctx.results["drain_fps"] = {}
-    for preset in MEASURED_PRESETS:
-        count = 60 if ctx.quick else (400 if preset == "faithful" else 1600)
-        runs = []
-        profile: dict[str, Any] = {}
-        for i in range(ctx.repeats):
-            say(f"Spark drain, {preset}, {count} frames, run {i + 1}/{ctx.repeats}")
-            profile = {}
-            runs.append(drain(ctx.stack, preset, count, profile))
-        ctx.results["drain_fps"][preset] = {
-            "median": statistics.median(runs),
-            "runs": runs,
-            "cores_busy_by_role_last_run": profile,
-        }
-    say("our producer (batched, no flush per frame)")
-    ctx.results["our_producer_fps"] = our_producer_rate(ctx.stack, 200 if ctx.quick else 2000)
-
-
-@scenario("reference", "the reference demo's design draining the same frames")
-def reference_scenario(ctx: Context) -> None:
-    count = 30 if ctx.quick else 150
-    say(f"reference design, {count} frames (pickled base64 JSON, classifier per frame)")
-    try:
-        ctx.results["reference"] = reference_drain(ctx.stack, count)
-    except Exception as exc:  # keep the other scenarios' results
-        say(f"reference design failed: {type(exc).__name__}: {exc}")
-        ctx.results.setdefault("errors", []).append(f"reference: {exc}")
-
-
-def _capacity(ctx: Context, preset: str, fallback: float) -> float:
-    return ctx.results.get("drain_fps", {}).get(preset, {}).get("median") or fallback
-
-
-def _seconds(ctx: Context) -> float:
-    return 12 if ctx.quick else 40
-
-
-# Each mode at a share of its own capacity: the modes differ in what they carry (a real-time
-# task analyses one frame at a time), so "half load" is half of what that mode
-# drains. Long-running modes (a task per partition) run with partitions = cores.
-LATENCY_MODES: dict[str, dict[str, Any]] = {
-    "micro-batch": {"trigger": "0 seconds"},
-    "micro-batch async": {"trigger": "0 seconds", "async_progress": True},
-    f"realtime, {DEFAULT_REALTIME_INTERVAL} checkpoints": {"trigger": "realtime"},
-}
-
-
-def _mode_capacity(ctx: Context, preset: str, mode: str) -> float:
-    """Frames/s the mode drains from a pre-filled topic (measured once per run)."""
-    capacities = ctx.results.setdefault("capacity_by_mode", {}).setdefault(preset, {})
-    if mode not in capacities:
-        settings = LATENCY_MODES[mode]
-        if mode == "micro-batch" and ctx.results.get("drain_fps", {}).get(preset):
-            capacities[mode] = ctx.results["drain_fps"][preset]["median"]
-        elif mode == "micro-batch async" and "micro-batch" in capacities:
-            capacities[mode] = capacities["micro-batch"]
-        else:
-            per_second = 150 if preset == "fast" else 25
-            count = per_second * (6 if ctx.quick else 30)
-            say(f"capacity of {mode}, {preset}: draining {count} frames")
-            capacities[mode] = round(drain(ctx.stack, preset, count, **settings), 1)
-        say(f"  {mode}, {preset}: {capacities[mode]:.1f} frames/s")
-    return capacities[mode]
-
-
-@scenario("latency", "capture-to-station delay at 25/50/75% of each mode's capacity")
-def latency_scenario(ctx: Context) -> None:
-    seconds = _seconds(ctx)
-    results = ctx.results["latency"] = []
-    fractions = [0.5] if ctx.quick else [0.25, 0.5, 0.75]
-    # Real-time Mode's own per-frame time (the Java function), beside the Python one (costs).
-    java = ctx.results["java_ms_per_frame"] = {}
-    for preset in ("fast", "faithful"):
-        java[preset] = round(java_frame_ms(ctx.stack, preset, 60 if ctx.quick else 200), 1)
-        say(f"Java per-record function, {preset}: {java[preset]} ms per frame on one core")
-    plan = [("fast", fraction, mode) for fraction in fractions for mode in LATENCY_MODES]
-    plan += [("faithful", 0.5, mode) for mode in LATENCY_MODES if mode != "micro-batch"]
-    for preset, fraction, mode in plan:
-        settings = LATENCY_MODES[mode]
-        capacity = _mode_capacity(ctx, preset, mode)
-        # A real-time query's first seconds are slower (workers and JIT warming): those runs
-        # leave 20 s out before measuring, as a long-running job would be measured, and last
-        # past the first checkpoint (at 60 s), whose pause they include.
-        realtime = settings["trigger"] == "realtime"
-        warmup = 20.0 if realtime and not ctx.quick else 8.0
-        length = seconds + 40 if realtime and not ctx.quick else seconds
-        say(
-            f"latency, {preset}, {fraction:.0%} of {mode}'s capacity ({fraction * capacity:.0f}"
-            f" frames/s), {length:.0f} s"
-        )
-        result = run_load(
-            ctx.stack,
-            preset=preset,
-            total_fps=fraction * capacity,
-            cameras=10 if preset == "fast" else 5,
-            seconds=length,
-            warmup_s=warmup,
-            **settings,
-        )
-        results.append({"load": fraction, "mode": mode, "capacity_fps": capacity, **result})
-        say(
-            f"  p50 {result['delay_ms_p50']:.0f} ms, p99 {result['delay_ms_p99']:.0f} ms,"
-            f" {result['received']} of {result['sent']} frames"
-        )
-
-
-@scenario("pipeline", "producers, broker, Spark and a station consumer near capacity")
-def pipeline_scenario(ctx: Context) -> None:
-    capacity = _capacity(ctx, "fast", 100.0)
-    raw_fast = ctx.results.get("raw_fps", {}).get("fast", {}).get("median") or capacity
-    say(f"whole pipeline at 85% of the raw loop's {raw_fast:.0f} frames/s")
-    result = run_load(
-        ctx.stack, preset="fast", total_fps=0.85 * raw_fast, cameras=20, seconds=_seconds(ctx)
-    )
-    result["keeps_up"] = keeps_up(result)
-    ctx.results["pipeline"] = result
-
-
-@scenario("overload", "twice the capacity: the live freshness policy against all")
-def overload_scenario(ctx: Context) -> None:
-    capacity = _capacity(ctx, "fast", 100.0)
-    seconds = 12 if ctx.quick else 60
-    ctx.results["overload"] = {}
-    for policy in ("live", "all"):
-        say(f"overload: twice the capacity for {seconds} s, policy {policy}")
-        ctx.results["overload"][policy] = run_load(
-            ctx.stack,
-            preset="fast",
-            total_fps=2 * capacity,
-            cameras=20,
-            seconds=seconds,
-            freshness=policy,
-        )
-
-
-@scenario("cameras", "many cameras at 1 frame/s with the fast preset")
-def cameras_scenario(ctx: Context) -> None:
-    ctx.results["cameras"] = []
-    for cameras in [20] if ctx.quick else [100, 200, 300]:
-        say(f"{cameras} cameras at 1 frame/s, fast preset")
-        result = run_load(
-            ctx.stack, preset="fast", total_fps=cameras, cameras=cameras, seconds=_seconds(ctx)
-        )
-        result["keeps_up"] = keeps_up(result)
-        ctx.results["cameras"].append(result)
-
-
-# ---- uneven cameras -----------------------------------------------------------------------
+# ---- the same work inside and outside Spark ---------------------------------------------------
 LOAD_SHAPES = {
     shape.name: shape
     for shape in (
@@ -387,137 +187,274 @@ LOAD_SHAPES = {
         ),
     )
 }
+QUICK_SHAPES = ("uniform",)
+# Seconds of work per measured burst, at a rough guess of each preset's rate on 2 cores.
+BURST_S, QUICK_BURST_S = 15.0, 1.5
+GUESSED_FPS = {"fast": 120.0, "faithful": 24.0}
 
 
-def _shape_worker(
-    preset: str, shape: str, per_camera: int, seconds: float, claimed: Any, results: Any
-) -> None:
-    """One process of the plain loop: it takes the next frame of the shape's sequence from a
-    counter shared with the other processes (frames are made here: none cross processes),
-    until `seconds` pass; then it reports how many it did and when it finished."""
-    cv2.setNumThreads(1)
-    settings = DETECTION_PRESETS[preset]
-    jpegs = [jpeg for _, _, jpeg in LOAD_SHAPES[shape].frames(per_camera)]
-    naive_frame(jpegs[0], settings)  # warm-up: classifier load
-    results.put(("ready", 0, 0.0))
-    while claimed.value < 0:  # the start signal
-        time.sleep(0.001)
-    done, deadline = 0, time.time() + seconds
-    while time.time() < deadline:
-        with claimed.get_lock():
-            index = claimed.value
-            claimed.value += 1
-        naive_frame(jpegs[index % len(jpegs)], settings)
-        done += 1
-    results.put(("done", done, time.time()))
+def _burst_frames(ctx: Context, preset: str) -> int:
+    seconds = QUICK_BURST_S if ctx.quick else BURST_S
+    return max(8, round(GUESSED_FPS[preset] * seconds * ctx.cores / 2))
 
 
-def shape_loop(preset: str, shape: str, per_camera: int, seconds: float, processes: int) -> float:
-    """Frames/s of the plain OpenCV loop, one process per core, on a load shape's frames in
-    their order, each process taking the next frame when it is free (perfectly balanced:
-    the best the machine can do on those frames)."""
-    context = multiprocessing.get_context("spawn")
-    claimed = context.Value("q", -1)
-    results = context.Queue()
-    workers = [
-        context.Process(
-            target=_shape_worker, args=(preset, shape, per_camera, seconds, claimed, results)
-        )
-        for _ in range(processes)
-    ]
-    for worker in workers:
-        worker.start()
-    for _ in workers:
-        results.get(timeout=120)  # ready
-    started = time.time()
-    claimed.value = 0
-    finished = [results.get(timeout=seconds + 120) for _ in workers]
-    for worker in workers:
-        worker.join()
-    return sum(count for _, count, _ in finished) / (max(t for _, _, t in finished) - started)
+@scenario("same-work", "the job against its own per-record path outside Spark, same frames")
+def same_work_scenario(ctx: Context) -> None:
+    """Per preset and load shape, interleaved rounds of: the job (micro-batches, its
+    defaults) draining a burst of the shape's frames, and `process_batch` over the same
+    frames in one process per core; the plain OpenCV loop beside them on the uniform shape."""
+    import same_work
+    from pipelines import MODES, Feeder, drained_burst, running, warm_up
 
+    from camstream.spark.job import record_settings_for_topics
 
-# Measured side by side: the job as it ran before (one thread per task, batches of at most
-# 200 frames, a produce request per frame) and with its defaults now (a task's frames
-# analysed by as many threads as the machine has cores, batches of up to 1000 frames,
-# frames gathered into produce requests for 5 ms).
-BEFORE = {
-    "frame_threads": 1,
-    "max_offsets_per_trigger": 200,
-    "kafka_properties": (("linger.ms", "0"), ("batch.size", "16384")),
-}
-VARIANTS = {"before": BEFORE, "now": {}}
-QUICK_SHAPES = ("uniform", "8 cameras on 4, uneven")
-
-
-@scenario("uneven", "the job against the plain loop on uneven cameras, per load shape")
-def uneven_scenario(ctx: Context) -> None:
-    results = ctx.results["uneven"] = []
-    drain_s = 3 if ctx.quick else 40
-    presets = ["fast"] if ctx.quick else list(DETECTION_PRESETS)
-    variants = {"now": {}} if ctx.quick else VARIANTS
-    # A quick run (the tests' smoke run) checks that the scenario runs, not its figures: two
-    # shapes, one of them uneven, and no warm-up.
     shapes = [LOAD_SHAPES[n] for n in QUICK_SHAPES] if ctx.quick else list(LOAD_SHAPES.values())
-    if not ctx.quick:
-        say("uneven load: warming up the Spark session (JIT, Python workers)")
-        drain_frames(ctx.stack, presets[0], LOAD_SHAPES["uniform"].frames(4), 4)
+    rows: dict[tuple[str, str], dict[str, list[Any]]] = {}
+    for round_ in range(ctx.repeats):
+        for preset in ("fast",) if ctx.quick else MEASURED_PRESETS:
+            for shape in shapes:
+                cameras = [camera for camera, _ in shape.cameras()]
+                per_camera = max(2, _burst_frames(ctx, preset) // len(cameras))
+                frames = shape.frames(per_camera)
+                row = rows.setdefault((preset, shape.name), {})
+                sides = ["job", "baseline"] + (["naive loop"] if shape.name == "uniform" else [])
+                for side in sides[round_ % len(sides) :] + sides[: round_ % len(sides)]:
+                    say(
+                        f"same work, round {round_ + 1}/{ctx.repeats}: {side}, {preset},"
+                        f" {shape.name}, {len(frames)} frames"
+                    )
+                    if side == "job":
+                        with running(
+                            ctx.stack, MODES["micro-batch"], preset, partitions=shape.partitions
+                        ) as pipeline:
+                            jpegs = [jpeg for _, _, jpeg in frames]
+                            feeder = Feeder(pipeline.cfg, cameras, jpegs)
+                            warm_up(pipeline, feeder, 2 * len(cameras))
+                            # The same frames in the same order, each camera's seq going on.
+                            feeder.sent = 0
+                            result = drained_burst(pipeline, feeder, len(frames))
+                            settings = record_settings_for_topics(pipeline.cfg)
+                        row.setdefault("settings", [settings])
+                    else:
+                        settings = row["settings"][0] if side == "baseline" else None
+                        result = same_work.outside_fps(frames, ctx.cores, settings, preset)
+                    row.setdefault(side, []).append(result)
+                    say(f"  {result['fps']} frames/s")
+    section = []
+    for (preset, shape_name), row in rows.items():
+        job, baseline = row["job"], row["baseline"]
+        ratios = [j["fps"] / b["fps"] for j, b in zip(job, baseline, strict=True)]
+        item = {
+            "preset": preset,
+            "shape": shape_name,
+            "frames": job[0]["frames"],
+            "job_fps": spread([r["fps"] for r in job], 2),
+            "baseline_fps": spread([r["fps"] for r in baseline], 2),
+            "ratio": spread(ratios, 3),
+            "in_order": all(r["in_order"] for r in job),
+            "job_runs": job,
+        }
+        if "naive loop" in row:
+            naive = row["naive loop"]
+            item["naive_loop_fps"] = spread([r["fps"] for r in naive], 2)
+            item["ratio_to_naive_loop"] = spread(
+                [j["fps"] / n["fps"] for j, n in zip(job, naive, strict=True)], 3
+            )
+        section.append(item)
+    ctx.results["same_work"] = section
+
+
+# ---- the three pipelines side by side ---------------------------------------------------------
+DELAY_S, QUICK_DELAY_S = 30.0, 6.0  # cameras running, of which the first are left out:
+DELAY_WARMUP_S, QUICK_DELAY_WARMUP_S = 10.0, 2.0
+PIPELINE_CAMERAS = 10
+
+
+def _rotated(items: list[Any], round_: int) -> list[Any]:
+    return items[round_ % len(items) :] + items[: round_ % len(items)]
+
+
+@scenario("pipelines", "Spark micro-batch, Real-time Mode and a consumer group, measured alike")
+def pipelines_scenario(ctx: Context) -> None:
+    """Per preset, interleaved rounds of each mode, each round one pipeline: the warm-up
+    burst, a burst drained (capacity), then cameras at half that capacity (delay). Then
+    (fast) one worker killed under that load, in a pipeline of its own."""
+    from pipelines import MODES, Feeder, drained_burst, running, under_load, warm_up
+
+    presets = ("fast",) if ctx.quick else MEASURED_PRESETS
+    seconds = QUICK_DELAY_S if ctx.quick else DELAY_S
+    warmup_s = QUICK_DELAY_WARMUP_S if ctx.quick else DELAY_WARMUP_S
+    modes = list(MODES)
+    section: dict[str, Any] = {
+        "cameras": PIPELINE_CAMERAS,
+        "delay_s": seconds,
+        "delay_warmup_s": warmup_s,
+        "capacity": {},
+        "delay": {},
+        "overload": {},
+        "killed": {},
+    }
+
+    def fed(pipeline: Any, preset: str) -> Any:
+        ids = [f"cap-{i:02d}" for i in range(PIPELINE_CAMERAS)]
+        feeder = Feeder(pipeline.cfg, ids, ctx.stack.jpegs)
+        warm_up(pipeline, feeder, max(PIPELINE_CAMERAS, _burst_frames(ctx, preset) // 5))
+        return feeder
+
     for preset in presets:
-        for shape in shapes:
-            probe = 2 if ctx.quick else 12
-            say(f"uneven load: plain loop, {preset}, {shape.name}")
-            loop_fps = shape_loop(preset, shape.name, probe, 1 if ctx.quick else 8, ctx.cores)
-            cameras = len(shape.cameras())
-            per_camera = max(probe, round(loop_fps * drain_s / cameras))
-            for variant, settings in variants.items():
+        capacity: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+        delay: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+        for round_ in range(ctx.repeats):
+            for mode in _rotated(modes, round_):
+                count = _burst_frames(ctx, preset)
+                say(f"pipelines, round {round_ + 1}/{ctx.repeats}: {mode}, {preset}")
+                with running(ctx.stack, MODES[mode], preset) as pipeline:
+                    burst = drained_burst(pipeline, fed(pipeline, preset), count)
+                    capacity[mode].append(burst)
+                    say(
+                        f"  capacity: {burst['fps']} frames/s ({count} frames), in order:"
+                        f" {burst['in_order']}; then {seconds:.0f} s at half of it"
+                    )
+                    load = under_load(
+                        pipeline, burst["fps"] / 2, PIPELINE_CAMERAS, seconds, warmup_s
+                    )
+                    delay[mode].append(load)
                 say(
-                    f"uneven load: the job, {variant}, draining {per_camera * cameras} frames,"
-                    f" {preset}, {shape.name}"
+                    f"  delay p50 {load['delay_ms_p50']} ms, p99 {load['delay_ms_p99']} ms,"
+                    f" {load['received']} of {load['sent']}"
                 )
-                drained = drain_frames(
-                    ctx.stack, preset, shape.frames(per_camera), shape.partitions, **settings
+        section["capacity"][preset] = {
+            mode: {"fps": spread([r["fps"] for r in runs], 2), "runs": runs}
+            for mode, runs in capacity.items()
+        }
+        section["delay"][preset] = {
+            mode: {
+                "p50_ms": spread([r["delay_ms_p50"] for r in runs]),
+                "p99_ms": spread([r["delay_ms_p99"] for r in runs]),
+                "lost": sum(r["lost"] for r in runs),
+                "runs": runs,
+            }
+            for mode, runs in delay.items()
+        }
+    # Past capacity (fast): cameras at twice the mode's capacity, under the default `live`
+    # freshness policy (the measurements above analyse every frame: `all`). Does the mode
+    # stay live, and how much does it shed?
+    overloadable = ["consumer group"] if ctx.quick else modes
+    overloads: dict[str, list[dict[str, Any]]] = {mode: [] for mode in overloadable}
+    for round_ in range(ctx.repeats):
+        for mode in _rotated(overloadable, round_):
+            rate = 2 * section["capacity"]["fast"][mode]["fps"]["median"]
+            say(f"past capacity, round {round_ + 1}/{ctx.repeats}: {mode}, {rate:.0f} frames/s")
+            with running(ctx.stack, MODES[mode], "fast", freshness="live") as pipeline:
+                fed(pipeline, "fast")
+                result = under_load(pipeline, rate, PIPELINE_CAMERAS, seconds, warmup_s)
+            overloads[mode].append(result)
+            say(
+                f"  delay p50 {result['delay_ms_p50']} ms, p99 {result['delay_ms_p99']} ms,"
+                f" shed {result['skipped_share']:.0%}"
+            )
+    section["overload"] = {
+        mode: {
+            "p50_ms": spread([r["delay_ms_p50"] for r in runs]),
+            "p99_ms": spread([r["delay_ms_p99"] for r in runs]),
+            "skipped_share": spread([r["skipped_share"] for r in runs], 3),
+            "lost": sum(r["lost"] for r in runs),
+            "runs": runs,
+        }
+        for mode, runs in overloads.items()
+    }
+    # One worker killed under half load (fast), a third of the way in: micro-batch (a
+    # Python worker) and the consumer group (a worker process). A real-time task runs in the
+    # (local) JVM: it has no worker process of its own to kill.
+    killable = ["consumer group"] if ctx.quick else ["micro-batch", "consumer group"]
+    kills: dict[str, list[dict[str, Any]]] = {mode: [] for mode in killable}
+    for round_ in range(ctx.repeats):
+        for mode in _rotated(killable, round_):
+            rate = section["capacity"]["fast"][mode]["fps"]["median"] / 2
+            say(f"a worker killed, round {round_ + 1}/{ctx.repeats}: {mode}, {rate:.0f} frames/s")
+            with running(ctx.stack, MODES[mode], "fast") as pipeline:
+                fed(pipeline, "fast")
+                result = under_load(
+                    pipeline, rate, PIPELINE_CAMERAS, seconds, warmup_s, kill_at_s=seconds / 3
                 )
-                ratio = drained["steady_fps"] / loop_fps if loop_fps else float("nan")
-                results.append(
-                    {
-                        "preset": preset,
-                        "shape": shape.name,
-                        "variant": variant,
-                        "cameras": cameras,
-                        "loop_fps": round(loop_fps, 2),
-                        "ratio": round(ratio, 3),
-                        **drained,
-                    }
-                )
-                say(
-                    f"  loop {loop_fps:.1f} frames/s, job {drained['steady_fps']:.1f}:"
-                    f" {ratio:.2f}, in order: {drained['in_order']}"
-                )
+            kills[mode].append(result)
+            say(f"  lost {result['lost']}, twice {result['duplicates']}, {result.get('killed')}")
+    section["killed"] = {
+        mode: {
+            "lost": sum(r["lost"] for r in runs),
+            "duplicates": spread([r["duplicates"] for r in runs]),
+            "longest_pause_s": spread(
+                [r["killed"]["longest_pause_s"] or 0.0 for r in runs if r.get("killed")], 2
+            ),
+            "delay_ms_max_after": spread(
+                [r["killed"]["delay_ms_max_after"] for r in runs if r.get("killed")]
+            ),
+            "runs": runs,
+        }
+        for mode, runs in kills.items()
+    }
+    ctx.results["pipelines"] = section
 
 
-@scenario("demo", "`camstream demo` with its defaults, a browser on the wall: delay and fps")
+@scenario("reference", "the reference demo's design against the job, same frames, interleaved")
+def reference_scenario(ctx: Context) -> None:
+    from pipelines import MODES, Feeder, drained_burst, running, warm_up
+
+    count = 20 if ctx.quick else 150
+    ours, theirs = [], []
+    for round_ in range(ctx.repeats):
+        for side in _rotated(["job", "reference"], round_):
+            say(f"reference, round {round_ + 1}/{ctx.repeats}: {side}, faithful, {count} frames")
+            if side == "job":
+                with running(ctx.stack, MODES["micro-batch"], "faithful") as pipeline:
+                    feeder = Feeder(pipeline.cfg, [f"ref-{i}" for i in range(4)], ctx.stack.jpegs)
+                    warm_up(pipeline, feeder, 8)
+                    ours.append(drained_burst(pipeline, feeder, count)["fps"])
+                say(f"  {ours[-1]} frames/s")
+            else:
+                theirs.append(reference_drain(ctx.stack, count))
+                say(f"  {theirs[-1]['job_fps']} frames/s")
+    ctx.results["reference"] = {
+        "frames": count,
+        "job_fps": spread(ours),
+        "reference_fps": spread([r["job_fps"] for r in theirs]),
+        "ratio": spread([o / r["job_fps"] for o, r in zip(ours, theirs, strict=True)], 2),
+        "reference_producer_fps": spread([r["producer_fps"] for r in theirs]),
+        "our_producer_fps": round(our_producer_rate(ctx.stack, 200 if ctx.quick else 2000), 1),
+    }
+
+
+@scenario("demo", "`camstream demo` with its defaults, a browser on the wall: delay as shown")
 def demo_scenario(ctx: Context) -> None:
+    """Rounds of `camstream demo` as a user runs it, a browser on the wall; after `warmup`
+    s, the delays of the frames the page showed (capture to the decoded image, each tile's
+    last 256 frames, by the station's rule for its own figures) and the fps the tiles show."""
     from stack import run_demo_and_sample
 
-    results = ctx.results["demo"] = {}
-    warmup = 30 if ctx.quick else 120
-    sample = 15 if ctx.quick else 40
-    before = {
-        "CAMSTREAM_FRAME_THREADS": "1",
-        "CAMSTREAM_MAX_OFFSETS_PER_TRIGGER": "200",
-        "KAFKA_PROPERTIES": "linger.ms=0;batch.size=16384",
+    warmup = 30 if ctx.quick else 60
+    sample = 10 if ctx.quick else 20
+    runs = []
+    for round_ in range(ctx.repeats):
+        say(
+            f"the demo, round {round_ + 1}/{ctx.repeats}: 3 cameras x 4 frames/s; {warmup} s,"
+            f" then the page's delays and the station's figures for {sample} s"
+        )
+        runs.append(run_demo_and_sample({}, warmup_s=warmup, sample_s=sample))
+        run = runs[-1]
+        say(
+            f"  shown p50 {run.get('shown_delay_ms_p50')} ms, p95 {run.get('shown_delay_ms_p95')}"
+            f" ms; tiles {run['tile_fps_min']}-{run['tile_fps_max']} fps"
+        )
+    shown = [run for run in runs if "shown_delay_ms_p50" in run]
+    ctx.results["demo"] = {
+        "rounds": len(runs),
+        "warmup_s": warmup,
+        "shown_delay_ms_p50": spread([r["shown_delay_ms_p50"] for r in shown]) if shown else None,
+        "shown_delay_ms_p95": spread([r["shown_delay_ms_p95"] for r in shown]) if shown else None,
+        "tile_fps_min": min(r["tile_fps_min"] for r in runs),
+        "tile_fps_max": max(r["tile_fps_max"] for r in runs),
+        "runs": runs,
     }
-    for name, env in ({"now": {}} if ctx.quick else {"before": before, "now": {}}).items():
-        say(
-            f"the demo ({name}): 3 cameras x 4 frames/s, faithful; {warmup} s, then the latest"
-            f" frame's delay per camera every 5 s for {sample} s"
-        )
-        results[name] = run_demo_and_sample(env, warmup_s=warmup, sample_s=sample)
-        say(
-            f"  p50 {results[name]['latest_delay_ms_p50']:.0f} ms,"
-            f" p95 {results[name]['latest_delay_ms_p95']:.0f} ms, tiles"
-            f" {results[name]['tile_fps_min']}-{results[name]['tile_fps_max']} fps"
-        )
 
 
 WALL_CAMERAS = (3, 6, 12)
@@ -580,6 +517,13 @@ def replay_scenario(ctx: Context) -> None:
 # fast preset's known limit and at 500; gated at 500 with the whole frame analysed on
 # motion, and with the moving regions only (the default), at 500 and beyond.
 UNGATED_LOADS = (100, 500)
+
+
+def _seconds(ctx: Context) -> float:
+    """Seconds of a live load."""
+    return 12 if ctx.quick else 40
+
+
 GATED_LOADS = (("whole frame", 500), ("regions", 400), ("regions", 500))
 
 

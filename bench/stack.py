@@ -66,6 +66,7 @@ class Stack:
     spark: Any
     broker: LocalBroker | None
     workdir: Path
+    cores: int = 1  # Spark's local[cores], and the consumer group's processes
     jpegs: list[bytes] = field(default_factory=sample_jpegs)
 
     @classmethod
@@ -96,7 +97,7 @@ class Stack:
             extra_conf={"spark.driver.memory": "4g"},
             realtime=True,  # the latency scenario runs Real-time Mode too
         )
-        return cls(base, spark, broker, workdir)
+        return cls(base, spark, broker, workdir, cores)
 
     def close(self) -> None:
         try:
@@ -230,76 +231,42 @@ class MemorySampler(threading.Thread):
         }
 
 
-def drain(
-    stack: Stack,
-    preset: str,
-    count: int,
-    profile: dict[str, Any] | None = None,
-    trigger: str = "0 seconds",
-    async_progress: bool = False,
-) -> float:
-    """Frames/s of the job draining `count` pre-filled frames (steady rate at the output)."""
-    cfg = stack.config(
-        detection_preset=preset,
-        max_offsets_per_trigger=1_000_000,
-        starting_offsets="earliest",
-        trigger_interval=trigger,
-        async_progress=async_progress,
-        partitions=_partitions_for(stack, trigger),
-    )
-    stack.prefill(cfg, count)
-    from camstream.spark.job import build_query
-
-    query = build_query(stack.spark, cfg)
-    consumer = make_consumer(cfg, cfg.output_topic, from_beginning=True)
-    cpu_before, wall_before = cpu_seconds_by_role(), time.monotonic()
-    done: list[int] = []
-    last_progress = time.monotonic()
-    while len(done) < count and time.monotonic() - last_progress < 120:
-        for records in consumer.poll(timeout_ms=500).values():
-            done.extend(int(headers_to_dict(r.headers)["analyzed_ts_ns"]) for r in records)
-            last_progress = time.monotonic()
-    if len(done) < count:
-        say(
-            f"drain: only {len(done)} of {count} frames came out (query error: {query.exception()})"
-        )
-    if profile is not None:
-        cpu_after, wall = cpu_seconds_by_role(), time.monotonic() - wall_before
-        profile.update(
-            {
-                role: round((cpu_after.get(role, 0) - cpu_before.get(role, 0)) / wall, 3)
-                for role in cpu_after
-            }
-        )
-    consumer.close()
-    stop_gracefully(stack.spark, query, wait=not trigger.startswith("realtime"))
-    return steady_rate(done)
-
-
 def reference_drain(stack: Stack, count: int) -> dict[str, float]:
+    """The reference design's query, running and warmed up as ours is measured, draining a
+    burst of `count` frames: frames/s from the first send to the last output written."""
     import reference_design
 
-    cfg = stack.config(detection_preset="faithful", starting_offsets="earliest")
+    cfg = stack.config(detection_preset="faithful", starting_offsets="latest")
     frames = list(load_sample_frames())
     for topic in (cfg.input_topic, cfg.output_topic):
         _set_topic_max_bytes(cfg, topic, 4 * 1024 * 1024)
-    producer_fps = reference_design.publish_frames(cfg, cfg.input_topic, frames, count)
     query = reference_design.build_reference_query(
         stack.spark, cfg, cfg.input_topic, cfg.output_topic, cfg.checkpoint_path
     )
+    _wait_for_query(query)
     consumer = make_consumer(
         cfg, cfg.output_topic, from_beginning=True, max_partition_fetch_bytes=8 * 1024 * 1024
     )
-    records: list[Any] = []
-    last_progress = time.monotonic()
-    while len(records) < count and time.monotonic() - last_progress < 180:
-        for batch in consumer.poll(timeout_ms=500).values():
-            records.extend(batch)
-            last_progress = time.monotonic()
+
+    def drained(frames_count: int) -> list[Any]:
+        records: list[Any] = []
+        last_progress = time.monotonic()
+        while len(records) < frames_count and time.monotonic() - last_progress < 180:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+                last_progress = time.monotonic()
+        return records
+
+    reference_design.publish_frames(cfg, cfg.input_topic, frames, 4)  # the same warm-up
+    drained(4)
+    first_sent_ns = time.time_ns()
+    producer_fps = reference_design.publish_frames(cfg, cfg.input_topic, frames, count)
+    records = drained(count)
     consumer.close()
     stop_gracefully(stack.spark, query)
+    last_ms = max((r.timestamp for r in records), default=first_sent_ns // 10**6)
     return {
-        "job_fps": steady_rate(reference_design.analyzed_times(records)),
+        "job_fps": round(len(records) / max(1e-3, last_ms / 1000 - first_sent_ns / 1e9), 2),
         "producer_fps": producer_fps,
     }
 
@@ -327,35 +294,6 @@ def our_producer_rate(stack: Stack, count: int) -> float:
     started = time.perf_counter()
     stack.prefill(cfg, count)
     return count / (time.perf_counter() - started)
-
-
-def java_frame_ms(stack: Stack, preset: str, count: int = 200) -> float:
-    """One core's milliseconds per frame of the Java per-record function (Real-time Mode's):
-    the sample frames through it as one batch task, after a warm-up pass (classifier, JIT)."""
-    from pyspark.sql.types import ArrayType, BinaryType, StringType, StructField, StructType
-
-    from camstream.spark.job import realtime_rows, realtime_settings_text
-
-    cfg = stack.base.replace(detection_preset=preset)
-    settings = cfg.record_settings(output_max_bytes=2_000_000, dead_letter_max_bytes=2_000_000)
-    text = realtime_settings_text(settings, cfg.output_topic, cfg.dead_letter_topic)
-    header = StructType([StructField("key", StringType()), StructField("value", BinaryType())])
-    schema = StructType([StructField("key", BinaryType()), StructField("value", BinaryType()),
-                         StructField("headers", ArrayType(header))])  # fmt: skip
-    rows = [
-        (
-            b"cam-01",
-            stack.jpegs[i % len(stack.jpegs)],
-            FrameMeta("cam-01", i, time.time_ns(), 640, 480).to_headers(),
-        )
-        for i in range(count)
-    ]
-    frames = stack.spark.createDataFrame(rows, schema).coalesce(1)  # one task: one core
-    processed = realtime_rows(stack.spark, frames, text)
-    processed.write.format("noop").mode("overwrite").save()  # warm-up
-    started = time.perf_counter()
-    processed.write.format("noop").mode("overwrite").save()
-    return (time.perf_counter() - started) * 1000 / count
 
 
 def _partitions_for(stack: Stack, trigger: str) -> int:
@@ -647,6 +585,7 @@ def run_demo_and_sample(
 
     samples: list[dict[str, Any]] = []
     shedding: list[float] = []
+    shown: dict[str, list[float]] = {}
     viewer = None
     with demo_running(env_overrides, cameras) as demo:
         try:
@@ -660,6 +599,8 @@ def run_demo_and_sample(
                 samples.append({c["camera_id"]: c for c in stats["cameras"]})
                 shedding.append(stats.get("shedding", {}).get("share", 0.0))
                 time.sleep(every_s)
+            if viewer is not None:
+                shown = shown_delays(viewer)
         finally:
             if viewer is not None:
                 viewer.quit()
@@ -675,7 +616,31 @@ def run_demo_and_sample(
         "tile_fps_min": round(min(fps), 2) if fps else float("nan"),
         "tile_fps_max": round(max(fps), 2) if fps else float("nan"),
         "browser": viewer is not None,
+        **_shown_figures(shown),
         **_wall_figures(samples, shedding),
+    }
+
+
+def shown_delays(viewer: Any) -> dict[str, list[float]]:
+    """Per tile of the wall, the delays of its last frames as the page showed them (capture
+    to the decoded image, by the page's clock: `data-shown-delays-ms`)."""
+    pairs = viewer.execute_script(
+        "return [...document.querySelectorAll('.tile')]"
+        ".map(t => [t.dataset.camera, t.dataset.shownDelaysMs || ''])"
+    )
+    return {camera: [float(v) for v in text.split(",") if v] for camera, text in pairs}
+
+
+def _shown_figures(shown: dict[str, list[float]]) -> dict[str, Any]:
+    """The browser's delays by the station's rule for its own: each camera's p50 and p95
+    over its window; the median camera's p50, the largest camera's p95."""
+    cameras = [delays for delays in shown.values() if delays]
+    if not cameras:
+        return {}
+    return {
+        "shown_delay_ms_p50": round(statistics.median(percentile(d, 50) for d in cameras), 1),
+        "shown_delay_ms_p95": round(max(percentile(d, 95) for d in cameras), 1),
+        "shown_frames": sum(len(d) for d in cameras),
     }
 
 

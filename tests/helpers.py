@@ -33,7 +33,7 @@ from camstream.local.supervisor import Supervisor, group_alive
 from databricks_shim import NotebookRun, run_notebook
 
 
-def _bench_module(name: str) -> Any:
+def bench_module(name: str) -> Any:
     """A module of bench/ (not a package), loaded by its path."""
     import importlib.util
 
@@ -45,14 +45,14 @@ def _bench_module(name: str) -> Any:
     return module
 
 
-iou = _bench_module("boxes").iou  # one definition for the bench and the tests
-_frame_functions = _bench_module("frame_functions")
+iou = bench_module("boxes").iou  # one definition for the bench and the tests
+_frame_functions = bench_module("frame_functions")
 analyse_jpeg = _frame_functions.analyse_jpeg  # the job's per-record path on one JPEG
 boxes_of = _frame_functions.boxes_of
 detect_faces = _frame_functions.detect_faces
 jpeg_size = _frame_functions.jpeg_size
 # What the bench and the tests measure of a running stack, defined once.
-_probes = _bench_module("probes")
+_probes = bench_module("probes")
 observed_totals = _probes.observed_totals
 process_rss_mb = _probes.process_rss_mb
 free_port_block = _probes.free_port_block

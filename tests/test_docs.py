@@ -58,6 +58,33 @@ def test_the_figures_tables_are_generated_from_their_results() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_a_figure_typed_into_the_performance_prose_fails_the_check() -> None:
+    """Figures in the performance documents come from the results only: one typed into
+    their prose is caught, one in a generated block or in code is not."""
+    from helpers import bench_module
+
+    docs_tables = bench_module("docs_tables")
+    performance = docs_tables.PERFORMANCE
+    text = (
+        "Intro.\n<!-- wall:begin -->\n| 3 | 1.50 s | 4.0 frames/s |\n<!-- wall:end -->\n"
+        "Set `CAMSTREAM_ANALYSIS_BUDGET_MS` (`400 ms`) for two cameras at half load.\n"
+    )
+    assert docs_tables.stray_figures(performance, text) == []
+    typed = text + "The demo keeps up: p50 690 ms, 531 frames/s gated (8.2x), 94% of raw.\n"
+    assert docs_tables.stray_figures(performance, typed) == [
+        "p50 690", "531 frames/s", "8.2x", "94%"
+    ]  # fmt: skip
+    # In the README only its performance sections are checked, and there too.
+    readme = (
+        "## Commands\nCameras at 5 frames/s.\n## Watching what moves\nGated.\n"
+        "## Performance\nJob at 128 frames/s.\n## End\n"
+    )
+    assert docs_tables.stray_figures(docs_tables.README, readme) == ["128 frames/s"]
+    assert docs_tables.stray_figures(docs_tables.README, "## Performance\n") == [
+        "no section '## Watching what moves'"
+    ]
+
+
 def test_version_is_reported() -> None:
     from camstream import __version__
 
