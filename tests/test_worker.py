@@ -70,7 +70,7 @@ def test_threads_give_the_same_frames_in_the_same_order() -> None:
 def test_frame_threads_default_to_the_cores_at_most_four(monkeypatch: pytest.MonkeyPatch) -> None:
     """An executor runs a Python worker per running task: on a big executor, a pool of every
     core per worker would hold cores x cores frames in flight."""
-    from camstream.spark import worker
+    from camstream.core import runtime as worker
 
     monkeypatch.setattr(worker, "_frame_pool", None)
     monkeypatch.setattr(worker.os, "cpu_count", lambda: 64)

@@ -422,6 +422,34 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             print(f"analyze: Spark was already down: {type(exc).__name__}", file=sys.stderr)
 
 
+def cmd_workers(args: argparse.Namespace) -> int:
+    from camstream.workers import start_workers
+
+    cfg = config_from(args)
+    processes = args.processes or os.cpu_count() or 1
+    stop = _stop_event()
+    group = start_workers(cfg, processes, verbose=args.verbose, wire_logs=args.wire_logs)
+    try:
+        print(
+            f"workers: {cfg.input_topic} -> {cfg.output_topic} (dead letters:"
+            f" {cfg.dead_letter_topic}) with {processes} processes in consumer group"
+            f" {cfg.worker_group}, preset {cfg.detection_preset}; pids"
+            f" {' '.join(map(str, group.pids))}",
+            flush=True,
+        )
+        # Slept, not waited on the event: its handler sets the event, which must not happen
+        # while this thread holds the event's lock inside `wait` (a deadlock).
+        while not stop.is_set():
+            time.sleep(0.25)
+            failure = group.failure()
+            if failure is not None:
+                raise failure
+    finally:
+        group.stop()
+    print("workers: stopped", flush=True)
+    return 0
+
+
 def cmd_spark_cluster(args: argparse.Namespace) -> int:
     from camstream.local.spark_cluster import LocalSparkCluster
 
@@ -669,6 +697,23 @@ def build_parser() -> argparse.ArgumentParser:
                  "opencv_threads", "frame_threads", "max_frame_bytes",
                  "jpeg_quality", "min_jpeg_quality", "min_frame_width", "spark_ui",
                  "spark_log_level")  # fmt: skip
+
+    p = add(
+        "workers",
+        cmd_workers,
+        "run the face-detection job as a Kafka consumer group of plain Python processes",
+    )
+    p.add_argument(
+        "--processes",
+        type=whole(1),
+        help="worker processes (default: the machine's cores)",
+    )
+    add_settings(p, *KAFKA, *TOPICS, "worker_group", "worker_max_records", "starting_offsets",
+                 "detection_preset", "motion_gate", "motion_keyframe_s", "motion_pixel_threshold",
+                 "motion_min_changed", "motion_regions", "motion_forget_s", "freshness",
+                 "max_frame_age_ms", "analysis_budget_ms", "min_analysis_interval_ms",
+                 "opencv_threads", "frame_threads", "max_frame_bytes",
+                 "jpeg_quality", "min_jpeg_quality", "min_frame_width")  # fmt: skip
 
     p = add(
         "spark-cluster",

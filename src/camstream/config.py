@@ -239,7 +239,10 @@ class Config:
         "", "the job's checkpoint folder (empty: under CAMSTREAM_HOME)"
     )
     starting_offsets: str = setting(
-        "latest", "where a new query starts: latest, earliest or JSON", check=_offsets_problem
+        "latest",
+        "where a new query starts: latest, earliest or JSON; where a new worker group starts:"
+        " latest or earliest",
+        check=_offsets_problem,
     )
     trigger_interval: str = setting(
         "0 seconds",
@@ -340,14 +343,14 @@ class Config:
     )
     opencv_threads: int = setting(
         1,
-        "OpenCV threads per Python worker, and per Real-time Mode executor (1: a task runs"
-        " per core already)",
+        "OpenCV threads per Python worker (Spark task or consumer-group worker) and per"
+        " Real-time Mode executor (1: they already run one per core)",
         minimum=0,
     )
     frame_threads: int = setting(
         0,
-        "threads per Spark task that analyse a partition's frames in parallel, in order"
-        " (0: the machine's cores, at most 4)",
+        "threads per Spark task (or consumer-group worker) that analyse a batch's frames in"
+        " parallel, in order (0: the machine's cores, at most 4)",
         minimum=0,
     )
     spark_ui: bool = setting(False, "Spark's web UI (it listens on every interface)")
@@ -355,6 +358,21 @@ class Config:
         "WARN",
         "Spark's log level",
         choices=("ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"),
+    )
+
+    # ---- the consumer-group workers (`camstream workers`) ----------------------------------
+    worker_group: str = setting(
+        "camstream-workers",
+        "Kafka consumer group of the consumer-group workers (`camstream workers`): workers of"
+        " one group share the input topic's partitions and its committed offsets",
+        check=lambda value: None if value.strip() else "is empty",
+    )
+    worker_max_records: int = setting(
+        200,
+        "frames a consumer-group worker takes from Kafka per batch at most (its analysis,"
+        " delivery and offset commit)",
+        minimum=1,
+        maximum=100_000,
     )
 
     # ---- the monitoring station ------------------------------------------------------------

@@ -11,7 +11,7 @@ other exception is a bug and keeps its traceback. The codes:
 | 3 | `status`: the local broker or cluster is not running |
 | 4 | Kafka cannot be reached, or refused the connection |
 | 5 | a prerequisite is missing (Java, Maven, a Haar cascade) or a download failed |
-| 6 | the streaming query stopped with an error |
+| 6 | the streaming query, or a consumer-group worker, stopped with an error |
 | 130 | interrupted (Ctrl-C) |
 """
 
@@ -46,6 +46,17 @@ class QueryFailedError(CamstreamError):
     """The streaming query stopped with an error; the message is its root cause."""
 
     exit_code = 6
+
+
+class WorkerFailedError(CamstreamError):
+    """A consumer-group worker stopped with an error (`camstream.workers`): the group stops
+    with the worker's own exit code (4 Kafka unreachable, 5 a broken machine, ...)."""
+
+    exit_code = 6
+
+    def __init__(self, message: str, exit_code: int = 6) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class FrameError(CamstreamError, ValueError):

@@ -27,7 +27,7 @@ def load_cascade(name: str) -> cv2.CascadeClassifier:
     """The cascade, loaded once per thread of a process.
 
     Spark reuses Python workers, so a worker loads it once per thread that analyses frames
-    (`camstream.spark.worker.frame_pool`), not per frame. One per thread because
+    (`camstream.core.runtime.frame_pool`), not per frame. One per thread because
     `CascadeClassifier.detectMultiScale` is not safe to call on one classifier from several
     threads at once: shared, it missed faces (seen in the end-to-end test).
     """

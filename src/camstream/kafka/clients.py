@@ -9,12 +9,36 @@ import kafka.errors as kafka_errors
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from camstream.config import Config
+from camstream.core.settings import DEFAULT_MAX_MESSAGE_BYTES, RecordSettings
 from camstream.errors import KafkaUnavailableError
 
 log = logging.getLogger(__name__)
 
 # Bytes of headers and record overhead that a frame's request needs beyond its JPEG.
 REQUEST_HEADROOM_BYTES = 16 * 1024
+# Bytes of frames a producer of the per-record path's records gathers per partition into
+# one batch at most.
+SINK_BATCH_BYTES = 512 * 1024
+
+
+def sink_topic_limits(settings: RecordSettings | None) -> tuple[int, ...]:
+    """The max.message.bytes of the topics the per-record path writes, as read at start."""
+    if settings is None:
+        return (DEFAULT_MAX_MESSAGE_BYTES,)
+    return (settings.output_max_bytes, settings.dead_letter_max_bytes)
+
+
+def sink_request_bytes(cfg: Config, settings: RecordSettings | None) -> int:
+    """The largest request of a producer of the per-record path's records. Every record fits
+    its topic (the path sees to it), so the client must never be the one to refuse a record:
+    allow the largest topic limit."""
+    limits = sink_topic_limits(settings)
+    return max(2 * cfg.max_frame_bytes, 16 * 1024 * 1024, max(limits) + 65536)
+
+
+def sink_batch_bytes(settings: RecordSettings | None) -> int:
+    """Several frames per produce request, but a batch never over the smaller topic limit."""
+    return min(SINK_BATCH_BYTES, min(sink_topic_limits(settings)) // 2)
 
 
 def unavailable(cfg: Config, cause: BaseException | None = None) -> KafkaUnavailableError:

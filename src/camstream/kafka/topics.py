@@ -10,7 +10,8 @@ from collections.abc import Iterable
 import kafka.errors as kafka_errors
 
 from camstream.config import Config
-from camstream.errors import CamstreamError, KafkaUnavailableError
+from camstream.core.settings import RecordSettings
+from camstream.errors import CamstreamError, ConfigError, KafkaUnavailableError
 from camstream.kafka.clients import REQUEST_HEADROOM_BYTES, make_admin, unavailable
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,64 @@ def topic_max_message_bytes(
         raise unavailable(cfg, exc) from None
     finally:
         admin.close()
+
+
+# A frame topic that cannot hold a modest frame is a mistake, and a producer batches records
+# up to its batch size (Spark's sink: 16 KiB) below this, so every batch then fits too.
+MIN_TOPIC_MESSAGE_BYTES = 64 * 1024
+
+
+def record_settings_for_topics(cfg: Config, slots: int = 1, events: bool = True) -> RecordSettings:
+    """The per-record settings with the size limits the topics have now, read from Kafka.
+
+    `slots`: how many batches are analysed at once (Spark's task slots, or the consumer-group
+    workers), which share the analysis budget; `events`: whether detection events are
+    written. Refuses to start when a limit cannot be read, or an output topic cannot hold a modest
+    frame; says so (WARN) when the dead-letter topic cannot take the input's largest
+    records whole.
+    """
+    from camstream.core.contract import DEAD_LETTER_HEADROOM_BYTES
+
+    topics = {
+        "input": cfg.input_topic,
+        "output": cfg.output_topic,
+        "dead-letter": cfg.dead_letter_topic,
+        "events": cfg.events_topic,
+    }
+    limits = topic_max_message_bytes(cfg, topics.values())
+    unreadable = [topic for topic in topics.values() if limits.get(topic) is None]
+    if unreadable:
+        raise ConfigError(
+            f"cannot read max.message.bytes of topic(s) {', '.join(unreadable)}: create them"
+            " (the job creates missing topics unless told not to), or allow these credentials"
+            " to describe topic configurations (DescribeConfigs)"
+        )
+    sizes = {role: int(limits[topic] or 0) for role, topic in topics.items()}
+    for role in ("output", "dead-letter", "events"):
+        if sizes[role] < MIN_TOPIC_MESSAGE_BYTES:
+            raise ConfigError(
+                f"the {role} topic {topics[role]} accepts records of at most {sizes[role]} bytes"
+                f" (max.message.bytes): too small for video frames; raise it to at least"
+                f" {MIN_TOPIC_MESSAGE_BYTES}"
+            )
+    needed = sizes["input"] + DEAD_LETTER_HEADROOM_BYTES
+    if sizes["dead-letter"] < needed:
+        # Not a reason to refuse: such a dead letter leaves its value out (`value_dropped`)
+        # and keeps its headers, reason and source coordinates (records.dead_letter).
+        log.warning(
+            "the dead-letter topic %s accepts records of at most %d bytes, the input topic %s"
+            " %d: a bad record of more than about %d bytes will be dead-lettered without its"
+            " value (header value_dropped; its source topic, partition and offset are kept)."
+            " To keep every value, raise %s's max.message.bytes to %d",
+            cfg.dead_letter_topic, sizes["dead-letter"], cfg.input_topic, sizes["input"],
+            sizes["dead-letter"] - DEAD_LETTER_HEADROOM_BYTES, cfg.dead_letter_topic, needed,
+        )  # fmt: skip
+    return cfg.record_settings(
+        task_slots=slots,
+        output_max_bytes=sizes["output"],
+        dead_letter_max_bytes=sizes["dead-letter"],
+        events_max_bytes=sizes["events"] if events else None,
+    )
 
 
 def topic_configs(

@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING
 
 from camstream.config import Config
-from camstream.core.settings import DEFAULT_MAX_MESSAGE_BYTES, RecordSettings
+from camstream.core.settings import RecordSettings
 from camstream.errors import ConfigError, EnvironmentFailure
 from camstream.spark.worker import (
     OUTPUT_SCHEMA,
@@ -33,8 +33,6 @@ log = logging.getLogger(__name__)
 
 # The name of the job's observed metrics in each progress report.
 OBSERVATION_NAME = "camstream"
-# Bytes of frames the sink's producer gathers per partition into one batch at most.
-SINK_BATCH_BYTES = 512 * 1024
 # Frames per micro-batch at most under the `live` freshness policy (see below).
 LIVE_MAX_OFFSETS = 200
 
@@ -72,26 +70,19 @@ def kafka_source_options(cfg: Config) -> dict[str, str]:
 
 
 def kafka_sink_options(cfg: Config, settings: RecordSettings | None = None) -> dict[str, str]:
-    limits = (
-        (DEFAULT_MAX_MESSAGE_BYTES,)
-        if settings is None
-        else (settings.output_max_bytes, settings.dead_letter_max_bytes)
-    )
+    from camstream.kafka.clients import sink_batch_bytes, sink_request_bytes
+
     options = {
         "kafka.bootstrap.servers": cfg.kafka_bootstrap,
         "checkpointLocation": cfg.checkpoint_path,
         "kafka.acks": "all",
         "kafka.enable.idempotence": "true",
-        # Every record fits its topic (the per-record function sees to it), so the client
-        # must never be the one to refuse a record: allow the largest topic limit.
-        "kafka.max.request.size": str(
-            max(2 * cfg.max_frame_bytes, 16 * 1024 * 1024, max(limits) + 65536)
-        ),
+        "kafka.max.request.size": str(sink_request_bytes(cfg, settings)),
         # Several frames per produce request: a request per frame cost the broker and the
         # Spark JVM more CPU, on the same cores as the detection, than the linger's wait
         # costs (measured: docs/performance.md). A batch never exceeds the smaller topic limit.
         "kafka.linger.ms": "0" if is_realtime(cfg) else "5",
-        "kafka.batch.size": str(min(SINK_BATCH_BYTES, min(limits) // 2)),
+        "kafka.batch.size": str(sink_batch_bytes(settings)),
         **cfg.kafka_security.spark_options(),
     }
     # Real-time Mode tracks progress asynchronously by itself (every batch is checkpointed).
@@ -292,11 +283,6 @@ def _check_cores_for_long_running(spark: SparkSession, cfg: Config) -> None:
         )
 
 
-# A frame topic that cannot hold a modest frame is a mistake, and a producer batches records
-# up to its batch size (Spark's sink: 16 KiB) below this, so every batch then fits too.
-MIN_TOPIC_MESSAGE_BYTES = 64 * 1024
-
-
 def task_slots(spark: SparkSession) -> int:
     """How many tasks of a micro-batch run at once (they share its analysis budget).
 
@@ -311,56 +297,12 @@ def task_slots(spark: SparkSession) -> int:
 
 
 def record_settings_for_topics(cfg: Config, slots: int = 1) -> RecordSettings:
-    """The per-record settings with the size limits the topics have now, read from Kafka.
+    """The per-record settings with the topics' size limits read from Kafka
+    (`camstream.kafka.topics.record_settings_for_topics`); Real-time Mode's Java function
+    returns one row per record: no events (yet)."""
+    from camstream.kafka.topics import record_settings_for_topics as from_topics
 
-    Refuses to start when a limit cannot be read, or an output topic cannot hold a modest
-    frame; says so (WARN) when the dead-letter topic cannot take the input's largest
-    records whole.
-    """
-    from camstream.core.contract import DEAD_LETTER_HEADROOM_BYTES
-    from camstream.kafka.topics import topic_max_message_bytes
-
-    topics = {
-        "input": cfg.input_topic,
-        "output": cfg.output_topic,
-        "dead-letter": cfg.dead_letter_topic,
-        "events": cfg.events_topic,
-    }
-    limits = topic_max_message_bytes(cfg, topics.values())
-    unreadable = [topic for topic in topics.values() if limits.get(topic) is None]
-    if unreadable:
-        raise ConfigError(
-            f"cannot read max.message.bytes of topic(s) {', '.join(unreadable)}: create them"
-            " (the job creates missing topics unless told not to), or allow these credentials"
-            " to describe topic configurations (DescribeConfigs)"
-        )
-    sizes = {role: int(limits[topic] or 0) for role, topic in topics.items()}
-    for role in ("output", "dead-letter", "events"):
-        if sizes[role] < MIN_TOPIC_MESSAGE_BYTES:
-            raise ConfigError(
-                f"the {role} topic {topics[role]} accepts records of at most {sizes[role]} bytes"
-                f" (max.message.bytes): too small for video frames; raise it to at least"
-                f" {MIN_TOPIC_MESSAGE_BYTES}"
-            )
-    needed = sizes["input"] + DEAD_LETTER_HEADROOM_BYTES
-    if sizes["dead-letter"] < needed:
-        # Not a reason to refuse: such a dead letter leaves its value out (`value_dropped`)
-        # and keeps its headers, reason and source coordinates (records.dead_letter).
-        log.warning(
-            "the dead-letter topic %s accepts records of at most %d bytes, the input topic %s"
-            " %d: a bad record of more than about %d bytes will be dead-lettered without its"
-            " value (header value_dropped; its source topic, partition and offset are kept)."
-            " To keep every value, raise %s's max.message.bytes to %d",
-            cfg.dead_letter_topic, sizes["dead-letter"], cfg.input_topic, sizes["input"],
-            sizes["dead-letter"] - DEAD_LETTER_HEADROOM_BYTES, cfg.dead_letter_topic, needed,
-        )  # fmt: skip
-    return cfg.record_settings(
-        task_slots=slots,
-        output_max_bytes=sizes["output"],
-        dead_letter_max_bytes=sizes["dead-letter"],
-        # Real-time Mode's Java function returns one row per record: no events (yet).
-        events_max_bytes=None if is_realtime(cfg) else sizes["events"],
-    )
+    return from_topics(cfg, slots, events=not is_realtime(cfg))
 
 
 def check_detector(spark: SparkSession, cfg: Config) -> None:

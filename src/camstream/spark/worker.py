@@ -10,24 +10,31 @@ import.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from camstream.core.contract import H_ERROR, H_FAILED_TS_NS, MAX_ERROR_BYTES, dead_letter_headers
+from camstream.core.routing import OutgoingRecord, Routes, outgoing_records
+from camstream.core.runtime import (
+    DEFAULT_MAX_FRAME_THREADS,
+    configure_opencv_threads,
+    frame_pool,
+    process_record_parts,
+)
 from camstream.core.settings import RecordSettings
-from camstream.errors import ENVIRONMENT_FAILURES
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from camstream.core.contract import RecordSource
-    from camstream.core.freshness import FreshnessGuard
-    from camstream.core.motion import MotionGate
     from camstream.core.records import ProcessedRecord
     from camstream.errors import EnvironmentFailure
+
+# The per-process parts now live in `camstream.core.runtime`, shared with the consumer-group
+# workers; their names here stay for the callers that know them.
+configure_worker = configure_opencv_threads
+process_row_parts = process_record_parts
+__all__ = ["DEFAULT_MAX_FRAME_THREADS", "configure_worker", "frame_pool", "process_row_parts"]
 
 # The rows mapInArrow returns: the Kafka sink's columns, plus what the metrics count. An
 # event row has null `ok`, so that counts of frames leave it out. Spark takes the DDL form
@@ -63,6 +70,10 @@ class WorkerSettings:
     opencv_threads: int = 1
     frame_threads: int = 0
 
+    @property
+    def routes(self) -> Routes:
+        return Routes(self.output_topic, self.dead_letter_topic, self.events_topic)
+
 
 def output_arrow_schema() -> pa.Schema:
     """OUTPUT_COLUMNS as an Arrow schema (the types the DDL above names)."""
@@ -79,20 +90,31 @@ def output_arrow_schema() -> pa.Schema:
     return pa.schema([(name, types[ddl]) for name, ddl in OUTPUT_COLUMNS])
 
 
-def sink_row(result: ProcessedRecord, output_topic: str, dead_letter_topic: str) -> dict[str, Any]:
-    """A processed record as a row of the Kafka sink: key, value, headers and its topic."""
+def sink_rows(part: list[ProcessedRecord], routes: Routes) -> list[dict[str, Any]]:
+    """A part's rows of `OUTPUT_COLUMNS`, in its order: each record's output or dead letter,
+    then its detection event (`camstream.core.routing.outgoing_records`)."""
+    return [
+        {**sink_row(outgoing), **counted_columns(None if outgoing.is_event else result)}
+        for result in part
+        for outgoing in outgoing_records(result, routes)
+    ]
+
+
+def sink_row(outgoing: OutgoingRecord) -> dict[str, Any]:
+    """A record to write as a row of the Kafka sink: key, value, headers and its topic."""
     return {
-        "key": result.key,
-        "value": result.value,
-        "headers": [{"key": k, "value": v} for k, v in result.headers],
-        "topic": output_topic if result.ok else dead_letter_topic,
+        "key": outgoing.key,
+        "value": outgoing.value,
+        "headers": [{"key": k, "value": v} for k, v in outgoing.headers],
+        "topic": outgoing.topic,
     }
 
 
-def output_row(result: ProcessedRecord, worker: WorkerSettings) -> dict[str, Any]:
-    """A processed record as a row of `OUTPUT_COLUMNS`: the sink's, and what it counts."""
+def counted_columns(result: ProcessedRecord | None) -> dict[str, Any]:
+    """What the metrics count of a frame's row; all null for an event's (it is no frame)."""
+    if result is None:
+        return dict.fromkeys(("ok", "faces", "error", "skipped", "carried", "analysed"))
     return {
-        **sink_row(result, worker.output_topic, worker.dead_letter_topic),
         "ok": result.ok,
         "faces": result.faces,
         "error": result.error,
@@ -100,43 +122,6 @@ def output_row(result: ProcessedRecord, worker: WorkerSettings) -> dict[str, Any
         "carried": result.carried,
         "analysed": result.analysed,
     }
-
-
-_worker_opencv_threads: int | None = None
-
-
-def configure_worker(opencv_threads: int) -> None:
-    """Once per Python worker: Spark already runs a task per core, so OpenCV's own
-    threads would only contend with the other tasks."""
-    global _worker_opencv_threads
-    if _worker_opencv_threads != opencv_threads:
-        import cv2
-
-        cv2.setNumThreads(opencv_threads)
-        _worker_opencv_threads = opencv_threads
-
-
-_frame_pool: tuple[int, ThreadPoolExecutor] | None = None
-DEFAULT_MAX_FRAME_THREADS = 4
-
-
-def frame_pool(threads: int) -> ThreadPoolExecutor:
-    """Threads of this Python worker that analyse a task's frames in parallel.
-
-    Spark runs one task per Kafka partition, and a micro-batch lasts as long as its biggest
-    task: with cameras of unequal cost or uneven hashing, the other cores sat idle while one
-    task worked through its partition alone. OpenCV releases the GIL while it decodes,
-    detects and encodes, so a task's frames can share every core; the pool is made once
-    per worker (Spark reuses workers), with `threads` threads (0: the machine's cores, at
-    most DEFAULT_MAX_FRAME_THREADS: an executor runs a Python worker per running task, so
-    on a 64-core executor 64 threads each would hold 4,096 frames in flight at once).
-    """
-    global _frame_pool
-    wanted = threads or min(os.cpu_count() or 1, DEFAULT_MAX_FRAME_THREADS)
-    if _frame_pool is None or _frame_pool[0] != wanted:
-        pool = ThreadPoolExecutor(max_workers=wanted, thread_name_prefix="camstream-frame")
-        _frame_pool = (wanted, pool)
-    return _frame_pool[1]
 
 
 def make_batch_processor(settings: RecordSettings, worker: WorkerSettings) -> Any:
@@ -167,23 +152,19 @@ def make_batch_processor(settings: RecordSettings, worker: WorkerSettings) -> An
     def sink_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import pyarrow as pa
 
-        from camstream.core.freshness import worker_guard
-        from camstream.core.motion import worker_gate
-        from camstream.spark.worker import (
-            configure_worker,
-            flush_batch,
+        from camstream.core.runtime import (
+            camera_ids,
+            configure_opencv_threads,
             frame_pool,
-            output_arrow_schema,
-            process_row_parts,
-            sources,
+            gate_and_guard,
+            process_record_parts,
         )
+        from camstream.spark.worker import flush_batch, output_arrow_schema, sink_rows, sources
 
-        configure_worker(worker.opencv_threads)
+        configure_opencv_threads(worker.opencv_threads)
         pool = frame_pool(worker.frame_threads)
-        scope = worker.output_topic  # two jobs whose cameras share ids share no state
-        gate = worker_gate(settings.motion, scope) if settings.motion.enabled else None
-        interval = settings.min_analysis_interval_ms
-        guard = None if interval is None else worker_guard(interval, scope)
+        gate, guard = gate_and_guard(settings, worker.output_topic)
+        routes = worker.routes
 
         out_schema = output_arrow_schema()
         flush = flush_batch(out_schema)
@@ -192,21 +173,12 @@ def make_batch_processor(settings: RecordSettings, worker: WorkerSettings) -> An
             values = batch.column("value").to_pylist()
             header_lists = batch.column("headers").to_pylist()
             records = list(zip(keys, values, header_lists, sources(batch), strict=True))
-            if guard is not None:  # keys are camera ids (a record whose isn't is rejected)
-                guard.learn(
-                    {key.decode("utf-8", "replace") for key in keys if key and len(key) <= 1024}
-                )
+            if guard is not None:
+                guard.learn(camera_ids(keys))
             # Past capacity, the frames that skip detection anyway go out first (a part of
             # their own); every part keeps the records' order, and so each camera's.
-            for part, more in process_row_parts(records, settings, gate, pool.map, guard):
-                rows = [output_row(result, worker) for result in part]
-                if worker.events_topic:
-                    events_topic = worker.events_topic
-                    rows = [
-                        row
-                        for result, first in zip(part, rows, strict=True)
-                        for row in (first, *_event_rows(result, events_topic))
-                    ]
+            for part, more in process_record_parts(records, settings, gate, pool.map, guard):
+                rows = sink_rows(part, routes)
                 # By column name: a row without one of them fails here, loud (a row with a
                 # null topic would be taken for the flush row and dropped).
                 columns = {name: [row[name] for row in rows] for name in out_schema.names}
@@ -242,18 +214,6 @@ def is_flush_row(topic_column: Any) -> Any:
     return topic_column.isNull()
 
 
-def event_row(result: ProcessedRecord, events_topic: str) -> dict[str, Any]:
-    """The detection event of an output frame, as a sink row keyed by camera id (the
-    columns the metrics count are null: it is no frame)."""
-    row: dict[str, Any] = dict.fromkeys(name for name, _ in OUTPUT_COLUMNS)
-    row.update(key=result.key, value=result.event, headers=[], topic=events_topic)
-    return row
-
-
-def _event_rows(result: ProcessedRecord, events_topic: str) -> tuple[dict[str, Any], ...]:
-    return () if result.event is None else (event_row(result, events_topic),)
-
-
 # The Kafka source's columns that say where a record was read (`timestamp` as ms since the
 # epoch); the job hands them in beside key, value and headers, for the dead letters.
 SOURCE_COLUMNS = ("topic", "partition", "offset", "timestamp_ms")
@@ -282,57 +242,3 @@ def environment_failure(exc: BaseException) -> EnvironmentFailure:
         f"this executor cannot process frames ({reason(exc)}); the task fails instead of"
         " dead-lettering every record, which are not at fault"
     )
-
-
-def process_row_parts(
-    records: list[tuple[Any, ...]],
-    settings: RecordSettings,
-    gate: MotionGate | None,
-    mapper: Any = map,
-    guard: FreshnessGuard | None = None,
-) -> Iterator[tuple[list[ProcessedRecord], bool]]:
-    """`process_batch_parts` for a batch of Spark rows: each part's outcomes in the
-    records' order, and whether more follow (after analysis); with a last line of defence
-    around it.
-
-    Raises an environment failure (`ENVIRONMENT_FAILURES`), as `process_batch` does.
-    """
-    from camstream.core.batch import process_batch_parts
-
-    done: set[int] = set()
-    try:
-        for part in process_batch_parts(records, settings, gate, mapper, guard=guard):
-            done.update(index for index, _ in part)
-            yield [result for _, result in part], len(done) < len(records)
-    except ENVIRONMENT_FAILURES:
-        raise
-    except Exception as exc:  # it never raises; should it, every row not out yet still goes on
-        yield (
-            [
-                _last_resort(record, settings, exc)
-                for index, record in enumerate(records)
-                if index not in done
-            ],
-            False,
-        )
-
-
-def _last_resort(
-    record: tuple[Any, ...], settings: RecordSettings, exc: Exception
-) -> ProcessedRecord:
-    """A dead letter for a row of a batch that failed as a whole (a bug): the record as far
-    as it can be read, bounded like any dead letter."""
-    from camstream.core.records import ProcessedRecord, dead_letter, normalise, reason
-
-    key, value, headers, problem = normalise(*record[:3])
-    error = reason(exc) + (f"; {problem}" if problem else "")
-    source = record[3] if len(record) > 3 else None
-    try:
-        return dead_letter(key, value, headers, error, settings, source=source)
-    except Exception:  # the bug is in dead_letter itself: the reason alone still fits
-        try:
-            headers = dead_letter_headers([], error, time.time_ns())
-        except Exception:  # or in what makes its headers: the reason, cut, and the time
-            cut = error.encode("utf-8", "replace")[:MAX_ERROR_BYTES]
-            headers = [(H_ERROR, cut), (H_FAILED_TS_NS, str(time.time_ns()).encode())]
-        return ProcessedRecord(False, None, None, headers, error=error)
