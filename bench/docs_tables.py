@@ -253,7 +253,9 @@ def pipelines_table(results: dict[str, Any]) -> str:
         kill_text = (
             f"{kill['lost']} lost, {_spread(kill['longest_pause_s'], 1)} s"
             if kill and kill["longest_pause_s"]
-            else "- (no worker process of its own)"
+            else "- (its tasks run in Spark's JVM)"
+            if "Real-time" in mode
+            else "-"
         )
         over = overload.get(mode)
         over_text = (
@@ -302,7 +304,7 @@ def pipelines_verdict(section: dict[str, Any]) -> list[str]:
         if kill["longest_pause_s"]:
             lines.append(
                 f"- One worker killed, {mode}: {kill['lost']} frames lost over"
-                f" {kill['longest_pause_s']['n']} rounds, outputs paused at most"
+                f" {kill['longest_pause_s']['n']} rounds; a camera's outputs paused at most"
                 f" {kill['longest_pause_s']['max']:.1f} s."
             )
     return lines

@@ -108,7 +108,9 @@ def _kill_spark_python_worker() -> str:
 def running(stack: Stack, mode: Mode, preset: str, **overrides: Any) -> Iterator[Running]:
     """The mode's pipeline running on fresh topics of its own, until the block ends."""
     settings = {"partitions": mode.partitions(stack.cores), **mode.settings, **overrides}
-    cfg = stack.config(detection_preset=preset, starting_offsets="latest", **settings)
+    # Fresh topics, read from their start: nothing sent while the pipeline was still joining
+    # or resolving its offsets is skipped (the warm-up burst is the first thing sent).
+    cfg = stack.config(detection_preset=preset, starting_offsets="earliest", **settings)
     if mode.engine == "spark":
         from camstream.spark.job import build_query, stop_gracefully
 
@@ -125,9 +127,13 @@ def running(stack: Stack, mode: Mode, preset: str, **overrides: Any) -> Iterator
         from camstream.workers.group import start_workers
 
         group = start_workers(cfg, processes=stack.cores)
+        deadline = time.monotonic() + 60
+        while sum(group.assigned()) < cfg.partitions and time.monotonic() < deadline:
+            time.sleep(0.2)
 
         def kill() -> str:
-            pid = group.kill(0)
+            pid = group.pids[0]
+            group.kill(0)
             return f"worker process {pid} (of {stack.cores})"
 
         handle = Running(cfg, mode, group.stop, kill)
@@ -263,6 +269,9 @@ class OutputRecorder(threading.Thread):
         self.join(timeout=10)
 
 
+TAIL_QUIET_S, TAIL_MAX_S = 15.0, 60.0
+
+
 def under_load(
     pipeline: Running,
     total_fps: float,
@@ -292,9 +301,15 @@ def under_load(
 
         threading.Thread(target=kill_later, daemon=True).start()
     stats = simulator.run(duration_s=seconds, progress=lambda *_: None)
-    # The frames still in flight: until the outputs stop coming (at most 30 s).
-    last_count, quiet_since = -1, time.monotonic()
-    while time.monotonic() - quiet_since < 2.0 and time.monotonic() - started < seconds + 30:
+    # The frames still in flight: until every frame sent came out, or none came for
+    # TAIL_QUIET_S (longer than a consumer group's session timeout and rebalance: a killed
+    # worker's partitions resume only then), at most TAIL_MAX_S.
+    ended, last_count, quiet_since = time.monotonic(), -1, time.monotonic()
+    while (
+        len({(s[2], s[3]) for s in recorder.samples}) < stats.sent
+        and time.monotonic() - quiet_since < TAIL_QUIET_S
+        and time.monotonic() - ended < TAIL_MAX_S
+    ):
         time.sleep(0.25)
         if len(recorder.samples) != last_count:
             last_count, quiet_since = len(recorder.samples), time.monotonic()
@@ -321,15 +336,18 @@ def under_load(
         at = killed["at"]
         before = [s[1] for s in samples if at - 10 <= s[0] < at]
         after = [s for s in samples if s[0] >= at]
-        times = [at] + [s[0] for s in after]
+        # Per camera: the longest time without an output of it after the kill (from the kill
+        # to its first output, or between two): how long its wall tile froze.
+        pauses = [
+            max(b - a for a, b in itertools.pairwise([at, *[s[0] for s in after if s[2] == cam]]))
+            for cam in {s[2] for s in samples}
+            if any(s[2] == cam for s in after)
+        ]
         result["killed"] = {
             "what": killed["what"],
             "at_s": round(at - started, 1),
             "delay_ms_p50_before": round(percentile(before, 50), 1),
             "delay_ms_max_after": round(max((s[1] for s in after), default=float("nan")), 1),
-            # From the kill to the first output after it, or between two outputs after it.
-            "longest_pause_s": round(max(b - a for a, b in itertools.pairwise(times)), 2)
-            if len(times) > 1
-            else None,
+            "longest_pause_s": round(max(pauses), 2) if pauses else None,
         }
     return result

@@ -206,7 +206,7 @@ def same_work_scenario(ctx: Context) -> None:
     import same_work
     from pipelines import MODES, Feeder, drained_burst, running, warm_up
 
-    from camstream.spark.job import record_settings_for_topics
+    from camstream.kafka.topics import record_settings_for_topics
 
     shapes = [LOAD_SHAPES[n] for n in QUICK_SHAPES] if ctx.quick else list(LOAD_SHAPES.values())
     rows: dict[tuple[str, str], dict[str, list[Any]]] = {}
