@@ -144,7 +144,13 @@ def render_table(results: dict[str, Any]) -> str:
             (
                 f"motion gate, still scenes, {name}: recall ungated / gated, gated",
                 f"{row['recall_ungated']:.3f} / {row['recall_gated']:.3f}"
-                f" (ratio {row['recall_ratio']:.3f}); {row['share_gated']:.0%} of frames gated",
+                f" (ratio {row['recall_ratio']:.3f}); {row['share_gated']:.0%} of frames gated"
+                + (
+                    f"; precision {row['precision_ungated']} / {row['precision_gated']},"
+                    f" stale boxes {row['stale_rate_gated']}"
+                    if "precision_gated" in row
+                    else ""
+                ),
             )
         )
     for preset, row in gating.get("regions", {}).items():
