@@ -151,8 +151,9 @@ def gating_costs(gating: dict[str, Any]) -> dict[str, float]:
     # The share analysed comes from a live load of the same cameras (the job counts it).
     row = max(gated_loads, key=lambda r: (r["keeps_up"], r["cameras"]))
     if "ungated" in drains and "gated, regions" in drains:
-        analysed_ms = _ms_per_frame(drains["ungated"], "steady_fps")
-        total_ms = _ms_per_frame(drains["gated, regions"], "steady_fps")
+        # Start to end of each drain, nothing trimmed (its last round).
+        analysed_ms = _ms_per_frame(drains["ungated"], "wall_fps")
+        total_ms = _ms_per_frame(drains["gated, regions"], "wall_fps")
     else:
         ungated = max(
             (r for r in loads if r["label"] == "ungated"), key=lambda r: r["delivered_fps"]

@@ -356,16 +356,13 @@ def _median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-# Every section's table, by the results section it draws (the bench's report prints them).
-RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
-    "presets": presets_table,
-    "same_work": same_work_table,
-    "pipelines": pipelines_table,
-    "reference": reference_table,
-    "demo": demo_table,
-    "wall": wall_table,
-    "replay": replay_table,
-}
+def gating_table(results: dict[str, Any]) -> str:
+    """The motion gate's figures (`bench/gating.py: gate_tables`)."""
+    import gating
+
+    return gating.gate_tables(
+        results["gating"], results["machine"], results["commit"], results["date"]
+    )
 
 
 def capacity_table(results: dict[str, Any]) -> str:
@@ -375,6 +372,18 @@ def capacity_table(results: dict[str, Any]) -> str:
     plan = capacity_plan.report(results, [100, 500, 1000], [1, 5, 15])
     return _header(results, "the plan's inputs as measured") + "\n\n" + plan
 
+
+# Every section's table, by the results section it draws (the bench's report prints them).
+RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "presets": presets_table,
+    "same_work": same_work_table,
+    "pipelines": pipelines_table,
+    "reference": reference_table,
+    "demo": demo_table,
+    "gating": gating_table,
+    "wall": wall_table,
+    "replay": replay_table,
+}
 
 RESULTS = BENCH / "results" / "results.json"
 # The blocks of the documents: (document, block name, results file, the sections it draws,
@@ -389,7 +398,7 @@ TABLES: list[tuple[Path, str, Path, tuple[str, ...], Renderer]] = [
     (PERFORMANCE, "reference", RESULTS, ("reference",), reference_table),
     (PERFORMANCE, "demo", RESULTS, ("demo",), demo_table),
     (PERFORMANCE, "wall", BENCH / "results" / "wall" / "results.json", ("wall",), wall_table),
-    (PERFORMANCE, "gating", RESULTS, ("gating",), lambda r: "(gate table)"),
+    (PERFORMANCE, "gating", RESULTS, ("gating",), gating_table),
     (PERFORMANCE, "capacity", RESULTS, ("frame_costs", "same_work", "producer_capacity"),
      capacity_table),
     (RECORDING, "replay", BENCH / "results" / "replay" / "results.json", ("replay",),

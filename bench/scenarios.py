@@ -35,11 +35,8 @@ from frame_functions import analyse_jpeg, detect_faces
 from registry import Context, say, scenario, spread
 from stack import (
     LoadShape,
-    drain_frames,
-    keeps_up,
     our_producer_rate,
     reference_drain,
-    run_load,
 )
 
 from camstream.cameras.simulate import load_sample_frames, sample_labels
@@ -513,95 +510,11 @@ def replay_scenario(ctx: Context) -> None:
 
 
 # ---- the motion gate ----------------------------------------------------------------------
-# Cameras at 1 frame/s on the still scenes (about 1 frame in 10 moving): ungated at the
-# fast preset's known limit and at 500; gated at 500 with the whole frame analysed on
-# motion, and with the moving regions only (the default), at 500 and beyond.
-UNGATED_LOADS = (100, 500)
-
-
-def _seconds(ctx: Context) -> float:
-    """Seconds of a live load."""
-    return 12 if ctx.quick else 40
-
-
-GATED_LOADS = (("whole frame", 500), ("regions", 400), ("regions", 500))
-
-
-@scenario("gating", "the motion gate: recall and share gated, cameras sustained with and without")
+# Scored on the labelled scenes (recall, precision, stale boxes; with non-motion change), the
+# job draining the same frames with and without it, and live loads: all in bench/gating.py
+# (`gating_section`; its loads are `gating.LIVE_LOADS`, its drains `gating.DRAIN_SHAPE`).
+@scenario("gating", "the motion gate: recall, precision, stale boxes; the job with and without")
 def gating_scenario(ctx: Context) -> None:
     import gating
-    from stack import Stack
 
-    result: dict[str, Any] = {"recall": {}, "loads": []}
-    for preset in ("fast", "faithful"):
-        for regions in (False, True):
-            name = f"{preset}, {'regions' if regions else 'whole frame'}"
-            say(f"gating: recall on the still scenes with and without the gate, {name}")
-            motion = gating.MotionSettings(enabled=True, regions=regions)
-            row = result["recall"][name] = gating.evaluate(preset, motion)
-            say(
-                f"  recall {row['recall_ungated']:.3f} ungated, {row['recall_gated']:.3f} gated;"
-                f" {row['share_gated']:.0%} of frames gated"
-            )
-        result.setdefault("regions", {})[preset] = gating.evaluate_regions(preset)
-    result["ms_per_frame"] = gating.stage_costs()
-
-    def load(stack: Any, preset: str, cameras: int, label: str, warmup_s: float) -> None:
-        say(f"gating: {cameras} still-scene cameras at 1 frame/s, {label}")
-        row = run_load(
-            stack,
-            preset=preset,
-            total_fps=cameras,
-            cameras=cameras,
-            seconds=warmup_s + _seconds(ctx) + 20,
-            scene="still",
-            warmup_s=warmup_s,
-        )
-        row["label"] = label
-        row["keeps_up"] = keeps_up(row) and row["delay_ms_p50"] < 2000
-        say(
-            f"  delivered {row['delivered_fps']} frames/s, delay p50 {row['delay_ms_p50']} ms"
-            f" (first 10 s {row['delay_ms_p50_first_10s']}, last {row['delay_ms_p50_last_10s']}),"
-            f" analysed {row['frames_analysed']} gated {row['frames_gated']}"
-        )
-        result["loads"].append(row)
-
-    for cameras in [40] if ctx.quick else UNGATED_LOADS:
-        load(ctx.stack, "fast", cameras, "ungated", 15.0)
-    # The gate's own session: one task at a time holding both cores (one model per camera,
-    # as `camstream analyze` does with the gate on).
-    ctx.close()
-    for label, cameras in [("regions", 40)] if ctx.quick else GATED_LOADS:
-        stack = Stack.start(ctx.cores, motion_gate=True, motion_regions=label == "regions")
-        try:
-            # Every camera is new to the gate at first (a full detection each): measured
-            # after that start, as the steady state it is for cameras that keep running.
-            load(stack, "fast", cameras, f"gated, {label}", 8.0 if ctx.quick else 45.0)
-        finally:
-            stack.close()
-
-    # The job alone on the cores: what it drains of the same cameras when they, and the
-    # station, run elsewhere (as deployed). A minute of each camera, pre-filled with its
-    # capture times; the steady rate leaves out the start, where every camera is new.
-    def drained(stack: Any, preset: str, cameras: int, seconds: int, label: str) -> None:
-        say(f"gating: the job alone draining {seconds} s of {cameras} still-scene cameras, {label}")
-        frames = gating.still_mix_frames(cameras, seconds, time.time_ns())
-        row = drain_frames(stack, preset, frames, 2 * ctx.cores)
-        row.update({"label": label, "cameras": cameras, "seconds": seconds})
-        say(
-            f"  {row['steady_fps']} frames/s, in order: {row['in_order']},"
-            f" cores {row['cores_busy_by_role']}"
-        )
-        result.setdefault("drains", []).append(row)
-
-    stack = Stack.start(ctx.cores)
-    try:
-        drained(stack, "fast", 20 if ctx.quick else 100, 10 if ctx.quick else 20, "ungated")
-    finally:
-        stack.close()
-    stack = Stack.start(ctx.cores, motion_gate=True, motion_regions=True)
-    try:
-        drained(stack, "fast", 40 if ctx.quick else 500, 20 if ctx.quick else 60, "gated, regions")
-    finally:
-        stack.close()
-    ctx.results["gating"] = result
+    ctx.results["gating"] = gating.gating_section(ctx)
