@@ -59,9 +59,11 @@ test: setup test-tools lint
 test-fast: setup lint
 	$(PY) -m pytest -m "not spark and not cluster"
 
-# The benchmark (about an hour on 2 cores): bench/results/results.json, PNG plots, a table.
+# The benchmark, whole (about two hours on 2 cores; keep the machine quiet):
+# bench/results/results.json, then every figures table of the README and docs from it.
 bench: setup
 	$(PY) bench/run.py
+	$(PY) bench/docs_tables.py
 
 # The capacity plan from the benchmark's measured costs (bench/results/results.json).
 capacity: $(STAMP)

@@ -95,8 +95,9 @@ def presets_table(results: dict[str, Any]) -> str:
     lines = [
         f"Results of commit {section['commit']}, {section['date']},"
         f" {section['machine']['cpus']} cores, OpenCV {section['machine']['opencv']}; {how};"
-        " ms per frame: camstream's per-frame function on one thread, median (min-max) of"
-        f" {rounds} interleaved round{'s' if rounds != 1 else ''}.",
+        " ms per frame: camstream's per-frame function on one thread"
+        + (f" (every {step}th frame of each set)" if (step := section.get("timed_step")) else "")
+        + f", median (min-max) of {rounds} interleaved round{'s' if rounds != 1 else ''}.",
         "",
         "| preset | detector | "
         + " | ".join(f"{n}: recall, false boxes (/100 frames)" for n in sets)
