@@ -525,13 +525,10 @@ def keeps_pace(row: dict[str, Any]) -> tuple[bool, dict[str, float]]:
 
 
 def spread(values: Sequence[float]) -> dict[str, Any]:
-    """Median and min-max of a figure over rounds, and the rounds themselves."""
-    return {
-        "median": round(statistics.median(values), 2),
-        "min": round(min(values), 2),
-        "max": round(max(values), 2),
-        "runs": [round(v, 2) for v in values],
-    }
+    """Median and min-max of a figure over rounds (registry.spread), and the rounds."""
+    from registry import spread as median_and_range
+
+    return {**median_and_range(list(values), 2), "runs": [round(v, 2) for v in values]}
 
 
 def drain_comparison(
