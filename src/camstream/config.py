@@ -234,7 +234,11 @@ class Config:
     )
 
     # ---- the Spark job ---------------------------------------------------------------------
-    spark_master: str = setting("local[*]", "Spark master URL")
+    spark_master: str = setting(
+        "local[*]",
+        "Spark master URL (a local one runs as local[N,4]: a task whose Python worker dies is"
+        " retried, as on a cluster, unless it names its own attempts)",
+    )
     checkpoint_location: str = setting(
         "", "the job's checkpoint folder (empty: under CAMSTREAM_HOME)"
     )

@@ -40,7 +40,7 @@ def spark_session(
     # by default they run this same interpreter (and so the same camstream and OpenCV).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = (
-        SparkSession.builder.master(cfg.spark_master)
+        SparkSession.builder.master(local_with_retries(cfg.spark_master))
         .appName(app_name)
         .config("spark.jars", ",".join(jars))
         .config("spark.python.worker.reuse", "true")
@@ -75,6 +75,20 @@ def spark_session(
         # (PYSPARK_PYTHON / spark.pyspark.python, or an environment archive in spark.archives).
         spark.sparkContext.addPyFile(str(package_zip()))
     return spark
+
+
+# Attempts of a task before its query fails, on a local master as on a cluster (where it is
+# spark.task.maxFailures' default): a Python worker that dies (killed, out of memory) costs
+# its task a retry, not the job. A local master takes it in its URL only: local[N,F].
+LOCAL_TASK_ATTEMPTS = 4
+
+
+def local_with_retries(master: str) -> str:
+    """`master`, a local one given LOCAL_TASK_ATTEMPTS unless it names its own."""
+    match = re.fullmatch(r"local(?:\[(\d+|\*)\])?", master.strip())
+    if match is None:
+        return master  # a cluster's, or local[N,F] already
+    return f"local[{match.group(1) or 1},{LOCAL_TASK_ATTEMPTS}]"
 
 
 def _local_cores(master: str) -> int:
