@@ -188,7 +188,8 @@ def test_broker_restart_mid_stream_loses_nothing(spark: Any, tmp_path: Path, tri
     try:
         with pipeline_in(spark, cfg) as (feed, tally):
             broker.stop()  # SIGTERM: the broker shuts down while frames keep coming
-            time.sleep(3)  # the outage
+            # The outage: from the broker's exit until the restarted one answers (its JVM
+            # starts and loads its logs, seconds), with no fixed sleep on top.
             broker.start()
             wait_for_progress(feed, tally, 24, "the pipeline to resume after the restart")
             assert_nothing_lost(feed.finish(), tally, "broker restart")
