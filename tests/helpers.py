@@ -87,6 +87,7 @@ __all__ = [
     "camstream_running",
     "config_with_topics",
     "consume",
+    "consume_topics",
     "databricks_notebook_running",
     "databricks_widgets",
     "detect_faces",
@@ -161,21 +162,31 @@ def wait_until(
 
 def consume(config: Config, topic: str, count: int, timeout_s: float = 60.0) -> list[Any]:
     """Read `count` records of `topic` from its beginning, within a bounded time."""
-    consumer = make_consumer(config, topic, from_beginning=True)
-    records: list[Any] = []
+    return consume_topics(config, {topic: count}, timeout_s)[topic]
+
+
+def consume_topics(
+    config: Config, counts: Mapping[str, int], timeout_s: float = 60.0
+) -> dict[str, list[Any]]:
+    """Read `counts[topic]` records of each topic from its beginning, with one consumer,
+    within a bounded time; each topic's records in the order read."""
+    consumer = make_consumer(config, *counts, from_beginning=True)
+    records: dict[str, list[Any]] = {topic: [] for topic in counts}
+
+    def short() -> dict[str, str]:
+        return {t: f"{len(records[t])} of {n}" for t, n in counts.items() if len(records[t]) < n}
+
     deadline = time.monotonic() + timeout_s
     try:
-        while len(records) < count:
+        while short():
             if time.monotonic() > deadline:
-                pytest.fail(
-                    f"timed out after {timeout_s:.0f}s:"
-                    f" {len(records)} of {count} records on {topic}"
-                )
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend(batch)
-        # Anything beyond `count` that is already there would be a duplicate: collect it too.
-        for batch in consumer.poll(timeout_ms=1000).values():
-            records.extend(batch)
+                pytest.fail(f"timed out after {timeout_s:.0f}s: records read {short()}")
+            for partition, batch in consumer.poll(timeout_ms=500).items():
+                records[partition.topic].extend(batch)
+        # Anything beyond the counts that is already there would be a duplicate: collect it
+        # too (one wait for all the topics).
+        for partition, batch in consumer.poll(timeout_ms=1000).items():
+            records[partition.topic].extend(batch)
     finally:
         consumer.close()
     return records

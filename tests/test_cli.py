@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import io
+import itertools
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import httpx
@@ -16,7 +19,8 @@ import pytest
 
 from camstream.config import Config
 from camstream.local.ports import free_port
-from helpers import camstream_running, wait_until
+from camstream.viewers.console import run_console_monitor
+from helpers import annotated, camstream_running, publish, wait_until
 
 
 def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60):
@@ -81,11 +85,16 @@ def test_topics_create_and_list(cfg: Config) -> None:
     assert cfg.input_topic + "-cli" in listed
 
 
+FRAME_LINE = re.compile(r"cam-0[12]\s+seq\s+\d+\s+delay\s+[\d.]+ ms\s+faces \d")
+
+
 @pytest.mark.spark
-@pytest.mark.parametrize("mode", ["station", "console"])
-def test_demo_runs_the_stack_and_ctrl_c_leaves_nothing_behind(
-    mode: str, cfg: Config, tmp_path: Path
-) -> None:
+def test_demo_runs_the_stack_and_ctrl_c_leaves_nothing_behind(cfg: Config, tmp_path: Path) -> None:
+    """The demo with its station. `--console` runs the same stack (broker check, Spark job,
+    cameras, the same Ctrl-C handling and stop) with the console monitor in the foreground
+    instead: that monitor, with the demo's stop event, is
+    test_the_console_monitor_prints_each_camera_and_ends_when_told, so a second demo (a
+    Spark job started again) would prove no more."""
     home = tmp_path / "demo-home"
     station_port = free_port()
     env = {
@@ -100,12 +109,9 @@ def test_demo_runs_the_stack_and_ctrl_c_leaves_nothing_behind(
         "PYTHONUNBUFFERED": "1",
     }
     log_path = tmp_path / "demo.log"
-    args = ["demo", "--cameras", "2", "--fps", "3"] + (["--console"] if mode == "console" else [])
-    frame_line = re.compile(r"cam-0[12]\s+seq\s+\d+\s+delay\s+[\d.]+ ms\s+faces \d")
+    args = ["demo", "--cameras", "2", "--fps", "3"]
 
     def cameras_shown() -> set[str]:
-        if mode == "console":
-            return {line.split()[0] for line in frame_line.findall(log_path.read_text())}
         try:
             stats = httpx.get(f"http://127.0.0.1:{station_port}/api/stats", timeout=5).json()
         except httpx.HTTPError:
@@ -128,16 +134,48 @@ def test_demo_runs_the_stack_and_ctrl_c_leaves_nothing_behind(
             wait_until(
                 lambda: cameras_shown() == {"cam-01", "cam-02"},
                 timeout_s=180,
-                what=f"the demo's {mode} to show annotated frames of both cameras",
+                what="the demo's station to show annotated frames of both cameras",
             )
         finally:
             demo.stop(signal.SIGINT, timeout_s=120)  # what Ctrl-C does
         text = log_path.read_text()
         assert demo.returncode == 0, text
         assert "demo: stopped; no process left running" in text
-        if mode == "station":
-            assert f"http://127.0.0.1:{station_port}/" in text
+        assert f"http://127.0.0.1:{station_port}/" in text
         wait_until(lambda: not leftovers(), timeout_s=30, what="demo processes to exit")
+
+
+def test_the_console_monitor_prints_each_camera_and_ends_when_told(cfg: Config) -> None:
+    """What `camstream demo --console` runs in the foreground: the console monitor on the
+    live output topic, a line per annotated frame, until the demo's stop event is set (what
+    its Ctrl-C handler does)."""
+    stop = threading.Event()
+    out = io.StringIO()
+    monitor = threading.Thread(
+        target=run_console_monitor, args=(cfg,), kwargs={"stop": stop, "out": out}, daemon=True
+    )
+    monitor.start()
+    seq = itertools.count()
+
+    def cameras_shown() -> set[str]:
+        # Live: it shows what comes after it joined, so frames go on until both are shown.
+        n = next(seq)
+        publish(cfg, [annotated("cam-01", n), annotated("cam-02", n)])
+        return {line.split()[0] for line in FRAME_LINE.findall(out.getvalue())}
+
+    try:
+        wait_until(
+            lambda: cameras_shown() == {"cam-01", "cam-02"},
+            timeout_s=60,
+            what="the console monitor to show annotated frames of both cameras",
+        )
+    finally:
+        stop.set()
+        monitor.join(timeout=30)
+    assert not monitor.is_alive(), "the console monitor still runs after its stop"
+    text = out.getvalue()
+    assert text.startswith(f"monitoring {cfg.output_topic} at {cfg.kafka_bootstrap}")
+    assert re.search(r"^monitor: \d+ frames from 2 cameras", text, re.M), text
 
 
 def test_cluster_commands_report_state_and_reject_bad_options(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from camstream.core.jpeg import encode_jpeg
 from camstream.kafka.clients import make_admin, make_producer
 from camstream.kafka.topics import topic_max_message_bytes
 from camstream.spark.job import build_query
-from helpers import astronaut_bgr, consume, unique_topics
+from helpers import astronaut_bgr, consume_topics, unique_topics
 
 pytestmark = pytest.mark.spark
 
@@ -85,16 +85,30 @@ def test_the_job_runs_unchanged_on_topics_made_by_someone_else(
                     )
             producer.flush()
             producer.close()
+        # Every case's output, events and dead letter, read at once (one consumer).
+        read = consume_topics(
+            next(iter(cfgs.values())),
+            {
+                topic: count
+                for cfg in cfgs.values()
+                for topic, count in (
+                    (cfg.output_topic, FRAMES),
+                    (cfg.events_topic, FRAMES),
+                    (cfg.dead_letter_topic, 1),
+                )
+            },
+            timeout_s=180,
+        )
         for case, cfg in cfgs.items():
-            out = consume(cfg, cfg.output_topic, FRAMES, timeout_s=180)
+            out = read[cfg.output_topic]
             frames = [AnnotatedFrame.from_record(r.value, r.headers) for r in out]
             assert [f.seq for f in frames] == list(range(FRAMES)), case  # in order, once each
             assert all(f.faces >= 1 and f.skipped is None for f in frames), case
             # Each frame's detection event, in order, on the events topic as it was found.
-            events = consume(cfg, cfg.events_topic, FRAMES, timeout_s=60)
+            events = read[cfg.events_topic]
             parsed = [DetectionEvent.from_json(r.value) for r in events]
             assert [(e.seq, e.faces) for e in parsed] == [(f.seq, f.faces) for f in frames]
-            (dead,) = consume(cfg, cfg.dead_letter_topic, 1, timeout_s=60)
+            (dead,) = read[cfg.dead_letter_topic]
             values = headers_to_dict(dead.headers)
             assert "over the 1000000-byte limit" in values["error"], case
             assert values["value_bytes"] == str(oversized[case])

@@ -1,4 +1,4 @@
-"""The Databricks notebook over Spark Connect, against `camstream analyze`: one job, two
+"""The Databricks notebook over Spark Connect, against camstream's job: one job, two
 implementations, the same results.
 
 Databricks' standard access mode and serverless compute run a notebook's Python as a Spark
@@ -6,7 +6,9 @@ Connect client: no `sparkContext`, no RDDs, the driver in another process. Here 
 is this test and the server is a local Spark Connect server, started from pyspark's own jars
 (they ship `spark-connect`) with the Kafka connector, as a process of its own. The notebook
 is a second implementation of the job, on purpose (it must run imported alone): it and
-`camstream analyze` get the same records and must give the same boxes and dead letters.
+camstream's query (`build_query`, what `camstream analyze` runs, here in the suite's Spark
+session: the command itself, its start and clean stop, is tests/test_end_to_end.py's) get
+the same records and must give the same boxes and dead letters.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ from camstream.local.supervisor import Supervisor
 from camstream.spark.jars import spark_kafka_jars
 from helpers import (
     astronaut_bgr,
-    camstream_running,
     databricks_notebook_running,
     databricks_widgets,
     unique_topics,
@@ -44,7 +45,7 @@ from helpers import (
 from poison import CAMERA, bad_records, with_exif_orientation
 
 CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
-# Both JVMs here live for one test: JIT-compiling with C1 alone starts Spark in about half
+# The server's JVM lives for one test: JIT-compiling with C1 alone starts Spark in about half
 # the time on two cores (the test checks results, not speed).
 QUICK_START_JVM = "-XX:TieredStopAtLevel=1"
 PRESET = "faithful"  # named on both sides: each has a default of its own
@@ -213,10 +214,11 @@ def collect(
 
 
 @pytest.mark.spark
-def test_the_databricks_notebook_over_spark_connect_and_camstream_analyze_agree(
-    connect_server: LocalConnectServer, kafka_bootstrap: str, tmp_path: Path
+def test_the_databricks_notebook_over_spark_connect_and_camstreams_job_agree(
+    spark: Any, connect_server: LocalConnectServer, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     from camstream.kafka.topics import ensure_topics
+    from camstream.spark.job import build_query
 
     records, valid = shared_records()
     configs = {}
@@ -227,37 +229,34 @@ def test_the_databricks_notebook_over_spark_connect_and_camstream_analyze_agree(
         configs[name] = cfg
     nb_cfg, cli_cfg = configs["notebook"], configs["cli"]
 
-    with camstream_running(
-        "analyze", "--spark-master", "local[1]",
-        "--input-topic", cli_cfg.input_topic, "--output-topic", cli_cfg.output_topic,
-        "--dead-letter-topic", cli_cfg.dead_letter_topic, "--starting-offsets", "earliest",
-        "--checkpoint-location", str(tmp_path / "cli-checkpoint"),
-        # The notebook analyses every frame of this pre-filled topic; so does `all`.
-        "--freshness", "all", "--detection-preset", PRESET,
-        log_path=tmp_path / "cli.log",
-        env={**os.environ, "KAFKA_BOOTSTRAP": kafka_bootstrap, "CAMSTREAM_HOME": str(tmp_path),
-             "PYSPARK_SUBMIT_ARGS": f"--driver-java-options {QUICK_START_JVM} pyspark-shell"},
-    ) as cli:  # fmt: skip
-        spark = connect_server.connect()
+    # The notebook analyses every frame of this pre-filled topic; so does `all` (unique_topics').
+    query = build_query(
+        spark,
+        cli_cfg.replace(
+            detection_preset=PRESET, checkpoint_location=str(tmp_path / "cli-checkpoint")
+        ),
+    )
+    try:
+        spark_connect = connect_server.connect()
         # What standard access mode gives a notebook: a client session, no SparkContext.
-        assert type(spark).__module__ == "pyspark.sql.connect.session"
+        assert type(spark_connect).__module__ == "pyspark.sql.connect.session"
         with pytest.raises(Exception, match="sparkContext"):
-            _ = spark.sparkContext
+            _ = spark_connect.sparkContext
         widgets = databricks_widgets(nb_cfg, tmp_path / "nb-checkpoints") | {"preset": PRESET}
-        with databricks_notebook_running(spark, widgets) as notebook:
+        with databricks_notebook_running(spark_connect, widgets) as notebook:
             from_notebook = collect(nb_cfg, set(records), 300, given_up=notebook.failed)
             from_cli = collect(
-                cli_cfg, set(records), 300, given_up=lambda: cli.returncode is not None
+                cli_cfg, set(records), 300, given_up=lambda: query.exception() is not None
             )
-            cli.ask_to_stop()  # it stops while the notebook shows its progress
+            assert query.isActive and query.exception() is None, "camstream's query stopped"
+            query.stop()  # it stops while the notebook shows its progress
             wait_until(
                 lambda: notebook.failed() or any("frames in" in s for s in notebook.run.printed),
                 60,
                 what="the notebook to print progress",
             )
-        cli.stop()
-        cli_output = cli.output()
-    assert cli.returncode == 0, cli_output[-2000:]
+    finally:
+        query.stop()
     assert set(from_notebook) == set(records) == set(from_cli)
 
     faces_seen = 0
