@@ -209,6 +209,29 @@ def test_broker_restart_mid_stream_loses_nothing(
         assert_nothing_lost(feed.finish(), tally, "broker restart")
 
 
+def test_a_python_worker_that_dies_costs_its_task_a_retry_not_the_job(
+    spark: Any, cfg: Config
+) -> None:
+    """A Python worker killed mid-stream (as the kernel's OOM killer would) fails its task;
+    Spark retries it, on a local master too (camstream runs it as local[N,4]): the job goes
+    on and every frame comes out (again, for the frames of the failed attempt)."""
+    import signal
+
+    import psutil
+
+    cfg = cfg.replace(starting_offsets="earliest", detection_preset="fast")
+    with pipeline_in(spark, cfg) as (feed, tally):
+        daemons = [
+            p for p in psutil.process_iter(["cmdline"])
+            if "pyspark.daemon" in " ".join(p.info["cmdline"] or [])
+        ]  # fmt: skip
+        workers = [child for daemon in daemons for child in daemon.children()]
+        assert workers, "no PySpark Python worker is running"
+        workers[0].send_signal(signal.SIGKILL)
+        wait_for_progress(feed, tally, 24, "the pipeline to go on after the worker died")
+        assert_nothing_lost(feed.finish(), tally, "a Python worker killed")
+
+
 def _analyze(
     cfg: Config, checkpoint: Path, trigger: str, log_path: Path
 ) -> AbstractContextManager[RunningCommand]:
