@@ -43,18 +43,16 @@ def test_benchmark_smoke_run(cfg: Config, tmp_path: Path) -> None:
         same["job_fps"]["median"] / same["baseline_fps"]["median"], rel=0.01
     )
     assert same["naive_loop_fps"]["median"] > 0
-    # The pipelines side by side, each measured: none drops a frame, past capacity (`live`,
-    # which passes what it sheds on, marked) neither.
+    # The pipelines side by side (a quick run: micro-batches and the consumer group), each
+    # measured: every frame of a burst out, in order per camera, none lost under load.
     pipelines = results["pipelines"]
-    modes = ["micro-batch", "micro-batch, async progress", "Real-time Mode", "consumer group"]
+    modes = ["micro-batch", "consumer group"]
     assert list(pipelines["capacity"]["fast"]) == modes
     for mode in modes:
         (burst,) = pipelines["capacity"]["fast"][mode]["runs"]
         assert burst["written"] == burst["frames"] and burst["in_order"], (mode, burst)
         (load,) = pipelines["delay"]["fast"][mode]["runs"]
         assert load["lost"] == 0 and load["delay_ms_p50"] > 0, (mode, load)
-    (overload,) = pipelines["overload"]["consumer group"]["runs"]
-    assert overload["lost"] == 0 and overload["received"] >= overload["sent"], overload
     # The documents' tables render from these results, figures in place.
     docs_tables = bench_module("docs_tables")
     table = docs_tables.pipelines_table(results)
