@@ -81,7 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in SCENARIOS:  # registration order, whatever order they were asked in
             if name in wanted:
+                started = time.monotonic()
                 SCENARIOS[name].run(ctx)
+                # How long each took: what the next run will take, roughly.
+                took = round(time.monotonic() - started)
+                ctx.results.setdefault("scenario_seconds", {})[name] = took
+                say(f"{name}: {took} s")
     finally:
         ctx.close()
     results_file = args.out / "results.json"
