@@ -251,8 +251,11 @@ def pipelines_table(results: dict[str, Any]) -> str:
             for p in presets
         )
         kill = killed.get(mode)
+        rounds = kill["longest_pause_s"]["n"] if kill and kill["longest_pause_s"] else 0
+        stopped = kill and kill.get("rounds_every_camera_resumed", rounds) < rounds
         kill_text = (
             f"{kill['lost']} lost, {_spread(kill['longest_pause_s'], 1)} s"
+            + (" (**cameras never resumed in some rounds**)" if stopped else "")
             if kill and kill["longest_pause_s"]
             else "- (its tasks run in Spark's JVM)"
             if "Real-time" in mode
@@ -282,13 +285,17 @@ def pipelines_verdict(section: dict[str, Any]) -> list[str]:
     for preset in capacity:
         mode, fps = best(capacity[preset], "fps", lowest=False)
         others = ", ".join(
-            f"{m} {f['fps']['median']:,.1f}" for m, f in capacity[preset].items() if m != mode
+            f"{m} {f['fps']['median']:,.1f}"
+            for m, f in sorted(capacity[preset].items(), key=lambda i: -i[1]["fps"]["median"])
+            if m != mode
         )
         lines.append(f"- Most frames/s with `{preset}`: **{mode}**, {fps:,.1f} (then {others}).")
     for preset in delay:
         mode, p50 = best(delay[preset], "p50_ms", lowest=True)
         others = ", ".join(
-            f"{m} {f['p50_ms']['median']:,.0f} ms" for m, f in delay[preset].items() if m != mode
+            f"{m} {f['p50_ms']['median']:,.0f} ms"
+            for m, f in sorted(delay[preset].items(), key=lambda i: i[1]["p50_ms"]["median"])
+            if m != mode
         )
         lines.append(
             f"- Least delay at half capacity with `{preset}`: **{mode}**, p50 {p50:,.0f} ms"
@@ -303,10 +310,15 @@ def pipelines_verdict(section: dict[str, Any]) -> list[str]:
         )
     for mode, kill in section.get("killed", {}).items():
         if kill["longest_pause_s"]:
+            rounds = kill["longest_pause_s"]["n"]
+            resumed = kill.get("rounds_every_camera_resumed", rounds)
             lines.append(
-                f"- One worker killed, {mode}: {kill['lost']} frames lost over"
-                f" {kill['longest_pause_s']['n']} rounds; a camera's outputs paused at most"
-                f" {kill['longest_pause_s']['max']:.1f} s."
+                f"- One worker killed, {mode}: {kill['lost']} frames lost over {rounds} rounds;"
+                + (
+                    f" a camera's outputs paused at most {kill['longest_pause_s']['max']:.1f} s."
+                    if resumed == rounds
+                    else f" in {rounds - resumed} of them some cameras never resumed."
+                )
             )
     return lines
 

@@ -64,7 +64,7 @@ MODES = {
     mode.name: mode
     for mode in (
         Mode("micro-batch", "spark", {"trigger_interval": "0 seconds"}),
-        Mode("micro-batch, async progress", "spark",
+        Mode("micro-batch (async progress)", "spark",
              {"trigger_interval": "0 seconds", "async_progress": True}),
         Mode("Real-time Mode", "spark", {"trigger_interval": "realtime"}),
         Mode("consumer group", "workers"),
@@ -338,16 +338,23 @@ def under_load(
         after = [s for s in samples if s[0] >= at]
         # Per camera: the longest time without an output of it after the kill (from the kill
         # to its first output, or between two): how long its wall tile froze.
-        pauses = [
-            max(b - a for a, b in itertools.pairwise([at, *[s[0] for s in after if s[2] == cam]]))
-            for cam in {s[2] for s in samples}
-            if any(s[2] == cam for s in after)
-        ]
+        # A camera with no output after the kill never resumed: its pause runs to the end.
+        end = max((s[0] for s in samples), default=at)
+        cameras_seen = {s[2] for s in samples}
+
+        def pause(camera: str) -> float:
+            times = [s[0] for s in after if s[2] == camera]
+            if not times:
+                return end - at
+            return max(b - a for a, b in itertools.pairwise([at, *times]))
+
+        pauses = [pause(camera) for camera in cameras_seen]
         result["killed"] = {
             "what": killed["what"],
             "at_s": round(at - started, 1),
             "delay_ms_p50_before": round(percentile(before, 50), 1),
             "delay_ms_max_after": round(max((s[1] for s in after), default=float("nan")), 1),
             "longest_pause_s": round(max(pauses), 2) if pauses else None,
+            "every_camera_resumed": all(any(s[2] == c for s in after) for c in cameras_seen),
         }
     return result

@@ -413,6 +413,9 @@ def pipelines_scenario(ctx: Context) -> None:
             "longest_pause_s": spread(
                 [r["killed"]["longest_pause_s"] or 0.0 for r in runs if r.get("killed")], 2
             ),
+            "rounds_every_camera_resumed": sum(
+                1 for r in runs if r.get("killed", {}).get("every_camera_resumed")
+            ),
             "delay_ms_max_after": spread(
                 [r["killed"]["delay_ms_max_after"] for r in runs if r.get("killed")]
             ),
