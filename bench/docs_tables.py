@@ -27,31 +27,30 @@ def _seconds(ms: float | None) -> str:
 
 
 def wall_table(results: dict[str, Any]) -> str:
-    """The wall past capacity: each load, both policies side by side."""
+    """The wall past capacity: both policies side by side, over interleaved rounds."""
+    wall = results["wall"]
+
+    def seconds(figure: dict[str, Any]) -> str:
+        return _spread({**figure, **{k: figure[k] / 1000 for k in ("median", "min", "max")}}, 2)
+
     lines = [
-        f"Results of commit {results.get('commit', 'unknown')}, {results['date']},"
-        f" {results['machine']['cpus']} cores, OpenCV {results['machine']['opencv']};"
-        " one run of each cell.",
+        _header(
+            results,
+            f"`camstream demo --cameras {wall['cameras']}`, `faithful`, a browser on the wall;"
+            f" after {wall['warmup_s']} s, the station every 5 s for {wall['sample_s']} s",
+        ),
         "",
-        "| cameras | policy | delay p50 / p95 | analysed frames/s a camera (min-median)"
-        " | longest gap | stale | shed |",
+        "| policy | delay p50 (s) | delay p95 (s) | analysed frames/s a camera: least, median"
+        " | longest gap | stale tiles | shed |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for w in results["wall"]:
-        stale = w["stale_tiles"] > 0 and w["analysed_fps_median"] == 0
-        analysed = (
-            "0 (tiles stale)"
-            if stale
-            else f"{w['analysed_fps_min']}-{w['analysed_fps_median']}"
-            if w["analysed_fps_min"] != w["analysed_fps_median"]
-            else f"{w['analysed_fps_min']}"
-        )
-        gap_s = w["analysed_gap_max_s"]
-        gap = "-" if stale or gap_s is None else f"{gap_s:.2f} s"
+    for policy, w in wall["policies"].items():
+        gap = w["analysed_gap_max_s"]
         lines.append(
-            f"| {w['cameras']} | `{w['policy']}` | {_seconds(w['delay_ms_p50'])} /"
-            f" {_seconds(w['delay_ms_p95'])} s | {analysed} | {gap} | {w['stale_tiles']}"
-            f" | {round(100 * w['shed_share_median'])}% |"
+            f"| `{policy}` | {seconds(w['delay_ms_p50'])} | {seconds(w['delay_ms_p95'])}"
+            f" | {w['analysed_fps_min']:.2f}, {_spread(w['analysed_fps_median'], 2)}"
+            f" | {'-' if gap is None else f'{gap:.2f} s'} | {w['stale_tiles']}"
+            f" | {_spread(_percent(w['shed_share']))}% |"
         )
     return "\n".join(lines)
 
@@ -411,20 +410,19 @@ TABLES: list[tuple[Path, str, Path, tuple[str, ...], Renderer]] = [
     (PERFORMANCE, "same_work", RESULTS, ("same_work",), same_work_table),
     (PERFORMANCE, "reference", RESULTS, ("reference",), reference_table),
     (PERFORMANCE, "demo", RESULTS, ("demo",), demo_table),
-    (PERFORMANCE, "wall", BENCH / "results" / "wall" / "results.json", ("wall",), wall_table),
+    (PERFORMANCE, "wall", RESULTS, ("wall",), wall_table),
     (PERFORMANCE, "gating", RESULTS, ("gating",), gating_table),
     (PERFORMANCE, "capacity", RESULTS, ("frame_costs", "same_work", "producer_capacity"),
      capacity_table),
-    (RECORDING, "replay", BENCH / "results" / "replay" / "results.json", ("replay",),
-     replay_table),
+    (RECORDING, "replay", RESULTS, ("replay",), replay_table),
 ]  # fmt: skip
 
 
 # The results' layout these tables read (bench/run.py writes it); older runs measured
-# differently (issue 26) and their sections are not shown, but the presets' and the
-# wall's, whose layout has not changed.
+# differently (issue 26) and their sections are not shown, but the presets', measured
+# then as now.
 BENCH_VERSION = 2
-SAME_SINCE_VERSION_1 = ("presets", "wall", "replay")
+SAME_SINCE_VERSION_1 = ("presets",)
 
 
 def body(source: Path, sections: tuple[str, ...], table: Renderer) -> str:
