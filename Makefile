@@ -59,7 +59,7 @@ test: setup test-tools lint
 test-fast: setup lint
 	$(PY) -m pytest -m "not spark and not cluster"
 
-# The benchmark, whole (about two hours on 2 cores; keep the machine quiet):
+# The benchmark, whole (about two and a half hours on 2 cores; keep the machine quiet):
 # bench/results/results.json, then every figures table of the README and docs from it.
 bench: setup
 	$(PY) bench/run.py

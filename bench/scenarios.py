@@ -14,8 +14,9 @@ reference  the reference demo's design (pickled base64 JSON, classifier per fram
            per send) against the job on the same frames
 demo       `camstream demo` with its defaults and a browser on the wall: the delay of the
            frames the page shows, in rounds
-wall       `camstream demo --cameras 3, 6, 12` (4 frames/s each, faithful) with a browser on
-           the wall, each policy in turn: delay, analysed frames/s, gaps, stale tiles, shed
+wall       `camstream demo --cameras 6` (4 frames/s each, faithful: past capacity) with a
+           browser on the wall, the policies in turn: delay, analysed frames/s, gaps, stale
+           tiles, shed
 replay     looking back at the demo's load: seek, 20-s clips, live delay while replaying
 gating     the motion gate on the labelled still scenes (bench/gating.py)
 
