@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from camstream.core.analysis import detect_in_jpeg, detect_in_regions
+from camstream.core.boxes import box_contains, iou
 from camstream.core.contract import Headers, RecordSource
 from camstream.core.freshness import FreshnessGuard, detection_order, lookaheads
 from camstream.core.motion import GateDecision, MotionGate, motion_thumbnail, overlaps
@@ -310,6 +311,9 @@ def judge(batch: Batch, plan: Plan, frame: Frame) -> bool:
     return False
 
 
+CUT_FACE_IOU = 0.3  # a box this close to another is the same face
+
+
 def detect_frame(frame: CheckedFrame, settings: RecordSettings) -> np.ndarray:
     """The frame's faces on the whole frame, (N, 4) int32 xyxy in its pixels."""
     return detect_in_jpeg(frame.jpeg, frame.info, settings.detection)
@@ -356,9 +360,45 @@ def regions_stage(batch: Batch, frames: list[Frame]) -> None:
             else:
                 kept = [box for box in before if not overlaps(box, decision.regions)]
                 frame.boxes = np.concatenate(
-                    [frame.boxes, np.asarray(kept, np.int32).reshape(-1, 4)]
+                    [
+                        frame.boxes,
+                        np.asarray(kept, np.int32).reshape(-1, 4),
+                        *cut_faces(frame, before, batch.settings),
+                    ]
                 )
             decision.reference.boxes_xyxy = frame.boxes
+
+
+def cut_faces(frame: Frame, before: np.ndarray, settings: RecordSettings) -> list[np.ndarray]:
+    """Faces where the camera had one that a moving region cut through and nothing found
+    in the region now: that face is looked at whole (a region's edge through a face hides
+    it from the detector; a headlight sweeping past a person does that). Boxes found there
+    that a region's detection already holds are left out."""
+    assert frame.decision is not None and frame.boxes is not None
+    regions = frame.decision.regions
+    cut = [
+        box
+        for box in before
+        if overlaps(box, regions)
+        and not any(box_contains(region, box) for region in regions)
+        and not any(iou(box, found) >= CUT_FACE_IOU for found in frame.boxes)
+    ]
+    if not cut:
+        return []
+    info = frame.checked.info
+    margin = round(settings.motion.region_margin * info.width)
+    widened = tuple(
+        (
+            max(0, int(x1) - margin),
+            max(0, int(y1) - margin),
+            min(info.width, int(x2) + margin),
+            min(info.height, int(y2) + margin),
+        )
+        for x1, y1, x2, y2 in cut
+    )
+    found = detect_in_regions(frame.checked.jpeg, info, settings.detection, widened)
+    new = [box for box in found if not any(iou(box, old) >= CUT_FACE_IOU for old in frame.boxes)]
+    return [np.asarray(new, np.int32).reshape(-1, 4)]
 
 
 def drop_failed_models(batch: Batch, frames: list[Frame]) -> None:
