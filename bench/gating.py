@@ -490,10 +490,10 @@ DRAIN_MODES = {
 }
 # Still-scene cameras at 1 frame/s through the running job: (gate mode, cameras).
 LIVE_LOADS = {
-    # Ungated at about what the job drains of these scenes, gated at several times that.
-    "full": (("ungated", 60), ("gated, regions", 400)),
+    "full": (),  # from the drains: LIVE_SHARE of what the job drained, gated and not
     "quick": (("gated, regions", 10),),  # runs the path; the other modes run the same code
 }
+LIVE_SHARE = 0.75
 LIVE_MODES = {
     "ungated": {"motion_gate": False},
     "gated, whole frame": {"motion_gate": True, "motion_regions": False},
@@ -699,7 +699,12 @@ def gating_section(ctx: Any) -> dict[str, Any]:
         warmup_s, measured_s = LIVE_SECONDS[size]
         section["live_seconds"] = {"warmup": warmup_s, "measured": measured_s}
         # Every live load in every round, the order rotated: its figures are medians.
-        loads = list(LIVE_LOADS[size])
+        # Full runs: cameras at 1 frame/s at LIVE_SHARE of what the job drained alone of
+        # this mix, gated and not (the cameras and the station take the rest of the cores).
+        loads = list(LIVE_LOADS[size]) or [
+            (label, max(1, round(LIVE_SHARE * section["drain"][label]["median"])))
+            for label in ("ungated", "gated, regions")
+        ]
         section["loads"] = [
             {**live_load(stack, label, count, warmup_s, measured_s), "round": round_}
             for round_ in range(live_rounds)
