@@ -68,7 +68,7 @@ Record = tuple[bytes | None, bytes | None, Headers]
 # ---- valid frames to start from ---------------------------------------------------------
 @cache
 def base_jpegs() -> tuple[bytes, ...]:
-    """Small frames (cheap to analyse 10,000 times), with and without faces, in the
+    """Small frames (cheap to analyse thousands of times), with and without faces, in the
     encodings cameras produce: baseline, progressive, restart markers, EXIF, trailers."""
     face = astronaut_bgr()
     noise = np.random.default_rng(3).integers(0, 255, (48, 64, 3), dtype=np.uint8)
