@@ -138,7 +138,8 @@ def replay_table(results: dict[str, Any]) -> str:
         f" {recorded['cameras']} recorded cameras at {recorded['fps']} frames/s"
         f" ({recorded['frames']:,} frames) in the demo's output topic;"
         f" {first['rounds']} interleaved rounds of {first['live']['window_s']:.0f}-s windows;"
-        " median (min-max).",
+        " median (min-max)."
+        + (" **A quick run: not figures to go by.**" if results.get("quick") else ""),
         "",
         "| live cameras (faithful, 4 frames/s) | seek to a moment: first frame p50 / p95"
         " (target < 500 ms) | a 20-s clip written (target < 2 s) | live delay p50 without /"
