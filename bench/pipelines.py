@@ -32,8 +32,9 @@ from typing import Any
 
 import psutil
 from kafka import TopicPartition
+from probes import pyspark_python_workers
 from registry import say
-from stack import Stack, _wait_for_query, percentile
+from stack import DelayRecorder, OutputSample, Stack, percentile, wait_for_query
 
 from camstream.cameras.simulate import CameraSimulator
 from camstream.config import Config
@@ -83,19 +84,8 @@ class Running:
     kill_worker: Callable[[], str] | None
 
 
-def _python_workers() -> list[psutil.Process]:
-    """PySpark's Python workers: the children of its worker daemon."""
-    workers = []
-    for process in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(process.info["cmdline"] or [])
-        if "pyspark.daemon" in cmdline or "pyspark/daemon" in cmdline:
-            with contextlib.suppress(psutil.Error):
-                workers.extend(process.children())
-    return workers
-
-
 def _kill_spark_python_worker() -> str:
-    workers = _python_workers()
+    workers = pyspark_python_workers()
     if not workers:
         return "no Python worker found"
     victim = workers[0]
@@ -115,7 +105,7 @@ def running(stack: Stack, mode: Mode, preset: str, **overrides: Any) -> Iterator
         from camstream.spark.job import build_query, stop_gracefully
 
         query = build_query(stack.spark, cfg)
-        _wait_for_query(query)
+        wait_for_query(query)
         handle = Running(
             cfg,
             mode,
@@ -241,35 +231,32 @@ def warm_up(pipeline: Running, feeder: Feeder, count: int) -> None:
 
 
 # ---- delay under load, and a worker killed --------------------------------------------------
-class OutputRecorder(threading.Thread):
-    """A station-like consumer: per output frame, (received monotonic, delay from its
-    capture in ms, camera id, seq, whether it skipped detection)."""
-
-    def __init__(self, cfg: Config) -> None:
-        super().__init__(daemon=True)
-        self.consumer = make_consumer(cfg, cfg.output_topic)
-        self.consumer.poll(timeout_ms=500)  # join the topic before the load starts
-        self.samples: list[tuple[float, float, str, int, bool]] = []
-        self.stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop_event.is_set():
-            for records in self.consumer.poll(timeout_ms=100).values():
-                now_ns = time.time_ns()
-                for record in records:
-                    values = headers_to_dict(record.headers)
-                    delay_ms = (now_ns - int(values["capture_ts_ns"])) / 1e6
-                    camera = values["camera_id"]
-                    seq, skipped = int(values["seq"]), "skipped" in values
-                    self.samples.append((time.monotonic(), delay_ms, camera, seq, skipped))
-        self.consumer.close()
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.join(timeout=10)
-
-
 TAIL_QUIET_S, TAIL_MAX_S = 15.0, 60.0
+
+
+def after_kill(samples: list[OutputSample], at: float, started: float) -> dict[str, Any]:
+    """What the outputs did after a worker was killed at `at` (monotonic): the delay before
+    and after, and per camera the longest time without an output of it (from the kill to
+    its first output, or between two: how long its wall tile froze; to the end for a camera
+    that never resumed)."""
+    after = [s for s in samples if s.received >= at]
+    end = max((s.received for s in samples), default=at)
+    cameras = {s.camera_id for s in samples}
+    resumed = {s.camera_id for s in after}
+
+    def pause(camera: str) -> float:
+        times = [s.received for s in after if s.camera_id == camera]
+        return max(b - a for a, b in itertools.pairwise([at, *times])) if times else end - at
+
+    pauses = [pause(camera) for camera in cameras]
+    before = [s.delay_ms for s in samples if at - 10 <= s.received < at]
+    return {
+        "at_s": round(at - started, 1),
+        "delay_ms_p50_before": round(percentile(before, 50), 1),
+        "delay_ms_max_after": round(max((s.delay_ms for s in after), default=float("nan")), 1),
+        "longest_pause_s": round(max(pauses), 2) if pauses else None,
+        "every_camera_resumed": resumed >= cameras,
+    }
 
 
 def under_load(
@@ -284,7 +271,7 @@ def under_load(
     frames received after the first `warmup_s` (the same for every mode). With `kill_at_s`,
     one worker is killed then, and what follows is measured: frames lost, frames twice, the
     longest pause in outputs, the delay after."""
-    recorder = OutputRecorder(pipeline.cfg)
+    recorder = DelayRecorder(pipeline.cfg)
     recorder.start()
     simulator = CameraSimulator(
         pipeline.cfg, cameras=cameras, fps=total_fps / cameras, prefix="load"
@@ -306,7 +293,7 @@ def under_load(
     # worker's partitions resume only then), at most TAIL_MAX_S.
     ended, last_count, quiet_since = time.monotonic(), -1, time.monotonic()
     while (
-        len({(s[2], s[3]) for s in recorder.samples}) < stats.sent
+        len(recorder.frames) < stats.sent
         and time.monotonic() - quiet_since < TAIL_QUIET_S
         and time.monotonic() - ended < TAIL_MAX_S
     ):
@@ -315,46 +302,22 @@ def under_load(
             last_count, quiet_since = len(recorder.samples), time.monotonic()
     recorder.stop()
     samples = recorder.samples
-    window = [s for s in samples if s[0] - started >= warmup_s]
-    delays = [s[1] for s in window]
-    unique = {(s[2], s[3]) for s in samples}
+    window = [s for s in samples if s.received - started >= warmup_s]
+    delays = [s.delay_ms for s in window]
     result: dict[str, Any] = {
         "offered_fps": round(total_fps, 1),
         "cameras": cameras,
         "seconds": seconds,
         "sent": stats.sent,
         "received": len(samples),
-        "lost": stats.sent - len(unique),
-        "duplicates": len(samples) - len(unique),
+        "lost": stats.sent - len(recorder.frames),
+        "duplicates": len(samples) - len(recorder.frames),
         "delivered_fps": round(len(window) / max(1e-9, seconds - warmup_s), 1),
-        "skipped_share": round(sum(1 for s in window if s[4]) / max(1, len(window)), 3),
+        "skipped_share": round(sum(1 for s in window if s.skipped) / max(1, len(window)), 3),
         "delay_ms_p50": round(percentile(delays, 50), 1),
         "delay_ms_p99": round(percentile(delays, 99), 1),
         "simulator_max_lag_ms": round(simulator.max_lag_s * 1000, 1),
     }
     if killed:
-        at = killed["at"]
-        before = [s[1] for s in samples if at - 10 <= s[0] < at]
-        after = [s for s in samples if s[0] >= at]
-        # Per camera: the longest time without an output of it after the kill (from the kill
-        # to its first output, or between two): how long its wall tile froze.
-        # A camera with no output after the kill never resumed: its pause runs to the end.
-        end = max((s[0] for s in samples), default=at)
-        cameras_seen = {s[2] for s in samples}
-
-        def pause(camera: str) -> float:
-            times = [s[0] for s in after if s[2] == camera]
-            if not times:
-                return end - at
-            return max(b - a for a, b in itertools.pairwise([at, *times]))
-
-        pauses = [pause(camera) for camera in cameras_seen]
-        result["killed"] = {
-            "what": killed["what"],
-            "at_s": round(at - started, 1),
-            "delay_ms_p50_before": round(percentile(before, 50), 1),
-            "delay_ms_max_after": round(max((s[1] for s in after), default=float("nan")), 1),
-            "longest_pause_s": round(max(pauses), 2) if pauses else None,
-            "every_camera_resumed": all(any(s[2] == c for s in after) for c in cameras_seen),
-        }
+        result["killed"] = {"what": killed["what"], **after_kill(samples, killed["at"], started)}
     return result

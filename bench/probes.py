@@ -6,6 +6,7 @@ module by its path (`tests/helpers.py`).
 
 from __future__ import annotations
 
+import contextlib
 import random
 import socket
 from typing import Any
@@ -67,3 +68,14 @@ def _ephemeral_low() -> int:
             return int(ports.read().split()[0])
     except (OSError, ValueError, IndexError):
         return 32_768
+
+
+def pyspark_python_workers() -> list[psutil.Process]:
+    """PySpark's Python workers on this machine: the children of its worker daemons."""
+    workers = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if "pyspark.daemon" in cmdline or "pyspark/daemon" in cmdline:
+            with contextlib.suppress(psutil.Error):
+                workers.extend(process.children())
+    return workers

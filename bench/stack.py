@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psutil
 from kafka import TopicPartition
@@ -130,31 +130,42 @@ class Stack:
         publisher.check_delivered()
 
 
-class DelayRecorder(threading.Thread):
-    """A station-like consumer: records (receive time, delay ms, skipped) per frame."""
+class OutputSample(NamedTuple):
+    """An output frame as a station-like consumer received it."""
 
-    def __init__(self, cfg: Config, from_beginning: bool = False) -> None:
+    received: float  # time.monotonic() when it arrived
+    delay_ms: float  # from its capture
+    camera_id: str
+    seq: int
+    skipped: bool  # went out without detection
+
+
+class DelayRecorder(threading.Thread):
+    """A station-like consumer of the output topic: an OutputSample per frame."""
+
+    def __init__(self, cfg: Config) -> None:
         super().__init__(daemon=True)
-        self.consumer = make_consumer(cfg, cfg.output_topic, from_beginning=from_beginning)
+        self.consumer = make_consumer(cfg, cfg.output_topic)
         self.consumer.poll(timeout_ms=500)  # join the topic before the load starts
-        self.samples: list[tuple[float, float, bool, int]] = []
+        self.samples: list[OutputSample] = []
+        self.frames: set[tuple[str, int]] = set()  # (camera id, seq) of every frame seen
         self.stop_event = threading.Event()
 
     def run(self) -> None:
         while not self.stop_event.is_set():
-            for records in self.consumer.poll(timeout_ms=200).values():
+            for records in self.consumer.poll(timeout_ms=100).values():
                 now_ns = time.time_ns()
                 for record in records:
                     values = headers_to_dict(record.headers)
-                    delay = (now_ns - int(values["capture_ts_ns"])) / 1e6
-                    self.samples.append(
-                        (
-                            time.monotonic(),
-                            delay,
-                            "skipped" in values,
-                            int(values["analyzed_ts_ns"]),
-                        )
+                    sample = OutputSample(
+                        time.monotonic(),
+                        (now_ns - int(values["capture_ts_ns"])) / 1e6,
+                        values["camera_id"],
+                        int(values["seq"]),
+                        "skipped" in values,
                     )
+                    self.samples.append(sample)
+                    self.frames.add((sample.camera_id, sample.seq))
         self.consumer.close()
 
     def stop(self) -> None:
@@ -243,7 +254,7 @@ def reference_drain(stack: Stack, count: int) -> dict[str, float]:
     query = reference_design.build_reference_query(
         stack.spark, cfg, cfg.input_topic, cfg.output_topic, cfg.checkpoint_path
     )
-    _wait_for_query(query)
+    wait_for_query(query)
     consumer = make_consumer(
         cfg, cfg.output_topic, from_beginning=True, max_partition_fetch_bytes=8 * 1024 * 1024
     )
@@ -332,7 +343,7 @@ def run_load(
     )
     query = build_query(stack.spark, cfg)
     # Let the query start (and Python workers spawn) before the cameras do.
-    _wait_for_query(query)
+    wait_for_query(query)
     recorder = DelayRecorder(cfg)
     recorder.start()
     memory = MemorySampler()
@@ -349,10 +360,10 @@ def run_load(
     anatomy = batch_anatomy(query)
     totals = observed_totals(query)
     stop_gracefully(stack.spark, query, wait=not trigger.startswith("realtime"))
-    window = [s for s in recorder.samples if s[0] - started >= warmup_s]
-    delays = [s[1] for s in window]
-    tail = [s[1] for s in window if s[0] - started >= seconds - 10]
-    head = [s[1] for s in window if s[0] - started < warmup_s + 10]
+    window = [s for s in recorder.samples if s.received - started >= warmup_s]
+    delays = [s.delay_ms for s in window]
+    tail = [s.delay_ms for s in window if s.received - started >= seconds - 10]
+    head = [s.delay_ms for s in window if s.received - started < warmup_s + 10]
     received = len(recorder.samples)
     return {
         "preset": preset,
@@ -364,7 +375,7 @@ def run_load(
         "sent": stats.sent,
         "received": received,
         "delivered_fps": round(len(window) / max(1e-9, seconds - warmup_s), 1),
-        "skipped": sum(1 for s in recorder.samples if s[2]),
+        "skipped": sum(1 for s in recorder.samples if s.skipped),
         "delay_ms_p50": round(percentile(delays, 50), 1),
         "delay_ms_p95": round(percentile(delays, 95), 1),
         "delay_ms_p99": round(percentile(delays, 99), 1),
@@ -399,7 +410,7 @@ def batch_anatomy(query: Any) -> dict[str, float]:
     return anatomy
 
 
-def _wait_for_query(query: Any, timeout_s: float = 60) -> None:
+def wait_for_query(query: Any, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         status = query.status

@@ -56,6 +56,7 @@ _probes = bench_module("probes")
 observed_totals = _probes.observed_totals
 process_rss_mb = _probes.process_rss_mb
 free_port_block = _probes.free_port_block
+pyspark_python_workers = _probes.pyspark_python_workers
 
 
 def tree_rss_mb(pid: int) -> float:

@@ -35,6 +35,7 @@ from helpers import (
     config_with_topics,
     group_alive,
     process_rss_mb,
+    pyspark_python_workers,
     tree_rss_mb,
     wait_until,
 )
@@ -217,15 +218,9 @@ def test_a_python_worker_that_dies_costs_its_task_a_retry_not_the_job(
     on and every frame comes out (again, for the frames of the failed attempt)."""
     import signal
 
-    import psutil
-
     cfg = cfg.replace(starting_offsets="earliest", detection_preset="fast")
     with pipeline_in(spark, cfg) as (feed, tally):
-        daemons = [
-            p for p in psutil.process_iter(["cmdline"])
-            if "pyspark.daemon" in " ".join(p.info["cmdline"] or [])
-        ]  # fmt: skip
-        workers = [child for daemon in daemons for child in daemon.children()]
+        workers = pyspark_python_workers()
         assert workers, "no PySpark Python worker is running"
         workers[0].send_signal(signal.SIGKILL)
         wait_for_progress(feed, tally, 24, "the pipeline to go on after the worker died")
