@@ -23,11 +23,14 @@ from camstream.core.jpeg import encode_jpeg
 from camstream.kafka.clients import make_admin, make_producer
 from camstream.kafka.topics import topic_max_message_bytes
 from camstream.spark.job import build_query
+from camstream.workers import start_workers
 from helpers import astronaut_bgr, consume_topics, unique_topics
 
 pytestmark = pytest.mark.spark
 
 CASES = ("all made", "input made", "none made")
+# The consumer-group workers on someone else's topics too, the strictest case.
+WORKERS_CASE = "all made, camstream workers"
 FRAMES = 6
 CAMERA = "cam-op"
 
@@ -38,7 +41,7 @@ def premake(cfg: Config, case: str) -> None:
         "all made": cfg.pipeline_topics,
         "input made": [cfg.input_topic],
         "none made": [],
-    }[case]
+    }[case.split(",")[0]]
     if not names:
         return
     admin = make_admin(cfg)
@@ -50,18 +53,20 @@ def premake(cfg: Config, case: str) -> None:
         admin.close()
 
 
-def test_the_job_runs_unchanged_on_topics_made_by_someone_else(
+def test_the_job_and_the_workers_run_unchanged_on_topics_made_by_someone_else(
     spark, any_kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     jpeg = encode_jpeg(astronaut_bgr(), 80)
     cfgs = {
-        case: unique_topics(any_kafka_bootstrap, tmp_path / case.replace(" ", "-"))
-        for case in CASES
+        case: unique_topics(any_kafka_bootstrap, tmp_path / case.replace(" ", "-").replace(",", ""))
+        for case in (*CASES, WORKERS_CASE)
     }
     oversized: dict[str, int] = {}
     for case, cfg in cfgs.items():
         premake(cfg, case)
-    queries = [build_query(spark, cfg) for cfg in cfgs.values()]  # each creates what is missing
+    # Each creates what is missing.
+    queries = [build_query(spark, cfg) for case, cfg in cfgs.items() if case in CASES]
+    workers = start_workers(cfgs[WORKERS_CASE].replace(starting_offsets="earliest"), 1)
     try:
         for case, cfg in cfgs.items():
             input_limit = topic_max_message_bytes(cfg, [cfg.input_topic])[cfg.input_topic]
@@ -118,12 +123,13 @@ def test_the_job_runs_unchanged_on_topics_made_by_someone_else(
             if oversized[case] + DEAD_LETTER_HEADROOM_BYTES <= limits[cfg.dead_letter_topic]:
                 assert dead.value is not None and len(dead.value) == oversized[case], case
             else:  # someone else's dead-letter topic, no larger than the input: cut, and said
-                assert case == "all made" and dead.value is None
+                assert case.startswith("all made") and dead.value is None
                 assert values["value_dropped"].startswith(f"{oversized[case]} bytes left out")
             if case == "input made":  # made by the job: sized from the input topic as it is
                 assert limits[cfg.dead_letter_topic] == (
                     limits[cfg.input_topic] + DEAD_LETTER_HEADROOM_BYTES
                 )
     finally:
+        workers.stop()
         for query in queries:
             query.stop()
