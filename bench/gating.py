@@ -35,12 +35,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from boxes import iou
 from distractors import EMPTY_CLIPS, KINDS, PERSON_CLIPS, variant_jpegs, variant_labels
 
 from camstream.cameras.still_scenes import CLIPS, FPS, clip_jpegs, labels
 from camstream.core.analysis import detect_in_jpeg, detect_in_regions
 from camstream.core.batch import process_batch
+from camstream.core.boxes import iou
 from camstream.core.contract import FrameMeta, headers_to_dict
 from camstream.core.jpeg import check_jpeg
 from camstream.core.motion import GateDecision, MotionGate, motion_thumbnail, overlaps

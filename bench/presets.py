@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import cv2
-from boxes import iou
 from frame_functions import analyse_jpeg, boxes_of
 from gating import IOU_MATCH
 from registry import say
 
 from camstream.cameras.simulate import load_sample_frames, sample_labels
 from camstream.cameras.still_scenes import CLIPS, FRAMES, Clip, labels, render
+from camstream.core.boxes import iou
 from camstream.core.jpeg import encode_jpeg
 from camstream.core.settings import DETECTION_PRESETS
 

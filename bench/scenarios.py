@@ -31,7 +31,6 @@ import time
 from typing import Any
 
 import cv2
-from boxes import iou
 from frame_functions import analyse_jpeg, detect_faces
 from registry import Context, say, scenario, spread
 from stack import (
@@ -42,6 +41,7 @@ from stack import (
 
 from camstream.cameras.simulate import load_sample_frames, sample_labels
 from camstream.config import DETECTION_PRESETS
+from camstream.core.boxes import iou
 from camstream.core.jpeg import decode_jpeg, encode_jpeg
 
 # ---- what the scenarios measure --------------------------------------------------------------

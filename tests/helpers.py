@@ -25,6 +25,7 @@ import psutil
 import pytest
 
 from camstream.config import Config
+from camstream.core.boxes import iou
 from camstream.core.contract import FrameMeta, analytics_headers
 from camstream.core.jpeg import encode_jpeg
 from camstream.kafka.clients import make_consumer, make_producer
@@ -45,7 +46,6 @@ def bench_module(name: str) -> Any:
     return module
 
 
-iou = bench_module("boxes").iou  # one definition for the bench and the tests
 _frame_functions = bench_module("frame_functions")
 analyse_jpeg = _frame_functions.analyse_jpeg  # the job's per-record path on one JPEG
 boxes_of = _frame_functions.boxes_of

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from camstream.core.analysis import detect_in_jpeg, detect_in_regions
-from camstream.core.boxes import box_contains, iou
+from camstream.core.boxes import box_contains, iou, widen
 from camstream.core.contract import Headers, RecordSource
 from camstream.core.freshness import FreshnessGuard, detection_order, lookaheads
 from camstream.core.motion import GateDecision, MotionGate, motion_thumbnail, overlaps
@@ -387,15 +387,7 @@ def cut_faces(frame: Frame, before: np.ndarray, settings: RecordSettings) -> lis
         return []
     info = frame.checked.info
     margin = round(settings.motion.region_margin * info.width)
-    widened = tuple(
-        (
-            max(0, int(x1) - margin),
-            max(0, int(y1) - margin),
-            min(info.width, int(x2) + margin),
-            min(info.height, int(y2) + margin),
-        )
-        for x1, y1, x2, y2 in cut
-    )
+    widened = tuple(widen(box, margin, info.width, info.height) for box in cut)
     found = detect_in_regions(frame.checked.jpeg, info, settings.detection, widened)
     new = [box for box in found if not any(iou(box, old) >= CUT_FACE_IOU for old in frame.boxes)]
     return [np.asarray(new, np.int32).reshape(-1, 4)]

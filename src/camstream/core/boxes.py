@@ -12,6 +12,16 @@ def boxes_overlap(a: Sequence[int], b: Sequence[int]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
+def widen(box: Sequence[int], margin: int, width: int, height: int) -> Box:
+    """`box` widened by `margin` pixels each side, within a `width` x `height` frame."""
+    return (
+        max(0, int(box[0]) - margin),
+        max(0, int(box[1]) - margin),
+        min(width, int(box[2]) + margin),
+        min(height, int(box[3]) + margin),
+    )
+
+
 def box_contains(outer: Sequence[int], inner: Sequence[int]) -> bool:
     """Whether box `inner` lies wholly within box `outer`."""
     return (

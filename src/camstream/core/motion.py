@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from camstream.core.boxes import Box, boxes_overlap
+from camstream.core.boxes import Box, boxes_overlap, widen
 from camstream.core.jpeg import JpegInfo, decode_grey_at_least, resize_area
 from camstream.core.settings import MotionSettings
 
@@ -96,14 +96,8 @@ def moving_regions(
     boxes: list[list[int]] = []
     for contour in contours:
         x, y, w, h = cv2.boundingRect(contour)
-        boxes.append(
-            [
-                max(0, int(x * sx) - margin),
-                max(0, int(y * sy) - margin),
-                min(width, int((x + w) * sx) + margin),
-                min(height, int((y + h) * sy) + margin),
-            ]
-        )
+        scaled = (int(x * sx), int(y * sy), int((x + w) * sx), int((y + h) * sy))
+        boxes.append(list(widen(scaled, margin, width, height)))
     merged = True
     while merged:  # widened boxes that overlap become one
         merged = False
